@@ -1,0 +1,15 @@
+//! The memory-management layer of `rt`: frame numbers and the guest's view of
+//! machine memory.
+//!
+//! A PV guest sees two frame spaces: its own pseudo-physical frames ([`Pfn`],
+//! contiguous from 0) and the machine frames Xen actually gave it ([`Mfn`]).
+//! The p2m (pfn → mfn, owned by the guest, handed over in `start_info.mfn_list`)
+//! and Xen's read-only M2P (mfn → pfn) translate between them. On PVH the two
+//! spaces coincide and translation is the identity.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod frame;
+pub mod p2m;
+
+pub use frame::{Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};

@@ -1,0 +1,4 @@
+//! Architecture support. Only x86_64 exists; the rest of `rt` reaches it
+//! through this module so a second architecture would slot in here.
+mod x86_64;
+pub use self::x86_64::*;

@@ -1,0 +1,123 @@
+//! GDT, TSS and IDT for PVH boots (Xen PVH and bare QEMU).
+//!
+//! Every exception gate uses an IST stack, so the CPU always switches stacks and
+//! never writes a frame into the interrupted code's red zone (the precompiled
+//! `core` uses it even though our crates are built without). #DF, NMI and #MC
+//! get their own IST so a fault while handling a fault still has a good stack.
+//! Handlers are the assembly stubs of traps.S (`set_handler_fn` needs the
+//! nightly x86-interrupt ABI).
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+
+use super::trap_stubs;
+
+const IST_SIZE: usize = 16 * 1024;
+/// IST index (0-based in the x86_64 crate) for ordinary exceptions.
+const IST_EXCEPTION: u16 = 0;
+/// IST index for #DF, NMI and #MC.
+const IST_CRITICAL: u16 = 1;
+
+#[repr(C, align(16))]
+struct Stack([u8; IST_SIZE]);
+static mut IST_EXCEPTION_STACK: Stack = Stack([0; IST_SIZE]);
+static mut IST_CRITICAL_STACK: Stack = Stack([0; IST_SIZE]);
+
+struct Tables {
+    gdt: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<Tables> = Once::new();
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+fn stack_top(s: *mut Stack) -> VirtAddr {
+    VirtAddr::new(s as u64 + IST_SIZE as u64)
+}
+
+/// Loads the GDT (with a TSS holding the IST stacks) and an IDT whose every
+/// exception gate leads to the fatal-trap reporter. Idempotent.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[usize::from(IST_EXCEPTION)] =
+            stack_top(&raw mut IST_EXCEPTION_STACK);
+        tss.interrupt_stack_table[usize::from(IST_CRITICAL)] =
+            stack_top(&raw mut IST_CRITICAL_STACK);
+        tss
+    });
+    let t = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        Tables {
+            gdt,
+            code,
+            data,
+            tss,
+        }
+    });
+    t.gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, which lives in a static.
+    unsafe {
+        CS::set_reg(t.code);
+        DS::set_reg(t.data);
+        ES::set_reg(t.data);
+        SS::set_reg(t.data);
+        load_tss(t.tss);
+    }
+    let idt = IDT.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        // SAFETY: trap_stubs is a read-only table assembled into the image.
+        let stub = |v: usize| VirtAddr::new(unsafe { trap_stubs[v] });
+        // SAFETY (all set_handler_addr calls): each stub is a valid exception
+        // entry point that never returns, and each IST index is set in the TSS.
+        unsafe {
+            for v in [0u8, 1, 3, 4, 5, 6, 7, 9, 16, 19, 20] {
+                idt[v]
+                    .set_handler_addr(stub(usize::from(v)))
+                    .set_stack_index(IST_EXCEPTION);
+            }
+            idt.non_maskable_interrupt
+                .set_handler_addr(stub(2))
+                .set_stack_index(IST_CRITICAL);
+            idt.double_fault
+                .set_handler_addr(stub(8))
+                .set_stack_index(IST_CRITICAL);
+            idt.invalid_tss
+                .set_handler_addr(stub(10))
+                .set_stack_index(IST_EXCEPTION);
+            idt.segment_not_present
+                .set_handler_addr(stub(11))
+                .set_stack_index(IST_EXCEPTION);
+            idt.stack_segment_fault
+                .set_handler_addr(stub(12))
+                .set_stack_index(IST_EXCEPTION);
+            idt.general_protection_fault
+                .set_handler_addr(stub(13))
+                .set_stack_index(IST_EXCEPTION);
+            idt.page_fault
+                .set_handler_addr(stub(14))
+                .set_stack_index(IST_EXCEPTION);
+            idt.alignment_check
+                .set_handler_addr(stub(17))
+                .set_stack_index(IST_EXCEPTION);
+            idt.machine_check
+                .set_handler_addr(stub(18))
+                .set_stack_index(IST_CRITICAL);
+            idt.cp_protection_exception
+                .set_handler_addr(stub(21))
+                .set_stack_index(IST_EXCEPTION);
+        }
+        idt
+    });
+    idt.load();
+}

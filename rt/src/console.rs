@@ -1,0 +1,149 @@
+//! The console: one sink chosen at boot, behind [`print!`]/[`println!`].
+//!
+//! - PV and PVH domU: the Xen console ring (what `xl console` shows). Output is
+//!   never dropped while a backend is consuming: when the ring is full we wait on
+//!   its event channel until xenconsoled frees space.
+//! - PV dom0: `console_io` (Xen's own serial console).
+//! - Bare QEMU PVH: COM1 through `uart_16550`.
+use core::fmt::{self, Write};
+use core::ptr::NonNull;
+
+use rt_xen::console::{ConsoleRing, XenconsInterface};
+use rt_xen::hypercall;
+use spin::Mutex;
+use uart_16550::Uart16550Tty;
+use uart_16550::backend::PioBackend;
+
+use crate::xen::{HYPERVISOR, wait_port};
+
+/// How long one wait for the console backend lasts before we look again.
+const BACKEND_WAIT_NS: u64 = 10_000_000;
+/// How long [`flush`] waits for the backend to drain the ring at exit.
+const FLUSH_LIMIT_NS: u64 = 2_000_000_000;
+
+/// A Xen console ring and its event channel.
+pub(crate) struct RingConsole {
+    ring: ConsoleRing,
+    port: u32,
+    /// Set when the backend published impossible indices: we stop writing
+    /// rather than scribble over a page we no longer understand.
+    broken: bool,
+}
+
+impl RingConsole {
+    /// # Safety
+    /// `page` must be the mapped console page of this domain, `port` its event channel.
+    pub(crate) unsafe fn new(page: NonNull<XenconsInterface>, port: u32) -> Self {
+        // SAFETY: forwarded from the caller.
+        Self {
+            ring: unsafe { ConsoleRing::new(page) },
+            port,
+            broken: false,
+        }
+    }
+
+    fn write_bytes(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.broken {
+            match self.ring.write(bytes) {
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    let _ = hypercall::evtchn_send(&HYPERVISOR, self.port);
+                    if n == 0 {
+                        wait_port(self.port, BACKEND_WAIT_NS);
+                    }
+                }
+                Err(_) => self.broken = true,
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let deadline = crate::xen::system_time_ns().saturating_add(FLUSH_LIMIT_NS);
+        while !self.broken && matches!(self.ring.unconsumed(), Ok(n) if n > 0) {
+            if crate::xen::system_time_ns() > deadline {
+                break;
+            }
+            let _ = hypercall::evtchn_send(&HYPERVISOR, self.port);
+            wait_port(self.port, BACKEND_WAIT_NS);
+        }
+    }
+}
+
+impl Write for RingConsole {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // The Xen console is a terminal: send CRLF line ends.
+        for (i, line) in s.split('\n').enumerate() {
+            if i > 0 {
+                self.write_bytes(b"\r\n");
+            }
+            self.write_bytes(line.as_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// Where console output goes.
+pub(crate) enum Sink {
+    /// Nothing set up yet (output is dropped).
+    None,
+    /// Xen console ring (domU).
+    Ring(RingConsole),
+    /// `console_io` (dom0).
+    ConsoleIo,
+    /// COM1 (bare QEMU).
+    Serial(Uart16550Tty<PioBackend>),
+}
+
+impl Write for Sink {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self {
+            Sink::None => Ok(()),
+            Sink::Ring(r) => r.write_str(s),
+            Sink::ConsoleIo => {
+                hypercall::console_write(&HYPERVISOR, s.as_bytes()).map_err(|_| fmt::Error)
+            }
+            Sink::Serial(tty) => tty.write_str(s),
+        }
+    }
+}
+
+static CONSOLE: Mutex<Sink> = Mutex::new(Sink::None);
+
+pub(crate) fn set(sink: Sink) {
+    *CONSOLE.lock() = sink;
+}
+
+/// Waits (bounded) until the backend has consumed everything written, so the
+/// last lines are not lost when the domain goes away right after.
+pub(crate) fn flush() {
+    if let Sink::Ring(r) = &mut *CONSOLE.lock() {
+        r.flush();
+    }
+}
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments<'_>) {
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Prints from a context that may have interrupted a holder of the console lock
+/// (panic, fatal trap): takes the lock by force rather than deadlock.
+pub(crate) fn print_fatal(args: fmt::Arguments<'_>) {
+    // SAFETY: only called on the way to shutting the domain down; whatever held
+    // the lock will never run again, so breaking it cannot race with it.
+    unsafe { CONSOLE.force_unlock() };
+    _print(args);
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => ($crate::console::_print(format_args!($($arg)*)));
+}
+
+/// Prints a line to the console.
+#[macro_export]
+macro_rules! println {
+    () => ($crate::print!("\n"));
+    ($($arg:tt)*) => ($crate::console::_print(format_args!("{}\n", format_args!($($arg)*))));
+}

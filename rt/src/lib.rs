@@ -1,0 +1,57 @@
+//! `rt`: link an application against this crate and it becomes one bootable
+//! Xen image — PV domU, PVH domU, PV dom0, or a bare QEMU PVH guest.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! rt::main!(main);
+//! fn main() {
+//!     rt::println!("hello from {} ({})", rt::app_name(), rt::platform());
+//! }
+//! ```
+//!
+//! The app sees one API whatever it booted as: [`println!`], [`exit`],
+//! [`boot_info`]; [`platform`] tells it the mode only when it asks. A panic
+//! prints its message and location and shuts the domain down as crashed.
+#![no_std]
+
+extern crate kmem; // memcpy & co. for the precompiled core
+
+mod arch;
+mod boot;
+pub mod console;
+mod exit;
+mod platform;
+mod qemu;
+pub mod time;
+mod trap;
+mod xen;
+
+pub use boot::{BootInfo, app_name, boot_info};
+pub use exit::{MainResult, exit};
+pub use platform::{Platform, platform};
+
+/// Declares the app's entry function: `rt::main!(main);`.
+///
+/// The function takes no arguments and returns `()`, an `i32` exit code, or a
+/// `Result<(), E: Display>`; returning ends the domain through [`exit`].
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub fn __rt_app_main() -> i32 {
+            $crate::MainResult::exit_code($main())
+        }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub static __RT_APP_NAME: &str = env!("CARGO_PKG_NAME");
+    };
+}
+
+/// Precompiled `core` (built with unwinding for this target) references
+/// `rust_eh_personality` from its unwind tables. With `panic = "abort"` nothing
+/// ever unwinds, so the symbol only has to exist.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}

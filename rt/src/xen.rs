@@ -1,0 +1,71 @@
+//! The runtime's handle on Xen: the hypercall page, shared_info, event polling.
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use rt_xen::abi::{shared_info, vcpu_info};
+use rt_xen::hypercall::{self, HypercallPage};
+use rt_xen::pvclock::TimeInfo;
+
+/// The one hypercall page of the image; unset (every call `ENOSYS`) until boot
+/// code publishes it.
+pub static HYPERVISOR: HypercallPage = HypercallPage::new();
+
+/// A page-aligned page of the image's .bss whose virtual address is remapped
+/// onto Xen's shared_info (PV: update_va_mapping; PVH: add_to_physmap).
+#[repr(C, align(4096))]
+pub struct Page(pub [u8; 4096]);
+pub static mut SHARED_INFO_PAGE: Page = Page([0; 4096]);
+
+static SHARED_INFO: AtomicPtr<shared_info> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Records that shared_info is mapped at `SHARED_INFO_PAGE`.
+pub fn shared_info_mapped() {
+    SHARED_INFO.store((&raw mut SHARED_INFO_PAGE).cast(), Ordering::Release);
+}
+
+fn shared() -> Option<*mut shared_info> {
+    let p = SHARED_INFO.load(Ordering::Acquire);
+    (!p.is_null()).then_some(p)
+}
+
+/// vCPU 0's vcpu_info (the only vCPU the runtime runs on).
+pub fn vcpu0() -> Option<*mut vcpu_info> {
+    // SAFETY: shared_info is mapped; vcpu_info[0] is inside it.
+    shared().map(|s| unsafe { addr_of_mut!((*s).vcpu_info[0]) })
+}
+
+/// A consistent snapshot of vCPU 0's pvclock record.
+pub fn time_info() -> Option<TimeInfo> {
+    // SAFETY: the record is inside the mapped shared_info page.
+    vcpu0().map(|v| unsafe { TimeInfo::read(addr_of!((*v).time)) })
+}
+
+/// Xen system time now, in ns (0 if shared_info is not mapped yet).
+pub fn system_time_ns() -> u64 {
+    time_info().map_or(0, |t| t.ns_at(crate::arch::rdtsc()))
+}
+
+/// Polls counted for the statistics the console flush reports.
+pub static POLLS: AtomicU64 = AtomicU64::new(0);
+
+/// Waits until `port` is signalled or `timeout_ns` passes, then clears its
+/// pending bit. Event upcalls stay masked: this is `SCHEDOP_poll`, not delivery.
+pub fn wait_port(port: u32, timeout_ns: u64) {
+    POLLS.fetch_add(1, Ordering::Relaxed);
+    let Some(s) = shared() else {
+        // No shared_info yet: nothing to poll on, give the CPU away instead.
+        let _ = hypercall::sched_yield(&HYPERVISOR);
+        return;
+    };
+    let deadline = system_time_ns().saturating_add(timeout_ns);
+    if hypercall::sched_poll(&HYPERVISOR, &[port], deadline).is_err() {
+        let _ = hypercall::sched_yield(&HYPERVISOR);
+    }
+    let (word, bit) = (port as usize / 64, port % 64);
+    if word < 64 {
+        // SAFETY: evtchn_pending[word] is inside the mapped shared_info page and
+        // is only ever updated with atomic bit operations (by Xen and by us).
+        let pending = unsafe { &*(addr_of!((*s).evtchn_pending[word]) as *const AtomicU64) };
+        pending.fetch_and(!(1u64 << bit), Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,161 @@
+//! Xen guest ABI: the structures and constants `rt` uses.
+//!
+//! Where `xen-sys` (bindings of Xen 4.14's public headers) has an item, it is
+//! re-exported from there; the rest (HVM/PVH, memory_op, the console page) is
+//! declared here from `xen/include/public/**`, with the offsets checked by
+//! compile-time assertions against the values gcc computed from the headers.
+#![allow(non_camel_case_types)]
+
+pub use xen_sys::{shared_info, start_info, trap_info, vcpu_info, vcpu_time_info};
+
+/// Hypercall numbers (`__HYPERVISOR_*`, `public/xen.h`).
+pub mod op {
+    #![allow(missing_docs)]
+    pub const SET_TRAP_TABLE: u32 = xen_sys::__HYPERVISOR_set_trap_table;
+    pub const MMU_UPDATE: u32 = xen_sys::__HYPERVISOR_mmu_update;
+    pub const FPU_TASKSWITCH: u32 = xen_sys::__HYPERVISOR_fpu_taskswitch;
+    pub const MEMORY_OP: u32 = xen_sys::__HYPERVISOR_memory_op;
+    pub const MULTICALL: u32 = xen_sys::__HYPERVISOR_multicall;
+    pub const UPDATE_VA_MAPPING: u32 = xen_sys::__HYPERVISOR_update_va_mapping;
+    pub const XEN_VERSION: u32 = xen_sys::__HYPERVISOR_xen_version;
+    pub const CONSOLE_IO: u32 = xen_sys::__HYPERVISOR_console_io;
+    pub const VCPU_OP: u32 = xen_sys::__HYPERVISOR_vcpu_op;
+    pub const MMUEXT_OP: u32 = xen_sys::__HYPERVISOR_mmuext_op;
+    pub const SCHED_OP: u32 = xen_sys::__HYPERVISOR_sched_op;
+    pub const EVENT_CHANNEL_OP: u32 = xen_sys::__HYPERVISOR_event_channel_op;
+    pub const HVM_OP: u32 = xen_sys::__HYPERVISOR_hvm_op;
+}
+
+/// `DOMID_SELF` (`public/xen.h`).
+pub const DOMID_SELF: u16 = 0x7ff0;
+
+/// Fixed virtual address of the read-only machine-to-phys table in a 64-bit PV
+/// guest (`MACH2PHYS_VIRT_START`, `public/arch-x86/xen-x86_64.h`).
+pub const MACH2PHYS_VIRT_START: u64 = 0xFFFF_8000_0000_0000;
+/// End of the M2P window.
+pub const MACH2PHYS_VIRT_END: u64 = 0xFFFF_8040_0000_0000;
+
+/// `FLAT_KERNEL_CS` for 64-bit PV guests.
+pub const FLAT_KERNEL_CS: u16 = 0xe033;
+
+/// `start_info.flags`: this is the control domain.
+pub const SIF_INITDOMAIN: u32 = xen_sys::SIF_INITDOMAIN;
+
+/// `SCHEDOP_*` commands (`public/sched.h`).
+pub mod sched {
+    #![allow(missing_docs)]
+    pub const YIELD: u64 = xen_sys::SCHEDOP_yield as u64;
+    pub const BLOCK: u64 = xen_sys::SCHEDOP_block as u64;
+    pub const SHUTDOWN: u64 = xen_sys::SCHEDOP_shutdown as u64;
+    pub const POLL: u64 = xen_sys::SCHEDOP_poll as u64;
+}
+
+/// Why the domain shuts down (`SHUTDOWN_*`, `public/sched.h`); `xl` maps these to
+/// `on_poweroff`, `on_reboot` and `on_crash`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum ShutdownReason {
+    /// Clean exit.
+    Poweroff = 0,
+    /// Restart requested.
+    Reboot = 1,
+    /// The guest failed.
+    Crash = 3,
+}
+
+/// `CONSOLEIO_write` (`public/xen.h`).
+pub const CONSOLEIO_WRITE: u64 = 0;
+
+/// `EVTCHNOP_send` (`public/event_channel.h`).
+pub const EVTCHNOP_SEND: u64 = xen_sys::EVTCHNOP_send as u64;
+
+/// `update_va_mapping` flags (`UVMF_*`, `public/xen.h`).
+pub const UVMF_INVLPG: u64 = 2;
+
+/// `XENMEM_add_to_physmap` (`public/memory.h`).
+pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+/// `XENMAPSPACE_shared_info`.
+pub const XENMAPSPACE_SHARED_INFO: u32 = 0;
+
+/// `struct xen_add_to_physmap` (`public/memory.h`), 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xen_add_to_physmap {
+    pub domid: u16,
+    pub size: u16,
+    pub space: u32,
+    pub idx: u64,
+    pub gpfn: u64,
+}
+
+/// `HVMOP_get_param` (`public/hvm/hvm_op.h`).
+pub const HVMOP_GET_PARAM: u64 = 1;
+
+/// HVM parameter indices (`public/hvm/params.h`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum HvmParam {
+    /// GFN of the xenstore ring.
+    StorePfn = 1,
+    /// Event channel of the xenstore ring.
+    StoreEvtchn = 2,
+    /// GFN of the console ring.
+    ConsolePfn = 17,
+    /// Event channel of the console ring.
+    ConsoleEvtchn = 18,
+}
+
+/// `struct xen_hvm_param`, 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xen_hvm_param {
+    pub domid: u16,
+    pub pad: u16,
+    pub index: u32,
+    pub value: u64,
+}
+
+/// `struct sched_shutdown`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct sched_shutdown {
+    pub reason: u32,
+}
+
+/// `struct sched_poll`, 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct sched_poll {
+    pub ports: *const u32,
+    pub nr_ports: u32,
+    pub timeout: u64,
+}
+
+/// `struct evtchn_send`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct evtchn_send {
+    pub port: u32,
+}
+
+/// Offset of `vcpu_info.arch.cr2`: a PV guest's page-fault address.
+pub const VCPU_INFO_CR2_OFFSET: usize = 16;
+
+// Layout checks against the offsets gcc computed from Xen's headers.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<start_info>() == 1168);
+    assert!(offset_of!(start_info, mfn_list) == 104);
+    assert!(offset_of!(start_info, cmd_line) == 128);
+    assert!(size_of::<shared_info>() == 3136);
+    assert!(offset_of!(shared_info, evtchn_pending) == 2048);
+    assert!(size_of::<vcpu_info>() == 64);
+    assert!(offset_of!(vcpu_info, time) == 32);
+    assert!(size_of::<trap_info>() == 16);
+    assert!(size_of::<xen_add_to_physmap>() == 24);
+    assert!(offset_of!(xen_add_to_physmap, gpfn) == 16);
+    assert!(size_of::<xen_hvm_param>() == 16);
+    assert!(offset_of!(xen_hvm_param, value) == 8);
+    assert!(size_of::<sched_poll>() == 24);
+    assert!(offset_of!(sched_poll, timeout) == 16);
+};

@@ -1,0 +1,78 @@
+//! Xen's errno values (`xen/include/public/errno.h`) as a typed error.
+use core::fmt;
+
+/// A hypercall failed with `-errno`. The value is the positive errno.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct XenError(pub i32);
+
+macro_rules! errnos {
+    ($($name:ident = $val:expr),* $(,)?) => {
+        impl XenError {
+            $(#[doc = concat!("`", stringify!($name), "`")] pub const $name: XenError = XenError($val);)*
+
+            /// The C name of this errno, if it is one Xen defines.
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $($val => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+errnos! {
+    EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ENXIO = 6, E2BIG = 7,
+    ENOEXEC = 8, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13,
+    EFAULT = 14, EBUSY = 16, EEXIST = 17, EXDEV = 18, ENODEV = 19, EINVAL = 22,
+    ENFILE = 23, EMFILE = 24, ENOSPC = 28, EROFS = 30, EMLINK = 31, EDOM = 33,
+    ERANGE = 34, EDEADLK = 35, ENAMETOOLONG = 36, ENOLCK = 37, ENOSYS = 38,
+    ENOTEMPTY = 39, ENODATA = 61, ETIME = 62, EBADMSG = 74, EOVERFLOW = 75,
+    EILSEQ = 84, ERESTART = 85, ENOTSOCK = 88, EOPNOTSUPP = 95, EADDRINUSE = 98,
+    EADDRNOTAVAIL = 99, ENOBUFS = 105, EISCONN = 106, ENOTCONN = 107,
+    ETIMEDOUT = 110, ECONNREFUSED = 111,
+}
+
+impl XenError {
+    /// Interprets a hypercall return value: negative values are `-errno`.
+    pub fn check(ret: i64) -> Result<u64, XenError> {
+        if ret < 0 {
+            // Xen never returns below -4095; clamp anything stranger rather than wrap.
+            Err(XenError(
+                i32::try_from(ret.unsigned_abs()).unwrap_or(i32::MAX),
+            ))
+        } else {
+            Ok(ret as u64)
+        }
+    }
+}
+
+impl fmt::Display for XenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{n} ({})", self.0),
+            None => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::string::ToString;
+
+    #[test]
+    fn check_maps_negative_to_errno() {
+        assert_eq!(XenError::check(0), Ok(0));
+        assert_eq!(XenError::check(17), Ok(17));
+        assert_eq!(XenError::check(-22), Err(XenError::EINVAL));
+        assert_eq!(XenError::check(i64::MIN), Err(XenError(i32::MAX)));
+    }
+
+    #[test]
+    fn display_names_known_errnos() {
+        assert_eq!(XenError::EBUSY.to_string(), "EBUSY (16)");
+        assert_eq!(XenError(4000).to_string(), "errno 4000");
+    }
+}

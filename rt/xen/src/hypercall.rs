@@ -1,0 +1,441 @@
+//! Hypercalls: the raw asm layer, the [`Hypervisor`] seam, and typed wrappers.
+//!
+//! Calling convention (64-bit PV and PVH alike): number in `eax` — here chosen
+//! by jumping to `hypercall_page + 32 * nr` — arguments in `rdi, rsi, rdx, r10,
+//! r8`, result in `rax`, negative values are `-errno`. The hypercall page's stubs
+//! preserve every register but `rax` (PV's `syscall` clobbers `rcx`/`r11`, and
+//! the stub saves them); debug builds of Xen poison the argument registers a
+//! call used, so the stubs below declare those clobbered. (`xen-sys`'s own asm
+//! passes the 5th argument in `r9` and runs under `nostack`; we do not use it.)
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::abi::{self, ShutdownReason, op};
+use crate::errno::XenError;
+
+/// Something that can perform hypercalls: the real hypercall page, or a fake.
+pub trait Hypervisor {
+    /// Issues hypercall `op` with up to five arguments and returns `rax`.
+    ///
+    /// # Safety
+    /// Every argument that is a pointer must be valid for whatever hypercall
+    /// `op` reads or writes through it, for the duration of the call; and the
+    /// call must not break an invariant the caller relies on (for instance,
+    /// remapping memory that Rust references point to).
+    unsafe fn hypercall(&self, op: u32, args: &[u64]) -> i64;
+}
+
+/// The hypercall page Xen fills in: for PV through `XEN_ELFNOTE_HYPERCALL_PAGE`,
+/// for PVH when the guest writes its address to the Xen MSR.
+///
+/// Until [`HypercallPage::set`] is called every hypercall fails with `ENOSYS`,
+/// so an early panic cannot jump into an unfilled page.
+#[derive(Debug)]
+pub struct HypercallPage {
+    base: AtomicUsize,
+}
+
+impl HypercallPage {
+    /// An unset page.
+    pub const fn new() -> Self {
+        Self {
+            base: AtomicUsize::new(0),
+        }
+    }
+
+    /// Publishes the page's address.
+    ///
+    /// # Safety
+    /// `page` must be the page-aligned address of a hypercall page that Xen has
+    /// filled (or will have filled before the first hypercall is issued).
+    pub unsafe fn set(&self, page: *const u8) {
+        self.base.store(page as usize, Ordering::Release);
+    }
+
+    /// Whether hypercalls can be issued.
+    pub fn is_ready(&self) -> bool {
+        self.base.load(Ordering::Acquire) != 0
+    }
+}
+
+impl Default for HypercallPage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hypervisor for HypercallPage {
+    unsafe fn hypercall(&self, op: u32, args: &[u64]) -> i64 {
+        let base = self.base.load(Ordering::Acquire);
+        if base == 0 || op >= 128 {
+            return -i64::from(XenError::ENOSYS.0);
+        }
+        let entry = base + op as usize * 32;
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        // SAFETY: `entry` is a stub inside the filled hypercall page (op < 128
+        // stubs of 32 bytes each); the caller vouches for the arguments.
+        unsafe {
+            match args.len() {
+                0 => raw::call0(entry),
+                1 => raw::call1(entry, a(0)),
+                2 => raw::call2(entry, a(0), a(1)),
+                3 => raw::call3(entry, a(0), a(1), a(2)),
+                4 => raw::call4(entry, a(0), a(1), a(2), a(3)),
+                _ => raw::call5(entry, a(0), a(1), a(2), a(3), a(4)),
+            }
+        }
+    }
+}
+
+/// The raw stubs: `call` into a hypercall-page entry with N arguments.
+///
+/// No `nostack`: `call` pushes a return address, which is sound because every
+/// crate of the image is compiled with `-Cno-redzone` (nothing live below `rsp`).
+pub mod raw {
+    use core::arch::asm;
+
+    /// # Safety
+    /// `entry` must be a filled hypercall-page stub and the call valid for Xen.
+    pub unsafe fn call0(entry: usize) -> i64 {
+        let ret: i64;
+        // SAFETY: per the function contract; the stub preserves all but rax.
+        unsafe { asm!("call {e}", e = in(reg) entry, lateout("rax") ret) };
+        ret
+    }
+
+    /// # Safety
+    /// As for [`call0`]; pointer arguments valid for the hypercall.
+    pub unsafe fn call1(entry: usize, a1: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: per the function contract; rdi may be poisoned by debug Xen.
+        unsafe { asm!("call {e}", e = in(reg) entry, lateout("rax") ret, inout("rdi") a1 => _) };
+        ret
+    }
+
+    /// # Safety
+    /// As for [`call1`].
+    pub unsafe fn call2(entry: usize, a1: u64, a2: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: per the function contract; used argument registers are clobbered.
+        unsafe {
+            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
+                 inout("rdi") a1 => _, inout("rsi") a2 => _)
+        };
+        ret
+    }
+
+    /// # Safety
+    /// As for [`call1`].
+    pub unsafe fn call3(entry: usize, a1: u64, a2: u64, a3: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: per the function contract; used argument registers are clobbered.
+        unsafe {
+            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
+                 inout("rdi") a1 => _, inout("rsi") a2 => _, inout("rdx") a3 => _)
+        };
+        ret
+    }
+
+    /// # Safety
+    /// As for [`call1`].
+    pub unsafe fn call4(entry: usize, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: per the function contract; used argument registers are clobbered.
+        unsafe {
+            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
+                 inout("rdi") a1 => _, inout("rsi") a2 => _, inout("rdx") a3 => _,
+                 inout("r10") a4 => _)
+        };
+        ret
+    }
+
+    /// # Safety
+    /// As for [`call1`].
+    pub unsafe fn call5(entry: usize, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: per the function contract; used argument registers are clobbered.
+        unsafe {
+            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
+                 inout("rdi") a1 => _, inout("rsi") a2 => _, inout("rdx") a3 => _,
+                 inout("r10") a4 => _, inout("r8") a5 => _)
+        };
+        ret
+    }
+}
+
+fn ptr<T>(r: &T) -> u64 {
+    r as *const T as u64
+}
+
+/// `fpu_taskswitch(set)`: clears (or sets) CR0.TS for a PV guest.
+pub fn fpu_taskswitch<H: Hypervisor + ?Sized>(h: &H, set: bool) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments.
+    XenError::check(unsafe { h.hypercall(op::FPU_TASKSWITCH, &[u64::from(set)]) }).map(drop)
+}
+
+/// `console_io(CONSOLEIO_write)`: Xen's own console (dom0, or debug Xen).
+pub fn console_write<H: Hypervisor + ?Sized>(h: &H, bytes: &[u8]) -> Result<(), XenError> {
+    let len = u64::try_from(bytes.len()).map_err(|_| XenError::EINVAL)?;
+    // SAFETY: Xen reads `len` bytes from the slice, which outlives the call.
+    let r = unsafe {
+        h.hypercall(
+            op::CONSOLE_IO,
+            &[abi::CONSOLEIO_WRITE, len, bytes.as_ptr() as u64],
+        )
+    };
+    XenError::check(r).map(drop)
+}
+
+/// `SCHEDOP_shutdown`: returns only if Xen refused.
+pub fn shutdown<H: Hypervisor + ?Sized>(h: &H, reason: ShutdownReason) -> XenError {
+    let arg = abi::sched_shutdown {
+        reason: reason as u32,
+    };
+    // SAFETY: Xen reads the `sched_shutdown` struct, which outlives the call.
+    let r = unsafe { h.hypercall(op::SCHED_OP, &[abi::sched::SHUTDOWN, ptr(&arg)]) };
+    match XenError::check(r) {
+        Err(e) => e,
+        Ok(_) => XenError::EINTR, // "returned" without shutting down
+    }
+}
+
+/// `SCHEDOP_yield`.
+pub fn sched_yield<H: Hypervisor + ?Sized>(h: &H) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments.
+    XenError::check(unsafe { h.hypercall(op::SCHED_OP, &[abi::sched::YIELD, 0]) }).map(drop)
+}
+
+/// `SCHEDOP_poll`: blocks until one of `ports` is pending or Xen system time
+/// reaches `timeout_ns` (absolute; 0 = no timeout). Does not clear the pending bits.
+pub fn sched_poll<H: Hypervisor + ?Sized>(
+    h: &H,
+    ports: &[u32],
+    timeout_ns: u64,
+) -> Result<(), XenError> {
+    let nr_ports = u32::try_from(ports.len()).map_err(|_| XenError::EINVAL)?;
+    let arg = abi::sched_poll {
+        ports: ports.as_ptr(),
+        nr_ports,
+        timeout: timeout_ns,
+    };
+    // SAFETY: Xen reads the struct and `nr_ports` ports; both outlive the call.
+    XenError::check(unsafe { h.hypercall(op::SCHED_OP, &[abi::sched::POLL, ptr(&arg)]) }).map(drop)
+}
+
+/// `EVTCHNOP_send`: notifies the other end of `port`.
+pub fn evtchn_send<H: Hypervisor + ?Sized>(h: &H, port: u32) -> Result<(), XenError> {
+    let arg = abi::evtchn_send { port };
+    // SAFETY: Xen reads the struct, which outlives the call.
+    XenError::check(unsafe { h.hypercall(op::EVENT_CHANNEL_OP, &[abi::EVTCHNOP_SEND, ptr(&arg)]) })
+        .map(drop)
+}
+
+/// `HVMOP_get_param` for this domain.
+pub fn hvm_get_param<H: Hypervisor + ?Sized>(h: &H, param: abi::HvmParam) -> Result<u64, XenError> {
+    let mut arg = abi::xen_hvm_param {
+        domid: abi::DOMID_SELF,
+        pad: 0,
+        index: param as u32,
+        value: 0,
+    };
+    // SAFETY: Xen reads and writes the struct, which outlives the call.
+    XenError::check(unsafe {
+        h.hypercall(
+            op::HVM_OP,
+            &[abi::HVMOP_GET_PARAM, &mut arg as *mut _ as u64],
+        )
+    })?;
+    Ok(arg.value)
+}
+
+/// `set_trap_table`: installs a PV guest's virtual IDT. The table must end with
+/// an entry whose `address` is 0, as Xen requires.
+pub fn set_trap_table<H: Hypervisor + ?Sized>(
+    h: &H,
+    table: &[abi::trap_info],
+) -> Result<(), XenError> {
+    if table.last().is_none_or(|t| t.address != 0) {
+        return Err(XenError::EINVAL);
+    }
+    // SAFETY: Xen reads entries up to the terminator, which is inside the slice.
+    XenError::check(unsafe { h.hypercall(op::SET_TRAP_TABLE, &[table.as_ptr() as u64]) }).map(drop)
+}
+
+/// `update_va_mapping(va, pte, flags)`: rewrites the L1 entry mapping `va`.
+///
+/// # Safety
+/// Changing a mapping can invalidate memory that Rust code still references:
+/// the caller must ensure nothing live depends on the old mapping of `va`.
+pub unsafe fn update_va_mapping<H: Hypervisor + ?Sized>(
+    h: &H,
+    va: u64,
+    pte: u64,
+    flags: u64,
+) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments; the mapping change is the caller's responsibility.
+    XenError::check(unsafe { h.hypercall(op::UPDATE_VA_MAPPING, &[va, pte, flags]) }).map(drop)
+}
+
+/// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: places the shared_info page
+/// at guest frame `gpfn` (PVH/HVM). Whatever RAM was at `gpfn` is given up.
+///
+/// # Safety
+/// The page at `gpfn` must not hold anything the guest still needs.
+pub unsafe fn map_shared_info_at<H: Hypervisor + ?Sized>(h: &H, gpfn: u64) -> Result<(), XenError> {
+    let arg = abi::xen_add_to_physmap {
+        domid: abi::DOMID_SELF,
+        size: 0,
+        space: abi::XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn,
+    };
+    // SAFETY: Xen reads the struct; replacing the frame is the caller's responsibility.
+    XenError::check(unsafe { h.hypercall(op::MEMORY_OP, &[abi::XENMEM_ADD_TO_PHYSMAP, ptr(&arg)]) })
+        .map(drop)
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A fake hypervisor that records calls and answers from a script.
+    extern crate std;
+    use super::Hypervisor;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::vec::Vec;
+
+    /// One recorded hypercall, with the struct it pointed to copied out (if asked).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Call {
+        pub op: u32,
+        pub args: Vec<u64>,
+        pub pointee: Vec<u8>,
+    }
+
+    #[derive(Default)]
+    pub struct Fake {
+        pub calls: RefCell<Vec<Call>>,
+        pub replies: RefCell<VecDeque<i64>>,
+        /// Copy this many bytes from the pointer in args[pointer_arg] when recording.
+        pub capture: Option<(usize, usize)>,
+    }
+
+    impl Hypervisor for Fake {
+        unsafe fn hypercall(&self, op: u32, args: &[u64]) -> i64 {
+            let pointee = match self.capture {
+                Some((i, n)) if args.len() > i && args[i] != 0 => {
+                    // SAFETY: tests only capture arguments that point to live structs of >= n bytes.
+                    unsafe { std::slice::from_raw_parts(args[i] as *const u8, n) }.to_vec()
+                }
+                _ => Vec::new(),
+            };
+            self.calls.borrow_mut().push(Call {
+                op,
+                args: args.to_vec(),
+                pointee,
+            });
+            self.replies.borrow_mut().pop_front().unwrap_or(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::Fake;
+    use super::*;
+
+    #[test]
+    fn unset_page_refuses_instead_of_jumping() {
+        let page = HypercallPage::new();
+        assert!(!page.is_ready());
+        // SAFETY: the page is unset, so nothing is called.
+        assert_eq!(unsafe { page.hypercall(op::SCHED_OP, &[0, 0]) }, -38);
+    }
+
+    #[test]
+    fn shutdown_passes_a_pointer_to_the_reason() {
+        let h = Fake {
+            capture: Some((1, 4)),
+            ..Default::default()
+        };
+        h.replies.borrow_mut().push_back(-1);
+        assert_eq!(shutdown(&h, ShutdownReason::Crash), XenError::EPERM);
+        let c = &h.calls.borrow()[0];
+        assert_eq!((c.op, c.args[0]), (op::SCHED_OP, 2));
+        assert_eq!(c.pointee, 3u32.to_le_bytes());
+    }
+
+    #[test]
+    fn shutdown_that_returns_success_is_still_reported() {
+        let h = Fake::default();
+        assert_eq!(shutdown(&h, ShutdownReason::Poweroff), XenError::EINTR);
+    }
+
+    #[test]
+    fn console_write_passes_length_and_buffer() {
+        let h = Fake::default();
+        console_write(&h, b"abc").unwrap();
+        let c = &h.calls.borrow()[0];
+        assert_eq!((c.op, c.args[0], c.args[1]), (op::CONSOLE_IO, 0, 3));
+    }
+
+    #[test]
+    fn hvm_get_param_reads_back_the_value_and_maps_errors() {
+        struct Writes;
+        impl Hypervisor for Writes {
+            unsafe fn hypercall(&self, _op: u32, args: &[u64]) -> i64 {
+                // SAFETY: the caller passes a valid xen_hvm_param.
+                let p = unsafe { &mut *(args[1] as *mut abi::xen_hvm_param) };
+                assert_eq!((p.domid, p.index), (abi::DOMID_SELF, 17));
+                p.value = 0xfeffc;
+                0
+            }
+        }
+        assert_eq!(
+            hvm_get_param(&Writes, abi::HvmParam::ConsolePfn),
+            Ok(0xfeffc)
+        );
+        let h = Fake::default();
+        h.replies.borrow_mut().push_back(-22);
+        assert_eq!(
+            hvm_get_param(&h, abi::HvmParam::StorePfn),
+            Err(XenError::EINVAL)
+        );
+    }
+
+    #[test]
+    fn trap_table_must_be_terminated() {
+        let h = Fake::default();
+        let entry = abi::trap_info {
+            vector: 14,
+            flags: 0,
+            cs: abi::FLAT_KERNEL_CS,
+            address: 0x1000,
+        };
+        let end = abi::trap_info {
+            vector: 0,
+            flags: 0,
+            cs: 0,
+            address: 0,
+        };
+        assert_eq!(set_trap_table(&h, &[entry]), Err(XenError::EINVAL));
+        assert_eq!(set_trap_table(&h, &[]), Err(XenError::EINVAL));
+        assert!(h.calls.borrow().is_empty());
+        set_trap_table(&h, &[entry, end]).unwrap();
+        assert_eq!(h.calls.borrow()[0].op, op::SET_TRAP_TABLE);
+    }
+
+    #[test]
+    fn poll_passes_ports_and_timeout() {
+        let h = Fake {
+            capture: Some((1, 24)),
+            ..Default::default()
+        };
+        sched_poll(&h, &[5, 7], 1234).unwrap();
+        let c = &h.calls.borrow()[0];
+        assert_eq!(c.args[0], abi::sched::POLL);
+        assert_eq!(u32::from_le_bytes(c.pointee[8..12].try_into().unwrap()), 2);
+        assert_eq!(
+            u64::from_le_bytes(c.pointee[16..24].try_into().unwrap()),
+            1234
+        );
+    }
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+#! Provision the Xen-in-QEMU harness from Debian packages only, and cache it.
+#
+# Produces, under a cache folder OUTSIDE the source tree, keyed on the Debian
+# package versions it was built from (and on this script's own content):
+#
+#   $CACHE/<key>/xen.elf              Xen hypervisor (multiboot ELF, for QEMU -kernel)
+#   $CACHE/<key>/vmlinux-dom0.elf     dom0 Linux kernel, uncompressed ELF
+#   $CACHE/<key>/dom0-rootfs.cpio.zst dom0 initramfs: Debian minbase + xl toolstack + modules
+#   $CACHE/<key>/versions             the package versions the key was made from
+#
+# and prints `HARNESS_DIR=<dir>` as its last line. A second run with the same
+# package versions finds the cache and returns in well under a second.
+#
+# Host packages it installs when missing (as root, with apt): qemu-system-x86 10
+# (from bookworm-backports: the suite is added by copying this machine's own
+# Debian entry), debootstrap, cpio, zstd, python3.
+#
+# Environment: RT_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt)
+set -euo pipefail
+
+SELF=$(readlink -f "$0")
+CACHE_ROOT=${RT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt}/harness
+XEN_PKG=xen-hypervisor-4.17-amd64
+TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,procps,iputils-ping
+DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback bridge tun"
+T0=$(date +%s)
+STEP=0
+STEPS=7
+
+step() {
+    STEP=$((STEP + 1))
+    printf '[provision %d/%d +%3ds] %s\n' "$STEP" "$STEPS" "$(( $(date +%s) - T0 ))" "$*" >&2
+}
+die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs Debian packages and runs debootstrap)"
+command -v apt-get >/dev/null || die "needs a Debian (bookworm) host with apt"
+
+# ---------------------------------------------------------------------------
+# 1. host packages
+# ---------------------------------------------------------------------------
+debian_uri() {
+    # The Debian archive this machine already uses: first deb822 URIs line of a
+    # source that carries the bookworm suite, else a one-line sources.list entry.
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -e "$f" ] || continue
+        awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm([ \n]|$)/ {
+                 for (i = 1; i <= NF; i++) if ($i == "URIs:") { print $(i+1); exit } }' "$f"
+    done | head -n1
+    if [ -e /etc/apt/sources.list ]; then
+        awk '$1=="deb" && $3 ~ /^bookworm$/ {print $2; exit}' /etc/apt/sources.list
+    fi
+    return 0
+}
+
+ensure_backports() {
+    if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        return
+    fi
+    local uri
+    uri=$(debian_uri | head -n1)
+    [ -n "$uri" ] || die "found no Debian bookworm entry in /etc/apt/sources.list* to copy for bookworm-backports"
+    cat >/etc/apt/sources.list.d/xen-rt-backports.sources <<EOF
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    APT_UPDATED=0
+}
+
+qemu_major() {
+    command -v qemu-system-x86_64 >/dev/null || { echo 0; return; }
+    qemu-system-x86_64 --version | awk 'NR==1{split($4, v, "."); print v[1]+0}'
+}
+
+APT_UPDATED=0
+apt_update_once() {
+    [ "$APT_UPDATED" = 1 ] && return
+    apt-get update -qq >&2 || die "apt-get update failed"
+    APT_UPDATED=1
+}
+
+step "host packages (qemu-system-x86 >= 10, debootstrap, cpio, zstd, python3)"
+need=()
+for tool in debootstrap cpio zstd python3; do
+    command -v "$tool" >/dev/null || need+=("$tool")
+done
+if [ "$(qemu_major)" -lt 10 ] || [ ${#need[@]} -gt 0 ]; then
+    ensure_backports
+    apt_update_once
+    if [ "$(qemu_major)" -lt 10 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports \
+            --no-install-recommends qemu-system-x86 >&2 || die "could not install qemu-system-x86 from bookworm-backports"
+    fi
+    if [ ${#need[@]} -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${need[@]}" >&2 || die "could not install ${need[*]}"
+    fi
+fi
+[ "$(qemu_major)" -ge 10 ] || die "qemu-system-x86_64 10 or newer is required (found $(qemu_major))"
+
+# ---------------------------------------------------------------------------
+# 2. cache key: the package versions we would build from
+# ---------------------------------------------------------------------------
+step "resolving package versions"
+candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/{print $2; exit}'; }
+if [ -z "$(candidate "$XEN_PKG")" ] || [ "$(candidate "$XEN_PKG")" = "(none)" ]; then
+    apt_update_once
+fi
+KVER=$(apt-cache depends linux-image-amd64 2>/dev/null |
+       awk '/Depends: linux-image-[0-9]/{sub("linux-image-", "", $2); print $2; exit}')
+[ -n "$KVER" ] || die "cannot resolve the Debian kernel (apt-cache depends linux-image-amd64)"
+versions=$(printf '%s %s\nlinux-image-%s %s\nxen-utils-4.17 %s\nbusybox %s\nscript %s\n' \
+    "$XEN_PKG" "$(candidate "$XEN_PKG")" "$KVER" "$(candidate "linux-image-$KVER")" \
+    "$(candidate xen-utils-4.17)" "$(candidate busybox)" "$(sha256sum "$SELF" | cut -c1-16)")
+case "$versions" in *"(none)"*|*" "$'\n'*) die "a package has no install candidate:"$'\n'"$versions";; esac
+KEY=$(printf '%s' "$versions" | sha256sum | cut -c1-16)
+OUT=$CACHE_ROOT/$KEY
+if [ -e "$OUT/done" ]; then
+    printf '[provision] cached: %s (%s)\n' "$OUT" "$(tr '\n' ' ' <"$OUT/versions")" >&2
+    echo "HARNESS_DIR=$OUT"
+    exit 0
+fi
+rm -rf "$OUT.tmp"
+mkdir -p "$OUT.tmp/debs"
+W=$OUT.tmp
+printf '%s\n' "$versions" >"$W/versions"
+
+# ---------------------------------------------------------------------------
+# 3. Xen and the dom0 kernel, downloaded (never installed on the host)
+# ---------------------------------------------------------------------------
+step "downloading $XEN_PKG and linux-image-$KVER"
+(cd "$W/debs" && apt-get download -qq "$XEN_PKG" "linux-image-$KVER" 2>&1 | grep -v unsandboxed >&2 || true)
+ls "$W"/debs/"$XEN_PKG"_*.deb "$W"/debs/linux-image-"$KVER"_*.deb >/dev/null 2>&1 ||
+    die "apt-get download of $XEN_PKG / linux-image-$KVER failed"
+mkdir -p "$W/x/xen" "$W/x/linux"
+dpkg-deb -x "$W"/debs/"$XEN_PKG"_*.deb "$W/x/xen"
+dpkg-deb -x "$W"/debs/linux-image-"$KVER"_*.deb "$W/x/linux"
+gunzip -c "$W"/x/xen/boot/xen-4.17-amd64.gz >"$W/xen.elf"
+# Xen unpacks an xz bzImage ~5 s slower under TCG than we can here: hand it the ELF.
+python3 - "$W/x/linux/boot/vmlinuz-$KVER" "$W/vmlinux-dom0.elf" <<'PY'
+import lzma, sys
+d = open(sys.argv[1], "rb").read()
+setup_sects = d[0x1f1] or 4
+off = int.from_bytes(d[0x248:0x24c], "little")
+size = int.from_bytes(d[0x24c:0x250], "little")
+start = (setup_sects + 1) * 512 + off
+blob = d[start:start + size]
+if blob[:6] != b"\xfd7zXZ\x00":
+    sys.exit("bzImage payload is not xz-compressed (magic %r)" % blob[:6])
+elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(blob)
+if elf[:4] != b"\x7fELF":
+    sys.exit("bzImage payload is not an ELF")
+open(sys.argv[2], "wb").write(elf)
+PY
+
+# ---------------------------------------------------------------------------
+# 4. dom0 root filesystem: Debian minbase + toolstack
+# ---------------------------------------------------------------------------
+MIRROR=$(debian_uri | head -n1)
+[ -n "$MIRROR" ] || die "found no Debian archive entry in /etc/apt/sources.list*"
+step "debootstrap bookworm minbase + xen-utils (about a minute)"
+R=$W/rootfs
+debootstrap --variant=minbase --include="$TOOLS_PKGS" bookworm "$R" "$MIRROR" >"$W/debootstrap.log" 2>&1 ||
+    { tail -20 "$W/debootstrap.log" >&2; die "debootstrap failed (log: $W/debootstrap.log)"; }
+
+# ---------------------------------------------------------------------------
+# 5. kernel modules a Xen dom0 needs, with their dependencies
+# ---------------------------------------------------------------------------
+step "adding dom0 kernel modules"
+mkdir -p "$R/stage/lib/modules" "$R/lib/modules/$KVER"
+cp -al "$W/x/linux/lib/modules/$KVER" "$R/stage/lib/modules/"
+chroot "$R" depmod -b /stage "$KVER"
+for m in $DOM0_MODULES; do
+    chroot "$R" modprobe -d /stage -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
+done | sort -u | while read -r f; do
+    rel=${f#/stage}
+    mkdir -p "$R$(dirname "$rel")"
+    cp "$R$f" "$R$rel"
+done
+cp "$R/stage/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$R/lib/modules/$KVER/"
+rm -rf "$R/stage"
+chroot "$R" depmod "$KVER"
+
+# ---------------------------------------------------------------------------
+# 6. trim what a test dom0 never uses (keeps the initramfs small and fast)
+# ---------------------------------------------------------------------------
+step "trimming the dom0 root filesystem"
+rm -rf "$R"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} \
+       "$R"/var/cache/apt/* "$R"/var/lib/apt/lists/* "$R"/usr/lib/udev/hwdb.bin "$R"/usr/lib/udev/hwdb.d \
+       "$R"/usr/lib/python3* "$R"/usr/bin/python3* "$R"/usr/share/python3 \
+       "$R"/usr/bin/perl* "$R"/usr/lib/x86_64-linux-gnu/perl* "$R"/usr/share/perl* \
+       "$R"/usr/lib/x86_64-linux-gnu/gconv "$R"/usr/share/zoneinfo \
+       "$R"/usr/lib/apt "$R"/usr/bin/apt* "$R"/var/lib/dpkg/info "$R"/var/cache/debconf
+mkdir -p "$R/var/log/xen/console" "$R/var/lib/xen" "$R/root" "$R/harness"
+echo dom0 >"$R/etc/hostname"
+
+# ---------------------------------------------------------------------------
+# 7. pack
+# ---------------------------------------------------------------------------
+step "packing dom0-rootfs.cpio.zst"
+(cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) |
+    zstd -q -f -T0 -12 -o "$W/dom0-rootfs.cpio.zst"
+# The initramfs is extended per run by appending an uncompressed overlay cpio;
+# the kernel only finds it if the compressed part ends 4-byte aligned.
+truncate -s %512 "$W/dom0-rootfs.cpio.zst"
+rm -rf "$W/x" "$W/debs" "$R"
+touch "$W/done"
+rm -rf "$OUT"
+mv "$W" "$OUT"
+printf '[provision] done in %ds: %s (%s)\n' "$(( $(date +%s) - T0 ))" "$OUT" "$(du -sh "$OUT" | cut -f1)" >&2
+echo "HARNESS_DIR=$OUT"
