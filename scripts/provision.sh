@@ -34,8 +34,10 @@ step() {
 }
 die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "must run as root (it installs Debian packages and runs debootstrap)"
 command -v apt-get >/dev/null || die "needs a Debian (bookworm) host with apt"
+need_root() {
+    [ "$(id -u)" = 0 ] || die "$1 needs root: run 'sudo $SELF' once (later runs use the cache)"
+}
 
 # ---------------------------------------------------------------------------
 # 1. host packages
@@ -90,6 +92,7 @@ for tool in debootstrap cpio zstd python3; do
     command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ "$(qemu_major)" -lt 10 ] || [ ${#need[@]} -gt 0 ]; then
+    need_root "installing ${need[*]:-} qemu-system-x86"
     ensure_backports
     apt_update_once
     if [ "$(qemu_major)" -lt 10 ]; then
@@ -109,6 +112,7 @@ fi
 step "resolving package versions"
 candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/{print $2; exit}'; }
 if [ -z "$(candidate "$XEN_PKG")" ] || [ "$(candidate "$XEN_PKG")" = "(none)" ]; then
+    need_root "apt-get update"
     apt_update_once
 fi
 KVER=$(apt-cache depends linux-image-amd64 2>/dev/null |
@@ -125,6 +129,7 @@ if [ -e "$OUT/done" ]; then
     echo "HARNESS_DIR=$OUT"
     exit 0
 fi
+need_root "building the harness image"
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/debs"
 W=$OUT.tmp

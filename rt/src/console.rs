@@ -34,8 +34,8 @@ impl RingConsole {
     /// # Safety
     /// `page` must be the mapped console page of this domain, `port` its event channel.
     pub(crate) unsafe fn new(page: NonNull<XenconsInterface>, port: u32) -> Self {
-        // SAFETY: forwarded from the caller.
         Self {
+            // SAFETY: forwarded from the caller.
             ring: unsafe { ConsoleRing::new(page) },
             port,
             broken: false,

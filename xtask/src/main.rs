@@ -1,1 +1,190 @@
-fn main() {}
+//! `cargo xtask`: build, run and test rt images.
+//!
+//! - `build`: reads `image.toml`, builds the app into `target/image/<app>.elf`
+//!   (stripped; `<app>.debug.elf` keeps symbols) and `target/image/<app>.cfg`.
+//! - `run`: builds and boots the image with its console on this terminal — with
+//!   `xl create -c` where `xl` works, else in the bundled Xen-in-QEMU harness.
+//! - `test`: host tests, fmt, clippy (host and image), then the guest tests.
+//! - `notes`: decodes and checks an image's Xen ELF notes.
+//! - `provision`: prepares the harness (also done on demand by `run`/`test`).
+mod harness;
+mod image;
+mod manifest;
+mod notes;
+mod terminal;
+mod test;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::manifest::Manifest;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test rt unikernel images for Xen"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the image described by the manifest.
+    Build {
+        /// The image manifest.
+        #[arg(long, default_value = "image.toml")]
+        manifest: PathBuf,
+    },
+    /// Build the image and boot it with its console attached (Ctrl-] leaves the harness).
+    Run {
+        /// The image manifest.
+        #[arg(long, default_value = "image.toml")]
+        manifest: PathBuf,
+        /// Use the bundled Xen-in-QEMU harness even where `xl` works.
+        #[arg(long)]
+        harness: bool,
+    },
+    /// Run every test: host tests, fmt, clippy, then guest tests on real Xen.
+    Test {
+        /// Only the host-side steps (no QEMU, no Xen).
+        #[arg(long)]
+        host_only: bool,
+        /// Only the steps and guest tests whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Decode and check the Xen ELF notes of an image (default: the manifest's app).
+    Notes {
+        /// The ELF to inspect.
+        elf: Option<PathBuf>,
+    },
+    /// Prepare (or find cached) the Xen-in-QEMU harness images.
+    Provision,
+}
+
+/// Runs a command, inheriting the terminal; fails on a non-zero exit.
+pub fn run(c: &mut Command) -> Result<()> {
+    let st = c
+        .status()
+        .with_context(|| format!("starting {:?}", c.get_program()))?;
+    if !st.success() {
+        bail!("{:?} failed ({st})", c.get_program());
+    }
+    Ok(())
+}
+
+/// Like [`run`], but shows the command's output only if it fails.
+pub fn run_quiet(c: &mut Command) -> Result<()> {
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {:?}", c.get_program()))?;
+    if !out.status.success() {
+        eprint!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bail!("{:?} failed ({})", c.get_program(), out.status);
+    }
+    Ok(())
+}
+
+fn load_manifest(path: &PathBuf) -> Result<Manifest> {
+    let path = if path.is_relative() {
+        image::root().join(path)
+    } else {
+        path.clone()
+    };
+    Ok(Manifest::load(&path)?)
+}
+
+/// Builds the manifest's image and its xl config; returns (manifest, built, cfg path).
+fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
+    let m = load_manifest(manifest)?;
+    let app = m.image.app.0.clone();
+    let built = image::build_app(&app)?;
+    let cfg = built.elf.with_extension("cfg");
+    std::fs::write(&cfg, image::xl_config(&m, &app, &built.elf, m.image.mode))?;
+    println!(
+        "image   {} ({} bytes stripped)",
+        built.elf.display(),
+        built.size
+    );
+    println!("symbols {}", built.debug_elf.display());
+    println!(
+        "xl cfg  {}  (boot on a Xen host: xl create -c {})",
+        cfg.display(),
+        cfg.display()
+    );
+    Ok((m, built, cfg))
+}
+
+fn xl_works() -> bool {
+    Command::new("xl")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
+    let (m, built, cfg) = build(manifest)?;
+    if !force_harness && xl_works() {
+        println!("xl works here: xl create -c {}", cfg.display());
+        return run(Command::new("xl").arg("create").arg("-c").arg(&cfg));
+    }
+    println!("no working xl on this host: booting the bundled Xen-in-QEMU harness");
+    let a = harness::provision()?;
+    let app = m.image.app.0.clone();
+    let g = harness::GuestSpec {
+        name: app.clone(),
+        elf: built.elf.clone(),
+        mode: m.image.mode,
+        memory: m.resources.memory.0,
+        cmdline: m.image.cmdline.0.clone(),
+        timeout: 0,
+    };
+    // In dom0 the image sits at /harness/<app>.elf.
+    let cfg_text = image::xl_config(
+        &m,
+        &app,
+        &PathBuf::from(format!("/harness/{app}.elf")),
+        m.image.mode,
+    );
+    harness::attach(&a, &g, &cfg_text)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Build { manifest } => build(&manifest).map(drop),
+        Cmd::Run { manifest, harness } => cmd_run(&manifest, harness),
+        Cmd::Test { host_only, only } => test::run_all(host_only, only.as_deref()),
+        Cmd::Notes { elf } => (|| {
+            let elf = match elf {
+                Some(e) => e,
+                None => build(&PathBuf::from("image.toml"))?.1.elf,
+            };
+            notes::report(&elf)
+        })(),
+        Cmd::Provision => harness::provision().map(|a| {
+            println!(
+                "xen    {}\nkernel {}\nrootfs {}",
+                a.xen.display(),
+                a.vmlinux.display(),
+                a.rootfs.display()
+            );
+        }),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -92,7 +92,7 @@ impl ConsoleRing {
 
     /// Bytes written but not yet consumed by the backend.
     pub fn unconsumed(&self) -> Result<u32, RingError> {
-        // SAFETY (closure): field projection of the mapped page.
+        // SAFETY: projecting a field of the mapped page reads nothing.
         let cons = self.read_u32(|p| unsafe { addr_of!((*p).out_cons) });
         let used = self.out_prod.wrapping_sub(cons);
         if used as usize > OUT_SIZE {
@@ -125,7 +125,7 @@ impl ConsoleRing {
 
     /// Moves up to `buf.len()` bytes of pending input into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
-        // SAFETY (closure): field projection of the mapped page.
+        // SAFETY: projecting a field of the mapped page reads nothing.
         let prod = self.read_u32(|p| unsafe { addr_of!((*p).in_prod) });
         let avail = prod.wrapping_sub(self.in_cons);
         if avail as usize > IN_SIZE {
@@ -212,8 +212,10 @@ mod tests {
         let mut buf = [0u8; 8];
         assert!(matches!(r.read(&mut buf), Err(RingError::Corrupt { .. })));
         // SAFETY: as above; the backend also scribbles on the index we own.
-        unsafe { (*pp).out_prod = 77 };
-        unsafe { (*pp).out_cons = 0 };
+        unsafe {
+            (*pp).out_prod = 77;
+            (*pp).out_cons = 0;
+        }
         assert_eq!(r.write(b"z"), Ok(1));
         // SAFETY: reading back the index we published.
         assert_eq!(unsafe { (*pp).out_prod }, 1, "our own producer index wins");

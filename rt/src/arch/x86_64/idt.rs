@@ -78,8 +78,8 @@ pub fn init() {
         let mut idt = InterruptDescriptorTable::new();
         // SAFETY: trap_stubs is a read-only table assembled into the image.
         let stub = |v: usize| VirtAddr::new(unsafe { trap_stubs[v] });
-        // SAFETY (all set_handler_addr calls): each stub is a valid exception
-        // entry point that never returns, and each IST index is set in the TSS.
+        // SAFETY: each stub is a valid exception entry point that never returns,
+        // and each IST index used below is set in the TSS.
         unsafe {
             for v in [0u8, 1, 3, 4, 5, 6, 7, 9, 16, 19, 20] {
                 idt[v]

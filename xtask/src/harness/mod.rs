@@ -1,0 +1,534 @@
+//! The Xen-in-QEMU harness: provisioning, per-run overlays, and the three ways
+//! of booting an image (domUs under Xen + dom0, the image as PV dom0, bare QEMU).
+//!
+//! Provisioning (`scripts/provision.sh`) builds the expensive parts once and
+//! caches them outside the tree: the Xen ELF, the dom0 kernel and a dom0
+//! initramfs with the toolstack. Each run appends a small uncompressed cpio to
+//! that initramfs carrying `/init`, `/harness/run-guest.sh`, the images, their
+//! xl configs and a plan — milliseconds, no rebuild.
+//!
+//! The dom0 reports on the serial console in lines the runner parses:
+//! `HARNESS: ...` (progress, `guest NAME end state=...`) and `G NAME| ...`
+//! (guest console lines). Everything is also logged under `target/harness/`.
+pub mod qemu;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use self::qemu::{Next, Qemu};
+use crate::image::root;
+use crate::manifest::Mode;
+
+/// The cached harness images.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// Xen (multiboot ELF).
+    pub xen: PathBuf,
+    /// dom0 kernel (ELF).
+    pub vmlinux: PathBuf,
+    /// dom0 initramfs (zstd cpio, padded for appending).
+    pub rootfs: PathBuf,
+}
+
+/// Runs `scripts/provision.sh` (progress on stderr) and returns the cached images.
+pub fn provision() -> Result<Artifacts> {
+    let script = root().join("scripts/provision.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running scripts/provision.sh")?;
+    if !out.status.success() {
+        bail!("provisioning the harness failed (see the messages above)");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("HARNESS_DIR="))
+        .context("provision.sh did not report HARNESS_DIR")?;
+    let dir = PathBuf::from(dir);
+    let a = Artifacts {
+        xen: dir.join("xen.elf"),
+        vmlinux: dir.join("vmlinux-dom0.elf"),
+        rootfs: dir.join("dom0-rootfs.cpio.zst"),
+    };
+    for p in [&a.xen, &a.vmlinux, &a.rootfs] {
+        if !p.is_file() {
+            bail!(
+                "harness cache is incomplete: {} is missing (delete {} and retry)",
+                p.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(a)
+}
+
+/// One guest for a domU session.
+#[derive(Debug, Clone)]
+pub struct GuestSpec {
+    /// Domain name (also the test name).
+    pub name: String,
+    /// The image.
+    pub elf: PathBuf,
+    /// PV or PVH.
+    pub mode: Mode,
+    /// MiB.
+    pub memory: u32,
+    /// Guest command line.
+    pub cmdline: String,
+    /// Seconds from `xl create` to giving up.
+    pub timeout: u32,
+}
+
+/// How a guest ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// Shut down with SHUTDOWN_poweroff (bare QEMU: exit code 0).
+    Poweroff,
+    /// SHUTDOWN_reboot.
+    Reboot,
+    /// SHUTDOWN_crash (bare QEMU: a non-zero exit code).
+    Crashed,
+    /// Still running when its time was up.
+    Timeout,
+    /// `xl create` failed and no domain appeared.
+    CreateFailed,
+    /// The harness never reported an end (the session died).
+    Missing,
+    /// Anything else the harness reported.
+    Other(String),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::Poweroff => f.write_str("poweroff"),
+            End::Reboot => f.write_str("reboot"),
+            End::Crashed => f.write_str("crashed"),
+            End::Timeout => f.write_str("timeout"),
+            End::CreateFailed => f.write_str("create-failed"),
+            End::Missing => f.write_str("no result"),
+            End::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What one guest did.
+#[derive(Debug, Clone)]
+pub struct GuestRun {
+    /// Name.
+    pub name: String,
+    /// Its console output, line by line.
+    pub console: Vec<String>,
+    /// How it ended.
+    pub end: End,
+    /// Seconds from QEMU start until the end was known.
+    pub t_end: Option<f64>,
+    /// Diagnostics the harness printed about it (xl errors, Xen log tail).
+    pub diagnostics: Vec<String>,
+}
+
+impl GuestRun {
+    fn new(name: &str) -> GuestRun {
+        GuestRun {
+            name: name.into(),
+            console: vec![],
+            end: End::Missing,
+            t_end: None,
+            diagnostics: vec![],
+        }
+    }
+}
+
+fn harness_dir(session: &str) -> PathBuf {
+    root().join("target/harness").join(session)
+}
+
+fn check_path(p: &Path) -> Result<()> {
+    // QEMU separates -initrd modules with commas.
+    if p.to_string_lossy().contains(',') {
+        bail!(
+            "QEMU cannot load {} (the path contains a comma)",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds the initramfs for one run: the cached rootfs plus an overlay holding
+/// `/init`, `/harness/run-guest.sh` and `files` (path in /harness → contents).
+fn initramfs(a: &Artifacts, session: &str, files: &[(String, Vec<u8>, bool)]) -> Result<PathBuf> {
+    let dir = harness_dir(session);
+    let ov = dir.join("overlay");
+    let _ = std::fs::remove_dir_all(&ov);
+    std::fs::create_dir_all(ov.join("harness"))?;
+    let install = |rel: &str, data: &[u8], exec: bool| -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = ov.join(rel);
+        std::fs::write(&p, data)?;
+        std::fs::set_permissions(
+            &p,
+            std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+        )?;
+        Ok(())
+    };
+    install(
+        "init",
+        &std::fs::read(root().join("scripts/dom0/init"))?,
+        true,
+    )?;
+    install(
+        "harness/run-guest.sh",
+        &std::fs::read(root().join("scripts/dom0/run-guest.sh"))?,
+        true,
+    )?;
+    for (rel, data, exec) in files {
+        install(&format!("harness/{rel}"), data, *exec)?;
+    }
+    let cpio = dir.join("overlay.cpio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet > \"$0\"")
+        .arg(&cpio)
+        .current_dir(&ov)
+        .status()
+        .context("running cpio (installed by scripts/provision.sh)")?;
+    if !status.success() {
+        bail!("packing the overlay cpio failed");
+    }
+    let initrd = dir.join("initrd");
+    let mut out = std::fs::read(&a.rootfs)?;
+    out.extend(std::fs::read(&cpio)?);
+    std::fs::write(&initrd, out)?;
+    Ok(initrd)
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+const TCG: &[&str] = &[
+    "-accel",
+    "tcg",
+    "-cpu",
+    "max",
+    "-display",
+    "none",
+    "-nodefaults",
+    "-no-reboot",
+];
+
+/// QEMU arguments for Xen + the Debian dom0 with `initrd`.
+fn xen_dom0_linux_args(a: &Artifacts, initrd: &Path, dom0_args: &str) -> Result<Vec<OsString>> {
+    check_path(&a.vmlinux)?;
+    check_path(initrd)?;
+    let mut v = os(TCG);
+    v.extend(os(&[
+        "-smp",
+        "2",
+        "-m",
+        "2048",
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]));
+    v.push("-kernel".into());
+    v.push(a.xen.clone().into());
+    v.push("-append".into());
+    v.push("console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=512M,max:512M dom0_max_vcpus=2".into());
+    v.push("-initrd".into());
+    v.push(
+        format!(
+            "{} console=hvc0 earlyprintk=xen panic=1 loglevel=4 {dom0_args},{}",
+            a.vmlinux.display(),
+            initrd.display()
+        )
+        .into(),
+    );
+    Ok(v)
+}
+
+fn parse_end(state: &str) -> End {
+    match state {
+        "poweroff" => End::Poweroff,
+        "reboot" => End::Reboot,
+        "crashed" => End::Crashed,
+        "timeout" => End::Timeout,
+        "create-failed" => End::CreateFailed,
+        s => End::Other(s.to_string()),
+    }
+}
+
+/// Parses `HARNESS: guest NAME end state=S ...`.
+fn parse_guest_end(line: &str) -> Option<(&str, End)> {
+    let rest = line.strip_prefix("HARNESS: guest ")?;
+    let (name, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("end ")?;
+    let state = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("state="))?;
+    Some((name, parse_end(state)))
+}
+
+/// The xl config of a test guest: every shutdown preserved so the harness can
+/// read the reason before destroying the domain.
+pub fn test_xl_config(g: &GuestSpec) -> String {
+    format!(
+        "name = \"{}\"\ntype = \"{}\"\nkernel = \"/harness/{}.elf\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n\
+         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n",
+        g.name,
+        g.mode.xl_type(),
+        g.name,
+        g.cmdline,
+        g.memory
+    )
+}
+
+/// Boots Xen + dom0 once and runs `guests` one after another as domUs.
+/// `show` receives progress and guest console lines as they arrive.
+pub fn run_domus(
+    a: &Artifacts,
+    session: &str,
+    guests: &[GuestSpec],
+    show: &mut dyn FnMut(f64, &str),
+) -> Result<Vec<GuestRun>> {
+    let mut files = Vec::new();
+    let mut plan =
+        String::from("#!/bin/bash\n# Generated by cargo xtask: one line per guest.\nrc=0\n");
+    let mut total: u64 = 60; // dom0 boot + toolstack
+    for g in guests {
+        files.push((format!("{}.elf", g.name), std::fs::read(&g.elf)?, false));
+        files.push((
+            format!("{}.cfg", g.name),
+            test_xl_config(g).into_bytes(),
+            false,
+        ));
+        plan.push_str(&format!(
+            "/harness/run-guest.sh {} /harness/{}.cfg {} || rc=1\n",
+            g.name, g.name, g.timeout
+        ));
+        total += u64::from(g.timeout) + 10;
+    }
+    plan.push_str("exit $rc\n");
+    files.push(("plan".into(), plan.into_bytes(), true));
+    let initrd = initramfs(a, session, &files)?;
+    let args = xen_dom0_linux_args(
+        a,
+        &initrd,
+        &format!("harness.mode=test harness.timeout={total}"),
+    )?;
+    let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), false)?;
+    let deadline = Instant::now() + Duration::from_secs(total + 30);
+    let mut runs: Vec<GuestRun> = guests.iter().map(|g| GuestRun::new(&g.name)).collect();
+    loop {
+        match q.next_line(deadline) {
+            Next::Line(t, line) => {
+                if let Some((name, rest)) = line.strip_prefix("G ").and_then(|l| l.split_once("| "))
+                {
+                    if let Some(r) = runs.iter_mut().find(|r| r.name == name) {
+                        r.console.push(rest.to_string());
+                        show(t, &format!("{name}| {rest}"));
+                    }
+                } else if let Some((name, end)) = parse_guest_end(&line) {
+                    if let Some(r) = runs.iter_mut().find(|r| r.name == name) {
+                        r.end = end;
+                        r.t_end = Some(t);
+                    }
+                    show(t, &line);
+                } else if let Some(msg) = line.strip_prefix("HARNESS: ") {
+                    let diag = msg
+                        .strip_prefix("xl: ")
+                        .or_else(|| msg.strip_prefix("xl-dmesg: "));
+                    // Diagnostics belong to the guest still running (the first without an end).
+                    if let (Some(d), Some(r)) = (diag, runs.iter_mut().find(|r| r.t_end.is_none()))
+                    {
+                        r.diagnostics.push(d.to_string());
+                    }
+                    show(t, &line);
+                } else if line.contains("Panic on CPU") || line.contains("Kernel panic") {
+                    show(t, &line);
+                }
+            }
+            Next::Ended => break,
+            Next::TimedOut => {
+                show(q.elapsed(), "harness: host timeout, stopping QEMU");
+                break;
+            }
+        }
+    }
+    q.finish(true);
+    Ok(runs)
+}
+
+/// Boots `elf` directly as Xen's PV dom0 (the XTF-style fast path).
+pub fn run_dom0(
+    a: &Artifacts,
+    session: &str,
+    name: &str,
+    elf: &Path,
+    cmdline: &str,
+    timeout: u64,
+    show: &mut dyn FnMut(f64, &str),
+) -> Result<GuestRun> {
+    check_path(elf)?;
+    let mut args = os(TCG);
+    args.extend(os(&["-smp", "1", "-m", "512", "-serial", "stdio"]));
+    args.push("-kernel".into());
+    args.push(a.xen.clone().into());
+    args.push("-append".into());
+    args.push("console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=32M,max:32M dom0_max_vcpus=1".into());
+    args.push("-initrd".into());
+    args.push(format!("{} {cmdline}", elf.display()).into());
+    let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), false)?;
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut run = GuestRun::new(name);
+    let mut booted = false;
+    loop {
+        match q.next_line(deadline) {
+            Next::Line(t, line) => {
+                // Xen stays up after dom0 powers off; these lines are the end.
+                if line.contains("Hardware Dom0 halted") {
+                    run.end = End::Poweroff;
+                } else if line.contains("Hardware Dom0 crashed") {
+                    run.end = End::Crashed;
+                } else if line.contains("Hardware Dom0 shutdown") {
+                    run.end = End::Reboot;
+                } else if line.contains("Panic on CPU") {
+                    run.end = End::Other("xen panic".into());
+                }
+                if run.end != End::Missing {
+                    run.t_end = Some(t);
+                    show(t, &line);
+                    break;
+                }
+                if line.starts_with("(XEN)") {
+                    booted |= line.contains("Freed") && line.contains("init memory");
+                    if line.contains("d0") && (line.contains("Unhandled") || line.contains("Bad")) {
+                        run.diagnostics.push(line);
+                    }
+                } else if booted {
+                    show(t, &format!("{name}| {line}"));
+                    run.console.push(line);
+                }
+            }
+            Next::Ended => break,
+            Next::TimedOut => {
+                run.end = End::Timeout;
+                break;
+            }
+        }
+    }
+    q.finish(true);
+    Ok(run)
+}
+
+/// Boots `elf` under bare QEMU through its PVH loader.
+pub fn run_bare(
+    session: &str,
+    name: &str,
+    elf: &Path,
+    cmdline: &str,
+    timeout: u64,
+    show: &mut dyn FnMut(f64, &str),
+) -> Result<GuestRun> {
+    let mut args = os(TCG);
+    args.extend(os(&[
+        "-smp",
+        "1",
+        "-m",
+        "64",
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]));
+    args.push("-kernel".into());
+    args.push(elf.into());
+    args.push("-append".into());
+    args.push(cmdline.into());
+    let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), false)?;
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut run = GuestRun::new(name);
+    let timed_out = loop {
+        match q.next_line(deadline) {
+            Next::Line(t, line) => {
+                show(t, &format!("{name}| {line}"));
+                run.console.push(line);
+            }
+            Next::Ended => break false,
+            Next::TimedOut => break true,
+        }
+    };
+    let t = q.elapsed();
+    let code = q.finish(timed_out);
+    run.t_end = Some(t);
+    // isa-debug-exit: QEMU's status is (code << 1) | 1.
+    run.end = match code {
+        _ if timed_out => End::Timeout,
+        Some(1) => End::Poweroff,
+        Some(c) if c & 1 == 1 => End::Crashed,
+        Some(c) => End::Other(format!("qemu exit status {c}")),
+        None => End::Other("qemu killed by a signal".into()),
+    };
+    Ok(run)
+}
+
+/// Boots Xen + dom0 and attaches the terminal to the guest's console
+/// (`xl create -c` in dom0). Ctrl-] leaves.
+pub fn attach(a: &Artifacts, g: &GuestSpec, xl_cfg: &str) -> Result<()> {
+    let files = vec![
+        (format!("{}.elf", g.name), std::fs::read(&g.elf)?, false),
+        ("attach.cfg".to_string(), xl_cfg.as_bytes().to_vec(), false),
+    ];
+    let initrd = initramfs(a, "run", &files)?;
+    // No watchdog to speak of: an interactive session lasts as long as the user wants.
+    let args = xen_dom0_linux_args(a, &initrd, "harness.mode=attach harness.timeout=86400")?;
+    let q = Qemu::spawn(&args, &harness_dir("run").join("serial.log"), true)?;
+    crate::terminal::attach(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_end_lines_parse() {
+        assert_eq!(
+            parse_guest_end("HARNESS: guest hello-pv end state=poweroff reason=0 seconds=1.2"),
+            Some(("hello-pv", End::Poweroff))
+        );
+        assert_eq!(
+            parse_guest_end("HARNESS: guest x end state=crashed reason=3"),
+            Some(("x", End::Crashed))
+        );
+        assert_eq!(parse_guest_end("HARNESS: guest x created rc=0"), None);
+        assert_eq!(
+            parse_guest_end("G x| HARNESS: guest x end state=poweroff"),
+            None
+        );
+    }
+
+    #[test]
+    fn test_configs_preserve_every_shutdown() {
+        let g = GuestSpec {
+            name: "t".into(),
+            elf: "/x".into(),
+            mode: Mode::Pvh,
+            memory: 16,
+            cmdline: "a".into(),
+            timeout: 5,
+        };
+        let c = test_xl_config(&g);
+        assert!(c.contains("type = \"pvh\"") && c.contains("kernel = \"/harness/t.elf\""));
+        assert_eq!(c.matches("\"preserve\"").count(), 3);
+    }
+}

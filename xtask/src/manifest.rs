@@ -1,0 +1,481 @@
+//! `image.toml`: the versioned, strict image manifest.
+//!
+//! Every key is known (`deny_unknown_fields`) and every value is checked while
+//! deserializing, so any mistake comes back as `file:line:column: message`.
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The only manifest version this xtask reads.
+pub const SPEC_VERSION: u32 = 1;
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub spec: Spec,
+    /// What to build.
+    pub image: Image,
+    /// What the domain gets.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Optional network interface.
+    pub network: Option<Network>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Spec(pub u32);
+
+impl TryFrom<i64> for Spec {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        if v == i64::from(SPEC_VERSION) {
+            Ok(Spec(SPEC_VERSION))
+        } else {
+            Err(format!(
+                "unsupported spec version {v}: this xtask reads spec = {SPEC_VERSION}"
+            ))
+        }
+    }
+}
+
+/// `[image]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The app crate (a directory under `app/`).
+    pub app: AppName,
+    /// `xl` guest type.
+    pub mode: Mode,
+    /// Guest command line.
+    #[serde(default)]
+    pub cmdline: Cmdline,
+}
+
+/// An app crate name: lowercase letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AppName(pub String);
+
+impl TryFrom<String> for AppName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if ok {
+            Ok(AppName(s))
+        } else {
+            Err(format!(
+                "invalid app name {s:?}: use lowercase letters, digits, '-' and '_'"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How `xl` boots the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Xen PV guest.
+    Pv,
+    /// Xen PVH guest.
+    Pvh,
+}
+
+impl Mode {
+    /// The value of `type =` in an xl config.
+    pub fn xl_type(self) -> &'static str {
+        match self {
+            Mode::Pv => "pv",
+            Mode::Pvh => "pvh",
+        }
+    }
+}
+
+/// The guest command line: at most 1023 bytes (Xen's `MAX_GUEST_CMDLINE` with
+/// its NUL), no double quotes or newlines (it is written into an xl config).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Cmdline(pub String);
+
+impl TryFrom<String> for Cmdline {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.len() > 1023 {
+            return Err(format!(
+                "cmdline is {} bytes; Xen passes at most 1023",
+                s.len()
+            ));
+        }
+        if s.contains(['"', '\n', '\r', '\\']) {
+            return Err("cmdline must not contain quotes, backslashes or line breaks".into());
+        }
+        Ok(Cmdline(s))
+    }
+}
+
+/// `[resources]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Memory in MiB.
+    #[serde(default = "default_memory")]
+    pub memory: MemoryMib,
+    /// Number of vCPUs.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: Vcpus,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            memory: default_memory(),
+            vcpus: default_vcpus(),
+        }
+    }
+}
+
+fn default_memory() -> MemoryMib {
+    MemoryMib(32)
+}
+
+fn default_vcpus() -> Vcpus {
+    Vcpus(1)
+}
+
+/// Memory size in MiB (2 to 1048576).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct MemoryMib(pub u32);
+
+impl TryFrom<i64> for MemoryMib {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(m @ 2..=1_048_576) => Ok(MemoryMib(m)),
+            _ => Err(format!("memory = {v} MiB is out of range (2 to 1048576)")),
+        }
+    }
+}
+
+/// vCPU count (1 to 128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Vcpus(pub u32);
+
+impl TryFrom<i64> for Vcpus {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(n @ 1..=128) => Ok(Vcpus(n)),
+            _ => Err(format!("vcpus = {v} is out of range (1 to 128)")),
+        }
+    }
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Bridge in the backend domain.
+    #[serde(default = "default_bridge")]
+    pub bridge: Bridge,
+    /// MAC address (default: chosen by xl in Xen's OUI).
+    pub mac: Option<Mac>,
+    /// Static address with prefix, or DHCP.
+    #[serde(default)]
+    pub ip: IpConfig,
+    /// Default gateway (static configuration only).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+fn default_bridge() -> Bridge {
+    Bridge("xenbr0".into())
+}
+
+/// A Linux interface name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Bridge(pub String);
+
+impl TryFrom<String> for Bridge {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = (1..=15).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Ok(Bridge(s))
+        } else {
+            Err(format!("invalid bridge name {s:?}"))
+        }
+    }
+}
+
+/// A unicast MAC address, `xx:xx:xx:xx:xx:xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Mac(pub [u8; 6]);
+
+impl TryFrom<String> for Mac {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad =
+            || format!("invalid MAC address {s:?}: expected six hex pairs like 00:16:3e:00:00:01");
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+            return Err(bad());
+        }
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(&parts) {
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if mac[0] & 1 != 0 {
+            return Err(format!(
+                "MAC address {s:?} is multicast; a vif needs a unicast address"
+            ));
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+/// How the guest gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum IpConfig {
+    /// DHCP (the default).
+    #[default]
+    Dhcp,
+    /// Static address and prefix length.
+    Static(Ipv4Addr, u8),
+}
+
+impl TryFrom<String> for IpConfig {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "dhcp" {
+            return Ok(IpConfig::Dhcp);
+        }
+        let bad = || {
+            format!(
+                "invalid ip {s:?}: expected \"dhcp\" or an address with prefix like \"10.0.0.2/24\""
+            )
+        };
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(bad)?;
+        Ok(IpConfig::Static(addr, prefix))
+    }
+}
+
+/// A manifest that could not be read, with where and why.
+#[derive(Debug, PartialEq)]
+pub struct ManifestError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line and column, when the error has a location.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Manifest {
+    /// Parses manifest `text`; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            location: e.span().map(|s| line_col(text, s.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        if m.network
+            .as_ref()
+            .is_some_and(|n| n.ip == IpConfig::Dhcp && n.gateway.is_some())
+        {
+            return Err(ManifestError {
+                path: path.to_path_buf(),
+                location: text.find("gateway").map(|o| line_col(text, o)),
+                message: "gateway is only meaningful with a static ip".into(),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Reads and parses the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            location: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Manifest::parse(path, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(Path::new("image.toml"), text).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = "spec = 1\n[image]\napp = \"hello\"\nmode = \"pvh\"\ncmdline = \"a b\"\n[resources]\nmemory = 64\nvcpus = 2\n";
+
+    #[test]
+    fn reads_a_complete_manifest() {
+        let m = parse(GOOD).unwrap();
+        assert_eq!(m.image.app.0, "hello");
+        assert_eq!(m.image.mode, Mode::Pvh);
+        assert_eq!(m.image.cmdline.0, "a b");
+        assert_eq!((m.resources.memory.0, m.resources.vcpus.0), (64, 2));
+        assert_eq!(m.network, None);
+    }
+
+    #[test]
+    fn the_repository_manifest_is_valid() {
+        let text = include_str!("../../image.toml");
+        let m = parse(text).unwrap();
+        assert_eq!(m.image.app.0, "hello");
+    }
+
+    #[test]
+    fn defaults_apply_to_missing_resources() {
+        let m = parse("spec = 1\n[image]\napp = \"hello\"\nmode = \"pv\"\n").unwrap();
+        assert_eq!((m.resources.memory.0, m.resources.vcpus.0), (32, 1));
+        assert_eq!(m.image.cmdline.0, "");
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_column() {
+        let e =
+            parse("spec = 1\n[image]\napp = \"hello\"\nmode = \"pv\"\nmemroy = 3\n").unwrap_err();
+        assert!(
+            e.starts_with("image.toml:5:1: unknown field `memroy`"),
+            "{e}"
+        );
+        let e = parse("spec = 1\n[image]\napp = \"hello\"\nmode = \"pv\"\n[extra]\n").unwrap_err();
+        assert!(e.starts_with("image.toml:5:"), "{e}");
+        assert!(e.contains("unknown field `extra`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_line_and_column() {
+        let e = parse(&GOOD.replace("memory = 64", "memory = 0")).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:7:10: memory = 0 MiB is out of range"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("\"pvh\"", "\"hvm\"")).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:4:8: unknown variant `hvm`"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("spec = 1", "spec = 2")).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:1:8: unsupported spec version 2"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("\"hello\"", "\"Hello World\"")).unwrap_err();
+        assert!(e.starts_with("image.toml:3:7: invalid app name"), "{e}");
+        let e = parse(&GOOD.replace("vcpus = 2", "vcpus = \"two\"")).unwrap_err();
+        assert!(e.starts_with("image.toml:8:9:"), "{e}");
+        let e = parse(&GOOD.replace("\"a b\"", "\"say \\\"hi\\\"\"")).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:5:11: cmdline must not contain quotes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_spec_or_section_is_an_error() {
+        let e = parse("[image]\napp = \"hello\"\nmode = \"pv\"\n").unwrap_err();
+        assert!(e.contains("missing field `spec`"), "{e}");
+        let e = parse("spec = 1\n").unwrap_err();
+        assert!(e.contains("missing field `image`"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let e = parse("spec = 1\n[image\n").unwrap_err();
+        assert!(e.starts_with("image.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn network_section() {
+        let net = "[network]\nbridge = \"xenbr0\"\nmac = \"00:16:3e:00:00:01\"\nip = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\n";
+        let m = parse(&format!("{GOOD}{net}")).unwrap();
+        let n = m.network.unwrap();
+        assert_eq!(n.mac.unwrap().to_string(), "00:16:3e:00:00:01");
+        assert_eq!(n.ip, IpConfig::Static(Ipv4Addr::new(10, 0, 0, 2), 24));
+        let e = parse(&format!(
+            "{GOOD}{}",
+            net.replace("00:16:3e:00:00:01", "01:16:3e:00:00:01")
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("image.toml:11:7: MAC address"), "{e}");
+        let e = parse(&format!("{GOOD}{}", net.replace("10.0.0.2/24", "10.0.0.2"))).unwrap_err();
+        assert!(e.starts_with("image.toml:12:6: invalid ip"), "{e}");
+        let e = parse(&format!(
+            "{GOOD}[network]\nip = \"dhcp\"\ngateway = \"10.0.0.1\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("image.toml:11:1: gateway is only meaningful"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+}

@@ -1,0 +1,403 @@
+//! `cargo xtask test`: every check the project has, in one command.
+//!
+//! Host steps (fmt, unit and property tests, clippy on host crates and on the
+//! image, the image's Xen notes) run first; then the guest tests boot `hello`
+//! four ways — bare QEMU PVH, PV dom0, and PV + PVH domUs in one Xen session —
+//! and each ends in a line `test result: PASS <name>` or `FAIL <name>`. A summary
+//! table closes the run; the exit status is non-zero if anything failed or
+//! never reported.
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use regex::Regex;
+
+use crate::harness::{self, End, GuestRun, GuestSpec};
+use crate::image;
+use crate::manifest::Mode;
+
+/// One row of the summary.
+struct Row {
+    name: String,
+    ok: bool,
+    secs: Option<f64>,
+    detail: String,
+}
+
+/// What a hello guest must show to pass.
+struct HelloExpect {
+    mode: &'static str,
+    /// Acceptable reported memory, MiB (inclusive).
+    memory: (u64, u64),
+}
+
+/// Judges a hello run: the greeting names the mode, the boot report is
+/// complete and consistent, nothing panicked or faulted, and it powered off.
+fn judge_hello(run: &GuestRun, want: &HelloExpect) -> Result<String, String> {
+    let greeting = format!("hello from hello ({})", want.mode);
+    if !run.console.iter().any(|l| l.trim_end() == greeting) {
+        return Err(format!("no line {greeting:?} on the console"));
+    }
+    let re = Regex::new(
+        r"^boot: mode=(\S+) memory=(\d+) MiB entry-to-main=(\d+) (us|tsc-ticks) cmdline=",
+    )
+    .expect("valid regex");
+    let Some(c) = run.console.iter().find_map(|l| re.captures(l)) else {
+        return Err("no boot report line".into());
+    };
+    if &c[1] != want.mode {
+        return Err(format!(
+            "boot report says mode={} (want {})",
+            &c[1], want.mode
+        ));
+    }
+    let mem: u64 = c[2].parse().unwrap_or(0);
+    if !(want.memory.0..=want.memory.1).contains(&mem) {
+        return Err(format!(
+            "boot report says memory={mem} MiB (want {}..={})",
+            want.memory.0, want.memory.1
+        ));
+    }
+    if &c[4] != "us" {
+        return Err("the boot report has no time base (entry-to-main in TSC ticks)".into());
+    }
+    if let Some(l) = run.console.iter().find(|l| l.starts_with("rt: ")) {
+        return Err(format!("runtime error on the console: {l}"));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(format!("entry-to-main {} us", &c[3]))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(image::root());
+    c
+}
+
+/// Which steps and guest tests to run (`--only`).
+#[derive(Clone, Copy)]
+struct Filter<'a>(Option<&'a str>);
+
+impl Filter<'_> {
+    fn wants(self, name: &str) -> bool {
+        self.0.is_none_or(|f| name.contains(f))
+    }
+}
+
+fn step(
+    rows: &mut Vec<Row>,
+    filter: Filter<'_>,
+    name: &str,
+    f: impl FnOnce() -> Result<String>,
+) -> bool {
+    if !filter.wants(name) {
+        return true;
+    }
+    println!("\n== {name}");
+    let t = Instant::now();
+    let r = f();
+    let ok = r.is_ok();
+    let detail = match r {
+        Ok(d) => d,
+        Err(e) => format!("{e:#}"),
+    };
+    println!(
+        "== {name}: {}{}",
+        if ok { "ok" } else { "FAILED" },
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        }
+    );
+    rows.push(Row {
+        name: name.into(),
+        ok,
+        secs: Some(t.elapsed().as_secs_f64()),
+        detail,
+    });
+    ok
+}
+
+fn apps() -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(image::root().join("app"))? {
+        let e = e?;
+        if e.path().join("Cargo.toml").is_file() {
+            v.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn guest_row(rows: &mut Vec<Row>, run: &GuestRun, verdict: Result<String, String>) {
+    let ok = verdict.is_ok();
+    println!(
+        "test result: {} {}",
+        if ok { "PASS" } else { "FAIL" },
+        run.name
+    );
+    let detail = match verdict {
+        Ok(d) => d,
+        Err(e) => {
+            for d in &run.diagnostics {
+                println!("    {d}");
+            }
+            e
+        }
+    };
+    rows.push(Row {
+        name: run.name.clone(),
+        ok,
+        secs: run.t_end,
+        detail,
+    });
+}
+
+fn missing_row(rows: &mut Vec<Row>, name: &str, why: &str) {
+    println!("test result: FAIL {name}");
+    rows.push(Row {
+        name: name.into(),
+        ok: false,
+        secs: None,
+        detail: why.into(),
+    });
+}
+
+fn show(t: f64, line: &str) {
+    println!("  [{t:7.2}] {line}");
+}
+
+/// Runs everything; fails if any step or guest test failed or is missing.
+pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
+    let mut rows = Vec::new();
+    let filter = Filter(only);
+    step(&mut rows, filter, "fmt", || {
+        crate::run(cargo().args(["fmt", "--all", "--", "--check"])).map(|_| String::new())
+    });
+    step(&mut rows, filter, "host tests", || {
+        crate::run(cargo().arg("test")).map(|_| String::new())
+    });
+    step(&mut rows, filter, "clippy (host crates)", || {
+        crate::run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+            .map(|_| String::new())
+    });
+    step(&mut rows, filter, "clippy (image: rt and apps)", || {
+        let mut c = image::guest_cargo("clippy");
+        c.args(["-p", "rt"]);
+        for a in apps()? {
+            c.args(["-p", &a]);
+        }
+        crate::run(c.args(["--", "-D", "warnings"])).map(|_| String::new())
+    });
+    let mut built = None;
+    step(&mut rows, Filter(None), "build hello image", || {
+        let b = image::build_app("hello")?;
+        let d = format!("{} bytes stripped", b.size);
+        built = Some(b);
+        Ok(d)
+    });
+    if let Some(b) = &built {
+        step(&mut rows, filter, "Xen notes of hello", || {
+            crate::notes::report(&b.elf).map(|_| String::new())
+        });
+    }
+
+    if !host_only {
+        guest_tests(&mut rows, filter, built.as_ref());
+    }
+
+    println!("\n{:<30} {:<6} {:>9}  detail", "test", "result", "seconds");
+    println!("{}", "-".repeat(78));
+    for r in &rows {
+        let secs = r.secs.map_or("-".to_string(), |s| format!("{s:.2}"));
+        let detail: String = r
+            .detail
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        println!(
+            "{:<30} {:<6} {:>9}  {detail}",
+            r.name,
+            if r.ok { "PASS" } else { "FAIL" },
+            secs
+        );
+    }
+    println!("(guest tests: seconds from QEMU start to the result; other steps: duration)");
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    println!("\n{} passed, {failed} failed", rows.len() - failed);
+    if failed > 0 {
+        bail!("{failed} of {} checks failed", rows.len());
+    }
+    Ok(())
+}
+
+fn guest_tests(rows: &mut Vec<Row>, filter: Filter<'_>, built: Option<&image::Built>) {
+    const BARE: &str = "hello-qemu-pvh";
+    const DOM0: &str = "hello-pv-dom0";
+    let domus = [
+        (
+            "hello-pv",
+            Mode::Pv,
+            HelloExpect {
+                mode: "pv",
+                memory: (32, 32),
+            },
+        ),
+        (
+            "hello-pvh",
+            Mode::Pvh,
+            HelloExpect {
+                mode: "pvh",
+                memory: (28, 32),
+            },
+        ),
+    ];
+    let Some(b) = built else {
+        for n in [BARE, DOM0].into_iter().chain(domus.iter().map(|d| d.0)) {
+            if filter.wants(n) {
+                missing_row(rows, n, "not run: the image did not build");
+            }
+        }
+        return;
+    };
+
+    if filter.wants(BARE) {
+        println!("\n== guest: {BARE} (bare QEMU, PVH entry)");
+        match harness::run_bare(BARE, BARE, &b.elf, "", 30, &mut show) {
+            Ok(run) => {
+                let want = HelloExpect {
+                    mode: "qemu-pvh",
+                    memory: (60, 64),
+                };
+                guest_row(rows, &run, judge_hello(&run, &want));
+            }
+            Err(e) => missing_row(rows, BARE, &format!("{e:#}")),
+        }
+    }
+
+    let domus: Vec<_> = domus.into_iter().filter(|d| filter.wants(d.0)).collect();
+    if !filter.wants(DOM0) && domus.is_empty() {
+        return;
+    }
+    println!("\n== provisioning the Xen harness");
+    let a = match harness::provision() {
+        Ok(a) => a,
+        Err(e) => {
+            for n in [DOM0].into_iter().chain(domus.iter().map(|d| d.0)) {
+                missing_row(rows, n, &format!("not run: {e:#}"));
+            }
+            return;
+        }
+    };
+
+    if filter.wants(DOM0) {
+        println!("\n== guest: {DOM0} (the image booted by Xen as its PV dom0)");
+        match harness::run_dom0(&a, DOM0, DOM0, &b.elf, "", 120, &mut show) {
+            Ok(run) => {
+                let want = HelloExpect {
+                    mode: "pv-dom0",
+                    memory: (32, 32),
+                };
+                guest_row(rows, &run, judge_hello(&run, &want));
+            }
+            Err(e) => missing_row(rows, DOM0, &format!("{e:#}")),
+        }
+    }
+
+    if domus.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = domus.iter().map(|d| d.0).collect();
+    println!(
+        "\n== guests: {} (domUs of one Xen + Debian dom0 session)",
+        names.join(", ")
+    );
+    let guests: Vec<GuestSpec> = domus
+        .iter()
+        .map(|(name, mode, _)| GuestSpec {
+            name: (*name).into(),
+            elf: b.elf.clone(),
+            mode: *mode,
+            memory: 32,
+            cmdline: "test".into(),
+            timeout: 30,
+        })
+        .collect();
+    match harness::run_domus(&a, "domu", &guests, &mut show) {
+        Ok(runs) => {
+            for (run, d) in runs.iter().zip(&domus) {
+                guest_row(rows, run, judge_hello(run, &d.2));
+            }
+        }
+        Err(e) => {
+            for n in names {
+                missing_row(rows, n, &format!("{e:#}"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&str], end: End) -> GuestRun {
+        GuestRun {
+            name: "t".into(),
+            console: lines.iter().map(|s| s.to_string()).collect(),
+            end,
+            t_end: Some(1.0),
+            diagnostics: vec![],
+        }
+    }
+
+    const PV: HelloExpect = HelloExpect {
+        mode: "pv",
+        memory: (32, 32),
+    };
+    const OK: [&str; 2] = [
+        "hello from hello (pv)",
+        "boot: mode=pv memory=32 MiB entry-to-main=812 us cmdline=\"\"",
+    ];
+
+    #[test]
+    fn a_good_run_passes() {
+        assert_eq!(
+            judge_hello(&run(&OK, End::Poweroff), &PV),
+            Ok("entry-to-main 812 us".into())
+        );
+    }
+
+    #[test]
+    fn each_defect_fails() {
+        assert!(judge_hello(&run(&OK, End::Crashed), &PV).is_err());
+        assert!(judge_hello(&run(&OK[1..], End::Poweroff), &PV).is_err());
+        assert!(judge_hello(&run(&OK[..1], End::Poweroff), &PV).is_err());
+        let wrong_mode = [
+            "hello from hello (pv)",
+            "boot: mode=pvh memory=32 MiB entry-to-main=8 us cmdline=\"\"",
+        ];
+        assert!(judge_hello(&run(&wrong_mode, End::Poweroff), &PV).is_err());
+        let wrong_mem = [
+            "hello from hello (pv)",
+            "boot: mode=pv memory=16 MiB entry-to-main=8 us cmdline=\"\"",
+        ];
+        assert!(judge_hello(&run(&wrong_mem, End::Poweroff), &PV).is_err());
+        let no_clock = [
+            "hello from hello (pv)",
+            "boot: mode=pv memory=32 MiB entry-to-main=8 tsc-ticks cmdline=\"\"",
+        ];
+        assert!(judge_hello(&run(&no_clock, End::Poweroff), &PV).is_err());
+        let mut err = OK.to_vec();
+        err.push("rt: mapping shared_info failed: EINVAL (22)");
+        assert!(judge_hello(&run(&err, End::Poweroff), &PV).is_err());
+        assert!(judge_hello(&run(&OK, End::Missing), &PV).is_err());
+    }
+}
