@@ -57,6 +57,25 @@ impl RingConsole {
         }
     }
 
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        if self.broken {
+            return 0;
+        }
+        match self.ring.read(buf) {
+            Ok(n) => {
+                if n > 0 {
+                    // Tell the backend there is room again.
+                    let _ = hypercall::evtchn_send(&HYPERVISOR, self.port);
+                }
+                n
+            }
+            Err(_) => {
+                self.broken = true;
+                0
+            }
+        }
+    }
+
     fn flush(&mut self) {
         let deadline = crate::xen::system_time_ns().saturating_add(FLUSH_LIMIT_NS);
         while !self.broken && matches!(self.ring.unconsumed(), Ok(n) if n > 0) {
@@ -118,6 +137,49 @@ pub(crate) fn set(sink: Sink) {
 pub(crate) fn flush() {
     if let Sink::Ring(r) = &mut *CONSOLE.lock() {
         r.flush();
+    }
+}
+
+/// Moves pending console input (keys typed into `xl console`, or COM1) into
+/// `buf` without waiting. Returns the number of bytes.
+pub fn read(buf: &mut [u8]) -> usize {
+    match &mut *CONSOLE.lock() {
+        Sink::Ring(r) => r.read(buf),
+        Sink::Serial(tty) => {
+            let mut n = 0;
+            while n < buf.len() {
+                match tty.inner_mut().try_receive_byte() {
+                    Ok(b) => buf[n] = b,
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            n
+        }
+        Sink::ConsoleIo => hypercall::console_read(&HYPERVISOR, buf).unwrap_or(0),
+        Sink::None => 0,
+    }
+}
+
+/// Waits until console input arrives and moves it into `buf` (at least one byte).
+pub fn read_blocking(buf: &mut [u8]) -> usize {
+    loop {
+        let n = read(buf);
+        if n > 0 || buf.is_empty() {
+            return n;
+        }
+        let port = match &*CONSOLE.lock() {
+            Sink::Ring(r) => Some(r.port),
+            _ => None,
+        };
+        match port {
+            // The backend signals the console port when it adds input.
+            Some(p) => wait_port(p, 100_000_000),
+            None if crate::platform().is_xen() => {
+                let _ = hypercall::sched_yield(&HYPERVISOR);
+            }
+            None => core::hint::spin_loop(),
+        }
     }
 }
 

@@ -65,6 +65,8 @@ pub enum ShutdownReason {
 
 /// `CONSOLEIO_write` (`public/xen.h`).
 pub const CONSOLEIO_WRITE: u64 = 0;
+/// `CONSOLEIO_read`.
+pub const CONSOLEIO_READ: u64 = 1;
 
 /// `EVTCHNOP_send` (`public/event_channel.h`).
 pub const EVTCHNOP_SEND: u64 = xen_sys::EVTCHNOP_send as u64;

@@ -185,6 +185,20 @@ pub fn console_write<H: Hypervisor + ?Sized>(h: &H, bytes: &[u8]) -> Result<(), 
     XenError::check(r).map(drop)
 }
 
+/// `console_io(CONSOLEIO_read)`: input typed on Xen's console (dom0 only).
+pub fn console_read<H: Hypervisor + ?Sized>(h: &H, buf: &mut [u8]) -> Result<usize, XenError> {
+    let len = u64::try_from(buf.len()).map_err(|_| XenError::EINVAL)?;
+    // SAFETY: Xen writes at most `len` bytes into the slice, which outlives the call.
+    let r = unsafe {
+        h.hypercall(
+            op::CONSOLE_IO,
+            &[abi::CONSOLEIO_READ, len, buf.as_mut_ptr() as u64],
+        )
+    };
+    // Xen never reports more than it was given room for; clamp in case it did.
+    XenError::check(r).map(|n| (n as usize).min(buf.len()))
+}
+
 /// `SCHEDOP_shutdown`: returns only if Xen refused.
 pub fn shutdown<H: Hypervisor + ?Sized>(h: &H, reason: ShutdownReason) -> XenError {
     let arg = abi::sched_shutdown {
