@@ -27,7 +27,7 @@ pub mod time;
 mod trap;
 mod xen;
 
-pub use boot::{BootInfo, app_name, boot_info};
+pub use boot::{BootInfo, Timeline, app_name, boot_info};
 pub use exit::{MainResult, exit};
 pub use platform::{Platform, platform};
 

@@ -1,6 +1,7 @@
 //! `hello`: prints a greeting naming the boot mode, the one-line boot report,
-//! and exits cleanly. With `read-line` on the command line it first asks for a
-//! line on the console and echoes it back (a check that typing reaches the guest).
+//! and exits cleanly. Command-line words: `timeline` also prints the boot
+//! milestones; `read-line` asks for a line on the console and echoes it back
+//! (a check that typing reaches the guest).
 #![no_std]
 #![no_main]
 
@@ -8,12 +9,13 @@ rt::main!(main);
 
 fn main() {
     rt::println!("hello from {} ({})", rt::app_name(), rt::platform());
-    rt::println!("{}", rt::boot_info());
-    if rt::boot_info()
-        .cmdline()
-        .split(' ')
-        .any(|w| w == "read-line")
-    {
+    let info = rt::boot_info();
+    rt::println!("{info}");
+    let has = |word| info.cmdline().split(' ').any(|w| w == word);
+    if has("timeline") {
+        rt::println!("{}", info.timeline());
+    }
+    if has("read-line") {
         read_line();
     }
 }

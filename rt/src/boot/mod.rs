@@ -18,6 +18,64 @@ mod pvh;
 /// Longest command line we keep (Xen's `MAX_GUEST_CMDLINE`).
 const CMDLINE_MAX: usize = 1024;
 
+/// Most marks a boot timeline holds.
+const MAX_MARKS: usize = 16;
+
+/// Named TSC stamps taken during boot, in order (the first is the entry point).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    marks: [(&'static str, u64); MAX_MARKS],
+    len: usize,
+}
+
+impl Timeline {
+    const fn new() -> Self {
+        Timeline {
+            marks: [("", 0); MAX_MARKS],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, name: &'static str, tsc: u64) {
+        if self.len < MAX_MARKS {
+            self.marks[self.len] = (name, tsc);
+            self.len += 1;
+        }
+    }
+
+    /// The marks as (name, time since the entry point).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Option<Duration>)> + '_ {
+        let t0 = self.marks[0].1;
+        self.marks[..self.len]
+            .iter()
+            .map(move |&(n, t)| (n, crate::time::tsc_delta_to_duration(t.wrapping_sub(t0))))
+    }
+}
+
+impl fmt::Display for Timeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("boot timeline (us since entry):")?;
+        for (name, d) in self.iter() {
+            match d {
+                Some(d) => write!(f, " {name}={}", d.as_micros())?,
+                None => write!(f, " {name}=?")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+static TIMELINE: spin::Mutex<Timeline> = spin::Mutex::new(Timeline::new());
+
+/// Records a boot milestone (the entry point is recorded first, automatically).
+pub(crate) fn mark(name: &'static str) {
+    let mut t = TIMELINE.lock();
+    if t.len == 0 {
+        t.push("entry", crate::arch::entry_tsc());
+    }
+    t.push(name, crate::arch::rdtsc());
+}
+
 /// What the runtime learned while booting.
 #[derive(Debug)]
 pub struct BootInfo {
@@ -26,6 +84,7 @@ pub struct BootInfo {
     cmdline: Cmdline,
     entry_tsc: u64,
     main_tsc: u64,
+    timeline: Timeline,
 }
 
 #[derive(Debug)]
@@ -72,6 +131,11 @@ impl BootInfo {
     /// The command line the image was started with.
     pub fn cmdline(&self) -> &str {
         self.cmdline.as_str()
+    }
+
+    /// The boot milestones up to `main`.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
     }
 
     /// Time from the first instruction of the entry point to `main`.
@@ -125,13 +189,16 @@ pub fn app_name() -> &'static str {
 fn enter_main(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item = u8>) -> ! {
     let entry_tsc = crate::arch::entry_tsc();
     let cmdline = Cmdline::new(cmdline);
-    let main_tsc = crate::arch::rdtsc();
+    mark("main");
+    let timeline = *TIMELINE.lock();
+    let main_tsc = timeline.marks[timeline.len - 1].1;
     BOOT.call_once(|| BootInfo {
         platform,
         memory_bytes,
         cmdline,
         entry_tsc,
         main_tsc,
+        timeline,
     });
     // SAFETY: `rt::main!` defines this function in every image.
     let code = unsafe { __rt_app_main() };

@@ -52,7 +52,9 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         console::set(Sink::ConsoleIo);
     }
 
+    super::mark("rust");
     let traps = crate::trap::install_pv();
+    super::mark("traps");
 
     // shared_info: remap one page of our .bss onto the machine frame Xen gave.
     let va = (&raw const SHARED_INFO_PAGE) as u64;
@@ -69,8 +71,10 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     if mapped.is_ok() {
         xen::shared_info_mapped();
     }
+    super::mark("shared-info");
 
     let console_ok = dom0 || open_console_ring(si).is_some();
+    super::mark("console");
 
     if let Err(e) = traps {
         crate::println!(

@@ -32,7 +32,9 @@ fn xen_cpuid_base() -> Option<u32> {
 /// Called once, by `pvh_start32`, with the address the loader passed in `ebx`.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
+    super::mark("rust");
     let xen_base = xen_cpuid_base();
+    super::mark("cpuid");
     if xen_base.is_none() {
         // Console first, so that anything going wrong below can be reported.
         platform::set(Platform::QemuPvh);
@@ -41,6 +43,7 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
         }
     }
     crate::arch::idt::init();
+    super::mark("idt");
     let xen_ok = xen_base.map(init_xen);
     if let Some(Err(what)) = xen_ok {
         crate::println!("rt: PVH setup failed: {what}");
@@ -74,6 +77,7 @@ fn init_xen(base: u32) -> Result<(), &'static str> {
         HYPERVISOR.set(page);
     }
     platform::set(Platform::XenPvh);
+    super::mark("hypercall-page");
 
     let gpfn = (&raw const SHARED_INFO_PAGE) as u64 >> 12;
     // SAFETY: the page at gpfn is a .bss page reserved for shared_info; nothing
@@ -81,6 +85,7 @@ fn init_xen(base: u32) -> Result<(), &'static str> {
     unsafe { hypercall::map_shared_info_at(&HYPERVISOR, gpfn) }
         .map_err(|_| "XENMEM_add_to_physmap(shared_info)")?;
     xen::shared_info_mapped();
+    super::mark("shared-info");
 
     let pfn = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::ConsolePfn)
         .map_err(|_| "HVM_PARAM_CONSOLE_PFN")?;
@@ -94,6 +99,7 @@ fn init_xen(base: u32) -> Result<(), &'static str> {
     let ring = NonNull::new(addr as *mut _).ok_or("console pfn 0")?;
     // SAFETY: the console page is ours and identity-mapped by the boot tables.
     console::set(Sink::Ring(unsafe { RingConsole::new(ring, port) }));
+    super::mark("console");
     Ok(())
 }
 
