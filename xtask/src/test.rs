@@ -270,7 +270,7 @@ fn guest_tests(rows: &mut Vec<Row>, filter: Filter<'_>, built: Option<&image::Bu
 
     if filter.wants(BARE) {
         println!("\n== guest: {BARE} (bare QEMU, PVH entry)");
-        match harness::run_bare(BARE, BARE, &b.elf, "timeline", 30, &mut show) {
+        match harness::run_bare(BARE, &b.elf, "timeline", 30, &mut show) {
             Ok(run) => {
                 let want = HelloExpect {
                     mode: "qemu-pvh",
@@ -299,7 +299,7 @@ fn guest_tests(rows: &mut Vec<Row>, filter: Filter<'_>, built: Option<&image::Bu
 
     if filter.wants(DOM0) {
         println!("\n== guest: {DOM0} (the image booted by Xen as its PV dom0)");
-        match harness::run_dom0(&a, DOM0, DOM0, &b.elf, "timeline", 120, &mut show) {
+        match harness::run_dom0(&a, DOM0, &b.elf, "timeline", 120, &mut show) {
             Ok(run) => {
                 let want = HelloExpect {
                     mode: "pv-dom0",

@@ -369,10 +369,10 @@ pub fn run_domus(
     Ok(runs)
 }
 
-/// Boots `elf` directly as Xen's PV dom0 (the XTF-style fast path).
+/// Boots `elf` directly as Xen's PV dom0 (the XTF-style fast path); the log
+/// goes to `target/harness/<name>/`.
 pub fn run_dom0(
     a: &Artifacts,
-    session: &str,
     name: &str,
     elf: &Path,
     cmdline: &str,
@@ -388,7 +388,7 @@ pub fn run_dom0(
     args.push("console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=32M,max:32M dom0_max_vcpus=1".into());
     args.push("-initrd".into());
     args.push(format!("{} {cmdline}", elf.display()).into());
-    let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), false)?;
+    let mut q = Qemu::spawn(&args, &harness_dir(name).join("serial.log"), false)?;
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut run = GuestRun::new(name);
     let mut booted = false;
@@ -431,9 +431,9 @@ pub fn run_dom0(
     Ok(run)
 }
 
-/// Boots `elf` under bare QEMU through its PVH loader.
+/// Boots `elf` under bare QEMU through its PVH loader; the log goes to
+/// `target/harness/<name>/`.
 pub fn run_bare(
-    session: &str,
     name: &str,
     elf: &Path,
     cmdline: &str,
@@ -455,7 +455,7 @@ pub fn run_bare(
     args.push(elf.into());
     args.push("-append".into());
     args.push(cmdline.into());
-    let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), false)?;
+    let mut q = Qemu::spawn(&args, &harness_dir(name).join("serial.log"), false)?;
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut run = GuestRun::new(name);
     let timed_out = loop {
