@@ -9,7 +9,22 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub mod frame;
-pub mod p2m;
+#[cfg(feature = "model")]
+extern crate alloc;
 
+pub mod backend;
+pub mod frame;
+pub mod frames;
+pub mod kernel;
+pub mod mmu;
+#[cfg(feature = "model")]
+pub mod model;
+pub mod op;
+pub mod p2m;
+pub mod pte;
+
+pub use backend::{Backend, FrameSource};
 pub use frame::{Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};
+pub use mmu::{DirectMap, MapError, Mmu, Pending, Space};
+pub use op::{Op, Outcome, Refused, Stats};
+pub use pte::{Level, Prot};

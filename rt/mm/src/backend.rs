@@ -1,0 +1,40 @@
+//! The seams between the pure MMU logic and the world: who executes page-table
+//! operations ([`Backend`]) and who provides frames ([`FrameSource`]).
+//!
+//! Backends: `pv` (mmu_update / mmuext_op through one multicall per batch; in
+//! the `rt` crate), `native` (PVH: plain writes, `mov cr3`, `invlpg`; in `rt`)
+//! and [`crate::model`] (Xen's PV rules, executable on the host).
+use rt_xen::XenError;
+
+use crate::frame::Pfn;
+use crate::op::{Op, Outcome};
+
+/// Executes MMU operations and reads page tables.
+pub trait Backend {
+    /// Executes `ops` in order as one batch (PV: one multicall), writing each
+    /// op's outcome into `out[i]`. Returns the number of hypercalls made, or
+    /// an error if the batch as a whole was rejected (then nothing was done).
+    fn submit(&mut self, ops: &[Op], out: &mut [Outcome]) -> Result<u32, XenError>;
+
+    /// Entry `index` of the table held in frame `table`. The frame must be
+    /// readable now (PV: mapped in the active address space).
+    fn read(&self, table: Pfn, index: usize) -> u64;
+
+    /// The frame number entries hold for `pfn` (PV: its MFN; PVH: the pfn).
+    fn hw_frame(&self, pfn: Pfn) -> Option<u64>;
+
+    /// The pfn behind a frame number read from an entry, if it is ours.
+    fn pfn_of(&self, hw: u64) -> Option<Pfn>;
+
+    /// Whether Xen's PV rules apply: page-table frames must be read-only in
+    /// every mapping, and tables are pinned before use.
+    fn paravirt(&self) -> bool;
+}
+
+/// Where page-table frames come from and go back to.
+pub trait FrameSource {
+    /// A free frame that the backend can read right now.
+    fn alloc_frame(&mut self) -> Option<Pfn>;
+    /// Gives a frame back.
+    fn free_frame(&mut self, pfn: Pfn);
+}

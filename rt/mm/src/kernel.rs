@@ -1,0 +1,96 @@
+//! The runtime's own address space, built at boot: every frame of RAM in an
+//! identity direct map (virtual address == pfn << 12) with per-frame rights,
+//! plus a few machine frames of Xen's (shared_info, rings).
+//!
+//! Sequence (the same on PV and PVH; the backend decides what each step costs):
+//!
+//! ```text
+//! 1. adopt the boot tables (PV): record their frames as tables, and their
+//!    identity map as a direct map in which new tables must be made read-only
+//! 2. new root K; direct-map the frames the boot tables map (page tables
+//!    read-only, holes where `prot` says so) and the machine frames
+//! 3. pin K, activate it (NEW_BASEPTR / mov cr3)
+//! 4. release the boot tables (PV): unpin, make their frames ordinary and
+//!    writable again, return them to the frame source
+//! 5. direct-map the rest of RAM in chunks; each chunk's tables come from
+//!    frames an earlier chunk mapped
+//! ```
+use crate::backend::Backend;
+use crate::frame::Pfn;
+use crate::frames::BitmapFrames;
+use crate::mmu::{BOOT, DirectMap, MapError, Mmu, PRIMARY, Space};
+use crate::pte::Prot;
+
+/// Frames direct-mapped per step of phase 5 (64 MiB: 32 L1 tables).
+pub const CHUNK_PAGES: u64 = 16 * 1024;
+
+/// What to build.
+pub struct Layout<'a> {
+    /// Frames `[0, nr_pages)` are the domain's RAM.
+    pub nr_pages: u64,
+    /// Frames below this are mapped by the boot tables, hence readable now.
+    pub readable: u64,
+    /// Rights of each frame's direct-map page (`None`: leave a hole).
+    pub prot: &'a dyn Fn(Pfn) -> Option<Prot>,
+    /// Machine frames mapped at a virtual address of their own: (va, hw frame, rights).
+    pub machine: &'a [(u64, u64, Prot)],
+}
+
+impl core::fmt::Debug for Layout<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Layout")
+            .field("nr_pages", &self.nr_pages)
+            .field("readable", &self.readable)
+            .finish()
+    }
+}
+
+/// Builds and activates the kernel address space; returns it. `boot` is the
+/// root Xen built (PV), adopted and released along the way.
+pub fn build<B: Backend>(
+    mmu: &mut Mmu<'_, B>,
+    frames: &mut BitmapFrames<'_>,
+    boot: Option<Space>,
+    layout: &Layout<'_>,
+) -> Result<Space, MapError> {
+    let first_end = layout.readable.min(layout.nr_pages);
+    frames.set_limit(first_end);
+    if let Some(b) = &boot {
+        mmu.adopt(b)?;
+        mmu.set_direct_map(
+            BOOT,
+            Some(DirectMap {
+                root: b.root(),
+                limit: first_end,
+            }),
+        );
+    }
+    let mut k = mmu.new_space(frames, None)?;
+    mmu.set_direct_map(
+        PRIMARY,
+        Some(DirectMap {
+            root: k.root(),
+            limit: layout.nr_pages,
+        }),
+    );
+    mmu.map_direct(&k, Pfn(0), Pfn(first_end), layout.prot, frames)?
+        .flush()?;
+    for &(va, hw, prot) in layout.machine {
+        mmu.map_machine(&k, va, hw, 1, prot, frames)?.flush()?;
+    }
+    mmu.activate(&mut k)?;
+    if let Some(b) = boot {
+        mmu.set_direct_map(BOOT, None);
+        mmu.release(b, frames).map_err(|(_, e)| e)?;
+    }
+    let mut mapped = first_end;
+    while mapped < layout.nr_pages {
+        frames.set_limit(mapped);
+        let end = (mapped + CHUNK_PAGES).min(layout.nr_pages);
+        mmu.map_direct(&k, Pfn(mapped), Pfn(end), layout.prot, frames)?
+            .flush()?;
+        mapped = end;
+    }
+    frames.set_limit(layout.nr_pages);
+    Ok(k)
+}

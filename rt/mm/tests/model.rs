@@ -1,0 +1,647 @@
+//! The MMU layer against the model of Xen's PV rules: the boot sequence, what
+//! Xen refuses and accepts, batching, and random operation sequences.
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use rt_mm::frames::BitmapFrames;
+use rt_mm::kernel::{self, Layout};
+use rt_mm::mmu::{DirectMap, PRIMARY};
+use rt_mm::model::{ModelBackend, Ty, XenModel, errno};
+use rt_mm::pte::{self, Level, table_flags};
+use rt_mm::{Backend, MapError, Mmu, Pfn, Prot, Space};
+use rt_xen::XenError;
+use x86_64::structures::paging::PageTableFlags as F;
+
+/// A domain as Xen's PV builder leaves it: frames `[0, region)` identity-mapped
+/// read-write by boot tables placed at the end of the region (read-only), the
+/// boot L4 pinned and active.
+struct Domain {
+    backend: ModelBackend,
+    boot_l4: Pfn,
+    region: u64,
+    /// First frame after the boot tables.
+    pt_end: u64,
+}
+
+fn xen_builder(nr_pages: u64, region: u64) -> Domain {
+    let mut xen = XenModel::new(nr_pages);
+    let l1s = region.div_ceil(512);
+    let nr_pt = 3 + l1s;
+    let pt_start = region - nr_pt - 1; // one page of boot stack after them
+    let l4 = Pfn(pt_start);
+    let (l3, l2) = (Pfn(pt_start + 1), Pfn(pt_start + 2));
+    let mfn = |x: &XenModel, p: Pfn| x.mfn(p).unwrap();
+    let is_pt = |p: u64| (pt_start..pt_start + nr_pt).contains(&p);
+    for i in 0..l1s {
+        let l1 = Pfn(pt_start + 3 + i);
+        for j in 0..512 {
+            let p = i * 512 + j;
+            if p >= region {
+                break;
+            }
+            let mut f = F::PRESENT | F::ACCESSED;
+            if !is_pt(p) {
+                f |= F::WRITABLE;
+            }
+            let m = mfn(&xen, l1);
+            assert!(xen.guest_write(m, j as usize, pte::make(mfn(&xen, Pfn(p)), f)));
+        }
+        let (m2, v) = (mfn(&xen, l2), pte::make(mfn(&xen, l1), table_flags()));
+        assert!(xen.guest_write(m2, i as usize, v));
+    }
+    let (m3, v) = (mfn(&xen, l3), pte::make(mfn(&xen, l2), table_flags()));
+    assert!(xen.guest_write(m3, 0, v));
+    let (m4, v) = (mfn(&xen, l4), pte::make(mfn(&xen, l3), table_flags()));
+    assert!(xen.guest_write(m4, 0, v));
+    xen.pin(Level::L4, mfn(&xen, l4)).unwrap();
+    xen.new_baseptr(mfn(&xen, l4)).unwrap();
+    xen.check_invariants().unwrap();
+    Domain {
+        backend: ModelBackend::new(xen),
+        boot_l4: l4,
+        region,
+        pt_end: pt_start + nr_pt + 1,
+    }
+}
+
+/// Frames the layout leaves unmapped (a guard page) and maps executable.
+const GUARD: u64 = 300;
+const TEXT: std::ops::Range<u64> = 256..280;
+
+fn prot_of(p: Pfn) -> Option<Prot> {
+    match p.0 {
+        0 | GUARD => None,
+        x if TEXT.contains(&x) => Some(Prot::RX),
+        _ => Some(Prot::RW),
+    }
+}
+
+struct Booted {
+    backend: ModelBackend,
+    types: Vec<u8>,
+    bits: Vec<u64>,
+    kernel: Pfn,
+    shared_info: u64,
+    nr_pages: u64,
+}
+
+const SHINFO_VA: u64 = 0x7000_0000;
+
+fn boot(nr_pages: u64, region: u64) -> Booted {
+    let mut d = xen_builder(nr_pages, region);
+    let shared_info = d.backend.xen.add_foreign_owned();
+    let mut types = vec![0u8; nr_pages as usize];
+    let mut bits = vec![0u64; BitmapFrames::words_for(nr_pages)];
+    let mut frames = BitmapFrames::new(&mut bits);
+    frames.add_range(Pfn(1), Pfn(256));
+    frames.add_range(Pfn(d.pt_end), Pfn(nr_pages));
+    let kernel_root;
+    let backend;
+    {
+        let mut mmu = Mmu::new(d.backend, &mut types, Some(d.boot_l4));
+        let layout = Layout {
+            nr_pages,
+            readable: d.region,
+            prot: &prot_of,
+            machine: &[(SHINFO_VA, shared_info, Prot::RW)],
+        };
+        let k = kernel::build(
+            &mut mmu,
+            &mut frames,
+            Some(Space::adopt(d.boot_l4, true)),
+            &layout,
+        )
+        .unwrap();
+        kernel_root = k.root();
+        assert_eq!(mmu.active(), Some(kernel_root));
+        d.backend = mmu.backend().clone();
+        backend = d.backend;
+    }
+    Booted {
+        backend,
+        types,
+        bits,
+        kernel: kernel_root,
+        shared_info,
+        nr_pages,
+    }
+}
+
+#[test]
+fn boot_builds_a_pinned_direct_map_and_returns_the_boot_tables() {
+    let nr = 8192; // 32 MiB
+    let b = boot(nr, 1024);
+    let xen = &b.backend.xen;
+    xen.check_invariants().unwrap();
+    let kmfn = xen.mfn(Pfn(b.kernel.0)).unwrap();
+    assert_eq!(xen.base(), Some(kmfn));
+    assert_eq!(
+        xen.type_of(kmfn),
+        Some((Ty::Table(Level::L4), 2, true)),
+        "pinned + active"
+    );
+    let mut types = b.types.clone();
+    let mmu = Mmu::new(b.backend.clone(), &mut types, Some(b.kernel));
+    let mut expect_tables = 0;
+    for p in 0..nr {
+        let e = mmu.translate(b.kernel, p << 12).unwrap();
+        let want = prot_of(Pfn(p));
+        match want {
+            None => assert_eq!(e, 0, "pfn {p} must be a hole"),
+            Some(prot) => {
+                assert_eq!(
+                    pte::frame(e),
+                    xen.mfn(Pfn(p)).unwrap(),
+                    "pfn {p} maps its own mfn"
+                );
+                let is_table = mmu.table_level(Pfn(p)).is_some();
+                expect_tables += usize::from(is_table);
+                let got = Prot::of_entry(e);
+                assert_eq!(
+                    got.write,
+                    prot.write && !is_table,
+                    "pfn {p}: writable iff RW and not a table"
+                );
+                assert_eq!(got.exec, prot.exec, "pfn {p}: W^X as laid out");
+            }
+        }
+    }
+    // 1 L4 + 1 L3 + 1 L2 + 16 L1 for 32 MiB, and an L2 + L1 for shared_info's
+    // mapping at 1.75 GiB; the boot tables are gone.
+    assert_eq!(expect_tables, 21);
+    let d = xen_builder(nr, 1024);
+    for p in d.pt_end - 8..d.pt_end - 1 {
+        assert_eq!(
+            mmu.table_level(Pfn(p)),
+            None,
+            "boot table frame {p} is ordinary again"
+        );
+        assert!(
+            Prot::of_entry(mmu.translate(b.kernel, p << 12).unwrap()).write,
+            "and writable"
+        );
+    }
+    let e = mmu.translate(b.kernel, SHINFO_VA).unwrap();
+    assert_eq!(pte::frame(e), b.shared_info);
+}
+
+#[test]
+fn boot_with_more_ram_than_the_boot_tables_map() {
+    // 256 MiB with only 2 MiB mapped at start: phase 5 grows the map in chunks.
+    let b = boot(65536, 512);
+    b.backend.xen.check_invariants().unwrap();
+    let mut types = b.types.clone();
+    let mmu = Mmu::new(b.backend.clone(), &mut types, Some(b.kernel));
+    for p in [1u64, 511, 512, 4096, 65535] {
+        assert!(
+            pte::present(mmu.translate(b.kernel, p << 12).unwrap()),
+            "pfn {p} mapped"
+        );
+    }
+}
+
+/// A fresh Mmu over a copy of the booted state.
+struct World {
+    backend: ModelBackend,
+    types: Vec<u8>,
+    bits: Vec<u64>,
+    kernel: Pfn,
+    nr_pages: u64,
+}
+
+impl World {
+    fn from(b: &Booted) -> World {
+        World {
+            backend: b.backend.clone(),
+            types: b.types.clone(),
+            bits: b.bits.clone(),
+            kernel: b.kernel,
+            nr_pages: b.nr_pages,
+        }
+    }
+}
+
+fn with_mmu<R>(
+    w: &mut World,
+    f: impl FnOnce(&mut Mmu<'_, ModelBackend>, &mut BitmapFrames<'_>, Space) -> R,
+) -> R {
+    let backend = w.backend.clone();
+    let mut frames = BitmapFrames::resume(&mut w.bits, w.nr_pages);
+    let mut mmu = Mmu::new(backend, &mut w.types, Some(w.kernel));
+    mmu.set_direct_map(
+        PRIMARY,
+        Some(DirectMap {
+            root: w.kernel,
+            limit: w.nr_pages,
+        }),
+    );
+    let r = f(&mut mmu, &mut frames, Space::adopt(w.kernel, true));
+    w.backend = mmu.backend().clone();
+    r
+}
+
+#[test]
+fn the_mapper_refuses_a_writable_mapping_of_a_table_and_keeps_working() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        let table = (0..4096)
+            .map(Pfn)
+            .find(|&p| mmu.table_level(p) == Some(Level::L1))
+            .unwrap();
+        let before = mmu.stats();
+        let r = mmu.map_range(&k, 1 << 30, table, 1, Prot::RW, frames);
+        assert_eq!(r.err(), Some(MapError::PageTableFrame(table)));
+        assert_eq!(mmu.stats().queued, before.queued, "nothing was queued");
+        // Read-only is fine, and the mapper still works afterwards.
+        mmu.map_range(&k, 1 << 30, table, 1, Prot::R, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        mmu.map_range(&k, (1 << 30) + 4096, Pfn(3000), 4, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn the_model_refuses_what_xen_refuses() {
+    let b = boot(4096, 1024);
+    let mut xen = b.backend.xen.clone();
+    let kernel = xen.mfn(b.kernel).unwrap();
+    // Find an L1 of the kernel space and a leaf slot that maps an ordinary frame.
+    let l3 = pte::frame(xen.read(kernel, 0));
+    let l2 = pte::frame(xen.read(l3, 0));
+    let l1 = pte::frame(xen.read(l2, 1));
+    assert_eq!(xen.type_of(l1).unwrap().0, Ty::Table(Level::L1));
+    // A writable mapping of a frame that is an L1.
+    let rw = pte::make(l1, Prot::RW.leaf_flags());
+    assert_eq!(xen.update(l1, 5, rw), Err(errno::WRITABLE_TABLE));
+    // ... read-only is accepted.
+    let old = xen.read(l1, 5);
+    xen.update(l1, 5, pte::make(l1, Prot::R.leaf_flags()))
+        .unwrap();
+    xen.update(l1, 5, old).unwrap();
+    // Pinning a pinned table; unpinning one that is not pinned.
+    assert_eq!(xen.pin(Level::L4, kernel), Err(errno::PIN_STATE));
+    assert_eq!(xen.unpin(l1), Err(errno::PIN_STATE));
+    // An entry in Xen's L4 slots.
+    assert_eq!(
+        xen.update(kernel, 256, pte::make(l3, table_flags())),
+        Err(errno::XEN_SLOT)
+    );
+    assert_eq!(xen.update(kernel, 271, 0), Err(errno::XEN_SLOT));
+    // A superpage in an L2.
+    let pse = pte::make(xen.mfn(Pfn(2048)).unwrap(), table_flags() | F::HUGE_PAGE);
+    assert_eq!(xen.update(l2, 7, pse), Err(errno::BAD_FLAGS));
+    // Linking a frame that is mapped writable as a table.
+    let data = xen.mfn(Pfn(2000)).unwrap();
+    assert_eq!(
+        xen.update(l2, 8, pte::make(data, table_flags())),
+        Err(errno::TYPE_CONFLICT)
+    );
+    // Clearing a page that is a table.
+    assert_eq!(xen.clear_page(l1), Err(errno::CLEAR_TABLE));
+    // Frames that are not ours: as an L1 target, and as an L2 target.
+    assert_eq!(
+        xen.update(l1, 6, pte::make(0x7_0000_0000, Prot::R.leaf_flags())),
+        Err(errno::L1_NOT_OURS)
+    );
+    assert_eq!(
+        xen.update(l2, 6, pte::make(0x7_0000_0000, table_flags())),
+        Err(errno::NOT_OURS)
+    );
+    // Cache attributes in an L1 entry.
+    let pcd = pte::make(
+        xen.mfn(Pfn(2001)).unwrap(),
+        Prot::R.leaf_flags() | F::NO_CACHE,
+    );
+    assert_eq!(xen.update(l1, 6, pcd), Err(errno::BAD_FLAGS));
+    xen.check_invariants().unwrap();
+}
+
+#[test]
+fn the_model_accepts_what_xen_accepts_and_counts_full_validations() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        // A second space sharing the direct map; activating it unpinned is legal
+        // for Xen and costs a full validation, which the model counts.
+        let s = mmu.new_space(frames, Some((&k, 0..1))).unwrap();
+        let root = mmu.backend().xen.mfn(s.root()).unwrap();
+        let before = mmu.backend().xen.counters.baseptr_full_validations;
+        mmu.backend_mut().xen.new_baseptr(root).unwrap();
+        assert_eq!(
+            mmu.backend().xen.counters.baseptr_full_validations,
+            before + 1
+        );
+        // Back to the pinned kernel root: no full validation.
+        let kroot = mmu.backend().xen.mfn(k.root()).unwrap();
+        mmu.backend_mut().xen.new_baseptr(kroot).unwrap();
+        assert_eq!(
+            mmu.backend().xen.counters.baseptr_full_validations,
+            before + 1
+        );
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn sixty_four_mib_in_few_hypercalls() {
+    let b = boot(32768, 1024); // 128 MiB
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        let before = mmu.stats();
+        let va = 0x100_0000_0000; // 1 TiB: its own L4 slot
+        mmu.map_range(&k, va, Pfn(8192), 16384, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        let s = mmu.stats();
+        let calls = s.hypercalls - before.hypercalls;
+        assert!(calls <= 64, "64 MiB took {calls} hypercalls");
+        assert_eq!(
+            s.tables_allocated - before.tables_allocated,
+            32 + 1 + 1,
+            "32 L1 + L2 + L3"
+        );
+        // Unmapping a mapped range of the active space flushes the TLB once.
+        mmu.unmap_range(&k, va, 16384).unwrap().flush().unwrap();
+        assert_eq!(mmu.stats().flushes - s.flushes, 1);
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn a_refused_op_is_named() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, _frames, k| {
+        // Bypass the mapper's check: queue a raw writable mapping of the root.
+        let root_mfn = mmu.backend().hw_frame(k.root()).unwrap();
+        let (l1, i) = mmu.find_l1(k.root(), 5 << 12).unwrap().unwrap();
+        let mut out = [rt_mm::Outcome::Skipped; 2];
+        let ops = [
+            rt_mm::Op::Write {
+                table: l1,
+                index: i as u16,
+                value: pte::make(root_mfn, Prot::RW.leaf_flags()),
+            },
+            rt_mm::Op::FlushTlb,
+        ];
+        mmu.backend_mut().submit(&ops, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                rt_mm::Outcome::Failed(XenError::EBUSY),
+                rt_mm::Outcome::Done
+            ]
+        );
+    });
+}
+
+/// Random operations on random spaces, checked against a shadow map and the
+/// model's invariants after every step.
+#[derive(Clone, Debug)]
+enum Step {
+    NewSpace,
+    Map {
+        space: usize,
+        page: u64,
+        n: u64,
+        frame: u64,
+        write: bool,
+        exec: bool,
+    },
+    MapTable {
+        space: usize,
+        page: u64,
+    },
+    Protect {
+        space: usize,
+        page: u64,
+        n: u64,
+        write: bool,
+    },
+    Unmap {
+        space: usize,
+        page: u64,
+        n: u64,
+    },
+    Activate {
+        space: usize,
+    },
+    Drop {
+        space: usize,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => Just(Step::NewSpace),
+        6 => (0..4usize, 0..2048u64, 1..48u64, 0..200u64, any::<bool>(), any::<bool>())
+            .prop_map(|(space, page, n, frame, write, exec)| Step::Map { space, page, n, frame, write, exec }),
+        1 => (0..4usize, 0..2048u64).prop_map(|(space, page)| Step::MapTable { space, page }),
+        3 => (0..4usize, 0..2048u64, 1..32u64, any::<bool>()).prop_map(|(space, page, n, write)| Step::Protect { space, page, n, write }),
+        3 => (0..4usize, 0..2048u64, 1..64u64).prop_map(|(space, page, n)| Step::Unmap { space, page, n }),
+        1 => (0..4usize).prop_map(|space| Step::Activate { space }),
+        1 => (0..4usize).prop_map(|space| Step::Drop { space }),
+    ]
+}
+
+/// What a space should map: user page number → (pfn, rights).
+type Shadow = BTreeMap<u64, (u64, Prot)>;
+
+/// User mappings live at 1 TiB + page * 4 KiB, outside the shared direct map,
+/// and spread over two L2 tables (pages 0..2048 cover 8 MiB).
+const USER_BASE: u64 = 1 << 40;
+/// Data frames user mappings may target (never handed out as tables).
+const DATA: u64 = 3600;
+
+/// Frames of the domain the random sequences run in (16 MiB).
+const PAGES: u64 = 4096;
+
+thread_local! {
+    static BOOTED: Booted = boot(PAGES, 1024);
+}
+
+fn run(steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut w = BOOTED.with(World::from);
+    // Keep the data frames out of the frame source.
+    let mut f = BitmapFrames::resume(&mut w.bits, w.nr_pages);
+    for p in DATA..DATA + 256 {
+        f.take(Pfn(p));
+    }
+    with_mmu(&mut w, |mmu, frames, k| {
+        let mut spaces: Vec<(Space, Shadow)> = Vec::new();
+        let total = frames.free_count();
+        for s in steps {
+            let touched: std::ops::Range<u64> = match *s {
+                Step::Map { page, n, .. }
+                | Step::Protect { page, n, .. }
+                | Step::Unmap { page, n, .. } => page..(page + n).min(2048),
+                Step::MapTable { page, .. } => page..page + 1,
+                _ => 0..0,
+            };
+            match s.clone() {
+                Step::NewSpace => {
+                    if spaces.len() < 4 {
+                        let sp = mmu
+                            .new_space(frames, Some((&k, 0..1)))
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        spaces.push((sp, BTreeMap::new()));
+                    }
+                }
+                Step::Map {
+                    space,
+                    page,
+                    n,
+                    frame,
+                    write,
+                    exec,
+                } => {
+                    let Some((sp, shadow)) = spaces.get_mut(space) else {
+                        continue;
+                    };
+                    let n = n.min(2048 - page);
+                    let prot = Prot { write, exec };
+                    let first = DATA + frame.min(255 - n.min(255));
+                    let n = n.min(256);
+                    mmu.map_range(sp, USER_BASE + page * 4096, Pfn(first), n, prot, frames)
+                        .and_then(|p| p.flush())
+                        .map_err(|e| TestCaseError::fail(format!("map: {e}")))?;
+                    for i in 0..n {
+                        shadow.insert(page + i, (first + i, prot));
+                    }
+                }
+                Step::MapTable { space, page } => {
+                    let Some((sp, _)) = spaces.get_mut(space) else {
+                        continue;
+                    };
+                    let table = sp.root();
+                    let r = mmu.map_range(sp, USER_BASE + page * 4096, table, 1, Prot::RW, frames);
+                    prop_assert_eq!(r.err(), Some(MapError::PageTableFrame(table)));
+                }
+                Step::Protect {
+                    space,
+                    page,
+                    n,
+                    write,
+                } => {
+                    let Some((sp, shadow)) = spaces.get_mut(space) else {
+                        continue;
+                    };
+                    let n = n.min(2048 - page);
+                    let all = (page..page + n).all(|p| shadow.contains_key(&p));
+                    let prot = Prot { write, exec: false };
+                    let r = mmu
+                        .protect_range(sp, USER_BASE + page * 4096, n, prot)
+                        .and_then(|p| p.flush());
+                    if all {
+                        r.map_err(|e| TestCaseError::fail(format!("protect: {e}")))?;
+                        for p in page..page + n {
+                            shadow.get_mut(&p).unwrap().1 = prot;
+                        }
+                    } else {
+                        prop_assert!(
+                            matches!(r, Err(MapError::NotMapped(_))),
+                            "protect over a hole: {:?}",
+                            r
+                        );
+                    }
+                }
+                Step::Unmap { space, page, n } => {
+                    let Some((sp, shadow)) = spaces.get_mut(space) else {
+                        continue;
+                    };
+                    let n = n.min(2048 - page);
+                    mmu.unmap_range(sp, USER_BASE + page * 4096, n)
+                        .and_then(|p| p.flush())
+                        .map_err(|e| TestCaseError::fail(format!("unmap: {e}")))?;
+                    for p in page..page + n {
+                        shadow.remove(&p);
+                    }
+                }
+                Step::Activate { space } => {
+                    let Some((sp, _)) = spaces.get_mut(space) else {
+                        continue;
+                    };
+                    mmu.activate(sp)
+                        .map_err(|e| TestCaseError::fail(format!("activate: {e}")))?;
+                }
+                Step::Drop { space } => {
+                    if space >= spaces.len() {
+                        continue;
+                    }
+                    let (sp, _) = spaces.remove(space);
+                    if mmu.active() == Some(sp.root()) {
+                        let mut kk = Space::adopt(k.root(), true);
+                        mmu.activate(&mut kk)
+                            .map_err(|e| TestCaseError::fail(format!("back to kernel: {e}")))?;
+                    }
+                    mmu.release(sp, frames)
+                        .map_err(|(_, e)| TestCaseError::fail(format!("release: {e}")))?;
+                }
+            }
+            // Invariants after every step.
+            mmu.backend()
+                .xen
+                .check_invariants()
+                .map_err(TestCaseError::fail)?;
+            for (sp, shadow) in &spaces {
+                for page in shadow.keys().copied().chain(touched.clone()) {
+                    let e = mmu
+                        .translate(sp.root(), USER_BASE + page * 4096)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    match shadow.get(&page) {
+                        Some(&(pfn, prot)) => {
+                            prop_assert_eq!(
+                                pte::frame(e),
+                                mmu.backend().hw_frame(Pfn(pfn)).unwrap()
+                            );
+                            prop_assert_eq!(Prot::of_entry(e), prot);
+                        }
+                        None => prop_assert_eq!(e, 0, "page {} should be unmapped", page),
+                    }
+                }
+                // The direct map is shared, unchanged, and still ours.
+                prop_assert!(pte::present(mmu.translate(sp.root(), 100 << 12).unwrap()));
+            }
+            // Frames are conserved: free + tables of live spaces == what we started with.
+            let tables = (0..PAGES)
+                .filter(|&p| mmu.table_level(Pfn(p)).is_some())
+                .count() as u64;
+            prop_assert_eq!(frames.free_count() + tables, total + base_tables());
+        }
+        // Tear down: everything returns.
+        if mmu.active() != Some(k.root()) {
+            let mut kk = Space::adopt(k.root(), true);
+            mmu.activate(&mut kk).unwrap();
+        }
+        for (sp, _) in spaces {
+            mmu.release(sp, frames)
+                .map_err(|(_, e)| TestCaseError::fail(format!("release: {e}")))?;
+        }
+        prop_assert_eq!(frames.free_count(), total);
+        mmu.backend()
+            .xen
+            .check_invariants()
+            .map_err(TestCaseError::fail)?;
+        Ok(())
+    })
+}
+
+/// Tables of the kernel space right after boot.
+fn base_tables() -> u64 {
+    BOOTED.with(|b| b.types.iter().filter(|&&t| t != 0).count() as u64)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #[test]
+    fn random_sequences_keep_xens_invariants(steps in proptest::collection::vec(step(), 1..24)) {
+        run(&steps)?;
+    }
+}
