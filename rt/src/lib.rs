@@ -21,6 +21,7 @@ mod arch;
 mod boot;
 pub mod console;
 mod exit;
+pub mod mm;
 mod platform;
 mod qemu;
 pub mod time;

@@ -87,6 +87,22 @@ fn fault_address() -> u64 {
     }
 }
 
+/// Formats the page-table walk of a faulting address.
+struct FaultWalk(u64);
+
+impl core::fmt::Display for FaultWalk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Adapter<'a, 'b>(&'a mut core::fmt::Formatter<'b>);
+        impl core::fmt::Write for Adapter<'_, '_> {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                self.0.write_str(s)
+            }
+        }
+        crate::mm::describe_fault(&mut Adapter(f), self.0);
+        Ok(())
+    }
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn rt_fatal_trap(f: &TrapFrame) -> ! {
     let name = NAMES.get(f.vector as usize).copied().unwrap_or("unknown");
@@ -95,10 +111,19 @@ extern "C" fn rt_fatal_trap(f: &TrapFrame) -> ! {
         f.vector, f.error, f.rip, f.rsp, f.rflags, f.cs
     ));
     if f.vector == 14 {
-        crate::console::print_fatal(format_args!(
-            "rt: page fault address {:#x}\n",
-            fault_address()
-        ));
+        let va = fault_address();
+        let access = match (f.error & 2 != 0, f.error & 16 != 0) {
+            (_, true) => "instruction fetch",
+            (true, _) => "write",
+            _ => "read",
+        };
+        let why = if f.error & 1 != 0 {
+            "protection violation"
+        } else {
+            "page not present"
+        };
+        crate::console::print_fatal(format_args!("rt: page fault: {access} at {va:#x}: {why}\n"));
+        crate::console::print_fatal(format_args!("{}", FaultWalk(va)));
     }
     crate::exit::crash()
 }

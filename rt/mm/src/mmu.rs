@@ -338,6 +338,16 @@ impl<'t, B: Backend> Mmu<'t, B> {
         self.fresh[..self.nfresh].contains(&table)
     }
 
+    /// A leaf entry that no op queued since the last submit has written: only
+    /// fresh tables need the overlay (they read as zero until cleared).
+    fn read_unqueued(&self, table: Pfn, index: usize) -> u64 {
+        if self.is_fresh(table) {
+            0
+        } else {
+            self.backend.read(table, index)
+        }
+    }
+
     /// Entry `index` of `table` as it will be once the queue has run.
     fn read_entry(&self, table: Pfn, index: usize) -> u64 {
         let queued = self.queue[..self.len]
@@ -652,7 +662,13 @@ impl<'t, B: Backend> Mmu<'t, B> {
                     }
                 };
                 let idx = Level::L1.index(v);
-                let old = self.read_entry(table, idx);
+                // Each page is visited once, so no op of this call wrote it yet;
+                // only ops queued before the call need the full overlay.
+                let old = if mark == 0 {
+                    self.read_unqueued(table, idx)
+                } else {
+                    self.read_entry(table, idx)
+                };
                 self.push(Op::Write {
                     table,
                     index: idx as u16,

@@ -6,33 +6,20 @@
 //! filled the hypercall page. Event upcalls are masked.
 use core::ptr::NonNull;
 
+use rt_mm::Mfn;
 use rt_mm::p2m::{M2p, P2m};
-use rt_mm::{Mfn, Pfn};
 use rt_xen::abi::{self, start_info};
 use rt_xen::hypercall;
 
 use crate::arch::HYPERCALL_PAGE;
 use crate::console::{self, RingConsole, Sink};
+use crate::mm::{BootMemory, Machine, Pfn, Prot, PvBackend, XenM2p};
 use crate::platform::{self, Platform};
 use crate::xen::{self, HYPERVISOR, SHARED_INFO_PAGE};
+use rt_mm::Backend;
 
 /// PTE bits for a present, writable, accessed and dirty 4 KiB mapping.
 const PTE_RW_DATA: u64 = 0x63;
-
-/// Xen's read-only M2P window.
-struct XenM2p;
-
-impl M2p for XenM2p {
-    fn raw(&self, mfn: Mfn) -> Option<u64> {
-        let entries = (abi::MACH2PHYS_VIRT_END - abi::MACH2PHYS_VIRT_START) / 8;
-        if mfn.0 >= entries {
-            return None;
-        }
-        // SAFETY: Xen maps the M2P read-only at MACH2PHYS_VIRT_START into every PV
-        // guest; the index is inside the window. Only asked for our own frames.
-        Some(unsafe { ((abi::MACH2PHYS_VIRT_START + mfn.0 * 8) as *const u64).read_volatile() })
-    }
-}
 
 /// # Safety
 /// Called once, by `pv_start64`, with the `start_info` pointer Xen passed.
@@ -90,12 +77,63 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         crate::exit::crash();
     }
 
+    if let Err(e) = init_memory(si) {
+        crate::println!("rt: building the address space failed: {e}");
+        crate::exit::crash();
+    }
+    super::mark("mm");
+
     let cmdline = si.cmd_line.iter().map(|&c| c as u8);
     super::enter_main(
         platform::platform(),
         si.nr_pages * rt_mm::PAGE_SIZE,
         cmdline,
     )
+}
+
+/// Leaves Xen's boot tables for the runtime's own address space.
+fn init_memory(si: &'static start_info) -> Result<(), crate::mm::InitError> {
+    // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us; it
+    // is part of the domain's own memory and stays mapped in the new space.
+    let p2m: &'static [u64] =
+        unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
+    let backend = PvBackend::new(p2m);
+    let boot_root = Pfn(si.pt_base >> 12);
+    // Xen mapped [0, end) 1:1, rounded to whole L1 tables: count the boot L2's entries.
+    let readable = boot_mapped_pages(&backend, boot_root).min(si.nr_pages);
+    let pt_end = boot_root.0 + si.nr_pt_frames;
+    // Free: below the image (page 0 stays unused), and after the boot tables
+    // and the one-page boot stack Xen placed after them.
+    let free = [(1, 0x100), (pt_end + 1, si.nr_pages)];
+    let shinfo_va = (&raw const SHARED_INFO_PAGE) as u64;
+    let machine = [(shinfo_va, si.shared_info >> 12, Prot::RW)];
+    let boot = BootMemory {
+        nr_pages: si.nr_pages,
+        readable,
+        free: &free,
+        is_ram: &|_| true,
+        skip: &[shinfo_va >> 12],
+        machine: &machine,
+        boot_root: Some(boot_root),
+        free_after: (0, 0),
+    };
+    crate::mm::init(Machine::Pv(backend), &boot)
+}
+
+/// Pages the boot tables map from address 0 (whole L1 tables under L4[0]/L3[0]).
+fn boot_mapped_pages(b: &PvBackend, root: Pfn) -> u64 {
+    let next = |t: Pfn, i: usize| -> Option<Pfn> {
+        let e = b.read(t, i);
+        if rt_mm::pte::present(e) {
+            b.pfn_of(rt_mm::pte::frame(e))
+        } else {
+            None
+        }
+    };
+    let Some(l2) = next(root, 0).and_then(|l3| next(l3, 0)) else {
+        return 0;
+    };
+    (0..512).take_while(|&i| next(l2, i).is_some()).count() as u64 * 512
 }
 
 /// Finds the console ring through the M2P (verified against the p2m) and makes it

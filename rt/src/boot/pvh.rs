@@ -8,11 +8,12 @@ use core::ptr::NonNull;
 
 use rt_xen::abi::HvmParam;
 use rt_xen::hypercall;
-use rt_xen::pvh::{HvmStartInfo, MemmapEntry, ram_bytes};
+use rt_xen::pvh::{HvmStartInfo, MEMMAP_TYPE_RAM, MemmapEntry, ram_bytes};
 use x86_64::registers::model_specific::Msr;
 
 use crate::arch::{HYPERCALL_PAGE, cpuid};
 use crate::console::{self, RingConsole, Sink};
+use crate::mm::{BootMemory, Machine, NativeBackend, Prot};
 use crate::platform::{self, Platform};
 use crate::xen::{self, HYPERVISOR, SHARED_INFO_PAGE};
 
@@ -44,11 +45,14 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
     }
     crate::arch::idt::init();
     super::mark("idt");
-    let xen_ok = xen_base.map(init_xen);
-    if let Some(Err(what)) = xen_ok {
-        crate::println!("rt: PVH setup failed: {what}");
-        crate::exit::crash();
-    }
+    let special = match xen_base.map(init_xen) {
+        Some(Ok(pages)) => pages,
+        Some(Err(what)) => {
+            crate::println!("rt: PVH setup failed: {what}");
+            crate::exit::crash();
+        }
+        None => [0; 2],
+    };
 
     if start_info_pa == 0 || start_info_pa + size_of::<HvmStartInfo>() as u64 > IDENTITY_LIMIT {
         crate::println!("rt: hvm_start_info at {start_info_pa:#x} is not addressable");
@@ -60,13 +64,100 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
         crate::println!("rt: invalid hvm_start_info: {e:?}");
         crate::exit::crash();
     }
-    let memmap = memmap(si);
-    let cmdline = cmdline(si.cmdline_paddr);
-    super::enter_main(platform::platform(), ram_bytes(memmap), cmdline)
+    // Copy what we need out of the loader's data before memory is handed out:
+    // those pages may become free frames.
+    let mut ram = [(0u64, 0u64); MAX_RAM_RANGES];
+    let mut nram = 0;
+    for e in memmap(si).iter().filter(|e| e.kind == MEMMAP_TYPE_RAM) {
+        if nram < ram.len() {
+            ram[nram] = (e.addr.div_ceil(4096), (e.addr.saturating_add(e.size)) >> 12);
+            nram += 1;
+        }
+    }
+    let ram = &ram[..nram];
+    let memory = ram_bytes(memmap(si));
+    let mut line = [0u8; 1024];
+    for (d, c) in line.iter_mut().zip(cmdline(si.cmdline_paddr)) {
+        *d = c;
+    }
+    let loader_data = loader_pages(si, start_info_pa);
+
+    if let Err(e) = init_memory(ram, &loader_data, special) {
+        crate::println!("rt: building the address space failed: {e}");
+        crate::exit::crash();
+    }
+    super::mark("mm");
+    super::enter_main(platform::platform(), memory, line.into_iter())
 }
 
-/// Xen PVH: hypercall page, shared_info, console ring.
-fn init_xen(base: u32) -> Result<(), &'static str> {
+/// RAM ranges we keep from the memory map.
+const MAX_RAM_RANGES: usize = 8;
+
+/// Frames holding the loader's data (start info, memory map, command line):
+/// never handed out while we still read them.
+fn loader_pages(si: &HvmStartInfo, start_info_pa: u64) -> [u64; 3] {
+    [
+        start_info_pa >> 12,
+        si.memmap_paddr >> 12,
+        si.cmdline_paddr >> 12,
+    ]
+}
+
+/// Builds the runtime's address space over the RAM ranges and switches to it.
+fn init_memory(
+    ram: &[(u64, u64)],
+    loader: &[u64; 3],
+    special: [u64; 2],
+) -> Result<(), crate::mm::InitError> {
+    let nr_pages = ram.iter().map(|r| r.1).max().unwrap_or(0);
+    let image_end = crate::arch::image_layout().data.1;
+    // Free: RAM outside the image and the loader's pages, and never page 0.
+    let mut free = [(0u64, 0u64); 8];
+    let mut n = 0;
+    for &(s, e) in ram {
+        let mut cut = [s.max(1), e];
+        for part in [(cut[0], cut[1].min(0x100)), (cut[0].max(image_end), cut[1])] {
+            cut = [part.0, part.1];
+            let mut start = cut[0];
+            let mut pages: [u64; 3] = *loader;
+            pages.sort_unstable();
+            for &p in pages.iter().filter(|&&p| p >= cut[0] && p < cut[1]) {
+                if start < p && n < free.len() {
+                    free[n] = (start, p);
+                    n += 1;
+                }
+                start = start.max(p + 1);
+            }
+            if start < cut[1] && n < free.len() {
+                free[n] = (start, cut[1]);
+                n += 1;
+            }
+        }
+    }
+    let is_ram = |p: u64| ram.iter().any(|r| (r.0..r.1).contains(&p));
+    let mut machine = [(0u64, 0u64, Prot::RW); 2];
+    let mut nm = 0;
+    for p in special.into_iter().filter(|&p| p != 0) {
+        machine[nm] = (p << 12, p, Prot::RW);
+        nm += 1;
+    }
+    let boot_tables = (&raw const crate::arch::boot_pml4) as u64 >> 12;
+    let boot = BootMemory {
+        nr_pages,
+        readable: nr_pages.min(IDENTITY_LIMIT >> 12),
+        free: &free[..n],
+        is_ram: &is_ram,
+        skip: &[],
+        machine: &machine[..nm],
+        boot_root: None,
+        free_after: (boot_tables, boot_tables + 6),
+    };
+    crate::mm::init(Machine::Native(NativeBackend::new(nr_pages)), &boot)
+}
+
+/// Xen PVH: hypercall page, shared_info, console ring. Returns the frames of
+/// the console and xenstore rings (outside RAM, mapped by the runtime too).
+fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
     let msr = cpuid(base + 2).ebx;
     let page = (&raw const HYPERCALL_PAGE).cast::<u8>();
     // SAFETY: writing the page's physical address (== virtual here) to the Xen
@@ -100,7 +191,9 @@ fn init_xen(base: u32) -> Result<(), &'static str> {
     // SAFETY: the console page is ours and identity-mapped by the boot tables.
     console::set(Sink::Ring(unsafe { RingConsole::new(ring, port) }));
     super::mark("console");
-    Ok(())
+    let store = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StorePfn)
+        .map_err(|_| "HVM_PARAM_STORE_PFN")?;
+    Ok([pfn, store])
 }
 
 fn memmap(si: &HvmStartInfo) -> &'static [MemmapEntry] {

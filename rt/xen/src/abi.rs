@@ -6,7 +6,10 @@
 //! compile-time assertions against the values gcc computed from the headers.
 #![allow(non_camel_case_types)]
 
-pub use xen_sys::{shared_info, start_info, trap_info, vcpu_info, vcpu_time_info};
+pub use xen_sys::{
+    arch_shared_info, mmu_update, multicall_entry, shared_info, start_info, trap_info, vcpu_info,
+    vcpu_time_info,
+};
 
 /// Hypercall numbers (`__HYPERVISOR_*`, `public/xen.h`).
 pub mod op {
@@ -140,6 +143,33 @@ pub struct evtchn_send {
     pub port: u32,
 }
 
+/// `mmu_update` command: a normal page-table update (`ptr` bits 2:0).
+pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
+
+/// `MMUEXT_*` commands (`public/xen.h`).
+pub mod mmuext {
+    #![allow(missing_docs)]
+    pub const PIN_L1_TABLE: u32 = 0;
+    pub const PIN_L2_TABLE: u32 = 1;
+    pub const PIN_L3_TABLE: u32 = 2;
+    pub const PIN_L4_TABLE: u32 = 3;
+    pub const UNPIN_TABLE: u32 = 4;
+    pub const NEW_BASEPTR: u32 = 5;
+    pub const TLB_FLUSH_LOCAL: u32 = 6;
+    pub const INVLPG_LOCAL: u32 = 7;
+    pub const CLEAR_PAGE: u32 = 16;
+}
+
+/// `struct mmuext_op`, 24 bytes: `arg1` is an MFN or a linear address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct mmuext_op {
+    pub cmd: u32,
+    pub pad: u32,
+    pub arg1: u64,
+    pub arg2: u64,
+}
+
 /// Offset of `vcpu_info.arch.cr2`: a PV guest's page-fault address.
 pub const VCPU_INFO_CR2_OFFSET: usize = 16;
 
@@ -159,5 +189,9 @@ const _: () = {
     assert!(size_of::<xen_hvm_param>() == 16);
     assert!(offset_of!(xen_hvm_param, value) == 8);
     assert!(size_of::<sched_poll>() == 24);
+    assert!(size_of::<mmuext_op>() == 24);
+    assert!(size_of::<mmu_update>() == 16);
+    assert!(size_of::<multicall_entry>() == 64);
+    assert!(offset_of!(shared_info, arch) == 3088);
     assert!(offset_of!(sched_poll, timeout) == 16);
 };

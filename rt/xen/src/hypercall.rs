@@ -289,6 +289,23 @@ pub unsafe fn update_va_mapping<H: Hypervisor + ?Sized>(
     XenError::check(unsafe { h.hypercall(op::UPDATE_VA_MAPPING, &[va, pte, flags]) }).map(drop)
 }
 
+/// `multicall(entries)`: runs every entry in order; each sub-call's return
+/// value lands in its `result`. Fails only if the list itself was rejected.
+///
+/// # Safety
+/// Every pointer argument inside the entries must be valid for its sub-call,
+/// and the sub-calls must not break invariants the caller relies on.
+pub unsafe fn multicall<H: Hypervisor + ?Sized>(
+    h: &H,
+    entries: &mut [abi::multicall_entry],
+) -> Result<(), XenError> {
+    let n = entries.len() as u64;
+    // SAFETY: Xen reads and writes `n` entries of the slice, which outlives the call;
+    // the sub-calls' own arguments are the caller's responsibility.
+    XenError::check(unsafe { h.hypercall(op::MULTICALL, &[entries.as_mut_ptr() as u64, n]) })
+        .map(drop)
+}
+
 /// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: places the shared_info page
 /// at guest frame `gpfn` (PVH/HVM). Whatever RAM was at `gpfn` is given up.
 ///

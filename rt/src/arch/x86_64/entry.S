@@ -145,12 +145,18 @@ boot_tsc:
 
     .section .bss.boot, "aw", @nobits
     .p2align 12
+    .globl boot_pml4
 boot_pml4:
     .skip 4096
 boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4096 * 4
+    /* Left unmapped by the runtime's address space: an overflow of the boot
+     * stack faults instead of overwriting the tables above. */
+    .globl boot_stack_guard
+boot_stack_guard:
+    .skip 4096
     .globl boot_stack_bottom
 boot_stack_bottom:
     .skip BOOT_STACK_SIZE

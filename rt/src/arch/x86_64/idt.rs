@@ -22,10 +22,29 @@ const IST_EXCEPTION: u16 = 0;
 /// IST index for #DF, NMI and #MC.
 const IST_CRITICAL: u16 = 1;
 
-#[repr(C, align(16))]
-struct Stack([u8; IST_SIZE]);
-static mut IST_EXCEPTION_STACK: Stack = Stack([0; IST_SIZE]);
-static mut IST_CRITICAL_STACK: Stack = Stack([0; IST_SIZE]);
+/// An IST stack with an unmapped guard page below it (once the runtime's own
+/// address space is active).
+#[repr(C, align(4096))]
+struct Stack {
+    guard: [u8; 4096],
+    stack: [u8; IST_SIZE],
+}
+static mut IST_EXCEPTION_STACK: Stack = Stack {
+    guard: [0; 4096],
+    stack: [0; IST_SIZE],
+};
+static mut IST_CRITICAL_STACK: Stack = Stack {
+    guard: [0; 4096],
+    stack: [0; IST_SIZE],
+};
+
+/// Frames of the IST stacks' guard pages.
+pub fn guard_pages() -> [u64; 2] {
+    [
+        (&raw const IST_EXCEPTION_STACK) as u64 >> 12,
+        (&raw const IST_CRITICAL_STACK) as u64 >> 12,
+    ]
+}
 
 struct Tables {
     gdt: GlobalDescriptorTable,
@@ -39,7 +58,7 @@ static GDT: Once<Tables> = Once::new();
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
 fn stack_top(s: *mut Stack) -> VirtAddr {
-    VirtAddr::new(s as u64 + IST_SIZE as u64)
+    VirtAddr::new(s as u64 + size_of::<Stack>() as u64)
 }
 
 /// Loads the GDT (with a TSS holding the IST stacks) and an IDT whose every

@@ -20,6 +20,44 @@ unsafe extern "C" {
     pub static trap_stubs: [u64; TRAP_VECTORS];
     /// Exception stubs for a PV trap table, one per vector (traps.S).
     pub static pv_trap_stubs: [u64; TRAP_VECTORS];
+    /// The PVH boot page tables (6 pages: PML4, PDPT, 4 PDs), entry.S.
+    pub static boot_pml4: [u8; 4096];
+    /// The unmapped page below the boot stack.
+    pub static boot_stack_guard: [u8; 4096];
+    /// Linker-script symbols: the image's segments.
+    pub static __image_start: u8;
+    /// End of code.
+    pub static __text_end: u8;
+    /// Start of read-only data.
+    pub static __rodata_start: u8;
+    /// End of read-only data (and notes).
+    pub static __rodata_end: u8;
+    /// Start of writable data.
+    pub static __data_start: u8;
+    /// End of the image (bss included).
+    pub static __image_end: u8;
+}
+
+/// The image's layout in frames, from the linker script.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    /// `[start, end)` frames of code.
+    pub text: (u64, u64),
+    /// Read-only data.
+    pub rodata: (u64, u64),
+    /// Data and bss.
+    pub data: (u64, u64),
+}
+
+/// Where the image's segments are (all page aligned by the linker script).
+pub fn image_layout() -> ImageLayout {
+    let pfn = |p: *const u8| p as u64 >> 12;
+    let up = |p: *const u8| (p as u64).div_ceil(4096);
+    ImageLayout {
+        text: (pfn(&raw const __image_start), up(&raw const __text_end)),
+        rodata: (pfn(&raw const __rodata_start), up(&raw const __rodata_end)),
+        data: (pfn(&raw const __data_start), up(&raw const __image_end)),
+    }
 }
 
 /// Reads the time-stamp counter.

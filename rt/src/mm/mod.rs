@@ -1,0 +1,283 @@
+//! Memory management on this machine: the MMU layer of `rt-mm` wired to the
+//! PV or the native backend, the runtime's own address space, and its frames.
+//!
+//! At boot ([`init`]) the runtime leaves the tables it was started with for
+//! its own address space: all RAM in an identity direct map (va == pfn << 12),
+//! the image W^X (text RX, rodata R+NX, data RW+NX), page 0 and a guard page
+//! under each stack unmapped, page-table frames read-only. On PV the new root
+//! is pinned and activated with `MMUEXT_NEW_BASEPTR`, then Xen's boot tables
+//! are unpinned and their frames join the free frames; on PVH the boot tables
+//! in .bss are freed the same way after `mov cr3`.
+mod native;
+mod pv;
+
+use core::fmt::Write;
+
+use rt_mm::frames::BitmapFrames;
+use rt_mm::kernel::{self, Layout};
+use rt_mm::op::{Op, Outcome};
+use rt_mm::pte;
+use rt_mm::{Backend, FrameSource};
+pub use rt_mm::{Level, MapError, Mmu, Pfn, Prot, Space, Stats};
+use rt_xen::XenError;
+use spin::Mutex;
+
+pub use self::native::NativeBackend;
+pub use self::pv::{PvBackend, XenM2p};
+
+/// Ops the MMU queues before it submits on its own.
+pub(crate) const QUEUE: usize = rt_mm::mmu::QUEUE;
+
+/// The backend of this boot.
+#[derive(Debug)]
+pub enum Machine {
+    /// Xen PV: hypercalls, read-only tables, pinning.
+    Pv(PvBackend),
+    /// PVH or bare QEMU: the guest's own page tables.
+    Native(NativeBackend),
+}
+
+impl Backend for Machine {
+    fn submit(&mut self, ops: &[Op], out: &mut [Outcome]) -> Result<u32, XenError> {
+        match self {
+            Machine::Pv(b) => b.submit(ops, out),
+            Machine::Native(b) => b.submit(ops, out),
+        }
+    }
+    fn read(&self, table: Pfn, index: usize) -> u64 {
+        match self {
+            Machine::Pv(b) => b.read(table, index),
+            Machine::Native(b) => b.read(table, index),
+        }
+    }
+    fn hw_frame(&self, pfn: Pfn) -> Option<u64> {
+        match self {
+            Machine::Pv(b) => b.hw_frame(pfn),
+            Machine::Native(b) => b.hw_frame(pfn),
+        }
+    }
+    fn pfn_of(&self, hw: u64) -> Option<Pfn> {
+        match self {
+            Machine::Pv(b) => b.pfn_of(hw),
+            Machine::Native(b) => b.pfn_of(hw),
+        }
+    }
+    fn paravirt(&self) -> bool {
+        matches!(self, Machine::Pv(_))
+    }
+}
+
+/// The memory state apps reach through [`with`].
+#[derive(Debug)]
+pub struct Mm {
+    /// The MMU layer.
+    pub mmu: Mmu<'static, Machine>,
+    /// Free frames.
+    pub frames: BitmapFrames<'static>,
+    /// The runtime's address space (active).
+    pub kernel: Space,
+    /// Frames of RAM.
+    pub nr_pages: u64,
+    /// Microseconds the boot address space took to build.
+    pub build_us: u64,
+}
+
+static MM: Mutex<Option<Mm>> = Mutex::new(None);
+
+/// Runs `f` with the memory state. Panics if called before boot set it up.
+pub fn with<R>(f: impl FnOnce(&mut Mm) -> R) -> R {
+    f(MM.lock()
+        .as_mut()
+        .expect("rt::mm used before the address space exists"))
+}
+
+/// MMU counters (all zero before the address space exists).
+pub fn stats() -> Stats {
+    MM.try_lock()
+        .and_then(|g| g.as_ref().map(|m| m.mmu.stats()))
+        .unwrap_or_default()
+}
+
+/// What boot code knows about memory when it hands over to [`init`].
+pub(crate) struct BootMemory<'a> {
+    /// Frames `[0, nr_pages)` may be RAM.
+    pub nr_pages: u64,
+    /// Frames below this are mapped (readable, writable) by the boot tables.
+    pub readable: u64,
+    /// Free frames, as `[start, end)` ranges.
+    pub free: &'a [(u64, u64)],
+    /// Whether a frame is RAM at all (PVH memory maps have holes).
+    pub is_ram: &'a dyn Fn(u64) -> bool,
+    /// Frames that hold something other than ordinary RAM contents and must not
+    /// be direct-mapped at their pfn (PV: the page shared_info replaced).
+    pub skip: &'a [u64],
+    /// Machine frames to map at an address of their own: (va, frame, rights).
+    pub machine: &'a [(u64, u64, Prot)],
+    /// Xen's boot root (PV), adopted and released during the switch.
+    pub boot_root: Option<Pfn>,
+    /// Frames to free once the new space is active (PVH's boot tables).
+    pub free_after: (u64, u64),
+}
+
+/// Pages that stay unmapped: page 0 and the stack guards.
+fn guard_pages() -> [u64; 4] {
+    let ist = crate::arch::idt::guard_pages();
+    [
+        0,
+        (&raw const crate::arch::boot_stack_guard) as u64 >> 12,
+        ist[0],
+        ist[1],
+    ]
+}
+
+/// Rights of a frame in the direct map, from the image layout.
+fn image_prot(pfn: u64) -> Option<Prot> {
+    let l = crate::arch::image_layout();
+    let within = |r: (u64, u64)| (r.0..r.1).contains(&pfn);
+    if guard_pages().contains(&pfn) {
+        None
+    } else if within(l.text) {
+        Some(Prot::RX)
+    } else if within(l.rodata) {
+        Some(Prot::R)
+    } else {
+        Some(Prot::RW)
+    }
+}
+
+/// Why the address space could not be set up.
+#[derive(Debug)]
+pub enum InitError {
+    /// Not enough free frames below the boot mapping for the bookkeeping.
+    NoBootFrames,
+    /// The mapper failed.
+    Map(MapError),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitError::NoBootFrames => f.write_str("no free frames for the page-table bookkeeping"),
+            InitError::Map(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Takes `n` contiguous frames for bookkeeping from the first free range
+/// below `limit` that has room; they are zeroed and never freed.
+fn take_boot_frames(free: &mut [(u64, u64)], n: u64, limit: u64) -> Option<&'static mut [u8]> {
+    let r = free.iter_mut().find(|r| r.0 + n <= r.1.min(limit))?;
+    let start = r.0;
+    r.0 += n;
+    let bytes = (n * 4096) as usize;
+    // SAFETY: the frames were free RAM, are mapped read-write at their identity
+    // address by the boot tables (below `limit`), and leave the free ranges here
+    // so nothing else will ever use them.
+    let s = unsafe { core::slice::from_raw_parts_mut((start << 12) as *mut u8, bytes) };
+    s.fill(0);
+    Some(s)
+}
+
+/// Builds and activates the runtime's address space.
+pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitError> {
+    let t0 = crate::arch::rdtsc();
+    let mut free = [(0u64, 0u64); 8];
+    let n = boot.free.len().min(free.len());
+    free[..n].copy_from_slice(&boot.free[..n]);
+    let free = &mut free[..n];
+    let types_pages = boot.nr_pages.div_ceil(4096);
+    let words = BitmapFrames::words_for(boot.nr_pages);
+    let bits_pages = (words as u64 * 8).div_ceil(4096);
+    let types =
+        take_boot_frames(free, types_pages, boot.readable).ok_or(InitError::NoBootFrames)?;
+    let bits = take_boot_frames(free, bits_pages, boot.readable).ok_or(InitError::NoBootFrames)?;
+    let types = &mut types[..boot.nr_pages as usize];
+    // SAFETY: the frames are 8-byte aligned (page aligned), zeroed, and the
+    // slice covers `words` u64s inside them.
+    let bits: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(bits.as_mut_ptr().cast(), words) };
+    let mut frames = BitmapFrames::new(bits);
+    for &(s, e) in free.iter() {
+        frames.add_range(Pfn(s), Pfn(e));
+    }
+    let mut mmu = Mmu::new(machine, types, boot.boot_root);
+    let prot = |p: Pfn| {
+        if !(boot.is_ram)(p.0) || boot.skip.contains(&p.0) {
+            None
+        } else {
+            image_prot(p.0)
+        }
+    };
+    let layout = Layout {
+        nr_pages: boot.nr_pages,
+        readable: boot.readable,
+        prot: &prot,
+        machine: boot.machine,
+    };
+    let boot_space = boot.boot_root.map(|r| Space::adopt(r, true));
+    let kernel =
+        kernel::build(&mut mmu, &mut frames, boot_space, &layout).map_err(InitError::Map)?;
+    frames.add_range(Pfn(boot.free_after.0), Pfn(boot.free_after.1));
+    let build_us = crate::time::tsc_delta_to_duration(crate::arch::rdtsc().wrapping_sub(t0))
+        .map_or(0, |d| d.as_micros() as u64);
+    *MM.lock() = Some(Mm {
+        mmu,
+        frames,
+        kernel,
+        nr_pages: boot.nr_pages,
+        build_us,
+    });
+    Ok(())
+}
+
+/// Writes what the page tables say about `va` (for a page-fault report): the
+/// entry at each level with its frame translated back to a pfn, and whether
+/// `va` is a stack guard page. Never blocks: if the MMU is busy (the fault hit
+/// inside it) it says so.
+pub(crate) fn describe_fault(out: &mut dyn Write, va: u64) {
+    if guard_pages()[1..].contains(&(va >> 12)) {
+        let _ = writeln!(out, "rt: {va:#x} is a stack guard page: stack overflow");
+    } else if va >> 12 == 0 {
+        let _ = writeln!(out, "rt: {va:#x} is in page 0: null pointer dereference");
+    }
+    let Some(guard) = MM.try_lock() else {
+        let _ = writeln!(
+            out,
+            "rt: (page-table walk unavailable: the fault hit inside the MMU layer)"
+        );
+        return;
+    };
+    let Some(mm) = guard.as_ref() else {
+        let _ = writeln!(
+            out,
+            "rt: (page-table walk unavailable: fault before the address space was built)"
+        );
+        return;
+    };
+    let root = mm.mmu.active().unwrap_or(mm.kernel.root());
+    let walk = mm.mmu.walk(root, va);
+    for (i, e) in walk.iter().enumerate() {
+        let Some(e) = *e else { break };
+        let level = 4 - i;
+        let hw = pte::frame(e);
+        match mm.mmu.backend().pfn_of(hw) {
+            Some(p) if pte::present(e) => {
+                let _ = writeln!(out, "rt:   L{level} entry {e:#018x} -> frame {hw:#x} ({p})");
+            }
+            _ if pte::present(e) => {
+                let _ = writeln!(
+                    out,
+                    "rt:   L{level} entry {e:#018x} -> frame {hw:#x} (not RAM of ours)"
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "rt:   L{level} entry {e:#018x} (not present)");
+            }
+        }
+    }
+}
+
+/// Frees frames handed back by an app (see [`with`]).
+pub fn free_frame(pfn: Pfn) {
+    with(|m| m.frames.free_frame(pfn));
+}
