@@ -15,12 +15,14 @@
 //! prints its message and location and shuts the domain down as crashed.
 #![no_std]
 
+extern crate alloc;
 extern crate kmem; // memcpy & co. for the precompiled core
 
 mod arch;
 mod boot;
 pub mod console;
 mod exit;
+pub mod heap;
 pub mod mm;
 mod platform;
 mod qemu;
@@ -56,3 +58,13 @@ macro_rules! main {
 /// ever unwinds, so the symbol only has to exist.
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
+
+/// Precompiled `alloc` has landing pads that call `_Unwind_Resume`. Nothing
+/// unwinds with `panic = "abort"`; if this is ever reached, stop loudly.
+#[unsafe(no_mangle)]
+extern "C" fn _Unwind_Resume() -> ! {
+    crate::console::print_fatal(format_args!(
+        "\nrt: _Unwind_Resume reached (unwinding is not supported)\n"
+    ));
+    crate::exit::crash()
+}

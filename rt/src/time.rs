@@ -31,3 +31,8 @@ pub fn tsc_delta_to_duration(ticks: u64) -> Option<Duration> {
         (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64,
     ))
 }
+
+/// The CPU's time-stamp counter (cycles on the machines we run on).
+pub fn cycles() -> u64 {
+    crate::arch::rdtsc()
+}

@@ -45,6 +45,19 @@ pub fn system_time_ns() -> u64 {
     time_info().map_or(0, |t| t.ns_at(crate::arch::rdtsc()))
 }
 
+/// Tells the toolstack where the p2m is (`shared_info.arch`): `max_pfn` and
+/// the MFN of the top of the three-level frame list.
+pub fn publish_p2m(max_pfn: u64, frame_list_list: u64) {
+    if let Some(s) = shared() {
+        // SAFETY: the fields are inside the mapped shared_info page; the
+        // toolstack only reads them.
+        unsafe {
+            addr_of_mut!((*s).arch.pfn_to_mfn_frame_list_list).write_volatile(frame_list_list);
+            addr_of_mut!((*s).arch.max_pfn).write_volatile(max_pfn);
+        }
+    }
+}
+
 /// Polls counted for the statistics the console flush reports.
 pub static POLLS: AtomicU64 = AtomicU64::new(0);
 

@@ -6,10 +6,16 @@
 # STATE is poweroff, reboot, crashed, timeout or create-failed; seconds count from
 # `xl create`. The config must preserve the domain on shutdown (on_poweroff,
 # on_reboot, on_crash = "preserve") so the reason can be read; it is destroyed here.
+# With DUMP_AT (a grep -E pattern), when a console line matches, the harness
+# takes `xl dump-core` of the running guest, reports
+#   HARNESS: guest NAME dump-core rc=N bytes=B
+# and then presses Enter on the guest's console so it can go on.
 # Judging the result is left to the caller (cargo xtask test).
-#   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS
+#   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
-name=$1 cfg=$2 limit=$3
+name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0
+# Every xl call is bounded: a wedged toolstack must not stall the run.
+xlt() { local t=$1; shift; timeout "$t" xl "$@"; }
 log=/var/log/xen/console/guest-$name.log
 h() { echo "HARNESS: $*"; }
 now() { date +%s.%N; }
@@ -34,7 +40,7 @@ emit() {
 t0=$(now)
 # xl 4.17's monitor can crash (rc 3 or 139) when a guest shuts down within a
 # fraction of a second; judge by the domain's state, not by xl's exit code.
-xl create "$cfg" >/tmp/xl-create-$name.log 2>&1
+xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1
 rc=$?
 h "guest $name created rc=$rc seconds=$(since "$t0")"
 
@@ -42,7 +48,23 @@ state=timeout reason=-
 deadline=$(( $(date +%s) + limit ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
     emit
-    line=$(xl list -v "$name" 2>/dev/null | awk 'NR==2')
+    if [ -n "$dump_at" ] && [ "$dumped" = 0 ] && grep -Eq "$dump_at" "$log"; then
+        dumped=1
+        core=/tmp/$name.core
+        xlt 120 dump-core "$name" "$core" >/tmp/xl-dump-$name.log 2>&1
+        drc=$?
+        h "guest $name dump-core rc=$drc bytes=$(stat -c %s "$core" 2>/dev/null || echo 0)"
+        [ "$drc" = 0 ] || sed "s/^/HARNESS: xl: /" /tmp/xl-dump-$name.log
+        rm -f "$core"
+        tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
+        [ -n "$tty" ] && printf '\r' >"$tty"
+    fi
+    line=$(xlt 10 list -v "$name" 2>/dev/null | awk 'NR==2')
+    lrc=${PIPESTATUS[0]}
+    if [ "$lrc" = 124 ]; then
+        h "warning: xl list $name timed out"
+        continue
+    fi
     if [ -z "$line" ]; then
         if [ "$rc" != 0 ]; then state=create-failed; else state=gone; fi
         break
@@ -62,7 +84,7 @@ sleep 0.3   # let xenconsoled write out what the guest flushed before shutting d
 emit final
 if [ "$state" != poweroff ]; then
     sed "s/^/HARNESS: xl: /" /tmp/xl-create-$name.log
-    xl dmesg | tail -n 15 | sed "s/^/HARNESS: xl-dmesg: /"
+    xlt 10 dmesg | tail -n 15 | sed "s/^/HARNESS: xl-dmesg: /"
 fi
 h "guest $name end state=$state reason=$reason seconds=$end"
-xl destroy "$name" >/dev/null 2>&1
+xlt 30 destroy "$name" >/dev/null 2>&1

@@ -150,6 +150,7 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
         memory: m.resources.memory.0,
         cmdline: m.image.cmdline.0.clone(),
         timeout: 0,
+        dump_at: None,
     };
     // In dom0 the image sits at /harness/<app>.elf.
     let cfg_text = image::xl_config(

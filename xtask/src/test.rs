@@ -200,6 +200,13 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
         built = Some(b);
         Ok(d)
     });
+    let mut mmtest = None;
+    step(&mut rows, Filter(None), "build mmtest image", || {
+        let b = image::build_app("mmtest")?;
+        let d = format!("{} bytes stripped", b.size);
+        mmtest = Some(b);
+        Ok(d)
+    });
     if let Some(b) = &built {
         step(&mut rows, filter, "Xen notes of hello", || {
             crate::notes::report(&b.elf).map(|_| String::new())
@@ -207,7 +214,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     }
 
     if !host_only {
-        guest_tests(&mut rows, filter, built.as_ref());
+        guest_tests(&mut rows, filter, built.as_ref(), mmtest.as_ref());
     }
 
     println!("\n{:<30} {:<6} {:>9}  detail", "test", "result", "seconds");
@@ -238,51 +245,145 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn guest_tests(rows: &mut Vec<Row>, filter: Filter<'_>, built: Option<&image::Built>) {
+/// Judges an mmtest run: the guest's own verdict, the batching figure, (PV)
+/// the `xl dump-core` the harness took while it ran, and a clean poweroff.
+fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
+    if let Some(l) = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("mmtest: FAIL") || l.starts_with("rt: "))
+    {
+        return Err(l.clone());
+    }
+    if !run.console.iter().any(|l| l == "test result: PASS mmtest") {
+        return Err("no `test result: PASS mmtest` from the guest".into());
+    }
+    let re = Regex::new(r"^mm-bench: pages=16384 batched_hypercalls=(\d+) naive_hypercalls=(\d+) batched_cycles=(\d+) naive_cycles=(\d+)$")
+        .expect("valid regex");
+    let Some(c) = run.console.iter().find_map(|l| re.captures(l)) else {
+        return Err("no mm-bench line".into());
+    };
+    let n = |i: usize| c[i].parse::<u64>().unwrap_or(u64::MAX);
+    if pv && (n(1) > 64 || n(2) < 16384) {
+        return Err(format!(
+            "batched {} hypercalls (want <= 64), naive {} (want >= 16384)",
+            n(1),
+            n(2)
+        ));
+    }
+    match run.events.iter().find(|e| e.starts_with("dump-core ")) {
+        Some(e) if e.starts_with("dump-core rc=0 ") => {}
+        Some(e) => return Err(format!("xl {e}")),
+        None if pv => return Err("the harness took no dump-core".into()),
+        None => {}
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(format!(
+        "hypercalls {} vs {}, cycles x{:.1}",
+        n(1),
+        n(2),
+        n(4) as f64 / n(3).max(1) as f64
+    ))
+}
+
+fn guest_tests(
+    rows: &mut Vec<Row>,
+    filter: Filter<'_>,
+    hello: Option<&image::Built>,
+    mmtest: Option<&image::Built>,
+) {
     const BARE: &str = "hello-qemu-pvh";
     const DOM0: &str = "hello-pv-dom0";
+    /// A domU test: name, image, mode, MiB, cmdline, timeout, dump-core pattern, judge.
+    struct Domu<'a> {
+        name: &'static str,
+        image: Option<&'a image::Built>,
+        mode: Mode,
+        memory: u32,
+        cmdline: &'static str,
+        timeout: u32,
+        dump_at: Option<&'static str>,
+        judge: Box<dyn Fn(&GuestRun) -> Result<String, String>>,
+    }
     let domus = [
-        (
-            "hello-pv",
-            Mode::Pv,
-            HelloExpect {
-                mode: "pv",
-                memory: (32, 32),
-            },
-        ),
-        (
-            "hello-pvh",
-            Mode::Pvh,
-            HelloExpect {
-                mode: "pvh",
-                memory: (28, 32),
-            },
-        ),
+        Domu {
+            name: "hello-pv",
+            image: hello,
+            mode: Mode::Pv,
+            memory: 32,
+            cmdline: "timeline",
+            timeout: 30,
+            dump_at: None,
+            judge: Box::new(|r| {
+                judge_hello(
+                    r,
+                    &HelloExpect {
+                        mode: "pv",
+                        memory: (32, 32),
+                    },
+                )
+            }),
+        },
+        Domu {
+            name: "hello-pvh",
+            image: hello,
+            mode: Mode::Pvh,
+            memory: 32,
+            cmdline: "timeline",
+            timeout: 30,
+            dump_at: None,
+            judge: Box::new(|r| {
+                judge_hello(
+                    r,
+                    &HelloExpect {
+                        mode: "pvh",
+                        memory: (28, 32),
+                    },
+                )
+            }),
+        },
+        Domu {
+            name: "mmtest-pv",
+            image: mmtest,
+            mode: Mode::Pv,
+            memory: 128,
+            cmdline: "dump-core",
+            timeout: 180,
+            dump_at: Some("ready for dump-core"),
+            judge: Box::new(|r| judge_mmtest(r, true)),
+        },
+        Domu {
+            name: "mmtest-pvh",
+            image: mmtest,
+            mode: Mode::Pvh,
+            memory: 128,
+            cmdline: "",
+            timeout: 180,
+            // The p2m a dump-core walks is PV's; a PVH core (through HVM
+            // foreign mappings) takes minutes under TCG.
+            dump_at: None,
+            judge: Box::new(|r| judge_mmtest(r, false)),
+        },
     ];
-    let Some(b) = built else {
-        for n in [BARE, DOM0].into_iter().chain(domus.iter().map(|d| d.0)) {
-            if filter.wants(n) {
-                missing_row(rows, n, "not run: the image did not build");
-            }
-        }
-        return;
-    };
 
     if filter.wants(BARE) {
         println!("\n== guest: {BARE} (bare QEMU, PVH entry)");
-        match harness::run_bare(BARE, &b.elf, "timeline", 30, &mut show) {
-            Ok(run) => {
+        match hello.map(|b| harness::run_bare(BARE, &b.elf, "timeline", 30, &mut show)) {
+            Some(Ok(run)) => {
                 let want = HelloExpect {
                     mode: "qemu-pvh",
                     memory: (60, 64),
                 };
                 guest_row(rows, &run, judge_hello(&run, &want));
             }
-            Err(e) => missing_row(rows, BARE, &format!("{e:#}")),
+            Some(Err(e)) => missing_row(rows, BARE, &format!("{e:#}")),
+            None => missing_row(rows, BARE, "not run: the image did not build"),
         }
     }
 
-    let domus: Vec<_> = domus.into_iter().filter(|d| filter.wants(d.0)).collect();
+    let domus: Vec<Domu> = domus.into_iter().filter(|d| filter.wants(d.name)).collect();
     if !filter.wants(DOM0) && domus.is_empty() {
         return;
     }
@@ -290,7 +391,11 @@ fn guest_tests(rows: &mut Vec<Row>, filter: Filter<'_>, built: Option<&image::Bu
     let a = match harness::provision() {
         Ok(a) => a,
         Err(e) => {
-            for n in [DOM0].into_iter().chain(domus.iter().map(|d| d.0)) {
+            for n in [DOM0]
+                .into_iter()
+                .filter(|n| filter.wants(n))
+                .chain(domus.iter().map(|d| d.name))
+            {
                 missing_row(rows, n, &format!("not run: {e:#}"));
             }
             return;
@@ -299,41 +404,48 @@ fn guest_tests(rows: &mut Vec<Row>, filter: Filter<'_>, built: Option<&image::Bu
 
     if filter.wants(DOM0) {
         println!("\n== guest: {DOM0} (the image booted by Xen as its PV dom0)");
-        match harness::run_dom0(&a, DOM0, &b.elf, "timeline", 120, &mut show) {
-            Ok(run) => {
+        match hello.map(|b| harness::run_dom0(&a, DOM0, &b.elf, "timeline", 120, &mut show)) {
+            Some(Ok(run)) => {
                 let want = HelloExpect {
                     mode: "pv-dom0",
                     memory: (32, 32),
                 };
                 guest_row(rows, &run, judge_hello(&run, &want));
             }
-            Err(e) => missing_row(rows, DOM0, &format!("{e:#}")),
+            Some(Err(e)) => missing_row(rows, DOM0, &format!("{e:#}")),
+            None => missing_row(rows, DOM0, "not run: the image did not build"),
         }
     }
 
-    if domus.is_empty() {
+    let (runnable, unbuilt): (Vec<&Domu>, Vec<&Domu>) =
+        domus.iter().partition(|d| d.image.is_some());
+    for d in unbuilt {
+        missing_row(rows, d.name, "not run: the image did not build");
+    }
+    if runnable.is_empty() {
         return;
     }
-    let names: Vec<&str> = domus.iter().map(|d| d.0).collect();
+    let names: Vec<&str> = runnable.iter().map(|d| d.name).collect();
     println!(
         "\n== guests: {} (domUs of one Xen + Debian dom0 session)",
         names.join(", ")
     );
-    let guests: Vec<GuestSpec> = domus
+    let guests: Vec<GuestSpec> = runnable
         .iter()
-        .map(|(name, mode, _)| GuestSpec {
-            name: (*name).into(),
-            elf: b.elf.clone(),
-            mode: *mode,
-            memory: 32,
-            cmdline: "timeline".into(),
-            timeout: 30,
+        .map(|d| GuestSpec {
+            name: d.name.into(),
+            elf: d.image.expect("partitioned on is_some").elf.clone(),
+            mode: d.mode,
+            memory: d.memory,
+            cmdline: d.cmdline.into(),
+            timeout: d.timeout,
+            dump_at: d.dump_at.map(Into::into),
         })
         .collect();
     match harness::run_domus(&a, "domu", &guests, &mut show) {
         Ok(runs) => {
-            for (run, d) in runs.iter().zip(&domus) {
-                guest_row(rows, run, judge_hello(run, &d.2));
+            for (run, d) in runs.iter().zip(&runnable) {
+                guest_row(rows, run, (d.judge)(run));
             }
         }
         Err(e) => {
@@ -355,6 +467,7 @@ mod tests {
             end,
             t_end: Some(1.0),
             diagnostics: vec![],
+            events: vec![],
         }
     }
 

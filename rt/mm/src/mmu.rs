@@ -4,11 +4,12 @@
 //! Invariants kept here (Xen enforces the first two for PV; we keep them on
 //! every backend so the same code is right everywhere):
 //!
-//! 1. A frame that is a page table is never mapped writable. `types[pfn]` is the
-//!    guest-side mirror of Xen's page types: 0 for an ordinary frame, 1..=4 for
-//!    an L1..L4 table. [`Mmu::map_range`]/[`Mmu::protect_range`] refuse a
-//!    writable mapping of a table frame themselves ([`MapError::PageTableFrame`])
-//!    before Xen would.
+//! 1. A frame that is a page table is never mapped writable — except, on the
+//!    native backend, at its direct-map address, through which the mapper
+//!    writes it. `types[pfn]` is the guest-side mirror of Xen's page types: 0
+//!    for an ordinary frame, 1..=4 for an L1..L4 table. [`Mmu::map_range`] and
+//!    [`Mmu::protect_range`] refuse a writable mapping of a table frame
+//!    themselves ([`MapError::PageTableFrame`]) before Xen would.
 //! 2. A new table is zeroed while it is still an ordinary frame
 //!    (`MMUEXT_CLEAR_PAGE`), then made read-only in every direct map that maps
 //!    it, then linked into its parent — in that order, inside one batch.
@@ -379,6 +380,12 @@ impl<'t, B: Backend> Mmu<'t, B> {
             .ok_or(MapError::Corrupt { table, index })
     }
 
+    /// Entry `index` of the table in frame `table`, as it will be once the
+    /// queue has run.
+    pub fn entry(&self, table: Pfn, index: usize) -> u64 {
+        self.read_entry(table, index)
+    }
+
     /// The L1 table (and index) that maps `va` under `root`, if the tables exist.
     pub fn find_l1(&self, root: Pfn, va: u64) -> Result<Option<(Pfn, usize)>, MapError> {
         let mut t = root;
@@ -577,6 +584,33 @@ impl<'t, B: Backend> Mmu<'t, B> {
         })
     }
 
+    /// Maps the frames of `list`, in order, at consecutive pages from `va`.
+    pub fn map_frames(
+        &mut self,
+        space: &Space,
+        va: u64,
+        list: &[Pfn],
+        prot: Prot,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(va, list.len() as u64)?;
+        for &pfn in list {
+            self.hw(pfn)?;
+            if prot.write && self.table_level(pfn).is_some() {
+                return Err(MapError::PageTableFrame(pfn));
+            }
+        }
+        self.submit()?;
+        let flags = prot.leaf_flags();
+        self.map_with(space, va, list.len() as u64, frames, |m, i| {
+            let pfn = list[i as usize];
+            if prot.write && m.table_level(pfn).is_some() {
+                return Err(MapError::PageTableFrame(pfn));
+            }
+            Ok(Some(pte::make(m.hw(pfn)?, flags)))
+        })
+    }
+
     /// Maps `pages` consecutive machine frames from `hw` (frames that are not
     /// RAM of ours, such as shared_info) at `va`.
     pub fn map_machine(
@@ -623,7 +657,9 @@ impl<'t, B: Backend> Mmu<'t, B> {
             let Some(mut prot) = prot_of(pfn) else {
                 return Ok(None);
             };
-            if m.table_level(pfn).is_some() {
+            // PV: tables are read-only everywhere. Native: the direct map is
+            // how the mapper writes its tables, so they stay writable there.
+            if m.backend.paravirt() && m.table_level(pfn).is_some() {
                 prot.write = false;
             }
             Ok(Some(pte::make(m.hw(pfn)?, prot.leaf_flags())))

@@ -519,6 +519,67 @@ impl XenModel {
     }
 }
 
+/// A PV domain as Xen's domain builder leaves it (`xc_dom_x86.c`): frames
+/// `[0, region)` identity-mapped read-write by boot tables placed near the end
+/// of the region (mapped read-only), followed by one page of boot stack; the
+/// boot L4 pinned and active.
+#[derive(Clone, Debug)]
+pub struct BuiltDomain {
+    /// The domain.
+    pub xen: XenModel,
+    /// The boot root.
+    pub boot_l4: Pfn,
+    /// Frames the boot tables map.
+    pub region: u64,
+    /// First frame after the boot tables and the boot stack.
+    pub free_from: u64,
+}
+
+impl XenModel {
+    /// Builds a domain of `nr_pages` frames with `region` of them mapped, as
+    /// Xen's PV domain builder does.
+    pub fn pv_domain(nr_pages: u64, region: u64) -> Result<BuiltDomain, XenError> {
+        let mut xen = XenModel::new(nr_pages);
+        let l1s = region.div_ceil(512);
+        let nr_pt = 3 + l1s;
+        let pt_start = region.checked_sub(nr_pt + 1).ok_or(XenError::EINVAL)?;
+        let mfn = |x: &XenModel, p: u64| x.mfn(Pfn(p)).ok_or(XenError::EINVAL);
+        let is_pt = |p: u64| (pt_start..pt_start + nr_pt).contains(&p);
+        for i in 0..l1s {
+            let l1 = mfn(&xen, pt_start + 3 + i)?;
+            for j in 0..ENTRIES as u64 {
+                let p = i * 512 + j;
+                if p >= region {
+                    break;
+                }
+                let mut f = F::PRESENT | F::ACCESSED;
+                if !is_pt(p) {
+                    f |= F::WRITABLE;
+                }
+                let e = pte::make(mfn(&xen, p)?, f);
+                xen.guest_write(l1, j as usize, e);
+            }
+            let l2 = mfn(&xen, pt_start + 2)?;
+            xen.guest_write(l2, i as usize, pte::make(l1, pte::table_flags()));
+        }
+        let (l4, l3, l2) = (
+            mfn(&xen, pt_start)?,
+            mfn(&xen, pt_start + 1)?,
+            mfn(&xen, pt_start + 2)?,
+        );
+        xen.guest_write(l3, 0, pte::make(l2, pte::table_flags()));
+        xen.guest_write(l4, 0, pte::make(l3, pte::table_flags()));
+        xen.pin(Level::L4, l4)?;
+        xen.new_baseptr(l4)?;
+        Ok(BuiltDomain {
+            xen,
+            boot_l4: Pfn(pt_start),
+            region,
+            free_from: pt_start + nr_pt + 1,
+        })
+    }
+}
+
 /// The mapper's backend over the model: a batch is one multicall whose
 /// entries are runs of `mmu_update` or `mmuext_op`, as on real Xen.
 #[derive(Clone, Debug)]

@@ -12,9 +12,7 @@ use rt_mm::{Backend, MapError, Mmu, Pfn, Prot, Space};
 use rt_xen::XenError;
 use x86_64::structures::paging::PageTableFlags as F;
 
-/// A domain as Xen's PV builder leaves it: frames `[0, region)` identity-mapped
-/// read-write by boot tables placed at the end of the region (read-only), the
-/// boot L4 pinned and active.
+/// A domain as Xen's PV builder leaves it (see `XenModel::pv_domain`).
 struct Domain {
     backend: ModelBackend,
     boot_l4: Pfn,
@@ -24,43 +22,13 @@ struct Domain {
 }
 
 fn xen_builder(nr_pages: u64, region: u64) -> Domain {
-    let mut xen = XenModel::new(nr_pages);
-    let l1s = region.div_ceil(512);
-    let nr_pt = 3 + l1s;
-    let pt_start = region - nr_pt - 1; // one page of boot stack after them
-    let l4 = Pfn(pt_start);
-    let (l3, l2) = (Pfn(pt_start + 1), Pfn(pt_start + 2));
-    let mfn = |x: &XenModel, p: Pfn| x.mfn(p).unwrap();
-    let is_pt = |p: u64| (pt_start..pt_start + nr_pt).contains(&p);
-    for i in 0..l1s {
-        let l1 = Pfn(pt_start + 3 + i);
-        for j in 0..512 {
-            let p = i * 512 + j;
-            if p >= region {
-                break;
-            }
-            let mut f = F::PRESENT | F::ACCESSED;
-            if !is_pt(p) {
-                f |= F::WRITABLE;
-            }
-            let m = mfn(&xen, l1);
-            assert!(xen.guest_write(m, j as usize, pte::make(mfn(&xen, Pfn(p)), f)));
-        }
-        let (m2, v) = (mfn(&xen, l2), pte::make(mfn(&xen, l1), table_flags()));
-        assert!(xen.guest_write(m2, i as usize, v));
-    }
-    let (m3, v) = (mfn(&xen, l3), pte::make(mfn(&xen, l2), table_flags()));
-    assert!(xen.guest_write(m3, 0, v));
-    let (m4, v) = (mfn(&xen, l4), pte::make(mfn(&xen, l3), table_flags()));
-    assert!(xen.guest_write(m4, 0, v));
-    xen.pin(Level::L4, mfn(&xen, l4)).unwrap();
-    xen.new_baseptr(mfn(&xen, l4)).unwrap();
-    xen.check_invariants().unwrap();
+    let d = XenModel::pv_domain(nr_pages, region).unwrap();
+    d.xen.check_invariants().unwrap();
     Domain {
-        backend: ModelBackend::new(xen),
-        boot_l4: l4,
-        region,
-        pt_end: pt_start + nr_pt + 1,
+        backend: ModelBackend::new(d.xen),
+        boot_l4: d.boot_l4,
+        region: d.region,
+        pt_end: d.free_from,
     }
 }
 
@@ -370,6 +338,34 @@ fn sixty_four_mib_in_few_hypercalls() {
         // Unmapping a mapped range of the active space flushes the TLB once.
         mmu.unmap_range(&k, va, 16384).unwrap().flush().unwrap();
         assert_eq!(mmu.stats().flushes - s.flushes, 1);
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn scattered_frames_map_in_one_batch() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        let list = [Pfn(3001), Pfn(2500), Pfn(3999), Pfn(2222)];
+        let before = mmu.stats().hypercalls;
+        mmu.map_frames(&k, 1 << 40, &list, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        assert_eq!(mmu.stats().hypercalls - before, 1);
+        for (i, p) in list.iter().enumerate() {
+            let e = mmu
+                .translate(k.root(), (1 << 40) + i as u64 * 4096)
+                .unwrap();
+            assert_eq!(pte::frame(e), mmu.backend().hw_frame(*p).unwrap());
+        }
+        let table = k.root();
+        assert_eq!(
+            mmu.map_frames(&k, 1 << 40, &[table], Prot::RW, frames)
+                .err(),
+            Some(MapError::PageTableFrame(table))
+        );
         mmu.backend().xen.check_invariants().unwrap();
     });
 }

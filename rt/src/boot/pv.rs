@@ -81,6 +81,11 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         crate::println!("rt: building the address space failed: {e}");
         crate::exit::crash();
     }
+    if let Err(e) = crate::mm::publish_p2m(si.mfn_list, si.nr_pages) {
+        crate::println!(
+            "rt: publishing the p2m for the toolstack failed: {e} (xl dump-core will not work)"
+        );
+    }
     super::mark("mm");
 
     let cmdline = si.cmd_line.iter().map(|&c| c as u8);

@@ -277,6 +277,99 @@ pub(crate) fn describe_fault(out: &mut dyn Write, va: u64) {
     }
 }
 
+/// Maps `pages` fresh frames read-write at `va` in the kernel space (the heap's
+/// growth). Fails if the MMU is busy (an allocation inside [`with`]) or the
+/// frames run out; a partial growth is undone.
+pub(crate) fn grow_region(va: u64, pages: u64) -> Result<(), MapError> {
+    let mut guard = MM.try_lock().ok_or(MapError::Busy)?;
+    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
+    let mut done = 0;
+    while done < pages {
+        let mut chunk = [Pfn(0); 64];
+        let n = (pages - done).min(64) as usize;
+        for slot in chunk[..n].iter_mut() {
+            match mm.frames.alloc_frame() {
+                Some(p) => *slot = p,
+                None => {
+                    for &p in chunk.iter().take_while(|p| p.0 != 0) {
+                        mm.frames.free_frame(p);
+                    }
+                    let _ = mm
+                        .mmu
+                        .unmap_range(&mm.kernel, va, done.max(1))
+                        .and_then(|p| p.flush());
+                    return Err(MapError::NoFrames);
+                }
+            }
+        }
+        mm.mmu
+            .map_frames(
+                &mm.kernel,
+                va + done * 4096,
+                &chunk[..n],
+                Prot::RW,
+                &mut mm.frames,
+            )?
+            .flush()?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Publishes the p2m for the toolstack (PV): a three-level list of the MFNs of
+/// the p2m's own pages, and `max_pfn`, in `shared_info.arch` — what `xl
+/// dump-core`, save and migration walk.
+pub(crate) fn publish_p2m(p2m_va: u64, nr_pages: u64) -> Result<(), MapError> {
+    let mut guard = MM.lock();
+    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
+    let p2m_pages = (nr_pages * 8).div_ceil(4096);
+    let mids = p2m_pages.div_ceil(512);
+    if mids > 512 {
+        return Err(MapError::OutOfRange(p2m_va));
+    }
+    let top = mm.frames.alloc_frame().ok_or(MapError::NoFrames)?;
+    let mfn = |m: &Mm, p: Pfn| m.mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p));
+    // SAFETY: `top` is a frame we just took: ordinary RAM, mapped read-write at
+    // its identity address, used by nothing else.
+    let top_page = unsafe { core::slice::from_raw_parts_mut(top.addr() as *mut u64, 512) };
+    top_page.fill(0);
+    for m in 0..mids {
+        let mid = mm.frames.alloc_frame().ok_or(MapError::NoFrames)?;
+        // SAFETY: as for `top`.
+        let mid_page = unsafe { core::slice::from_raw_parts_mut(mid.addr() as *mut u64, 512) };
+        mid_page.fill(0);
+        for (i, slot) in mid_page.iter_mut().enumerate() {
+            let page = m * 512 + i as u64;
+            if page < p2m_pages {
+                *slot = mfn(mm, Pfn((p2m_va >> 12) + page))?;
+            }
+        }
+        top_page[m as usize] = mfn(mm, mid)?;
+    }
+    let top_mfn = mfn(mm, top)?;
+    crate::xen::publish_p2m(nr_pages, top_mfn);
+    Ok(())
+}
+
+/// Rewrites the L1 entry mapping `va` in the active tables with one
+/// `update_va_mapping` hypercall and flushes that page (PV only): the
+/// page-at-a-time baseline the batched mapper is measured against.
+///
+/// # Safety
+/// `entry` must not map anything Rust code relies on being mapped differently,
+/// and `va` must lie in a region the caller owns (no runtime structure).
+pub unsafe fn update_va_mapping(va: u64, entry: u64) -> Result<(), XenError> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        rt_xen::hypercall::update_va_mapping(
+            &crate::xen::HYPERVISOR,
+            va,
+            entry,
+            rt_xen::abi::UVMF_INVLPG,
+        )
+    }
+}
+
 /// Frees frames handed back by an app (see [`with`]).
 pub fn free_frame(pfn: Pfn) {
     with(|m| m.frames.free_frame(pfn));

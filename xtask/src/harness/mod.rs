@@ -86,6 +86,8 @@ pub struct GuestSpec {
     pub cmdline: String,
     /// Seconds from `xl create` to giving up.
     pub timeout: u32,
+    /// A console pattern at which the harness takes `xl dump-core` of the guest.
+    pub dump_at: Option<String>,
 }
 
 /// How a guest ended.
@@ -134,6 +136,8 @@ pub struct GuestRun {
     pub t_end: Option<f64>,
     /// Diagnostics the harness printed about it (xl errors, Xen log tail).
     pub diagnostics: Vec<String>,
+    /// Other harness reports about it (e.g. `dump-core rc=0 bytes=...`).
+    pub events: Vec<String>,
 }
 
 impl GuestRun {
@@ -144,6 +148,7 @@ impl GuestRun {
             end: End::Missing,
             t_end: None,
             diagnostics: vec![],
+            events: vec![],
         }
     }
 }
@@ -279,6 +284,13 @@ fn parse_guest_end(line: &str) -> Option<(&str, End)> {
     Some((name, parse_end(state)))
 }
 
+/// Parses `HARNESS: guest NAME <event>` for events other than created/end.
+fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("HARNESS: guest ")?;
+    let (name, event) = rest.split_once(' ')?;
+    (event.starts_with("dump-core ")).then_some((name, event))
+}
+
 /// The xl config of a test guest: every shutdown preserved so the harness can
 /// read the reason before destroying the domain.
 pub fn test_xl_config(g: &GuestSpec) -> String {
@@ -312,8 +324,14 @@ pub fn run_domus(
             test_xl_config(g).into_bytes(),
             false,
         ));
+        // The pattern is quoted for the shell; it must not contain a quote.
+        let dump = match g.dump_at.as_deref() {
+            Some(d) if d.contains('\'') => bail!("dump-core pattern {d:?} contains a quote"),
+            Some(d) => format!(" '{d}'"),
+            None => String::new(),
+        };
         plan.push_str(&format!(
-            "/harness/run-guest.sh {} /harness/{}.cfg {} || rc=1\n",
+            "/harness/run-guest.sh {} /harness/{}.cfg {}{dump} || rc=1\n",
             g.name, g.name, g.timeout
         ));
         total += u64::from(g.timeout) + 10;
@@ -338,6 +356,11 @@ pub fn run_domus(
                         r.console.push(rest.to_string());
                         show(t, &format!("{name}| {rest}"));
                     }
+                } else if let Some((name, event)) = parse_guest_event(&line) {
+                    if let Some(r) = runs.iter_mut().find(|r| r.name == name) {
+                        r.events.push(event.to_string());
+                    }
+                    show(t, &line);
                 } else if let Some((name, end)) = parse_guest_end(&line) {
                     if let Some(r) = runs.iter_mut().find(|r| r.name == name) {
                         r.end = end;
@@ -526,6 +549,7 @@ mod tests {
             memory: 16,
             cmdline: "a".into(),
             timeout: 5,
+            dump_at: None,
         };
         let c = test_xl_config(&g);
         assert!(c.contains("type = \"pvh\"") && c.contains("kernel = \"/harness/t.elf\""));

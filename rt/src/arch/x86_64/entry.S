@@ -22,7 +22,7 @@
     .set MSR_EFER,        0xC0000080
     .set EFER_LME,        0x00000100
     .set EFER_NXE,        0x00000800
-    .set BOOT_STACK_SIZE, 0x10000
+    .set BOOT_STACK_SIZE, 0x20000
     .set HYPERVISOR_fpu_taskswitch, 5
 
     .section .text.boot, "ax", @progbits

@@ -1,0 +1,489 @@
+//! `mmtest`: the MMU layer on real Xen (PV and PVH).
+//!
+//! 1. maps 64 MiB of fresh frames in one batched range, writes and checks
+//!    patterns, protects it read-only, unmaps it;
+//! 2. asks the mapper for a writable mapping of a page-table frame: a typed
+//!    error, and the domain keeps running;
+//! 3. (PV) sends requests Xen must refuse *raw* — bypassing the mapper's own
+//!    checks — and compares Xen's errno with what the model predicts for the
+//!    same request on a modelled domain, printing the table;
+//! 4. builds, pins, activates and drops a scratch address space;
+//! 5. maps the same 64 MiB once batched and once page by page and prints
+//!    `mm-bench: ...`;
+//! 6. with `dump-core` on the command line, waits for the harness to take an
+//!    `xl dump-core` of the running domain.
+//!
+//! Ends with `test result: PASS mmtest` or `test result: FAIL mmtest`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use rt::mm::{self, Level, MapError, Mm, Pfn, Prot};
+use rt_mm::model::{ModelBackend, XenModel};
+use rt_mm::op::{Op, Outcome};
+use rt_mm::pte::{self, table_flags};
+use rt_mm::{Backend, FrameSource};
+use rt_xen::XenError;
+use x86_64_flags::HUGE_PAGE;
+
+/// Where test mappings go: 1 TiB (L4 slot 2), far from the direct map and the heap.
+const VA: u64 = 1 << 41;
+/// 64 MiB.
+const PAGES: u64 = 16384;
+
+mod x86_64_flags {
+    /// PS bit of an upper-level entry.
+    pub const HUGE_PAGE: u64 = 1 << 7;
+}
+
+rt::main!(main);
+
+struct Checks {
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, what: &str, r: Result<(), alloc::string::String>) {
+        match r {
+            Ok(()) => rt::println!("mmtest: ok   {what}"),
+            Err(e) => {
+                self.failed += 1;
+                rt::println!("mmtest: FAIL {what}: {e}");
+            }
+        }
+    }
+}
+
+fn main() -> i32 {
+    let mut c = Checks { failed: 0 };
+    let pv = rt::platform() == rt::Platform::XenPv;
+    let frames = match take_frames(PAGES) {
+        Ok(f) => f,
+        Err(e) => {
+            rt::println!("mmtest: cannot get {PAGES} frames: {e}");
+            rt::println!("test result: FAIL mmtest");
+            return 1;
+        }
+    };
+    c.check(
+        "map 64 MiB, write and verify patterns, protect, unmap",
+        map_range_test(&frames),
+    );
+    c.check(
+        "a writable mapping of a page-table frame is refused",
+        refuse_table_test(),
+    );
+    if pv {
+        c.check("raw requests: Xen's errno is the model's", raw_vs_model());
+    } else {
+        rt::println!(
+            "mmtest: skip raw requests vs the model (PVH: auto-translated, Xen does not validate guest tables)"
+        );
+    }
+    c.check(
+        "scratch space: build, pin, activate, drop",
+        scratch_space_test(),
+    );
+    c.check("batched vs page by page", bench(&frames, pv));
+    mm::with(|m| {
+        for &p in &frames {
+            m.frames.free_frame(p);
+        }
+        let s = m.mmu.stats();
+        rt::println!(
+            "mm-stats: queued={} hypercalls={} ops_per_hypercall={:.1} pins={} unpins={} flushes={} tables={}/{}",
+            s.queued,
+            s.hypercalls,
+            s.ops_per_hypercall(),
+            s.pins,
+            s.unpins,
+            s.flushes,
+            s.tables_allocated,
+            s.tables_released
+        );
+        let mib = m.nr_pages / 256;
+        rt::println!(
+            "mm-boot: build_us={} ram_mib={mib} us_per_mib={:.1}",
+            m.build_us,
+            m.build_us as f64 / mib.max(1) as f64
+        );
+    });
+    if rt::boot_info()
+        .cmdline()
+        .split(' ')
+        .any(|w| w == "dump-core")
+    {
+        rt::println!("mmtest: ready for dump-core");
+        let mut b = [0u8; 1];
+        rt::console::read_blocking(&mut b);
+        rt::println!("mmtest: resumed after dump-core");
+    }
+    if c.failed == 0 {
+        rt::println!("test result: PASS mmtest");
+        0
+    } else {
+        rt::println!("test result: FAIL mmtest");
+        1
+    }
+}
+
+fn take_frames(n: u64) -> Result<Vec<Pfn>, &'static str> {
+    let mut v = Vec::with_capacity(n as usize); // allocate before taking the MMU lock
+    mm::with(|m| {
+        for _ in 0..n {
+            match m.frames.alloc_frame() {
+                Some(p) => v.push(p),
+                None => {
+                    for &p in &v {
+                        m.frames.free_frame(p);
+                    }
+                    return Err("out of frames");
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(v)
+}
+
+fn err(e: MapError) -> alloc::string::String {
+    alloc::format!("{e}")
+}
+
+fn pattern(i: u64) -> u64 {
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5a5a
+}
+
+fn map_range_test(frames: &[Pfn]) -> Result<(), alloc::string::String> {
+    mm::with(|m: &mut Mm| {
+        m.mmu
+            .map_frames(&m.kernel, VA, frames, Prot::RW, &mut m.frames)?
+            .flush()
+    })
+    .map_err(err)?;
+    for i in 0..PAGES {
+        let p = (VA + i * 4096) as *mut u64;
+        // SAFETY: [VA, VA + 64 MiB) was just mapped read-write to frames we own.
+        unsafe {
+            p.write_volatile(pattern(i));
+            p.add(511).write_volatile(!pattern(i));
+        }
+    }
+    for i in 0..PAGES {
+        let p = (VA + i * 4096) as *const u64;
+        // SAFETY: as above.
+        let (a, b) = unsafe { (p.read_volatile(), p.add(511).read_volatile()) };
+        if a != pattern(i) || b != !pattern(i) {
+            return Err(alloc::format!("page {i}: read {a:#x}/{b:#x}"));
+        }
+    }
+    mm::with(|m| m.mmu.protect_range(&m.kernel, VA, PAGES, Prot::R)?.flush()).map_err(err)?;
+    let e = mm::with(|m| m.mmu.translate(m.kernel.root(), VA + 4096)).map_err(err)?;
+    if Prot::of_entry(e).write {
+        return Err("protect_range left the page writable".into());
+    }
+    // SAFETY: still mapped (read-only now).
+    let back = unsafe { ((VA + 4096) as *const u64).read_volatile() };
+    if back != pattern(1) {
+        return Err("contents changed by protect_range".into());
+    }
+    mm::with(|m| m.mmu.unmap_range(&m.kernel, VA, PAGES)?.flush()).map_err(err)?;
+    let e = mm::with(|m| m.mmu.translate(m.kernel.root(), VA)).map_err(err)?;
+    if e != 0 {
+        return Err(alloc::format!("unmapped page still has entry {e:#x}"));
+    }
+    Ok(())
+}
+
+/// Some L1 table of the kernel space (the one mapping the direct map's page 16).
+fn kernel_l1(m: &Mm) -> Result<Pfn, MapError> {
+    let (l1, _) = m
+        .mmu
+        .find_l1(m.kernel.root(), 16 << 12)?
+        .ok_or(MapError::NotMapped(16 << 12))?;
+    Ok(l1)
+}
+
+fn refuse_table_test() -> Result<(), alloc::string::String> {
+    let r = mm::with(|m| {
+        let l1 = kernel_l1(m)?;
+        m.mmu
+            .map_frames(&m.kernel, VA, &[l1], Prot::RW, &mut m.frames)
+            .map(drop)
+            .map(|_| l1)
+    });
+    match r {
+        Err(MapError::PageTableFrame(p)) => {
+            rt::println!(
+                "mmtest: refused as expected: {}",
+                MapError::PageTableFrame(p)
+            );
+            Ok(())
+        }
+        Ok(l1) => Err(alloc::format!("mapping {l1} writable was accepted")),
+        Err(e) => Err(alloc::format!("unexpected error: {e}")),
+    }
+}
+
+/// The requests of the raw cases, built against whatever domain `b` and `m`
+/// describe: (name, op).
+fn raw_cases<B: Backend>(
+    mmu: &rt_mm::Mmu<'_, B>,
+    root: Pfn,
+    data: Pfn,
+) -> Result<[(&'static str, Op); 7], MapError> {
+    let (l1, idx) = mmu
+        .find_l1(root, data.addr())?
+        .ok_or(MapError::NotMapped(data.addr()))?;
+    let l3 = pte::frame(mmu.entry(root, 0));
+    let l3 = mmu
+        .backend()
+        .pfn_of(l3)
+        .ok_or(MapError::NoSuchFrame(root))?;
+    let l2 = mmu
+        .backend()
+        .pfn_of(pte::frame(mmu.entry(l3, 0)))
+        .ok_or(MapError::NoSuchFrame(l3))?;
+    let hw = |p: Pfn| mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p));
+    let free_slot = (0..512u16)
+        .rev()
+        .find(|&i| !pte::present(mmu.entry(l2, usize::from(i))))
+        .ok_or(MapError::NoFrames)?;
+    Ok([
+        (
+            "writable mapping of an L1 frame",
+            Op::Write {
+                table: l1,
+                index: idx as u16,
+                value: pte::make(hw(l1)?, Prot::RW.leaf_flags()),
+            },
+        ),
+        (
+            "pin the pinned root again",
+            Op::Pin {
+                level: Level::L4,
+                table: root,
+            },
+        ),
+        ("unpin a table that is not pinned", Op::Unpin { table: l1 }),
+        (
+            "entry in Xen's L4 slot 256",
+            Op::Write {
+                table: root,
+                index: 256,
+                value: pte::make(hw(l3)?, table_flags()),
+            },
+        ),
+        (
+            "superpage (PSE) in an L2",
+            Op::Write {
+                table: l2,
+                index: free_slot,
+                value: pte::make(hw(data)?, table_flags()) | HUGE_PAGE,
+            },
+        ),
+        (
+            "link a writable-mapped frame as a table",
+            Op::Write {
+                table: l2,
+                index: free_slot,
+                value: pte::make(hw(data)?, table_flags()),
+            },
+        ),
+        ("clear a page that is a table", Op::ClearPage { frame: l1 }),
+    ])
+}
+
+fn outcome<B: Backend>(b: &mut B, op: Op) -> Result<(), XenError> {
+    let mut out = [Outcome::Skipped];
+    b.submit(&[op], &mut out)?;
+    match out[0] {
+        Outcome::Done => Ok(()),
+        Outcome::Failed(e) => Err(e),
+        Outcome::Skipped => Err(XenError::EINTR),
+    }
+}
+
+fn show(r: Result<(), XenError>) -> alloc::string::String {
+    match r {
+        Ok(()) => "accepted".into(),
+        Err(e) => alloc::format!("{e}"),
+    }
+}
+
+fn raw_vs_model() -> Result<(), alloc::string::String> {
+    // The model: a small PV domain as Xen's builder makes it, booted by the
+    // same kernel-space code the runtime ran at boot.
+    let nr = 4096;
+    let d = XenModel::pv_domain(nr, 1024).map_err(|e| alloc::format!("model domain: {e}"))?;
+    let mut types = alloc::vec![0u8; nr as usize];
+    let mut bits = alloc::vec![0u64; rt_mm::frames::BitmapFrames::words_for(nr)];
+    let mut frames = rt_mm::frames::BitmapFrames::new(&mut bits);
+    frames.add_range(Pfn(1), Pfn(256));
+    frames.add_range(Pfn(d.free_from), Pfn(nr));
+    // On the heap: an Mmu carries its 512-op queue.
+    let mut model = alloc::boxed::Box::new(rt_mm::Mmu::new(
+        ModelBackend::new(d.xen),
+        &mut types,
+        Some(d.boot_l4),
+    ));
+    let layout = rt_mm::kernel::Layout {
+        nr_pages: nr,
+        readable: d.region,
+        prot: &|p: Pfn| (p.0 != 0).then_some(Prot::RW),
+        machine: &[],
+    };
+    let mk = rt_mm::kernel::build(
+        &mut model,
+        &mut frames,
+        Some(rt_mm::Space::adopt(d.boot_l4, true)),
+        &layout,
+    )
+    .map_err(err)?;
+    let model_data = frames.alloc_frame().ok_or("model: no frame")?;
+    let model_cases = raw_cases(&model, mk.root(), model_data).map_err(err)?;
+
+    let xen_cases = mm::with(|m| {
+        let data = m.frames.alloc_frame().ok_or(MapError::NoFrames)?;
+        raw_cases(&m.mmu, m.kernel.root(), data).map(|c| (c, data))
+    })
+    .map_err(err)?;
+    let (xen_cases, data) = xen_cases;
+
+    rt::println!(
+        "mmtest: {:<42} {:<14} {:<14} agree",
+        "raw request (mapper bypassed)",
+        "model",
+        "xen"
+    );
+    let mut bad = 0;
+    for ((name, mop), (_, xop)) in model_cases.iter().zip(xen_cases.iter()) {
+        let predicted = outcome(model.backend_mut(), *mop);
+        let actual = mm::with(|m| outcome(m.mmu.backend_mut(), *xop));
+        let agree = predicted == actual && actual.is_err();
+        bad += u32::from(!agree);
+        rt::println!(
+            "mmtest: {name:<42} {:<14} {:<14} {}",
+            show(predicted),
+            show(actual),
+            if agree { "yes" } else { "NO" }
+        );
+    }
+    model
+        .backend()
+        .xen
+        .check_invariants()
+        .map_err(|e| alloc::format!("model invariants: {e}"))?;
+    mm::with(|m| m.frames.free_frame(data));
+    if bad > 0 {
+        return Err(alloc::format!("{bad} case(s) differ or were accepted"));
+    }
+    Ok(())
+}
+
+fn scratch_space_test() -> Result<(), alloc::string::String> {
+    let before = mm::with(|m| (m.frames.free_count(), m.mmu.stats()));
+    let data = take_frames(16).map_err(alloc::string::String::from)?;
+    let sum = mm::with(|m| -> Result<u64, MapError> {
+        let mut s = m.mmu.new_space(&mut m.frames, Some((&m.kernel, 0..1)))?;
+        m.mmu
+            .map_frames(&s, VA, &data, Prot::RW, &mut m.frames)?
+            .flush()?;
+        m.mmu.activate(&mut s)?;
+        // Running on the scratch space: the direct map (code, stacks, console)
+        // is shared; VA is only mapped here.
+        let mut sum = 0;
+        for i in 0..16u64 {
+            let p = (VA + i * 4096) as *mut u64;
+            // SAFETY: mapped read-write in the active (scratch) space to our frames.
+            unsafe {
+                p.write_volatile(i + 1);
+                sum += p.read_volatile();
+            }
+        }
+        let mut k = rt_mm::Space::adopt(m.kernel.root(), true);
+        m.mmu.activate(&mut k)?;
+        m.mmu.release(s, &mut m.frames).map_err(|(_, e)| e)?;
+        for &p in &data {
+            m.frames.free_frame(p);
+        }
+        Ok(sum)
+    })
+    .map_err(err)?;
+    let after = mm::with(|m| (m.frames.free_count(), m.mmu.stats()));
+    if sum != (1..=16).sum::<u64>() {
+        return Err(alloc::format!("scratch space read back {sum}"));
+    }
+    if after.0 != before.0 {
+        return Err(alloc::format!(
+            "frames not returned: {} free before, {} after",
+            before.0,
+            after.0
+        ));
+    }
+    // PV pins the root before activating it and unpins it on release; the
+    // native backend has nothing to pin.
+    let want = u64::from(rt::platform() == rt::Platform::XenPv);
+    if after.1.pins - before.1.pins != want || after.1.unpins - before.1.unpins != want {
+        return Err(alloc::format!("expected {want} pin(s) and unpin(s)"));
+    }
+    Ok(())
+}
+
+fn bench(frames: &[Pfn], pv: bool) -> Result<(), alloc::string::String> {
+    // Both runs start from the same state: the range's tables exist, nothing mapped.
+    let s0 = mm::stats();
+    let t0 = rt::time::cycles();
+    mm::with(|m| {
+        m.mmu
+            .map_frames(&m.kernel, VA, frames, Prot::RW, &mut m.frames)?
+            .flush()
+    })
+    .map_err(err)?;
+    let batched_cycles = rt::time::cycles() - t0;
+    let batched_calls = mm::stats().hypercalls - s0.hypercalls;
+    mm::with(|m| m.mmu.unmap_range(&m.kernel, VA, PAGES)?.flush()).map_err(err)?;
+
+    let s1 = mm::stats();
+    let t1 = rt::time::cycles();
+    let mut naive_calls = 0u64;
+    for (i, &p) in frames.iter().enumerate() {
+        let va = VA + i as u64 * 4096;
+        if pv {
+            let hw = mm::with(|m| m.mmu.backend().hw_frame(p)).ok_or("no mfn")?;
+            // SAFETY: [VA, VA + 64 MiB) is this test's own range; the frames are ours.
+            unsafe { mm::update_va_mapping(va, pte::make(hw, Prot::RW.leaf_flags())) }
+                .map_err(|e| alloc::format!("update_va_mapping: {e}"))?;
+            naive_calls += 1;
+        } else {
+            mm::with(|m| {
+                m.mmu
+                    .map_frames(&m.kernel, va, &[p], Prot::RW, &mut m.frames)?
+                    .flush()
+            })
+            .map_err(err)?;
+        }
+    }
+    let naive_cycles = rt::time::cycles() - t1;
+    naive_calls += mm::stats().hypercalls - s1.hypercalls;
+    // Check the page-by-page result like the batched one, then clean up.
+    // SAFETY: the last page was just mapped read-write.
+    unsafe { ((VA + (PAGES - 1) * 4096) as *mut u64).write_volatile(7) };
+    mm::with(|m| m.mmu.unmap_range(&m.kernel, VA, PAGES)?.flush()).map_err(err)?;
+    rt::println!(
+        "mm-bench: pages={PAGES} batched_hypercalls={batched_calls} naive_hypercalls={naive_calls} batched_cycles={batched_cycles} naive_cycles={naive_cycles}"
+    );
+    rt::println!(
+        "mm-bench: cycle ratio naive/batched = {:.1}",
+        naive_cycles as f64 / batched_cycles.max(1) as f64
+    );
+    if pv && batched_calls > 64 {
+        return Err(alloc::format!(
+            "64 MiB took {batched_calls} hypercalls (goal: at most 64)"
+        ));
+    }
+    Ok(())
+}
