@@ -83,12 +83,13 @@ fn fault_address() -> u64 {
             // SAFETY: vcpu_info is inside the mapped shared_info page.
             unsafe { (v.cast::<u8>().add(abi::VCPU_INFO_CR2_OFFSET) as *const u64).read_volatile() }
         }),
-        _ => x86_64::registers::control::Cr2::read_raw(),
+        // SAFETY: written by the trap stub before it called us; read-only here.
+        _ => unsafe { core::ptr::addr_of!(crate::arch::trap_cr2).read_volatile() },
     }
 }
 
-/// Formats the page-table walk of a faulting address.
-struct FaultWalk(u64);
+/// Formats the page-table walk of a faulting address (and the faulting rsp).
+struct FaultWalk(u64, u64);
 
 impl core::fmt::Display for FaultWalk {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -98,20 +99,22 @@ impl core::fmt::Display for FaultWalk {
                 self.0.write_str(s)
             }
         }
-        crate::mm::describe_fault(&mut Adapter(f), self.0);
+        crate::mm::describe_fault(&mut Adapter(f), self.0, self.1);
         Ok(())
     }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn rt_fatal_trap(f: &TrapFrame) -> ! {
+    // First, before any output: printing makes hypercalls, and a VM exit may
+    // not preserve CR2 (seen under QEMU's emulated SVM).
+    let va = if f.vector == 14 { fault_address() } else { 0 };
     let name = NAMES.get(f.vector as usize).copied().unwrap_or("unknown");
     crate::console::print_fatal(format_args!(
         "\nrt: fatal exception {} ({name}) error={:#x} rip={:#x} rsp={:#x} rflags={:#x} cs={:#x}\n",
         f.vector, f.error, f.rip, f.rsp, f.rflags, f.cs
     ));
     if f.vector == 14 {
-        let va = fault_address();
         let access = match (f.error & 2 != 0, f.error & 16 != 0) {
             (_, true) => "instruction fetch",
             (true, _) => "write",
@@ -123,7 +126,7 @@ extern "C" fn rt_fatal_trap(f: &TrapFrame) -> ! {
             "page not present"
         };
         crate::console::print_fatal(format_args!("rt: page fault: {access} at {va:#x}: {why}\n"));
-        crate::console::print_fatal(format_args!("{}", FaultWalk(va)));
+        crate::console::print_fatal(format_args!("{}", FaultWalk(va, f.rsp)));
     }
     crate::exit::crash()
 }

@@ -200,6 +200,13 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
         built = Some(b);
         Ok(d)
     });
+    let mut faulttest = None;
+    step(&mut rows, Filter(None), "build faulttest image", || {
+        let b = image::build_app("faulttest")?;
+        let d = format!("{} bytes stripped", b.size);
+        faulttest = Some(b);
+        Ok(d)
+    });
     let mut mmtest = None;
     step(&mut rows, Filter(None), "build mmtest image", || {
         let b = image::build_app("mmtest")?;
@@ -214,7 +221,13 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     }
 
     if !host_only {
-        guest_tests(&mut rows, filter, built.as_ref(), mmtest.as_ref());
+        guest_tests(
+            &mut rows,
+            filter,
+            built.as_ref(),
+            mmtest.as_ref(),
+            faulttest.as_ref(),
+        );
     }
 
     println!("\n{:<30} {:<6} {:>9}  detail", "test", "result", "seconds");
@@ -243,6 +256,24 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
         bail!("{failed} of {} checks failed", rows.len());
     }
     Ok(())
+}
+
+/// Judges a faulttest run: the fault reported as `want` (a line that must
+/// appear), the page-table walk printed, and a crashed end.
+fn judge_fault(run: &GuestRun, want: &str) -> Result<String, String> {
+    if run.console.iter().any(|l| l.contains("FAIL")) {
+        return Err("the fault did not happen".into());
+    }
+    let Some(line) = run.console.iter().find(|l| l.contains(want)) else {
+        return Err(format!("no report line containing {want:?}"));
+    };
+    if !run.console.iter().any(|l| l.starts_with("rt:   L4 entry")) {
+        return Err("no page-table walk in the report".into());
+    }
+    if run.end != End::Crashed {
+        return Err(format!("ended {} (want crashed)", run.end));
+    }
+    Ok(line.trim_start_matches("rt: ").chars().take(48).collect())
 }
 
 /// Judges an mmtest run: the guest's own verdict, the batching figure, (PV)
@@ -293,6 +324,7 @@ fn guest_tests(
     filter: Filter<'_>,
     hello: Option<&image::Built>,
     mmtest: Option<&image::Built>,
+    faulttest: Option<&image::Built>,
 ) {
     const BARE: &str = "hello-qemu-pvh";
     const DOM0: &str = "hello-pv-dom0";
@@ -367,6 +399,52 @@ fn guest_tests(
             judge: Box::new(|r| judge_mmtest(r, false)),
         },
     ];
+
+    let fault = |name: &'static str, mode: Mode, cmdline: &'static str, want: &'static str| Domu {
+        name,
+        image: faulttest,
+        mode,
+        memory: 32,
+        cmdline,
+        timeout: 30,
+        dump_at: None,
+        judge: Box::new(move |r| judge_fault(r, want)),
+    };
+    let domus: Vec<Domu> = domus
+        .into_iter()
+        .chain([
+            fault(
+                "fault-guard-pv",
+                Mode::Pv,
+                "guard",
+                "stack guard page: stack overflow",
+            ),
+            fault(
+                "fault-overflow-pvh",
+                Mode::Pvh,
+                "overflow",
+                "in a stack guard page: stack overflow",
+            ),
+            fault(
+                "fault-wx-pv",
+                Mode::Pv,
+                "write-text",
+                "page fault: write at",
+            ),
+            fault(
+                "fault-wx-pvh",
+                Mode::Pvh,
+                "exec-data",
+                "page fault: instruction fetch at",
+            ),
+            fault(
+                "fault-null-pv",
+                Mode::Pv,
+                "null",
+                "in page 0: null pointer dereference",
+            ),
+        ])
+        .collect();
 
     if filter.wants(BARE) {
         println!("\n== guest: {BARE} (bare QEMU, PVH entry)");

@@ -232,10 +232,17 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
 
 /// Writes what the page tables say about `va` (for a page-fault report): the
 /// entry at each level with its frame translated back to a pfn, and whether
-/// `va` is a stack guard page. Never blocks: if the MMU is busy (the fault hit
+/// `va` (or the faulting stack pointer `rsp`) is in a stack guard page. Never blocks: if the MMU is busy (the fault hit
 /// inside it) it says so.
-pub(crate) fn describe_fault(out: &mut dyn Write, va: u64) {
-    if guard_pages()[1..].contains(&(va >> 12)) {
+pub(crate) fn describe_fault(out: &mut dyn Write, va: u64, rsp: u64) {
+    // A stack that ran into its guard page leaves the stack pointer there too,
+    // which identifies an overflow even where the fault address is unreliable.
+    if guard_pages()[1..].contains(&(rsp >> 12)) {
+        let _ = writeln!(
+            out,
+            "rt: the stack pointer {rsp:#x} is in a stack guard page: stack overflow"
+        );
+    } else if guard_pages()[1..].contains(&(va >> 12)) {
         let _ = writeln!(out, "rt: {va:#x} is a stack guard page: stack overflow");
     } else if va >> 12 == 0 {
         let _ = writeln!(out, "rt: {va:#x} is in page 0: null pointer dereference");

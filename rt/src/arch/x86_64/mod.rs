@@ -20,6 +20,8 @@ unsafe extern "C" {
     pub static trap_stubs: [u64; TRAP_VECTORS];
     /// Exception stubs for a PV trap table, one per vector (traps.S).
     pub static pv_trap_stubs: [u64; TRAP_VECTORS];
+    /// CR2 as the trap stub found it (traps.S).
+    pub static trap_cr2: u64;
     /// The PVH boot page tables (6 pages: PML4, PDPT, 4 PDs), entry.S.
     pub static boot_pml4: [u8; 4096];
     /// The unmapped page below the boot stack.

@@ -58,10 +58,21 @@ pv_trap_stub_\vec:
 
 trap_common:
     cld
+    /* CR2 first, before anything can fault or exit to the hypervisor.
+     * (A PV kernel's mov from CR2 is emulated by Xen; it is only used
+     * as a fallback there.) */
+    mov  %cr2, %rax
+    mov  %rax, trap_cr2(%rip)
     mov  %rsp, %rdi
     and  $-16, %rsp
     call rt_fatal_trap
     ud2
+
+    .section .bss.traps, "aw", @nobits
+    .p2align 3
+    .globl trap_cr2
+trap_cr2:
+    .skip 8
 
     .section .rodata.traps, "a", @progbits
     .p2align 3
