@@ -39,14 +39,16 @@ unsafe impl Source for HeapSource {
         talc.source.mapped_pages += pages;
         let new_end = (va + pages * 4096) as *mut u8;
         let end = match talc.source.end {
-            // SAFETY: [HEAP_BASE, new_end) was just mapped read-write for the
-            // heap alone and nothing else refers to it.
             None => {
+                // SAFETY: [HEAP_BASE, new_end) was just mapped read-write for the
+                // heap alone and nothing else refers to it.
                 unsafe { talc.claim(HEAP_BASE as *mut u8, (pages * 4096) as usize) }.ok_or(())?
             }
-            // SAFETY: the pages between the old end and `new_end` were just
-            // mapped, directly above the heap, for the heap alone.
-            Some(end) => unsafe { talc.extend(end, new_end) },
+            Some(end) => {
+                // SAFETY: the pages between the old end and `new_end` were just
+                // mapped, directly above the heap, for the heap alone.
+                unsafe { talc.extend(end, new_end) }
+            }
         };
         talc.source.end = Some(end);
         Ok(())

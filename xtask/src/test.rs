@@ -24,6 +24,9 @@ struct Row {
     detail: String,
 }
 
+/// Decides a guest run: `Ok(detail)` or `Err(why it failed)`.
+type Judge = dyn Fn(&GuestRun) -> Result<String, String>;
+
 /// What a hello guest must show to pass.
 struct HelloExpect {
     mode: &'static str,
@@ -337,7 +340,7 @@ fn guest_tests(
         cmdline: &'static str,
         timeout: u32,
         dump_at: Option<&'static str>,
-        judge: Box<dyn Fn(&GuestRun) -> Result<String, String>>,
+        judge: Box<Judge>,
     }
     let domus = [
         Domu {

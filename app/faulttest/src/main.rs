@@ -50,7 +50,7 @@ fn main() -> i32 {
         }
         "null" => {
             // SAFETY: deliberately invalid: page 0 is unmapped.
-            let v = unsafe { core::ptr::read_volatile(8 as *const u64) };
+            let v = unsafe { core::ptr::read_volatile(core::ptr::without_provenance::<u64>(8)) };
             rt::println!("read {v}");
         }
         other => rt::println!("faulttest: unknown fault {other:?}"),
