@@ -40,6 +40,45 @@ impl<'a> P2m<'a> {
     }
 }
 
+/// Why a p2m update was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum P2mError {
+    /// The pfn is beyond the table.
+    OutOfRange(Pfn),
+    /// The mfn is the reserved "invalid" marker.
+    InvalidMfn,
+}
+
+/// The guest's pfn → mfn table, writable: changes as the reservation moves
+/// (frames given back to Xen become absent, new ones are recorded).
+#[derive(Debug)]
+pub struct P2mMut<'a> {
+    list: &'a mut [u64],
+}
+
+impl<'a> P2mMut<'a> {
+    /// Wraps a p2m array of `nr_pages` entries.
+    pub fn new(list: &'a mut [u64]) -> Self {
+        Self { list }
+    }
+
+    /// A read-only view.
+    pub fn view(&self) -> P2m<'_> {
+        P2m::new(self.list)
+    }
+
+    /// Records that `pfn` is backed by `mfn` (`None`: no longer backed).
+    pub fn set(&mut self, pfn: Pfn, mfn: Option<Mfn>) -> Result<(), P2mError> {
+        let slot = usize::try_from(pfn.0).ok().and_then(|i| self.list.get_mut(i)).ok_or(P2mError::OutOfRange(pfn))?;
+        *slot = match mfn {
+            Some(Mfn(INVALID_MFN)) => return Err(P2mError::InvalidMfn),
+            Some(m) => m.0,
+            None => INVALID_MFN,
+        };
+        Ok(())
+    }
+}
+
 /// Xen's machine → pseudo-physical table, as a lookup function (on the guest it
 /// reads the read-only window at `MACH2PHYS_VIRT_START`; in tests, a slice).
 pub trait M2p {
@@ -72,6 +111,19 @@ mod tests {
         assert_eq!(p2m.mfn(Pfn(1)), None);
         assert_eq!(p2m.mfn(Pfn(3)), None);
         assert_eq!(p2m.mfn(Pfn(u64::MAX)), None);
+    }
+
+    #[test]
+    fn p2m_updates_are_bounds_checked() {
+        let mut list = [7, 8, 9];
+        let mut p2m = P2mMut::new(&mut list);
+        p2m.set(Pfn(1), None).unwrap();
+        assert_eq!(p2m.view().mfn(Pfn(1)), None);
+        p2m.set(Pfn(1), Some(Mfn(42))).unwrap();
+        assert_eq!(p2m.view().mfn(Pfn(1)), Some(Mfn(42)));
+        assert_eq!(p2m.set(Pfn(3), Some(Mfn(1))), Err(P2mError::OutOfRange(Pfn(3))));
+        assert_eq!(p2m.set(Pfn(0), Some(Mfn(INVALID_MFN))), Err(P2mError::InvalidMfn));
+        assert_eq!(list, [7, 42, 9]);
     }
 
     #[test]
