@@ -342,65 +342,33 @@ fn guest_tests(
         dump_at: Option<&'static str>,
         judge: Box<Judge>,
     }
+    let hello_domu = |name, mode, want: &'static str, memory: (u64, u64)| Domu {
+        name,
+        image: hello,
+        mode,
+        memory: 32,
+        cmdline: "timeline",
+        timeout: 30,
+        dump_at: None,
+        judge: Box::new(move |r| judge_hello(r, &HelloExpect { mode: want, memory })),
+    };
+    let mmtest_domu = |name, mode, pv: bool| Domu {
+        name,
+        image: mmtest,
+        mode,
+        memory: 128,
+        // The p2m a dump-core walks is PV's; a PVH core (through HVM foreign
+        // mappings) takes minutes under TCG.
+        cmdline: if pv { "dump-core" } else { "" },
+        timeout: 180,
+        dump_at: pv.then_some("ready for dump-core"),
+        judge: Box::new(move |r| judge_mmtest(r, pv)),
+    };
     let domus = [
-        Domu {
-            name: "hello-pv",
-            image: hello,
-            mode: Mode::Pv,
-            memory: 32,
-            cmdline: "timeline",
-            timeout: 30,
-            dump_at: None,
-            judge: Box::new(|r| {
-                judge_hello(
-                    r,
-                    &HelloExpect {
-                        mode: "pv",
-                        memory: (32, 32),
-                    },
-                )
-            }),
-        },
-        Domu {
-            name: "hello-pvh",
-            image: hello,
-            mode: Mode::Pvh,
-            memory: 32,
-            cmdline: "timeline",
-            timeout: 30,
-            dump_at: None,
-            judge: Box::new(|r| {
-                judge_hello(
-                    r,
-                    &HelloExpect {
-                        mode: "pvh",
-                        memory: (28, 32),
-                    },
-                )
-            }),
-        },
-        Domu {
-            name: "mmtest-pv",
-            image: mmtest,
-            mode: Mode::Pv,
-            memory: 128,
-            cmdline: "dump-core",
-            timeout: 180,
-            dump_at: Some("ready for dump-core"),
-            judge: Box::new(|r| judge_mmtest(r, true)),
-        },
-        Domu {
-            name: "mmtest-pvh",
-            image: mmtest,
-            mode: Mode::Pvh,
-            memory: 128,
-            cmdline: "",
-            timeout: 180,
-            // The p2m a dump-core walks is PV's; a PVH core (through HVM
-            // foreign mappings) takes minutes under TCG.
-            dump_at: None,
-            judge: Box::new(|r| judge_mmtest(r, false)),
-        },
+        hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
+        hello_domu("hello-pvh", Mode::Pvh, "pvh", (28, 32)),
+        mmtest_domu("mmtest-pv", Mode::Pv, true),
+        mmtest_domu("mmtest-pvh", Mode::Pvh, false),
     ];
 
     let fault = |name: &'static str, mode: Mode, cmdline: &'static str, want: &'static str| Domu {

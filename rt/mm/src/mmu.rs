@@ -562,26 +562,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         prot: Prot,
         frames: &mut dyn FrameSource,
     ) -> Result<Pending<'_, 't, B>, MapError> {
-        Self::check_range(va, pages)?;
-        // Pass 1: our own checks, before anything is queued.
-        for i in 0..pages {
-            let pfn = Pfn(first.0 + i);
-            self.hw(pfn)?;
-            if prot.write && self.table_level(pfn).is_some() {
-                return Err(MapError::PageTableFrame(pfn));
-            }
-        }
-        self.submit()?;
-        let flags = prot.leaf_flags();
-        self.map_with(space, va, pages, frames, |m, i| {
-            let pfn = Pfn(first.0 + i);
-            // A frame the frame source just turned into a table of this very
-            // range would be a caller bug; refuse rather than map it writable.
-            if prot.write && m.table_level(pfn).is_some() {
-                return Err(MapError::PageTableFrame(pfn));
-            }
-            Ok(Some(pte::make(m.hw(pfn)?, flags)))
-        })
+        self.map_pfns(space, va, pages, &|i| Pfn(first.0 + i), prot, frames)
     }
 
     /// Maps the frames of `list`, in order, at consecutive pages from `va`.
@@ -593,8 +574,30 @@ impl<'t, B: Backend> Mmu<'t, B> {
         prot: Prot,
         frames: &mut dyn FrameSource,
     ) -> Result<Pending<'_, 't, B>, MapError> {
-        Self::check_range(va, list.len() as u64)?;
-        for &pfn in list {
+        self.map_pfns(
+            space,
+            va,
+            list.len() as u64,
+            &|i| list[i as usize],
+            prot,
+            frames,
+        )
+    }
+
+    /// Maps page `i` of the range to RAM frame `pfn_at(i)`.
+    fn map_pfns(
+        &mut self,
+        space: &Space,
+        va: u64,
+        pages: u64,
+        pfn_at: &dyn Fn(u64) -> Pfn,
+        prot: Prot,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(va, pages)?;
+        // Pass 1: our own checks, before anything is queued.
+        for i in 0..pages {
+            let pfn = pfn_at(i);
             self.hw(pfn)?;
             if prot.write && self.table_level(pfn).is_some() {
                 return Err(MapError::PageTableFrame(pfn));
@@ -602,8 +605,10 @@ impl<'t, B: Backend> Mmu<'t, B> {
         }
         self.submit()?;
         let flags = prot.leaf_flags();
-        self.map_with(space, va, list.len() as u64, frames, |m, i| {
-            let pfn = list[i as usize];
+        self.map_with(space, va, pages, frames, |m, i| {
+            let pfn = pfn_at(i);
+            // A frame the frame source just turned into a table of this very
+            // range would be a caller bug; refuse rather than map it writable.
             if prot.write && m.table_level(pfn).is_some() {
                 return Err(MapError::PageTableFrame(pfn));
             }

@@ -69,7 +69,10 @@ impl<'a> P2mMut<'a> {
 
     /// Records that `pfn` is backed by `mfn` (`None`: no longer backed).
     pub fn set(&mut self, pfn: Pfn, mfn: Option<Mfn>) -> Result<(), P2mError> {
-        let slot = usize::try_from(pfn.0).ok().and_then(|i| self.list.get_mut(i)).ok_or(P2mError::OutOfRange(pfn))?;
+        let slot = usize::try_from(pfn.0)
+            .ok()
+            .and_then(|i| self.list.get_mut(i))
+            .ok_or(P2mError::OutOfRange(pfn))?;
         *slot = match mfn {
             Some(Mfn(INVALID_MFN)) => return Err(P2mError::InvalidMfn),
             Some(m) => m.0,
@@ -121,8 +124,14 @@ mod tests {
         assert_eq!(p2m.view().mfn(Pfn(1)), None);
         p2m.set(Pfn(1), Some(Mfn(42))).unwrap();
         assert_eq!(p2m.view().mfn(Pfn(1)), Some(Mfn(42)));
-        assert_eq!(p2m.set(Pfn(3), Some(Mfn(1))), Err(P2mError::OutOfRange(Pfn(3))));
-        assert_eq!(p2m.set(Pfn(0), Some(Mfn(INVALID_MFN))), Err(P2mError::InvalidMfn));
+        assert_eq!(
+            p2m.set(Pfn(3), Some(Mfn(1))),
+            Err(P2mError::OutOfRange(Pfn(3)))
+        );
+        assert_eq!(
+            p2m.set(Pfn(0), Some(Mfn(INVALID_MFN))),
+            Err(P2mError::InvalidMfn)
+        );
         assert_eq!(list, [7, 42, 9]);
     }
 
