@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod backend;
 pub mod frame;
+pub mod frame_alloc;
 pub mod frames;
 pub mod kernel;
 pub mod mmu;
@@ -25,6 +26,7 @@ pub mod pte;
 
 pub use backend::{Backend, FrameSource};
 pub use frame::{Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};
+pub use frame_alloc::{AllocStats, FrameAllocator};
 pub use mmu::{DirectMap, MapError, Mmu, Pending, Space};
 pub use op::{Op, Outcome, Refused, Stats};
 pub use pte::{Level, Prot};
