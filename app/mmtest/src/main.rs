@@ -106,9 +106,10 @@ fn main() -> i32 {
         );
         let mib = m.nr_pages / 256;
         rt::println!(
-            "mm-boot: build_us={} ram_mib={mib} us_per_mib={:.1}",
+            "mm-boot: build_us={} ram_mib={mib} us_per_mib={:.1} frame_allocator_setup_us={}",
             m.build_us,
-            m.build_us as f64 / mib.max(1) as f64
+            m.build_us as f64 / mib.max(1) as f64,
+            m.alloc_setup_us
         );
     });
     if rt::boot_info()

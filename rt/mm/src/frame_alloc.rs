@@ -122,6 +122,38 @@ impl<'a> FrameAllocator<'a> {
         })
     }
 
+    /// An allocator whose free frames are the set bits of `bitmap` (one bit per
+    /// frame, as [`crate::frames::BitmapFrames`] keeps them): one pass over the
+    /// words builds the summaries.
+    pub fn from_bitmap(storage: &'a mut [u64], frames: u64, bitmap: &[u64]) -> Option<Self> {
+        let mut a = Self::new(storage, frames)?;
+        let words = a.levels[0].len();
+        for (w, &bits) in bitmap.iter().take(words).enumerate() {
+            let valid = if (w as u64 + 1) * 64 > frames {
+                (1u64 << (frames % 64)) - 1
+            } else {
+                !0
+            };
+            let bits = bits & valid;
+            if bits != 0 {
+                a.levels[0][w] = bits;
+                a.stats.free += u64::from(bits.count_ones());
+                // Summaries: mark this word non-empty all the way up.
+                let (mut idx, mut l) = (w, 1);
+                while l < a.depth {
+                    let was = a.levels[l][idx / 64];
+                    a.levels[l][idx / 64] |= 1 << (idx % 64);
+                    if was != 0 {
+                        break;
+                    }
+                    idx /= 64;
+                    l += 1;
+                }
+            }
+        }
+        Some(a)
+    }
+
     /// Counters.
     pub fn stats(&self) -> AllocStats {
         self.stats
@@ -338,10 +370,26 @@ mod tests {
         assert_eq!(a.free(Pfn(1000)), Err(FreeError::OutOfRange(Pfn(1000))));
         a.free(Pfn(10)).unwrap();
         assert_eq!(a.alloc_contiguous(10, 2), Some(Pfn(10)));
-        assert_eq!(a.alloc_contiguous(64, 64), None, "960..1024 runs past the last frame");
+        assert_eq!(
+            a.alloc_contiguous(64, 64),
+            None,
+            "960..1024 runs past the last frame"
+        );
         assert_eq!(a.alloc_contiguous(32, 32), Some(Pfn(928)));
         assert_eq!(a.alloc_contiguous(100, 1), None);
         a.check().unwrap();
+    }
+
+    #[test]
+    fn from_a_bitmap() {
+        let bitmap = [0xffu64, 0, 1 << 63, !0];
+        let mut s = vec![0u64; FrameAllocator::words_needed(200)];
+        let mut a = FrameAllocator::from_bitmap(&mut s, 200, &bitmap).unwrap();
+        a.check().unwrap();
+        // 8 + 1 + the 8 frames of the last word below 200.
+        assert_eq!(a.free_count(), 8 + 1 + 8);
+        assert_eq!(a.alloc(), Some(Pfn(0)));
+        assert!(a.is_free(Pfn(191)) && a.is_free(Pfn(199)) && !a.is_free(Pfn(200)));
     }
 
     #[derive(Clone, Debug)]

@@ -78,6 +78,28 @@ impl<'a> BitmapFrames<'a> {
         self.free
     }
 
+    /// Takes `n` consecutive free frames below the limit (lowest first).
+    pub fn take_run(&mut self, n: u64) -> Option<Pfn> {
+        let mut start = 0;
+        while start + n <= self.limit {
+            match (start..start + n).find(|&p| !self.is_free(Pfn(p))) {
+                None => {
+                    for p in start..start + n {
+                        self.take(Pfn(p));
+                    }
+                    return Some(Pfn(start));
+                }
+                Some(used) => start = used + 1,
+            }
+        }
+        None
+    }
+
+    /// The bitmap (bit set: frame free).
+    pub fn bits(&self) -> &[u64] {
+        self.bits
+    }
+
     /// Whether `pfn` is free.
     pub fn is_free(&self, pfn: Pfn) -> bool {
         self.bits
@@ -148,5 +170,7 @@ mod tests {
         f.set_limit(1000);
         assert_eq!(f.alloc_frame(), Some(Pfn(70)));
         assert_eq!(f.free_count(), 190 - 61);
+        assert_eq!(f.take_run(3), Some(Pfn(71)));
+        assert!(!f.is_free(Pfn(73)) && f.is_free(Pfn(74)));
     }
 }

@@ -17,7 +17,7 @@ use rt_mm::frames::BitmapFrames;
 use rt_mm::kernel::{self, Layout};
 use rt_mm::op::{Op, Outcome};
 use rt_mm::pte;
-use rt_mm::{Backend, FrameSource};
+use rt_mm::{Backend, FrameAllocator, FrameSource};
 pub use rt_mm::{Level, MapError, Mmu, Pfn, Prot, Space, Stats};
 use rt_xen::XenError;
 use spin::Mutex;
@@ -73,13 +73,15 @@ pub struct Mm {
     /// The MMU layer.
     pub mmu: Mmu<'static, Machine>,
     /// Free frames.
-    pub frames: BitmapFrames<'static>,
+    pub frames: FrameAllocator<'static>,
     /// The runtime's address space (active).
     pub kernel: Space,
     /// Frames of RAM.
     pub nr_pages: u64,
     /// Microseconds the boot address space took to build.
     pub build_us: u64,
+    /// Microseconds the frame allocator took to set up.
+    pub alloc_setup_us: u64,
 }
 
 static MM: Mutex<Option<Mm>> = Mutex::new(None);
@@ -218,14 +220,32 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
     let kernel =
         kernel::build(&mut mmu, &mut frames, boot_space, &layout).map_err(InitError::Map)?;
     frames.add_range(Pfn(boot.free_after.0), Pfn(boot.free_after.1));
-    let build_us = crate::time::tsc_delta_to_duration(crate::arch::rdtsc().wrapping_sub(t0))
-        .map_or(0, |d| d.as_micros() as u64);
+    let us = |since: u64| {
+        crate::time::tsc_delta_to_duration(crate::arch::rdtsc().wrapping_sub(since))
+            .map_or(0, |d| d.as_micros() as u64)
+    };
+    let build_us = us(t0);
+
+    // From here on the whole direct map exists: hand the free frames over to
+    // the frame allocator in one pass over the boot bitmap.
+    let t1 = crate::arch::rdtsc();
+    let words = FrameAllocator::words_needed(boot.nr_pages);
+    let pages = (words as u64 * 8).div_ceil(4096);
+    let storage = frames.take_run(pages).ok_or(InitError::NoBootFrames)?;
+    // SAFETY: `pages` consecutive free frames just taken out of the free set,
+    // mapped read-write at their identity address; used only by the allocator.
+    let storage: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(storage.addr() as *mut u64, words) };
+    let alloc = FrameAllocator::from_bitmap(storage, boot.nr_pages, frames.bits())
+        .ok_or(InitError::NoBootFrames)?;
+    let alloc_setup_us = us(t1);
     *MM.lock() = Some(Mm {
         mmu,
-        frames,
+        frames: alloc,
         kernel,
         nr_pages: boot.nr_pages,
         build_us,
+        alloc_setup_us,
     });
     Ok(())
 }
