@@ -42,12 +42,20 @@ impl RingConsole {
         }
     }
 
+    /// Signals the backend. A port Xen refuses can never wake it, so the ring
+    /// is given up rather than waited on forever.
+    fn notify(&mut self) {
+        if hypercall::evtchn_send(&HYPERVISOR, self.port).is_err() {
+            self.broken = true;
+        }
+    }
+
     fn write_bytes(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && !self.broken {
             match self.ring.write(bytes) {
                 Ok(n) => {
                     bytes = &bytes[n..];
-                    let _ = hypercall::evtchn_send(&HYPERVISOR, self.port);
+                    self.notify();
                     if n == 0 {
                         wait_port(self.port, BACKEND_WAIT_NS);
                     }
@@ -65,7 +73,7 @@ impl RingConsole {
             Ok(n) => {
                 if n > 0 {
                     // Tell the backend there is room again.
-                    let _ = hypercall::evtchn_send(&HYPERVISOR, self.port);
+                    self.notify();
                 }
                 n
             }
@@ -82,7 +90,7 @@ impl RingConsole {
             if crate::xen::system_time_ns() > deadline {
                 break;
             }
-            let _ = hypercall::evtchn_send(&HYPERVISOR, self.port);
+            self.notify();
             wait_port(self.port, BACKEND_WAIT_NS);
         }
     }
@@ -175,9 +183,7 @@ pub fn read_blocking(buf: &mut [u8]) -> usize {
         match port {
             // The backend signals the console port when it adds input.
             Some(p) => wait_port(p, 100_000_000),
-            None if crate::platform().is_xen() => {
-                let _ = hypercall::sched_yield(&HYPERVISOR);
-            }
+            None if crate::platform().is_xen() => crate::xen::yield_cpu(),
             None => core::hint::spin_loop(),
         }
     }

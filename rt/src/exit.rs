@@ -35,7 +35,7 @@ fn shutdown(code: i32) -> ! {
         let err = hypercall::shutdown(&HYPERVISOR, reason);
         crate::console::print_fatal(format_args!("rt: SCHEDOP_shutdown refused: {err}\n"));
         loop {
-            let _ = hypercall::sched_yield(&HYPERVISOR);
+            crate::xen::yield_cpu();
         }
     }
     if p == Platform::QemuPvh {

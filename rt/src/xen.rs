@@ -58,6 +58,15 @@ pub fn publish_p2m(max_pfn: u64, frame_list_list: u64) {
     }
 }
 
+/// Gives the CPU away for a moment (`SCHEDOP_yield`). Only a hint: if Xen
+/// refuses it, the caller simply polls once more, so the result carries no
+/// information worth acting on.
+pub fn yield_cpu() {
+    if hypercall::sched_yield(&HYPERVISOR).is_err() {
+        core::hint::spin_loop();
+    }
+}
+
 /// Polls counted for the statistics the console flush reports.
 pub static POLLS: AtomicU64 = AtomicU64::new(0);
 
@@ -67,12 +76,13 @@ pub fn wait_port(port: u32, timeout_ns: u64) {
     POLLS.fetch_add(1, Ordering::Relaxed);
     let Some(s) = shared() else {
         // No shared_info yet: nothing to poll on, give the CPU away instead.
-        let _ = hypercall::sched_yield(&HYPERVISOR);
+        yield_cpu();
         return;
     };
     let deadline = system_time_ns().saturating_add(timeout_ns);
     if hypercall::sched_poll(&HYPERVISOR, &[port], deadline).is_err() {
-        let _ = hypercall::sched_yield(&HYPERVISOR);
+        // Polling refused (bad port): fall back to yielding; the caller bounds its waits.
+        yield_cpu();
     }
     let (word, bit) = (port as usize / 64, port % 64);
     if word < 64 {

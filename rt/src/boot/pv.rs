@@ -73,7 +73,10 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     }
     if !console_ok {
         // Nowhere to print to: say it in Xen's log (debug Xen shows it), then stop.
-        let _ = hypercall::console_write(&HYPERVISOR, b"rt: console ring mfn is not ours\n");
+        // Best effort: the domain is crashed next whether or not Xen logs this.
+        if hypercall::console_write(&HYPERVISOR, b"rt: console ring mfn is not ours\n").is_err() {
+            core::hint::spin_loop();
+        }
         crate::exit::crash();
     }
 

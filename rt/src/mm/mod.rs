@@ -314,17 +314,14 @@ pub(crate) fn grow_region(va: u64, pages: u64) -> Result<(), MapError> {
     while done < pages {
         let mut chunk = [Pfn(0); 64];
         let n = (pages - done).min(64) as usize;
-        for slot in chunk[..n].iter_mut() {
+        for i in 0..n {
             match mm.frames.alloc_frame() {
-                Some(p) => *slot = p,
+                Some(p) => chunk[i] = p,
                 None => {
-                    for &p in chunk.iter().take_while(|p| p.0 != 0) {
+                    for &p in &chunk[..i] {
                         mm.frames.free_frame(p);
                     }
-                    let _ = mm
-                        .mmu
-                        .unmap_range(&mm.kernel, va, done.max(1))
-                        .and_then(|p| p.flush());
+                    undo_growth(mm, va, done);
                     return Err(MapError::NoFrames);
                 }
             }
@@ -341,6 +338,34 @@ pub(crate) fn grow_region(va: u64, pages: u64) -> Result<(), MapError> {
         done += n as u64;
     }
     Ok(())
+}
+
+/// Takes back the first `pages` pages a failed growth mapped at `va`: their
+/// frames go back (nothing can allocate them before the unmap: the caller
+/// holds the lock), then the mappings go. If even that fails, the shortage is
+/// still the error worth reporting, so it is only asserted on.
+fn undo_growth(mm: &mut Mm, va: u64, pages: u64) {
+    if pages == 0 {
+        return;
+    }
+    for i in 0..pages {
+        let Ok(e) = mm.mmu.translate(mm.kernel.root(), va + i * 4096) else {
+            continue;
+        };
+        if let Some(p) = mm
+            .mmu
+            .backend()
+            .pfn_of(pte::frame(e))
+            .filter(|_| pte::present(e))
+        {
+            mm.frames.free_frame(p);
+        }
+    }
+    let undo = mm
+        .mmu
+        .unmap_range(&mm.kernel, va, pages)
+        .and_then(|p| p.flush());
+    debug_assert!(undo.is_ok(), "{undo:?}");
 }
 
 /// Publishes the p2m for the toolstack (PV): a three-level list of the MFNs of
