@@ -35,7 +35,9 @@ unsafe impl Source for HeapSource {
         let need = layout.size() + layout.align() + talc::min_first_heap_size::<B>() + 64;
         let pages = (need as u64).div_ceil(4096).max(GROW_MIN_PAGES);
         let va = HEAP_BASE + talc.source.mapped_pages * 4096;
-        crate::mm::grow_region(va, pages).map_err(drop)?;
+        if let Err(e) = crate::mm::grow_region(va, pages) {
+            out_of_memory(layout, talc.source.mapped_pages * 4096, e);
+        }
         talc.source.mapped_pages += pages;
         let new_end = (va + pages * 4096) as *mut u8;
         let end = match talc.source.end {
@@ -61,6 +63,29 @@ static ALLOCATOR: TalcLock<spin::Mutex<()>, HeapSource, talc::DefaultBinning> =
         end: None,
         mapped_pages: 0,
     });
+
+/// The heap cannot grow: say what was asked and what there is, then shut the
+/// domain down as crashed. Runs under the allocator's lock, so it must not
+/// allocate: everything is formatted straight to the console.
+fn out_of_memory(layout: Layout, heap_bytes: u64, why: crate::mm::MapError) -> ! {
+    let free = crate::mm::free_frames();
+    crate::console::print_fatal(format_args!(
+        "\nrt: out of memory: asked for {} bytes (align {}); heap {} KiB mapped, limit: all free RAM; ",
+        layout.size(),
+        layout.align(),
+        heap_bytes / 1024
+    ));
+    match (free, why) {
+        (_, crate::mm::MapError::Busy) => crate::console::print_fatal(format_args!(
+            "the MMU was busy: an allocation inside rt::mm::with cannot grow the heap\n"
+        )),
+        (Some(f), _) => {
+            crate::console::print_fatal(format_args!("{f} free frames ({} KiB)\n", f * 4))
+        }
+        (None, _) => crate::console::print_fatal(format_args!("free frames unknown\n")),
+    }
+    crate::exit::crash()
+}
 
 /// Bytes of the heap region mapped so far.
 pub fn mapped_bytes() -> u64 {

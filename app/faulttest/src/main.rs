@@ -8,12 +8,16 @@
 //!   cannot, and crashes the domain itself, so there is no report to check;
 //! - `write-text`: a write into the image's code (mapped read-only: W^X);
 //! - `exec-data`: a call into a data page (mapped no-execute: W^X);
-//! - `null`: a read of page 0 (unmapped).
+//! - `null`: a read of page 0 (unmapped);
+//! - `oom`: allocates 1 MiB blocks until memory runs out: the runtime must say
+//!   what was asked and what is left, then crash the domain.
 //!
 //! The runtime must print the fault and its page-table walk, then shut the
 //! domain down as crashed; reaching the end of `main` is a failure.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
 
 rt::main!(main);
 
@@ -52,6 +56,17 @@ fn main() -> i32 {
             // SAFETY: deliberately invalid: page 0 is unmapped.
             let v = unsafe { core::ptr::read_volatile(core::ptr::without_provenance::<u64>(8)) };
             rt::println!("read {v}");
+        }
+        "oom" => {
+            let mut blocks: alloc::vec::Vec<alloc::vec::Vec<u8>> = alloc::vec::Vec::new();
+            loop {
+                let mut b = alloc::vec::Vec::with_capacity(1 << 20);
+                b.push(1);
+                blocks.push(b);
+                if blocks.len().is_multiple_of(16) {
+                    rt::println!("faulttest: {} MiB allocated", blocks.len());
+                }
+            }
         }
         other => rt::println!("faulttest: unknown fault {other:?}"),
     }

@@ -93,6 +93,13 @@ pub fn with<R>(f: impl FnOnce(&mut Mm) -> R) -> R {
         .expect("rt::mm used before the address space exists"))
 }
 
+/// Free frames, if the memory state can be read right now (not while
+/// someone holds it).
+pub fn free_frames() -> Option<u64> {
+    MM.try_lock()
+        .and_then(|g| g.as_ref().map(|m| m.frames.free_count()))
+}
+
 /// MMU counters (all zero before the address space exists).
 pub fn stats() -> Stats {
     MM.try_lock()
