@@ -124,6 +124,18 @@ fn step(
     ok
 }
 
+/// Builds `app` as a step of the run (never filtered out: guest tests need it).
+fn build_step(rows: &mut Vec<Row>, app: &str) -> Option<image::Built> {
+    let mut out = None;
+    step(rows, Filter(None), &format!("build {app} image"), || {
+        let b = image::build_app(app)?;
+        let detail = format!("{} bytes stripped", b.size);
+        out = Some(b);
+        Ok(detail)
+    });
+    out
+}
+
 fn apps() -> Result<Vec<String>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(image::root().join("app"))? {
@@ -196,27 +208,9 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
         }
         crate::run(c.args(["--", "-D", "warnings"])).map(|_| String::new())
     });
-    let mut built = None;
-    step(&mut rows, Filter(None), "build hello image", || {
-        let b = image::build_app("hello")?;
-        let d = format!("{} bytes stripped", b.size);
-        built = Some(b);
-        Ok(d)
-    });
-    let mut faulttest = None;
-    step(&mut rows, Filter(None), "build faulttest image", || {
-        let b = image::build_app("faulttest")?;
-        let d = format!("{} bytes stripped", b.size);
-        faulttest = Some(b);
-        Ok(d)
-    });
-    let mut mmtest = None;
-    step(&mut rows, Filter(None), "build mmtest image", || {
-        let b = image::build_app("mmtest")?;
-        let d = format!("{} bytes stripped", b.size);
-        mmtest = Some(b);
-        Ok(d)
-    });
+    let built = build_step(&mut rows, "hello");
+    let faulttest = build_step(&mut rows, "faulttest");
+    let mmtest = build_step(&mut rows, "mmtest");
     if let Some(b) = &built {
         step(&mut rows, filter, "Xen notes of hello", || {
             crate::notes::report(&b.elf).map(|_| String::new())
