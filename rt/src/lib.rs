@@ -50,6 +50,11 @@ macro_rules! main {
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         pub static __RT_APP_NAME: &str = env!("CARGO_PKG_NAME");
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub static __RT_HEAP_LIMIT_MIB: u64 =
+            $crate::heap::parse_limit(option_env!("RT_HEAP_LIMIT_MIB"));
     };
 }
 

@@ -10,10 +10,15 @@
 # takes `xl dump-core` of the running guest, reports
 #   HARNESS: guest NAME dump-core rc=N bytes=B
 # and then presses Enter on the guest's console so it can go on.
+# A guest may ask for what only the toolstack sees by printing a line
+#   harness: xl-mem TAG
+# the harness reports `xl list`'s memory column (MiB) as
+#   HARNESS: guest NAME xl-mem tag=TAG mib=N
+# and types N and Enter into the guest's console.
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
-name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0
+name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0
 # Every xl call is bounded: a wedged toolstack must not stall the run.
 xlt() { local t=$1; shift; timeout "$t" xl "$@"; }
 log=/var/log/xen/console/guest-$name.log
@@ -39,14 +44,25 @@ emit() {
 }
 t0=$(now)
 # xl 4.17's monitor can crash (rc 3 or 139) when a guest shuts down within a
-# fraction of a second; judge by the domain's state, not by xl's exit code.
-xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1
-rc=$?
-h "guest $name created rc=$rc seconds=$(since "$t0")"
+# fraction of a second, and `xl create` has been seen to block for a minute
+# after the domain was already running: judge by the domain's state, not by
+# xl's exit code, and watch the guest while `xl create` is still running.
+xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1 &
+cpid=$! rc=
 
 state=timeout reason=-
 deadline=$(( $(date +%s) + limit ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
+    if [ -z "$rc" ] && ! kill -0 "$cpid" 2>/dev/null; then
+        wait "$cpid"
+        rc=$?
+        h "guest $name created rc=$rc seconds=$(since "$t0")"
+    elif [ -z "$rc" ] && [ -z "${slow:-}" ] && [ "$(date +%s)" -gt "$(( ${t0%.*} + 15 ))" ]; then
+        slow=1
+        h "warning: xl create $name still running after 15 s"
+        { xlt 10 list; xlt 10 info | grep -E 'free_memory|total_memory'; ps -eo pid,etime,args | grep -E '[x]l |[x]enstore'; } \
+            2>&1 | sed "s/^/HARNESS: diag: /"
+    fi
     emit
     if [ -n "$dump_at" ] && [ "$dumped" = 0 ] && grep -Eq "$dump_at" "$log"; then
         dumped=1
@@ -59,6 +75,15 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
         tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
         [ -n "$tty" ] && printf '\r' >"$tty"
     fi
+    asks=$(grep -a -c '^harness: xl-mem ' "$log")
+    if [ "$asks" -gt "$asked" ]; then
+        asked=$((asked + 1))
+        tag=$(grep -a '^harness: xl-mem ' "$log" | sed -n "${asked}p" | awk '{print $3}' | tr -d '\r')
+        mib=$(xlt 10 list "$name" 2>/dev/null | awk 'NR==2{print $3}')
+        h "guest $name xl-mem tag=$tag mib=${mib:-?}"
+        tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
+        [ -n "$tty" ] && printf '%s\r' "${mib:-?}" >"$tty"
+    fi
     line=$(xlt 10 list -v "$name" 2>/dev/null | awk 'NR==2')
     lrc=${PIPESTATUS[0]}
     if [ "$lrc" = 124 ]; then
@@ -66,6 +91,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
         continue
     fi
     if [ -z "$line" ]; then
+        # Not there yet while `xl create` is still building it.
+        if [ -z "$rc" ]; then sleep 0.05; continue; fi
         if [ "$rc" != 0 ]; then state=create-failed; else state=gone; fi
         break
     fi
@@ -80,11 +107,19 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     sleep 0.05
 done
 end=$(since "$t0")
+[ "$state" = timeout ] && h "guest $name deadline reached: now=$(date +%s) deadline=$deadline (limit $limit s) xl-create=${rc:-running} xl-list=${line:-none}"
+if [ -z "$rc" ]; then
+    kill "$cpid" 2>/dev/null
+    wait "$cpid"
+    h "guest $name created rc=unfinished seconds=$end (xl create still running when the guest ended)"
+fi
 sleep 0.3   # let xenconsoled write out what the guest flushed before shutting down
 emit final
 if [ "$state" != poweroff ]; then
     sed "s/^/HARNESS: xl: /" /tmp/xl-create-$name.log
-    xlt 10 dmesg | tail -n 15 | sed "s/^/HARNESS: xl-dmesg: /"
+    # The last lines of Xen's log, without the HVM context save/restore chatter.
+    xlt 10 dmesg | grep -Ev 'HVM[0-9]* restore:|HVM d[0-9]+(v[0-9]+)? save:' | tail -n 15 \
+        | sed "s/^/HARNESS: xl-dmesg: /"
 fi
 h "guest $name end state=$state reason=$reason seconds=$end"
 xlt 30 destroy "$name" >/dev/null 2>&1

@@ -70,22 +70,34 @@ pub struct Built {
     pub size: u64,
 }
 
-/// Builds app `app` into `target/image/<app>.elf` (+ `.debug.elf`).
-pub fn build_app(app: &str) -> Result<Built> {
+/// Builds app `app` into `target/image/<app>.elf` (+ `.debug.elf`) with the
+/// heap limit `heap` (MiB; `None`: all free RAM).
+pub fn build_app(app: &str, heap: Option<u32>) -> Result<Built> {
+    build_app_as(app, heap, app)
+}
+
+/// Builds app `app` with the heap limit `heap` (MiB) into
+/// `target/image/<name>.elf` (+ `.debug.elf`). The limit is built into the
+/// image (`RT_HEAP_LIMIT_MIB`, read by `rt::main!`).
+pub fn build_app_as(app: &str, heap: Option<u32>, name: &str) -> Result<Built> {
     if !root().join("app").join(app).join("Cargo.toml").is_file() {
         bail!("no app named {app:?}: expected a crate at app/{app}/");
     }
     let mut c = guest_cargo("build");
     c.args(["-p", app]);
+    match heap {
+        Some(mib) => c.env("RT_HEAP_LIMIT_MIB", mib.to_string()),
+        None => c.env_remove("RT_HEAP_LIMIT_MIB"),
+    };
     crate::run(&mut c).context(format!("building app {app}"))?;
     let out = root().join("target/image");
     std::fs::create_dir_all(&out)?;
-    let debug_elf = out.join(format!("{app}.debug.elf"));
+    let debug_elf = out.join(format!("{name}.debug.elf"));
     std::fs::copy(
         root().join(format!("target/guest/{TARGET}/release/{app}")),
         &debug_elf,
     )?;
-    let elf = out.join(format!("{app}.elf"));
+    let elf = out.join(format!("{name}.elf"));
     let mut strip = Command::new("strip");
     strip.arg("-o").arg(&elf).arg(&debug_elf);
     crate::run_quiet(&mut strip).context("strip (from binutils) is needed to produce the image")?;

@@ -54,7 +54,8 @@ enum Cmd {
         /// Only the host-side steps (no QEMU, no Xen).
         #[arg(long)]
         host_only: bool,
-        /// Only the steps and guest tests whose name contains this text.
+        /// Only the steps and guest tests whose name contains this text (or one
+        /// of several, comma-separated: `--only memtest-pv,hello-pv`).
         #[arg(long)]
         only: Option<String>,
     },
@@ -108,7 +109,7 @@ fn load_manifest(path: &PathBuf) -> Result<Manifest> {
 fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
     let m = load_manifest(manifest)?;
     let app = m.image.app.0.clone();
-    let built = image::build_app(&app)?;
+    let built = image::build_app(&app, m.resources.heap.map(|h| h.0))?;
     let cfg = built.elf.with_extension("cfg");
     std::fs::write(&cfg, image::xl_config(&m, &app, &built.elf, m.image.mode))?;
     println!(

@@ -137,6 +137,10 @@ pub struct Resources {
     /// Number of vCPUs.
     #[serde(default = "default_vcpus")]
     pub vcpus: Vcpus,
+    /// Most the heap may grow to, in MiB (default: all free RAM). Built into
+    /// the image: an allocation beyond it is reported as out of memory.
+    #[serde(default)]
+    pub heap: Option<HeapMib>,
 }
 
 impl Default for Resources {
@@ -144,6 +148,22 @@ impl Default for Resources {
         Resources {
             memory: default_memory(),
             vcpus: default_vcpus(),
+            heap: None,
+        }
+    }
+}
+
+/// Heap limit in MiB (1 to 1048576, and below `memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct HeapMib(pub u32);
+
+impl TryFrom<i64> for HeapMib {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(m @ 1..=1_048_576) => Ok(HeapMib(m)),
+            _ => Err(format!("heap = {v} MiB is out of range (1 to 1048576)")),
         }
     }
 }
@@ -344,6 +364,18 @@ impl Manifest {
                 message: "gateway is only meaningful with a static ip".into(),
             });
         }
+        if let Some(h) = m.resources.heap
+            && h.0 >= m.resources.memory.0
+        {
+            return Err(ManifestError {
+                path: path.to_path_buf(),
+                location: find_key(text, "heap").map(|o| line_col(text, o)),
+                message: format!(
+                    "heap = {} MiB must be below memory = {} MiB (the runtime needs some too)",
+                    h.0, m.resources.memory.0
+                ),
+            });
+        }
         Ok(m)
     }
 
@@ -358,9 +390,41 @@ impl Manifest {
     }
 }
 
+/// Offset of the line that sets `key` (`key =` at the start of a line).
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut off = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return Some(off + line.len() - t.len());
+        }
+        off += line.len();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heap_limit_is_optional_and_checked_against_memory() {
+        let m = parse(&GOOD.replace("vcpus = 2", "vcpus = 2\nheap = 48")).unwrap();
+        assert_eq!(m.resources.heap, Some(HeapMib(48)));
+        assert_eq!(parse(GOOD).unwrap().resources.heap, None);
+        let e = parse(&GOOD.replace("vcpus = 2", "vcpus = 2\nheap = 64")).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:9:1: heap = 64 MiB must be below memory = 64 MiB"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("vcpus = 2", "vcpus = 2\nheap = 0")).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:9:8: heap = 0 MiB is out of range"),
+            "{e}"
+        );
+    }
 
     fn parse(text: &str) -> Result<Manifest, String> {
         Manifest::parse(Path::new("image.toml"), text).map_err(|e| e.to_string())

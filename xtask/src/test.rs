@@ -84,8 +84,10 @@ fn cargo() -> Command {
 struct Filter<'a>(Option<&'a str>);
 
 impl Filter<'_> {
+    /// Whether `name` contains one of the comma-separated parts of the filter.
     fn wants(self, name: &str) -> bool {
-        self.0.is_none_or(|f| name.contains(f))
+        self.0
+            .is_none_or(|f| f.split(',').any(|p| name.contains(p)))
     }
 }
 
@@ -124,11 +126,13 @@ fn step(
     ok
 }
 
-/// Builds `app` as a step of the run (never filtered out: guest tests need it).
-fn build_step(rows: &mut Vec<Row>, app: &str) -> Option<image::Built> {
+/// Builds `app` as a step of the run (never filtered out: guest tests need
+/// it), with a heap limit (MiB) under the image name `name` if given.
+fn build_step(rows: &mut Vec<Row>, app: &str, heap: Option<(u32, &str)>) -> Option<image::Built> {
     let mut out = None;
-    step(rows, Filter(None), &format!("build {app} image"), || {
-        let b = image::build_app(app)?;
+    let name = heap.map_or(app, |h| h.1);
+    step(rows, Filter(None), &format!("build {name} image"), || {
+        let b = image::build_app_as(app, heap.map(|h| h.0), name)?;
         let detail = format!("{} bytes stripped", b.size);
         out = Some(b);
         Ok(detail)
@@ -208,9 +212,15 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
         }
         crate::run(c.args(["--", "-D", "warnings"])).map(|_| String::new())
     });
-    let built = build_step(&mut rows, "hello");
-    let faulttest = build_step(&mut rows, "faulttest");
-    let mmtest = build_step(&mut rows, "mmtest");
+    let built = build_step(&mut rows, "hello", None);
+    let faulttest = build_step(&mut rows, "faulttest", None);
+    let mmtest = build_step(&mut rows, "mmtest", None);
+    let memtest = build_step(&mut rows, "memtest", None);
+    let memtest_limited = build_step(
+        &mut rows,
+        "memtest",
+        Some((MEMTEST_HEAP_MIB, "memtest-heap24")),
+    );
     if let Some(b) = &built {
         step(&mut rows, filter, "Xen notes of hello", || {
             crate::notes::report(&b.elf).map(|_| String::new())
@@ -224,6 +234,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
             built.as_ref(),
             mmtest.as_ref(),
             faulttest.as_ref(),
+            [memtest.as_ref(), memtest_limited.as_ref()],
         );
     }
 
@@ -316,12 +327,64 @@ fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
     ))
 }
 
+/// The heap limit of the memtest image whose out-of-memory run is checked.
+const MEMTEST_HEAP_MIB: u32 = 24;
+
+/// Judges a memtest run: the guest's verdict, `xl list` following the
+/// balloon as the harness saw it, and a clean poweroff.
+fn judge_memtest(run: &GuestRun) -> Result<String, String> {
+    if let Some(l) = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("memtest: FAIL") || l.starts_with("rt: "))
+    {
+        return Err(l.clone());
+    }
+    if !run.console.iter().any(|l| l == "test result: PASS memtest") {
+        return Err("no `test result: PASS memtest` from the guest".into());
+    }
+    let mem: Vec<u64> = ["start", "released", "regrown"]
+        .iter()
+        .filter_map(|tag| {
+            let key = format!("xl-mem tag={tag} mib=");
+            run.events
+                .iter()
+                .find_map(|e| e.strip_prefix(&key).and_then(|v| v.parse().ok()))
+        })
+        .collect();
+    if mem.len() != 3 || mem[1] + 8 != mem[0] || mem[2] != mem[0] {
+        return Err(format!(
+            "xl list memory seen by the harness: {mem:?} (want M, M-8, M)"
+        ));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    let after = |key: &str| {
+        run.console
+            .iter()
+            .find_map(|l| l.split(key).nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    Ok(format!(
+        "{}->{}->{} MiB; setup {} us; grow {} us/MiB",
+        mem[0],
+        mem[1],
+        mem[2],
+        after("allocator set-up "),
+        after("growth ")
+    ))
+}
+
 fn guest_tests(
     rows: &mut Vec<Row>,
     filter: Filter<'_>,
     hello: Option<&image::Built>,
     mmtest: Option<&image::Built>,
     faulttest: Option<&image::Built>,
+    [memtest, memtest_limited]: [Option<&image::Built>; 2],
 ) {
     const BARE: &str = "hello-qemu-pvh";
     const DOM0: &str = "hello-pv-dom0";
@@ -340,7 +403,7 @@ fn guest_tests(
         name,
         image: hello,
         mode,
-        memory: 32,
+        memory: memory.1 as u32,
         cmdline: "timeline",
         timeout: 30,
         dump_at: None,
@@ -358,11 +421,48 @@ fn guest_tests(
         dump_at: pv.then_some("ready for dump-core"),
         judge: Box::new(move |r| judge_mmtest(r, pv)),
     };
+    let memtest_domu = |name, mode, memory| Domu {
+        name,
+        image: memtest,
+        mode,
+        memory,
+        cmdline: "",
+        timeout: 240,
+        dump_at: None,
+        judge: Box::new(judge_memtest),
+    };
+    let oom_domu = |name, mode| Domu {
+        name,
+        image: memtest_limited,
+        mode,
+        memory: 64,
+        cmdline: "oom",
+        timeout: 120,
+        dump_at: None,
+        judge: Box::new(|r: &GuestRun| {
+            let want = format!("limit {} KiB;", MEMTEST_HEAP_MIB * 1024);
+            if !r.console.iter().any(|l| l.contains(&want)) {
+                return Err(format!("the report does not name the limit ({want})"));
+            }
+            judge_fault(r, "rt: out of memory: asked for", false)
+        }),
+    };
     let domus = [
         hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
         hello_domu("hello-pvh", Mode::Pvh, "pvh", (28, 32)),
+        // The smallest domains hello boots in: PV needs 4 MiB because Xen's
+        // PV builder rounds the initial mapping up to 4 MiB; PVH boots in 2
+        // (at 1 MiB the image, loaded at 1 MiB, does not fit).
+        hello_domu("hello-pv-4mib", Mode::Pv, "pv", (4, 4)),
+        hello_domu("hello-pvh-2mib", Mode::Pvh, "pvh", (1, 2)),
         mmtest_domu("mmtest-pv", Mode::Pv, true),
         mmtest_domu("mmtest-pvh", Mode::Pvh, false),
+        memtest_domu("memtest-pv", Mode::Pv, 64),
+        memtest_domu("memtest-pvh", Mode::Pvh, 64),
+        memtest_domu("memtest-1gib-pv", Mode::Pv, 1024),
+        memtest_domu("memtest-1gib-pvh", Mode::Pvh, 1024),
+        oom_domu("memtest-oom-pv", Mode::Pv),
+        oom_domu("memtest-oom-pvh", Mode::Pvh),
     ];
 
     let fault =

@@ -26,6 +26,12 @@ pub trait Backend {
     /// The pfn behind a frame number read from an entry, if it is ours.
     fn pfn_of(&self, hw: u64) -> Option<Pfn>;
 
+    /// Records that `pfn` is now backed by frame `hw` (`None`: by nothing, its
+    /// frame went back to Xen). PV: the guest's p2m. Translated guests have
+    /// nothing to record (Xen keeps their p2m). Returns false if `pfn` is
+    /// beyond the table.
+    fn set_hw_frame(&mut self, pfn: Pfn, hw: Option<u64>) -> bool;
+
     /// Whether Xen's PV rules apply: page-table frames must be read-only in
     /// every mapping, and tables are pinned before use.
     fn paravirt(&self) -> bool;

@@ -23,6 +23,8 @@ pub mod model;
 pub mod op;
 pub mod p2m;
 pub mod pte;
+pub mod region;
+pub mod reservation;
 
 pub use backend::{Backend, FrameSource};
 pub use frame::{Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};
@@ -30,3 +32,4 @@ pub use frame_alloc::{AllocStats, FrameAllocator};
 pub use mmu::{DirectMap, MapError, Mmu, Pending, Space};
 pub use op::{Op, Outcome, Refused, Stats};
 pub use pte::{Level, Prot};
+pub use reservation::{Balloon, BalloonError, Reservation};

@@ -76,6 +76,10 @@ struct Frame {
     ty: Ty,
     count: u32,
     pinned: bool,
+    /// Entries of validated L1 tables that map it (read-only or writable):
+    /// Xen's general references. A page still mapped is not freed when the
+    /// domain gives it back.
+    maps: u32,
     /// Contents, kept only once something non-zero was written (most frames
     /// are data the model never looks into).
     data: Option<Box<[u64; ENTRIES]>>,
@@ -87,6 +91,7 @@ impl Frame {
             ty: Ty::None,
             count: 0,
             pinned: false,
+            maps: 0,
             data: None,
         }
     }
@@ -124,6 +129,12 @@ pub struct XenModel {
     p2m: Vec<u64>,
     m2p: BTreeMap<u64, u64>,
     base: Option<u64>,
+    /// Most frames the domain may hold (`max_pages`, xl's `maxmem`).
+    pub max_pages: u64,
+    next_mfn: u64,
+    /// Frames without a pfn (Xen's own pages, such as shared_info): not in
+    /// the reservation.
+    foreign: u64,
     /// Counters.
     pub counters: ModelCounters,
 }
@@ -186,6 +197,9 @@ impl XenModel {
             p2m,
             m2p,
             base: None,
+            max_pages: nr_pages,
+            next_mfn: 0x800_0000,
+            foreign: 0,
             counters: ModelCounters::default(),
         }
     }
@@ -194,12 +208,68 @@ impl XenModel {
     pub fn add_foreign_owned(&mut self) -> u64 {
         let mfn = 0xfff_0000 + self.frames.len() as u64;
         self.frames.insert(mfn, Frame::new());
+        self.foreign += 1;
         mfn
     }
 
-    /// The mfn of `pfn`.
+    /// The mfn of `pfn` in the guest's p2m.
     pub fn mfn(&self, pfn: Pfn) -> Option<u64> {
-        self.p2m.get(pfn.0 as usize).copied()
+        self.p2m
+            .get(pfn.0 as usize)
+            .copied()
+            .filter(|&m| m != crate::p2m::INVALID_MFN)
+    }
+
+    /// The guest records `pfn` → `mfn` (or no frame) in its p2m.
+    pub fn set_p2m(&mut self, pfn: Pfn, mfn: Option<u64>) -> bool {
+        match self.p2m.get_mut(pfn.0 as usize) {
+            Some(slot) => {
+                *slot = mfn.unwrap_or(crate::p2m::INVALID_MFN);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frames the domain holds (`tot_pages`, what `xl list` shows).
+    pub fn tot_pages(&self) -> u64 {
+        self.frames.len() as u64 - self.foreign
+    }
+
+    /// `XENMEM_decrease_reservation` (order 0): frees each frame in turn and
+    /// returns how many it did, stopping at the first that is not the
+    /// domain's. Stricter than Xen: a frame that is still mapped, typed or
+    /// pinned is refused too — Xen would accept it but keep the page (and the
+    /// domain's reservation) until the last reference goes, which is exactly
+    /// the leak a balloon must not have.
+    pub fn decrease_reservation(&mut self, mfns: &[u64]) -> usize {
+        for (i, &mfn) in mfns.iter().enumerate() {
+            match self.frames.get(&mfn) {
+                Some(f) if f.count == 0 && f.maps == 0 && !f.pinned && self.base != Some(mfn) => {
+                    self.frames.remove(&mfn);
+                    self.m2p.remove(&mfn);
+                }
+                _ => return i,
+            }
+        }
+        mfns.len()
+    }
+
+    /// `XENMEM_populate_physmap` (order 0, PV): a new frame for each pfn in
+    /// `list`, whose entry becomes the new mfn (the M2P is set); stops when the
+    /// domain would exceed `max_pages`. Returns how many it populated.
+    pub fn populate_physmap(&mut self, list: &mut [u64]) -> usize {
+        for (i, slot) in list.iter_mut().enumerate() {
+            if self.tot_pages() >= self.max_pages {
+                return i;
+            }
+            let mfn = self.next_mfn;
+            self.next_mfn += 1;
+            self.frames.insert(mfn, Frame::new());
+            self.m2p.insert(mfn, *slot);
+            *slot = mfn;
+        }
+        list.len()
     }
 
     /// The pfn of `mfn`.
@@ -320,8 +390,13 @@ impl XenModel {
             });
         }
         match level.lower() {
-            None if pte::flags(e).contains(F::WRITABLE) => self.get_type(target, Ty::Writable),
-            None => Ok(()),
+            None => {
+                if pte::flags(e).contains(F::WRITABLE) {
+                    self.get_type(target, Ty::Writable)?;
+                }
+                self.frame(target)?.maps += 1;
+                Ok(())
+            }
             Some(lower) => self.get_type(target, Ty::Table(lower)),
         }
     }
@@ -329,8 +404,15 @@ impl XenModel {
     fn drop_ref(&mut self, level: Level, e: u64) {
         let target = pte::frame(e);
         match level.lower() {
-            None if pte::flags(e).contains(F::WRITABLE) => self.put_type(target),
-            None => {}
+            None => {
+                if pte::flags(e).contains(F::WRITABLE) {
+                    self.put_type(target);
+                }
+                if let Some(f) = self.frames.get_mut(&target) {
+                    debug_assert!(f.maps > 0, "map count underflow on mfn {target:#x}");
+                    f.maps -= 1;
+                }
+            }
             Some(_) => self.put_type(target),
         }
     }
@@ -471,6 +553,7 @@ impl XenModel {
     pub fn check_invariants(&self) -> Result<(), alloc::string::String> {
         use alloc::format;
         let mut expect: BTreeMap<u64, (Ty, u32)> = BTreeMap::new();
+        let mut maps: BTreeMap<u64, u32> = BTreeMap::new();
         let mut add = |mfn: u64, ty: Ty| {
             let e = expect.entry(mfn).or_insert((ty, 0));
             e.1 += 1;
@@ -489,10 +572,12 @@ impl XenModel {
                         continue;
                     }
                     match level.lower() {
-                        None if pte::flags(e).contains(F::WRITABLE) => {
-                            add(pte::frame(e), Ty::Writable)?
+                        None => {
+                            *maps.entry(pte::frame(e)).or_default() += 1;
+                            if pte::flags(e).contains(F::WRITABLE) {
+                                add(pte::frame(e), Ty::Writable)?
+                            }
                         }
-                        None => {}
                         Some(lower) => add(pte::frame(e), Ty::Table(lower))?,
                     }
                 }
@@ -513,6 +598,18 @@ impl XenModel {
                 return Err(format!(
                     "mfn {mfn:#x}: type {have:?} but references say {want:?}"
                 ));
+            }
+            let m = maps.get(&mfn).copied().unwrap_or(0);
+            if f.maps != m {
+                return Err(format!(
+                    "mfn {mfn:#x}: map count {} but {m} L1 entries map it",
+                    f.maps
+                ));
+            }
+        }
+        for (p, &mfn) in self.p2m.iter().enumerate() {
+            if mfn != crate::p2m::INVALID_MFN && self.m2p.get(&mfn) != Some(&(p as u64)) {
+                return Err(format!("pfn {p:#x} -> mfn {mfn:#x} but the M2P disagrees"));
             }
         }
         Ok(())
@@ -630,7 +727,25 @@ impl Backend for ModelBackend {
         self.xen.pfn(hw)
     }
 
+    fn set_hw_frame(&mut self, pfn: Pfn, hw: Option<u64>) -> bool {
+        self.xen.set_p2m(pfn, hw)
+    }
+
     fn paravirt(&self) -> bool {
         true
+    }
+}
+
+/// The memory hypercalls over the model the backend holds.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ModelReservation;
+
+impl crate::reservation::Reservation<ModelBackend> for ModelReservation {
+    fn decrease(&mut self, b: &mut ModelBackend, frames: &[u64]) -> Result<usize, XenError> {
+        Ok(b.xen.decrease_reservation(frames))
+    }
+
+    fn populate(&mut self, b: &mut ModelBackend, list: &mut [u64]) -> Result<usize, XenError> {
+        Ok(b.xen.populate_physmap(list))
     }
 }

@@ -101,10 +101,12 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
 
 /// Leaves Xen's boot tables for the runtime's own address space.
 fn init_memory(si: &'static start_info) -> Result<(), crate::mm::InitError> {
-    // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us; it
-    // is part of the domain's own memory and stays mapped in the new space.
-    let p2m: &'static [u64] =
-        unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
+    // SAFETY: Xen maps the p2m array (nr_pages entries) read-write at mfn_list
+    // for us; it is part of the domain's own memory, stays mapped in the new
+    // space, and from here on only the backend refers to it (the console's
+    // look-up before this ended).
+    let p2m: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(si.mfn_list as *mut u64, si.nr_pages as usize) };
     let backend = PvBackend::new(p2m);
     let boot_root = Pfn(si.pt_base >> 12);
     // Xen mapped [0, end) 1:1, rounded to whole L1 tables: count the boot L2's entries.
@@ -147,8 +149,9 @@ fn boot_mapped_pages(b: &PvBackend, root: Pfn) -> u64 {
 /// Finds the console ring through the M2P (verified against the p2m) and makes it
 /// the console. The ring lies in the initial 1:1 mapping, so its address is pfn << 12.
 fn open_console_ring(si: &'static start_info) -> Option<()> {
-    // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us.
-    let list =
+    // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us;
+    // this borrow ends with the function, before the MMU backend takes it.
+    let list: &[u64] =
         unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
     let p2m = P2m::new(list);
     // SAFETY: reading a plain-integer field of the union Xen filled for a domU.

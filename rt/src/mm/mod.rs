@@ -17,8 +17,8 @@ use rt_mm::frames::BitmapFrames;
 use rt_mm::kernel::{self, Layout};
 use rt_mm::op::{Op, Outcome};
 use rt_mm::pte;
+pub use rt_mm::{AllocStats, Balloon, BalloonError, Level, MapError, Mmu, Pfn, Prot, Space, Stats};
 use rt_mm::{Backend, FrameAllocator, FrameSource};
-pub use rt_mm::{Level, MapError, Mmu, Pfn, Prot, Space, Stats};
 use rt_xen::XenError;
 use spin::Mutex;
 
@@ -62,6 +62,12 @@ impl Backend for Machine {
             Machine::Native(b) => b.pfn_of(hw),
         }
     }
+    fn set_hw_frame(&mut self, pfn: Pfn, hw: Option<u64>) -> bool {
+        match self {
+            Machine::Pv(b) => b.set_hw_frame(pfn, hw),
+            Machine::Native(b) => b.set_hw_frame(pfn, hw),
+        }
+    }
     fn paravirt(&self) -> bool {
         matches!(self, Machine::Pv(_))
     }
@@ -82,6 +88,8 @@ pub struct Mm {
     pub build_us: u64,
     /// Microseconds the frame allocator took to set up.
     pub alloc_setup_us: u64,
+    /// Frames given back to Xen (created on the first [`release_to`]).
+    pub balloon: Option<Balloon<'static>>,
 }
 
 static MM: Mutex<Option<Mm>> = Mutex::new(None);
@@ -253,6 +261,7 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
         nr_pages: boot.nr_pages,
         build_us,
         alloc_setup_us,
+        balloon: None,
     });
     Ok(())
 }
@@ -317,62 +326,155 @@ pub(crate) fn describe_fault(out: &mut dyn Write, va: u64, rsp: u64) {
 pub(crate) fn grow_region(va: u64, pages: u64) -> Result<(), MapError> {
     let mut guard = MM.try_lock().ok_or(MapError::Busy)?;
     let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
-    let mut done = 0;
-    while done < pages {
-        let mut chunk = [Pfn(0); 64];
-        let n = (pages - done).min(64) as usize;
-        for i in 0..n {
-            match mm.frames.alloc_frame() {
-                Some(p) => chunk[i] = p,
-                None => {
-                    for &p in &chunk[..i] {
-                        mm.frames.free_frame(p);
-                    }
-                    undo_growth(mm, va, done);
-                    return Err(MapError::NoFrames);
-                }
-            }
-        }
-        mm.mmu
-            .map_frames(
-                &mm.kernel,
-                va + done * 4096,
-                &chunk[..n],
-                Prot::RW,
-                &mut mm.frames,
-            )?
-            .flush()?;
-        done += n as u64;
-    }
-    Ok(())
+    rt_mm::region::map_fresh(&mut mm.mmu, &mm.kernel, &mut mm.frames, va, pages)
 }
 
-/// Takes back the first `pages` pages a failed growth mapped at `va`: their
-/// frames go back (nothing can allocate them before the unmap: the caller
-/// holds the lock), then the mappings go. If even that fails, the shortage is
-/// still the error worth reporting, so it is only asserted on.
-fn undo_growth(mm: &mut Mm, va: u64, pages: u64) {
-    if pages == 0 {
-        return;
+/// Unmaps `pages` pages of a region grown by [`grow_region`] from `va`; their
+/// frames become free. Returns the number of frames freed.
+pub(crate) fn shrink_region(va: u64, pages: u64) -> Result<u64, MapError> {
+    let mut guard = MM.try_lock().ok_or(MapError::Busy)?;
+    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
+    rt_mm::region::unmap_fresh(&mut mm.mmu, &mm.kernel, &mut mm.frames, va, pages)
+}
+
+/// The memory hypercalls on real Xen.
+struct XenReservation;
+
+impl<B> rt_mm::reservation::Reservation<B> for XenReservation {
+    fn decrease(&mut self, _: &mut B, frames: &[u64]) -> Result<usize, XenError> {
+        // SAFETY: the balloon hands over frames it took out of the allocator
+        // and unmapped from the direct map: nothing uses them.
+        unsafe { rt_xen::hypercall::decrease_reservation(&crate::xen::HYPERVISOR, frames) }
     }
-    for i in 0..pages {
-        let Ok(e) = mm.mmu.translate(mm.kernel.root(), va + i * 4096) else {
-            continue;
-        };
-        if let Some(p) = mm
-            .mmu
-            .backend()
-            .pfn_of(pte::frame(e))
-            .filter(|_| pte::present(e))
-        {
-            mm.frames.free_frame(p);
+
+    fn populate(&mut self, _: &mut B, list: &mut [u64]) -> Result<usize, XenError> {
+        rt_xen::hypercall::populate_physmap(&crate::xen::HYPERVISOR, list)
+    }
+}
+
+/// The domain's memory as Xen counts it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Reservation {
+    /// Pages the domain holds now (`tot_pages`; `xl list`'s memory column).
+    pub current_pages: u64,
+    /// Most pages it may hold (`max_pages`, xl's `maxmem`).
+    pub max_pages: u64,
+    /// Pages given back with [`release_to`] and not taken again.
+    pub released_pages: u64,
+}
+
+/// Why the reservation could not be read or moved.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReservationError {
+    /// Not running on Xen (bare QEMU): there is no reservation.
+    NoHypervisor,
+    /// Xen refused to report the reservation.
+    Query(XenError),
+    /// No frames for the balloon's bookkeeping.
+    NoStorage,
+    /// The move stopped part-way.
+    Balloon(BalloonError),
+}
+
+impl core::fmt::Display for ReservationError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReservationError::NoHypervisor => f.write_str("not running on Xen"),
+            ReservationError::Query(e) => write!(f, "reading the reservation: {e}"),
+            ReservationError::NoStorage => f.write_str("no frames for the balloon's bookkeeping"),
+            ReservationError::Balloon(e) => write!(f, "{e}"),
         }
     }
-    let undo = mm
-        .mmu
-        .unmap_range(&mm.kernel, va, pages)
-        .and_then(|p| p.flush());
-    debug_assert!(undo.is_ok(), "{undo:?}");
+}
+
+/// The domain's reservation.
+pub fn reservation() -> Result<Reservation, ReservationError> {
+    if !crate::platform().is_xen() {
+        return Err(ReservationError::NoHypervisor);
+    }
+    let h = &crate::xen::HYPERVISOR;
+    let current_pages =
+        rt_xen::hypercall::reservation(h, false).map_err(ReservationError::Query)?;
+    let max_pages = rt_xen::hypercall::reservation(h, true).map_err(ReservationError::Query)?;
+    let released_pages = MM
+        .lock()
+        .as_ref()
+        .and_then(|m| m.balloon.as_ref().map(|b| b.absent()))
+        .unwrap_or(0);
+    Ok(Reservation {
+        current_pages,
+        max_pages,
+        released_pages,
+    })
+}
+
+/// Moves the reservation by `pages` (release: down; else up) with the
+/// balloon, creating its bookkeeping on first use.
+fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
+    let mut guard = MM.lock();
+    let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
+    if mm.balloon.is_none() {
+        let words = Balloon::words_needed(mm.nr_pages);
+        let frames = (words as u64 * 8).div_ceil(4096);
+        let at = mm
+            .frames
+            .alloc_contiguous(frames, 1)
+            .ok_or(ReservationError::NoStorage)?;
+        // SAFETY: `frames` consecutive free frames just taken from the
+        // allocator, mapped read-write at their identity address; used only
+        // by the balloon, which lives as long as the memory state.
+        let storage: &'static mut [u64] =
+            unsafe { core::slice::from_raw_parts_mut(at.addr() as *mut u64, words) };
+        mm.balloon = Some(Balloon::new(storage, mm.nr_pages).ok_or(ReservationError::NoStorage)?);
+    }
+    let Mm {
+        mmu,
+        frames,
+        kernel,
+        balloon,
+        ..
+    } = mm;
+    let balloon = balloon.as_mut().ok_or(ReservationError::NoStorage)?;
+    let r = if release {
+        balloon.release(mmu, kernel, frames, &mut XenReservation, pages)
+    } else {
+        balloon.grow(mmu, kernel, frames, &mut XenReservation, pages)
+    };
+    r.map(drop).map_err(ReservationError::Balloon)
+}
+
+/// Gives memory back to Xen until the domain holds at most `target_bytes`
+/// (rounded down to pages): free frames leave the frame allocator and go back
+/// with `XENMEM_decrease_reservation` (PV: their p2m entries are invalidated;
+/// PVH: Xen removes them from the physmap). Returns the reservation after.
+/// Frames in use (by the heap too: see [`crate::heap::trim`]) stay.
+pub fn release_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
+    let r = reservation()?;
+    let target = target_bytes / 4096;
+    if target < r.current_pages {
+        move_reservation(r.current_pages - target, true)?;
+    }
+    reservation()
+}
+
+/// Takes memory back from Xen (`XENMEM_populate_physmap`) until the domain
+/// holds `target_bytes`, up to what [`release_to`] gave away: the domain
+/// cannot grow past the memory it booted with. The frames join the frame
+/// allocator. Returns the reservation after.
+pub fn grow_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
+    let r = reservation()?;
+    let target = (target_bytes / 4096).min(r.max_pages);
+    if target > r.current_pages {
+        move_reservation(target - r.current_pages, false)?;
+    }
+    reservation()
+}
+
+/// Frame-allocator counters (all zero before the address space exists).
+pub fn frame_stats() -> rt_mm::AllocStats {
+    MM.try_lock()
+        .and_then(|g| g.as_ref().map(|m| m.frames.stats()))
+        .unwrap_or_default()
 }
 
 /// Publishes the p2m for the toolstack (PV): a three-level list of the MFNs of

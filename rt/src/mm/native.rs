@@ -72,6 +72,11 @@ impl Backend for NativeBackend {
         (hw < self.limit).then_some(Pfn(hw))
     }
 
+    fn set_hw_frame(&mut self, pfn: Pfn, _hw: Option<u64>) -> bool {
+        // Translated: Xen keeps the p2m; the frame number stays the pfn.
+        pfn.0 < self.limit
+    }
+
     fn paravirt(&self) -> bool {
         false
     }

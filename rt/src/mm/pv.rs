@@ -7,7 +7,7 @@
 //! counter, which becomes the per-op outcome. Page tables are read through the
 //! identity direct map (the boot tables' 1:1 region at first, then ours).
 use rt_mm::op::{self, Op, Outcome};
-use rt_mm::p2m::{M2p, P2m};
+use rt_mm::p2m::{M2p, P2mMut};
 use rt_mm::{Backend, Level, Mfn, Pfn};
 use rt_xen::XenError;
 use rt_xen::abi::{self, mmu_update, mmuext, mmuext_op, multicall_entry, op as hc};
@@ -65,22 +65,25 @@ impl M2p for XenM2p {
 /// The PV backend.
 #[derive(Debug)]
 pub struct PvBackend {
-    p2m: P2m<'static>,
+    /// The domain's p2m: owned by the backend from boot on, so entries change
+    /// only through [`Backend::set_hw_frame`] (the balloon).
+    p2m: P2mMut<'static>,
 }
 
 impl PvBackend {
     /// A backend over the domain's p2m (`start_info.mfn_list`).
-    pub fn new(p2m: &'static [u64]) -> PvBackend {
-        PvBackend { p2m: P2m::new(p2m) }
-    }
-
-    /// The p2m.
-    pub fn p2m(&self) -> &P2m<'static> {
-        &self.p2m
+    pub fn new(p2m: &'static mut [u64]) -> PvBackend {
+        PvBackend {
+            p2m: P2mMut::new(p2m),
+        }
     }
 
     fn mfn(&self, pfn: Pfn) -> Result<u64, XenError> {
-        self.p2m.mfn(pfn).map(|m| m.0).ok_or(XenError::EINVAL)
+        self.p2m
+            .view()
+            .mfn(pfn)
+            .map(|m| m.0)
+            .ok_or(XenError::EINVAL)
     }
 
     fn ext_op(&self, op: &Op) -> Result<mmuext_op, XenError> {
@@ -181,11 +184,15 @@ impl Backend for PvBackend {
     }
 
     fn hw_frame(&self, pfn: Pfn) -> Option<u64> {
-        self.p2m.mfn(pfn).map(|m| m.0)
+        self.p2m.view().mfn(pfn).map(|m| m.0)
     }
 
     fn pfn_of(&self, hw: u64) -> Option<Pfn> {
-        XenM2p.pfn(Mfn(hw), &self.p2m)
+        XenM2p.pfn(Mfn(hw), &self.p2m.view())
+    }
+
+    fn set_hw_frame(&mut self, pfn: Pfn, hw: Option<u64>) -> bool {
+        self.p2m.set(pfn, hw.map(Mfn)).is_ok()
     }
 
     fn paravirt(&self) -> bool {

@@ -79,6 +79,28 @@ pub const UVMF_INVLPG: u64 = 2;
 
 /// `XENMEM_add_to_physmap` (`public/memory.h`).
 pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+/// `XENMEM_increase_reservation` .. `XENMEM_maximum_reservation`, `XENMEM_populate_physmap`.
+pub const XENMEM_DECREASE_RESERVATION: u64 = 1;
+/// Returns the domain's `tot_pages` (argument: a `domid_t`).
+pub const XENMEM_CURRENT_RESERVATION: u64 = 3;
+/// Returns the domain's `max_pages` (argument: a `domid_t`).
+pub const XENMEM_MAXIMUM_RESERVATION: u64 = 4;
+/// Allocates frames for the listed guest pfns.
+pub const XENMEM_POPULATE_PHYSMAP: u64 = 6;
+
+/// `struct xen_memory_reservation` (`public/memory.h`), 32 bytes:
+/// `extent_start` is a guest handle (a pointer to `nr_extents` frame numbers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xen_memory_reservation {
+    pub extent_start: u64,
+    pub nr_extents: u64,
+    pub extent_order: u32,
+    /// `address_bits` in the low byte (0: any), plus `XENMEMF_*` flags.
+    pub mem_flags: u32,
+    pub domid: u16,
+}
+
 /// `XENMAPSPACE_shared_info`.
 pub const XENMAPSPACE_SHARED_INFO: u32 = 0;
 
@@ -185,6 +207,9 @@ const _: () = {
     assert!(offset_of!(vcpu_info, time) == 32);
     assert!(size_of::<trap_info>() == 16);
     assert!(size_of::<xen_add_to_physmap>() == 24);
+    assert!(size_of::<xen_memory_reservation>() == 32);
+    assert!(offset_of!(xen_memory_reservation, extent_order) == 16);
+    assert!(offset_of!(xen_memory_reservation, domid) == 24);
     assert!(offset_of!(xen_add_to_physmap, gpfn) == 16);
     assert!(size_of::<xen_hvm_param>() == 16);
     assert!(offset_of!(xen_hvm_param, value) == 8);

@@ -324,6 +324,69 @@ pub unsafe fn map_shared_info_at<H: Hypervisor + ?Sized>(h: &H, gpfn: u64) -> Re
         .map(drop)
 }
 
+/// A `xen_memory_reservation` of `n` single frames listed at `list` (ours).
+fn reservation_of(list: u64, n: usize) -> abi::xen_memory_reservation {
+    abi::xen_memory_reservation {
+        extent_start: list,
+        nr_extents: n as u64,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: abi::DOMID_SELF,
+    }
+}
+
+/// `XENMEM_decrease_reservation` of single frames: gives the frames in
+/// `frames` (PV: MFNs; translated guests: pfns) back to Xen. Returns how many
+/// it took: Xen stops at the first frame it refuses.
+///
+/// # Safety
+/// Nothing may use the frames any more (PV: no mapping left, or Xen keeps the
+/// page alive and the reservation does not shrink).
+pub unsafe fn decrease_reservation<H: Hypervisor + ?Sized>(
+    h: &H,
+    frames: &[u64],
+) -> Result<usize, XenError> {
+    let arg = reservation_of(frames.as_ptr() as u64, frames.len());
+    // SAFETY: Xen reads the struct and the list it points to, both live for
+    // the call; giving up the frames is the caller's responsibility.
+    let r = XenError::check(unsafe {
+        h.hypercall(
+            op::MEMORY_OP,
+            &[abi::XENMEM_DECREASE_RESERVATION, ptr(&arg)],
+        )
+    })?;
+    Ok((r as usize).min(frames.len()))
+}
+
+/// `XENMEM_populate_physmap` of single frames for the pfns in `list`. Returns
+/// how many were populated; for a PV guest Xen overwrites each of those
+/// entries with the new frame's MFN (translated guests: the list is unchanged).
+pub fn populate_physmap<H: Hypervisor + ?Sized>(
+    h: &H,
+    list: &mut [u64],
+) -> Result<usize, XenError> {
+    let arg = reservation_of(list.as_mut_ptr() as u64, list.len());
+    // SAFETY: Xen reads the struct and reads/writes the list, both live for
+    // the call; the new frames are not mapped anywhere yet.
+    let r = XenError::check(unsafe {
+        h.hypercall(op::MEMORY_OP, &[abi::XENMEM_POPULATE_PHYSMAP, ptr(&arg)])
+    })?;
+    Ok((r as usize).min(list.len()))
+}
+
+/// The domain's current (`XENMEM_current_reservation`, `tot_pages`) or
+/// maximum (`XENMEM_maximum_reservation`, `max_pages`) reservation in pages.
+pub fn reservation<H: Hypervisor + ?Sized>(h: &H, maximum: bool) -> Result<u64, XenError> {
+    let domid: u16 = abi::DOMID_SELF;
+    let cmd = if maximum {
+        abi::XENMEM_MAXIMUM_RESERVATION
+    } else {
+        abi::XENMEM_CURRENT_RESERVATION
+    };
+    // SAFETY: Xen reads the domid the pointer refers to, live for the call.
+    XenError::check(unsafe { h.hypercall(op::MEMORY_OP, &[cmd, ptr(&domid)]) })
+}
+
 #[cfg(test)]
 pub(crate) mod fake {
     //! A fake hypervisor that records calls and answers from a script.
@@ -392,6 +455,38 @@ mod tests {
         let c = &h.calls.borrow()[0];
         assert_eq!((c.op, c.args[0]), (op::SCHED_OP, 2));
         assert_eq!(c.pointee, 3u32.to_le_bytes());
+    }
+
+    #[test]
+    fn reservation_calls_pass_the_list_and_clamp_the_count() {
+        let h = Fake {
+            capture: Some((1, 32)),
+            ..Default::default()
+        };
+        let frames = [7u64, 8, 9];
+        // A Xen that claims more than it was given is clamped; a partial
+        // answer is passed on.
+        h.replies.borrow_mut().extend([5, 2]);
+        // SAFETY: the fake touches no frames.
+        assert_eq!(unsafe { decrease_reservation(&h, &frames) }, Ok(3));
+        let mut list = [1u64, 2, 3];
+        assert_eq!(populate_physmap(&h, &mut list), Ok(2));
+        let calls = h.calls.borrow();
+        assert_eq!(calls[0].args[0], abi::XENMEM_DECREASE_RESERVATION);
+        assert_eq!(calls[1].args[0], abi::XENMEM_POPULATE_PHYSMAP);
+        let arg = &calls[0].pointee;
+        assert_eq!(arg[..8], (frames.as_ptr() as u64).to_le_bytes());
+        assert_eq!(arg[8..16], 3u64.to_le_bytes(), "nr_extents");
+        assert_eq!(arg[16..20], 0u32.to_le_bytes(), "order 0");
+        assert_eq!(arg[24..26], abi::DOMID_SELF.to_le_bytes());
+        // The reservation queries take a bare domid (not captured: 2 bytes).
+        let h = Fake::default();
+        h.replies.borrow_mut().extend([-12, 4096]);
+        assert_eq!(reservation(&h, false), Err(XenError::ENOMEM));
+        assert_eq!(reservation(&h, true), Ok(4096));
+        let calls = h.calls.borrow();
+        assert_eq!(calls[0].args[0], abi::XENMEM_CURRENT_RESERVATION);
+        assert_eq!(calls[1].args[0], abi::XENMEM_MAXIMUM_RESERVATION);
     }
 
     #[test]

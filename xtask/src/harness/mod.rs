@@ -288,7 +288,7 @@ fn parse_guest_end(line: &str) -> Option<(&str, End)> {
 fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("HARNESS: guest ")?;
     let (name, event) = rest.split_once(' ')?;
-    (event.starts_with("dump-core ")).then_some((name, event))
+    (event.starts_with("dump-core ") || event.starts_with("xl-mem ")).then_some((name, event))
 }
 
 /// The xl config of a test guest: every shutdown preserved so the harness can
@@ -536,6 +536,23 @@ mod tests {
         assert_eq!(parse_guest_end("HARNESS: guest x created rc=0"), None);
         assert_eq!(
             parse_guest_end("G x| HARNESS: guest x end state=poweroff"),
+            None
+        );
+    }
+
+    #[test]
+    fn guest_events_parse() {
+        assert_eq!(
+            parse_guest_event("HARNESS: guest m xl-mem tag=start mib=64"),
+            Some(("m", "xl-mem tag=start mib=64"))
+        );
+        assert_eq!(
+            parse_guest_event("HARNESS: guest m dump-core rc=0 bytes=9"),
+            Some(("m", "dump-core rc=0 bytes=9"))
+        );
+        assert_eq!(parse_guest_event("HARNESS: guest m created rc=0"), None);
+        assert_eq!(
+            parse_guest_event("G m| HARNESS: guest m xl-mem tag=x mib=1"),
             None
         );
     }

@@ -1,0 +1,279 @@
+//! Giving memory back to Xen and taking it again (ballooning) while the domain
+//! runs: frames move between the frame allocator and Xen's free pool.
+//!
+//! - [`Balloon::release`]: free frames leave the allocator, lose their
+//!   direct-map mapping (Xen frees a page, and shrinks the reservation, only
+//!   once nothing maps it), go back with `XENMEM_decrease_reservation`, and
+//!   their pfns become *absent* (PV: the p2m entry is invalidated).
+//! - [`Balloon::grow`]: absent pfns get frames again from
+//!   `XENMEM_populate_physmap`, recorded in the p2m (PV), mapped read-write in
+//!   the direct map, and join the allocator.
+//!
+//! Invariant kept by both: every pfn of the domain is exactly one of in use,
+//! free in the allocator (mapped read-write at its identity address), or absent
+//! (in the balloon, unmapped, no frame behind it). A batch Xen takes only in
+//! part is undone for the rest, so a failure loses no frame.
+use core::fmt;
+
+use rt_xen::XenError;
+
+use crate::backend::Backend;
+use crate::frame::Pfn;
+use crate::frame_alloc::FrameAllocator;
+use crate::mmu::{MapError, Mmu, Space};
+use crate::pte::Prot;
+
+/// Frames per hypercall.
+pub const BATCH: usize = 256;
+
+/// The two memory hypercalls a balloon needs. They get the backend too, so a
+/// model of Xen that lives inside it can serve them.
+pub trait Reservation<B> {
+    /// `XENMEM_decrease_reservation` of `frames` (entry frame numbers, order
+    /// 0). Returns how many Xen took: it stops at the first it refuses.
+    fn decrease(&mut self, backend: &mut B, frames: &[u64]) -> Result<usize, XenError>;
+
+    /// `XENMEM_populate_physmap` for the pfns in `list` (order 0). Returns how
+    /// many were populated; each of those entries now holds the frame number
+    /// behind its pfn (PV: the new MFN; translated guests: the pfn itself).
+    fn populate(&mut self, backend: &mut B, list: &mut [u64]) -> Result<usize, XenError>;
+}
+
+/// Why the reservation did not move as far as asked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BalloonError {
+    /// The allocator ran out of free frames after `done` were given back.
+    NoFreeFrames {
+        /// Frames given back before that.
+        done: u64,
+    },
+    /// Nothing left in the balloon after `done` frames came back: a domain
+    /// cannot grow past the memory it booted with.
+    NothingAbsent {
+        /// Frames repopulated before that.
+        done: u64,
+    },
+    /// Xen took fewer frames than asked.
+    Xen {
+        /// `decrease_reservation` or `populate_physmap`.
+        op: &'static str,
+        /// Frames moved before Xen stopped.
+        done: u64,
+        /// The hypercall's error, if it failed outright.
+        error: Option<XenError>,
+    },
+    /// Changing the direct map failed.
+    Map(MapError),
+    /// The pfn is not in the p2m.
+    NoP2mSlot(Pfn),
+}
+
+impl fmt::Display for BalloonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BalloonError::NoFreeFrames { done } => {
+                write!(f, "no more free frames to give back ({done} given)")
+            }
+            BalloonError::NothingAbsent { done } => write!(
+                f,
+                "cannot grow past the boot memory ({done} frames came back)"
+            ),
+            BalloonError::Xen {
+                op,
+                done,
+                error: Some(e),
+            } => write!(f, "{op} failed after {done} frames: {e}"),
+            BalloonError::Xen {
+                op,
+                done,
+                error: None,
+            } => write!(f, "Xen stopped {op} after {done} frames"),
+            BalloonError::Map(e) => write!(f, "direct map: {e}"),
+            BalloonError::NoP2mSlot(p) => write!(f, "{p} has no p2m slot"),
+        }
+    }
+}
+
+impl From<MapError> for BalloonError {
+    fn from(e: MapError) -> Self {
+        BalloonError::Map(e)
+    }
+}
+
+/// The absent pfns: an allocator over the domain's pfns whose "free" frames
+/// are the ones given back to Xen.
+#[derive(Debug)]
+pub struct Balloon<'a> {
+    absent: FrameAllocator<'a>,
+}
+
+/// Calls `f(first, len)` for each run of consecutive pfns in `pfns`.
+fn runs(pfns: &[Pfn], mut f: impl FnMut(Pfn, u64) -> Result<(), MapError>) -> Result<(), MapError> {
+    let mut i = 0;
+    while i < pfns.len() {
+        let mut n = 1;
+        while i + n < pfns.len() && pfns[i + n].0 == pfns[i].0 + n as u64 {
+            n += 1;
+        }
+        f(pfns[i], n as u64)?;
+        i += n;
+    }
+    Ok(())
+}
+
+/// Takes up to `want` frames from `from` (at most [`BATCH`]); returns them
+/// and how many there were.
+fn take_batch(from: &mut FrameAllocator<'_>, want: u64) -> ([Pfn; BATCH], usize) {
+    let mut pfns = [Pfn(0); BATCH];
+    let mut got = 0;
+    while got < (want as usize).min(BATCH) {
+        let Some(p) = from.alloc() else { break };
+        pfns[got] = p;
+        got += 1;
+    }
+    (pfns, got)
+}
+
+/// Maps `pfns` read-write at their identity addresses and frees them.
+fn back_to_allocator<B: Backend>(
+    mmu: &mut Mmu<'_, B>,
+    space: &Space,
+    frames: &mut FrameAllocator<'_>,
+    pfns: &[Pfn],
+) -> Result<(), MapError> {
+    runs(pfns, |p, n| {
+        mmu.map_range(space, p.addr(), p, n, Prot::RW, frames)?
+            .flush()
+    })?;
+    for &p in pfns {
+        let r = frames.free(p);
+        debug_assert!(r.is_ok(), "{r:?}");
+    }
+    Ok(())
+}
+
+impl<'a> Balloon<'a> {
+    /// Words of storage for a domain of `frames` frames.
+    pub fn words_needed(frames: u64) -> usize {
+        FrameAllocator::words_needed(frames)
+    }
+
+    /// An empty balloon over pfns `[0, frames)` (storage: at least
+    /// [`Self::words_needed`] words).
+    pub fn new(storage: &'a mut [u64], frames: u64) -> Option<Self> {
+        Some(Balloon {
+            absent: FrameAllocator::new(storage, frames)?,
+        })
+    }
+
+    /// Frames given back to Xen now.
+    pub fn absent(&self) -> u64 {
+        self.absent.free_count()
+    }
+
+    /// Whether `pfn` was given back.
+    pub fn is_absent(&self, pfn: Pfn) -> bool {
+        self.absent.is_free(pfn)
+    }
+
+    /// Gives `pages` free frames back to Xen. Returns the number given (all of
+    /// them, or an error that says how many).
+    pub fn release<B: Backend>(
+        &mut self,
+        mmu: &mut Mmu<'_, B>,
+        space: &Space,
+        frames: &mut FrameAllocator<'_>,
+        res: &mut dyn Reservation<B>,
+        pages: u64,
+    ) -> Result<u64, BalloonError> {
+        let mut done = 0;
+        while done < pages {
+            let want = (pages - done).min(BATCH as u64) as usize;
+            let (pfns, got) = take_batch(frames, want as u64);
+            if got == 0 {
+                return Err(BalloonError::NoFreeFrames { done });
+            }
+            let pfns = &pfns[..got];
+            if let Err(e) = runs(pfns, |p, n| mmu.unmap_range(space, p.addr(), n)?.flush()) {
+                // Whatever got unmapped is mapped again; the frames stay ours.
+                back_to_allocator(mmu, space, frames, pfns)?;
+                return Err(e.into());
+            }
+            let mut hw = [0u64; BATCH];
+            for (h, &p) in hw.iter_mut().zip(pfns) {
+                *h = mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p))?;
+            }
+            let r = res.decrease(mmu.backend_mut(), &hw[..got]);
+            let took = r.map_or(0, |n| n.min(got));
+            for &p in &pfns[..took] {
+                if !mmu.backend_mut().set_hw_frame(p, None) {
+                    return Err(BalloonError::NoP2mSlot(p));
+                }
+                let r = self.absent.free(p);
+                debug_assert!(r.is_ok(), "{r:?}");
+            }
+            done += took as u64;
+            if took < got {
+                back_to_allocator(mmu, space, frames, &pfns[took..])?;
+                return Err(BalloonError::Xen {
+                    op: "decrease_reservation",
+                    done,
+                    error: r.err(),
+                });
+            }
+            if got < want {
+                return Err(BalloonError::NoFreeFrames { done });
+            }
+        }
+        Ok(done)
+    }
+
+    /// Takes `pages` frames back from Xen for pfns given back earlier; they
+    /// join the allocator. Returns the number taken.
+    pub fn grow<B: Backend>(
+        &mut self,
+        mmu: &mut Mmu<'_, B>,
+        space: &Space,
+        frames: &mut FrameAllocator<'_>,
+        res: &mut dyn Reservation<B>,
+        pages: u64,
+    ) -> Result<u64, BalloonError> {
+        let mut done = 0;
+        while done < pages {
+            let want = (pages - done).min(BATCH as u64) as usize;
+            let (pfns, got) = take_batch(&mut self.absent, want as u64);
+            if got == 0 {
+                return Err(BalloonError::NothingAbsent { done });
+            }
+            let pfns = &pfns[..got];
+            let mut list = [0u64; BATCH];
+            for (l, p) in list.iter_mut().zip(pfns) {
+                *l = p.0;
+            }
+            let r = res.populate(mmu.backend_mut(), &mut list[..got]);
+            let took = r.map_or(0, |n| n.min(got));
+            for &p in &pfns[took..] {
+                let r = self.absent.free(p);
+                debug_assert!(r.is_ok(), "{r:?}");
+            }
+            for (&p, &hw) in pfns[..took].iter().zip(&list) {
+                if !mmu.backend_mut().set_hw_frame(p, Some(hw)) {
+                    return Err(BalloonError::NoP2mSlot(p));
+                }
+            }
+            back_to_allocator(mmu, space, frames, &pfns[..took])?;
+            done += took as u64;
+            if took < got {
+                return Err(BalloonError::Xen {
+                    op: "populate_physmap",
+                    done,
+                    error: r.err(),
+                });
+            }
+            if got < want {
+                return Err(BalloonError::NothingAbsent { done });
+            }
+        }
+        Ok(done)
+    }
+}
