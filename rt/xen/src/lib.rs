@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod console;
 pub mod errno;
+pub mod evtchn;
 pub mod hypercall;
 pub mod pvclock;
 pub mod pvh;
