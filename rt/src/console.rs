@@ -181,11 +181,53 @@ pub fn read_blocking(buf: &mut [u8]) -> usize {
             _ => None,
         };
         match port {
-            // The backend signals the console port when it adds input.
-            Some(p) => wait_port(p, 100_000_000),
+            // The backend signals the console port when it adds input; the
+            // 1 s bound only guards against a lost signal (an idle guest
+            // wakes once a second at most).
+            Some(p) => wait_port(p, 1_000_000_000),
             None if crate::platform().is_xen() => crate::xen::yield_cpu(),
             None => core::hint::spin_loop(),
         }
+    }
+}
+
+/// Reads one line typed on the console, echoing it, with backspace/delete
+/// and Ctrl-U editing (see [`rt_xen::line`]); blocks until Enter. Returns the
+/// line without its end, cut at `buf.len()` bytes and at the first byte that
+/// is not UTF-8.
+pub fn read_line(buf: &mut [u8]) -> &str {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use rt_xen::line::{LineEditor, Step};
+    /// The previous line ended with CR: a leading LF belongs to it.
+    static AFTER_CR: AtomicBool = AtomicBool::new(false);
+    let mut ed = LineEditor::after(buf, AFTER_CR.load(Ordering::Relaxed));
+    // One byte at a time, so input after the line end stays in the ring for
+    // the next call.
+    let len = 'line: loop {
+        let mut chunk = [0u8; 1];
+        let n = read_blocking(&mut chunk);
+        for &b in &chunk[..n] {
+            match ed.feed(b) {
+                Step::Quiet => {}
+                Step::Echo(s) => crate::print!("{}", core::str::from_utf8(s).unwrap_or("")),
+                Step::EchoByte(c) => crate::print!("{}", char::from(c)),
+                Step::Erase(k) => {
+                    for _ in 0..k {
+                        crate::print!("\x08 \x08");
+                    }
+                }
+                Step::Done(len) => {
+                    AFTER_CR.store(ed.ended_with_cr(), Ordering::Relaxed);
+                    crate::println!();
+                    break 'line len;
+                }
+            }
+        }
+    };
+    let line = &buf[..len];
+    match core::str::from_utf8(line) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&line[..e.valid_up_to()]).unwrap_or(""),
     }
 }
 

@@ -18,6 +18,19 @@ pub fn exit(code: i32) -> ! {
     shutdown(code)
 }
 
+/// Asks Xen to reboot the domain (`SHUTDOWN_reboot`: `xl` applies `on_reboot`).
+/// Bare QEMU has no reboot path here: it powers off instead, saying so.
+pub fn reboot() -> ! {
+    if platform().is_xen() {
+        crate::console::flush();
+        let err = hypercall::shutdown(&HYPERVISOR, ShutdownReason::Reboot);
+        crate::console::print_fatal(format_args!("rt: SCHEDOP_shutdown refused: {err}\n"));
+        crash()
+    }
+    crate::println!("rt: reboot is not available without Xen: powering off");
+    shutdown(0)
+}
+
 /// Shuts down as crashed without further output.
 pub(crate) fn crash() -> ! {
     shutdown(1)

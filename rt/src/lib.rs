@@ -21,6 +21,7 @@ extern crate kmem; // memcpy & co. for the precompiled core
 mod arch;
 mod boot;
 pub mod console;
+pub mod event;
 mod exit;
 pub mod heap;
 pub mod mm;
@@ -31,7 +32,7 @@ mod trap;
 mod xen;
 
 pub use boot::{BootInfo, Timeline, app_name, boot_info};
-pub use exit::{MainResult, exit};
+pub use exit::{MainResult, exit, reboot};
 pub use platform::{Platform, platform};
 
 /// Declares the app's entry function: `rt::main!(main);`.

@@ -36,3 +36,141 @@ pub fn tsc_delta_to_duration(ticks: u64) -> Option<Duration> {
 pub fn cycles() -> u64 {
     crate::arch::rdtsc()
 }
+
+/// A point on the monotonic clock: ns of Xen system time (pvclock) on Xen,
+/// ns of TSC time on bare QEMU.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub struct Instant(u64);
+
+impl Instant {
+    /// Now.
+    pub fn now() -> Instant {
+        if platform().is_xen() {
+            Instant(crate::xen::system_time_ns())
+        } else {
+            Instant(tsc_delta_to_duration(cycles()).map_or(0, |d| d.as_nanos() as u64))
+        }
+    }
+
+    /// Time since `earlier` (zero if `earlier` is later).
+    pub fn duration_since(&self, earlier: Instant) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Time since this instant.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().duration_since(*self)
+    }
+
+    /// The instant `d` later.
+    pub fn after(&self, d: Duration) -> Instant {
+        Instant(
+            self.0
+                .saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        )
+    }
+
+    /// Nanoseconds on the clock (Xen system time on Xen).
+    pub fn as_nanos(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Time since the image was entered.
+pub fn uptime() -> Duration {
+    let entry = crate::arch::entry_tsc();
+    tsc_delta_to_duration(cycles().wrapping_sub(entry)).unwrap_or_default()
+}
+
+/// Wall-clock time since the Unix epoch (Xen's, from shared_info); `None` on
+/// bare QEMU or before shared_info is mapped.
+pub fn wall_clock() -> Option<Duration> {
+    if !platform().is_xen() {
+        return None;
+    }
+    let (sec, nsec) = crate::xen::wall_clock_base()?;
+    let ns = rt_xen::pvclock::wall_ns(sec, nsec, crate::xen::system_time_ns());
+    Some(Duration::from_nanos(ns))
+}
+
+/// The wall clock as a UTC date.
+pub fn date() -> Option<rt_xen::pvclock::Civil> {
+    wall_clock().map(|d| rt_xen::pvclock::Civil::from_unix(d.as_secs()))
+}
+
+/// Sleep counters: how each wait inside [`sleep`] ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SleepStats {
+    /// Sleeps.
+    pub sleeps: u64,
+    /// Wake-ups by the one-shot timer (`VIRQ_TIMER`).
+    pub timer_wakeups: u64,
+    /// Wake-ups by the poll's own deadline (the timer event did not come).
+    pub poll_timeouts: u64,
+}
+
+static SLEEP: spin::Mutex<SleepStats> = spin::Mutex::new(SleepStats {
+    sleeps: 0,
+    timer_wakeups: 0,
+    poll_timeouts: 0,
+});
+
+/// The `VIRQ_TIMER` channel, bound on first use.
+static TIMER: spin::Once<Option<crate::event::Channel>> = spin::Once::new();
+
+fn timer() -> Option<&'static crate::event::Channel> {
+    TIMER
+        .call_once(|| crate::event::Channel::bind_virq(crate::event::VIRQ_TIMER).ok())
+        .as_ref()
+}
+
+/// Makes the vCPU tickless: PV vCPUs start with a 10 ms periodic timer that
+/// would wake an idle guest a hundred times a second.
+pub(crate) fn init_xen() {
+    if let Err(e) = rt_xen::hypercall::stop_timer(&crate::xen::HYPERVISOR, 0, true) {
+        crate::println!("rt: stopping the periodic timer failed: {e} (the guest ticks at 100 Hz)");
+    }
+}
+
+/// Sleep counters.
+pub fn sleep_stats() -> SleepStats {
+    *SLEEP.lock()
+}
+
+/// Blocks the vCPU for `d`: a one-shot timer (`VCPUOP_set_singleshot_timer`)
+/// raises `VIRQ_TIMER` at the deadline and the vCPU waits for it in
+/// `SCHEDOP_poll` (1 ms later the poll gives up by itself, so a lost timer
+/// event cannot hang the guest; such wake-ups are counted). An idle guest
+/// uses no CPU. On bare QEMU (no Xen) it spins on the TSC.
+pub fn sleep(d: Duration) {
+    let deadline = Instant::now().after(d);
+    SLEEP.lock().sleeps += 1;
+    if !platform().is_xen() {
+        while Instant::now() < deadline {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    let Some(t) = timer() else {
+        // No timer channel: the poll's own deadline does the job.
+        while Instant::now() < deadline {
+            crate::event::wait(&[], Some(deadline.as_nanos()));
+        }
+        return;
+    };
+    while Instant::now() < deadline {
+        if rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos())
+            .is_err()
+        {
+            crate::event::wait(&[], Some(deadline.as_nanos()));
+            continue;
+        }
+        let by_timer = t.wait(Some(deadline.as_nanos() + 1_000_000));
+        let mut s = SLEEP.lock();
+        if by_timer {
+            s.timer_wakeups += 1;
+        } else {
+            s.poll_timeouts += 1;
+        }
+    }
+}

@@ -28,6 +28,35 @@ fn shared() -> Option<*mut shared_info> {
     (!p.is_null()).then_some(p)
 }
 
+/// The mapped shared_info page, once boot code mapped it.
+pub(crate) fn shared_info() -> Option<*mut shared_info> {
+    shared()
+}
+
+/// The wall clock at Xen system time 0: (seconds since the epoch, ns), read
+/// consistently (`wc_version` is a seqlock like the pvclock record's).
+pub fn wall_clock_base() -> Option<(u64, u32)> {
+    let s = shared()?;
+    for _ in 0..1000 {
+        // SAFETY: the fields are inside the mapped shared_info page; Xen
+        // updates them under the version seqlock, which we follow.
+        unsafe {
+            let v1 = addr_of!((*s).wc_version).read_volatile();
+            core::sync::atomic::fence(Ordering::Acquire);
+            let sec = addr_of!((*s).wc_sec).read_volatile();
+            let hi = addr_of!((*s).wc_sec_hi).read_volatile();
+            let nsec = addr_of!((*s).wc_nsec).read_volatile();
+            core::sync::atomic::fence(Ordering::Acquire);
+            let v2 = addr_of!((*s).wc_version).read_volatile();
+            if v1 == v2 && v1 % 2 == 0 {
+                return Some((u64::from(hi) << 32 | u64::from(sec), nsec));
+            }
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
+
 /// vCPU 0's vcpu_info (the only vCPU the runtime runs on).
 pub fn vcpu0() -> Option<*mut vcpu_info> {
     // SAFETY: shared_info is mapped; vcpu_info[0] is inside it.

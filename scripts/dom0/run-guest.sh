@@ -15,10 +15,14 @@
 # the harness reports `xl list`'s memory column (MiB) as
 #   HARNESS: guest NAME xl-mem tag=TAG mib=N
 # and types N and Enter into the guest's console.
+# If /harness/NAME.input exists, its lines are typed into the guest's console
+# one at a time, each when the guest shows its prompt (a line starting `rt> `)
+# once more than lines were typed so far: a scripted `xl console` session.
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
-name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0
+name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0 typed=0
+input=/harness/$name.input
 # Every xl call is bounded: a wedged toolstack must not stall the run.
 xlt() { local t=$1; shift; timeout "$t" xl "$@"; }
 log=/var/log/xen/console/guest-$name.log
@@ -74,6 +78,12 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
         rm -f "$core"
         tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
         [ -n "$tty" ] && printf '\r' >"$tty"
+    fi
+    if [ -f "$input" ] && [ "$typed" -lt "$(wc -l <"$input")" ] \
+        && [ "$(grep -a -c '^rt> ' "$log")" -gt "$typed" ]; then
+        typed=$((typed + 1))
+        tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
+        [ -n "$tty" ] && printf '%s\r' "$(sed -n "${typed}p" "$input")" >"$tty"
     fi
     asks=$(grep -a -c '^harness: xl-mem ' "$log")
     if [ "$asks" -gt "$asked" ]; then

@@ -152,6 +152,7 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
         cmdline: m.image.cmdline.0.clone(),
         timeout: 0,
         dump_at: None,
+        input: vec![],
     };
     // In dom0 the image sits at /harness/<app>.elf.
     let cfg_text = image::xl_config(

@@ -216,6 +216,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     let faulttest = build_step(&mut rows, "faulttest", None);
     let mmtest = build_step(&mut rows, "mmtest", None);
     let memtest = build_step(&mut rows, "memtest", None);
+    let shell = build_step(&mut rows, "shell", None);
     let memtest_limited = build_step(
         &mut rows,
         "memtest",
@@ -235,6 +236,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
             mmtest.as_ref(),
             faulttest.as_ref(),
             [memtest.as_ref(), memtest_limited.as_ref()],
+            shell.as_ref(),
         );
     }
 
@@ -327,6 +329,64 @@ fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
     ))
 }
 
+/// What the harness types into the shell, a line per prompt.
+const SHELL_SESSION: &[&str] = &[
+    "help",
+    "echo hello from the harness",
+    "uptime",
+    "date",
+    "sleep 500",
+    "frobnicate now",
+    "ec\x7fcho  edited",
+    "mem",
+    "evtchn",
+    "halt",
+];
+
+/// Judges a scripted shell session: each command's reply, `sleep 500` within
+/// 20% by pvclock, the one-line error for an unknown command, and `halt`
+/// powering off.
+fn judge_shell(run: &GuestRun) -> Result<String, String> {
+    let has = |p: &str| run.console.iter().any(|l| l.starts_with(p));
+    for (what, prefix) in [
+        ("help", "commands: help"),
+        ("echo", "hello from the harness"),
+        ("uptime", "uptime: "),
+        ("date", "date: 20"),
+        (
+            "unknown command",
+            "unknown command: frobnicate (try `help`)",
+        ),
+        ("backspace editing", "edited"),
+        ("mem", "mem: frames "),
+        ("mem (reservation)", "mem: reservation "),
+        ("evtchn", "evtchn: "),
+        ("halt", "shell: halting"),
+    ] {
+        if !has(prefix) {
+            return Err(format!("no reply to {what} (a line starting {prefix:?})"));
+        }
+    }
+    let re =
+        Regex::new(r"^sleep: asked 500 ms, slept (\d+)\.(\d+) ms by pvclock").expect("valid regex");
+    let Some(c) = run.console.iter().find_map(|l| re.captures(l)) else {
+        return Err("no reply to sleep 500".into());
+    };
+    let ms: u64 = c[1].parse().unwrap_or(0);
+    if !(400..=600).contains(&ms) {
+        return Err(format!(
+            "sleep 500 took {ms} ms by pvclock (want 400..=600)"
+        ));
+    }
+    if let Some(l) = run.console.iter().find(|l| l.starts_with("rt: ")) {
+        return Err(format!("runtime error on the console: {l}"));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(format!("10 commands answered; sleep 500 -> {ms} ms"))
+}
+
 /// The heap limit of the memtest image whose out-of-memory run is checked.
 const MEMTEST_HEAP_MIB: u32 = 24;
 
@@ -385,6 +445,7 @@ fn guest_tests(
     mmtest: Option<&image::Built>,
     faulttest: Option<&image::Built>,
     [memtest, memtest_limited]: [Option<&image::Built>; 2],
+    shell: Option<&image::Built>,
 ) {
     const BARE: &str = "hello-qemu-pvh";
     const DOM0: &str = "hello-pv-dom0";
@@ -398,6 +459,7 @@ fn guest_tests(
         timeout: u32,
         dump_at: Option<&'static str>,
         judge: Box<Judge>,
+        input: &'static [&'static str],
     }
     let hello_domu = |name, mode, want: &'static str, memory: (u64, u64)| Domu {
         name,
@@ -408,6 +470,7 @@ fn guest_tests(
         timeout: 30,
         dump_at: None,
         judge: Box::new(move |r| judge_hello(r, &HelloExpect { mode: want, memory })),
+        input: &[],
     };
     let mmtest_domu = |name, mode, pv: bool| Domu {
         name,
@@ -420,6 +483,7 @@ fn guest_tests(
         timeout: 180,
         dump_at: pv.then_some("ready for dump-core"),
         judge: Box::new(move |r| judge_mmtest(r, pv)),
+        input: &[],
     };
     let memtest_domu = |name, mode, memory| Domu {
         name,
@@ -430,6 +494,7 @@ fn guest_tests(
         timeout: 240,
         dump_at: None,
         judge: Box::new(judge_memtest),
+        input: &[],
     };
     let oom_domu = |name, mode| Domu {
         name,
@@ -446,9 +511,23 @@ fn guest_tests(
             }
             judge_fault(r, "rt: out of memory: asked for", false)
         }),
+        input: &[],
+    };
+    let shell_domu = |name, mode| Domu {
+        name,
+        image: shell,
+        mode,
+        memory: 32,
+        cmdline: "",
+        timeout: 60,
+        dump_at: None,
+        judge: Box::new(judge_shell),
+        input: SHELL_SESSION,
     };
     let domus = [
         hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
+        shell_domu("shell-pv", Mode::Pv),
+        shell_domu("shell-pvh", Mode::Pvh),
         hello_domu("hello-pvh", Mode::Pvh, "pvh", (28, 32)),
         // The smallest domains hello boots in: PV needs 4 MiB because Xen's
         // PV builder rounds the initial mapping up to 4 MiB; PVH boots in 2
@@ -476,6 +555,7 @@ fn guest_tests(
                 timeout: 30,
                 dump_at: None,
                 judge: Box::new(move |r| judge_fault(r, want, walk)),
+                input: &[],
             }
         };
     let domus: Vec<Domu> = domus
@@ -598,6 +678,7 @@ fn guest_tests(
             cmdline: d.cmdline.into(),
             timeout: d.timeout,
             dump_at: d.dump_at.map(Into::into),
+            input: d.input.iter().map(|l| l.to_string()).collect(),
         })
         .collect();
     match harness::run_domus(&a, "domu", &guests, &mut show) {

@@ -23,20 +23,6 @@ fn main() {
 fn read_line() {
     rt::print!("type a line: ");
     let mut line = [0u8; 80];
-    let mut len = 0;
-    loop {
-        let mut b = [0u8; 1];
-        rt::console::read_blocking(&mut b);
-        match b[0] {
-            b'\r' | b'\n' => break,
-            c if len < line.len() => {
-                line[len] = c;
-                len += 1;
-                rt::print!("{}", char::from(c));
-            }
-            _ => {}
-        }
-    }
-    let text = core::str::from_utf8(&line[..len]).unwrap_or("(not UTF-8)");
-    rt::println!("\nyou typed: {text:?}");
+    let text = rt::console::read_line(&mut line);
+    rt::println!("you typed: {text:?}");
 }

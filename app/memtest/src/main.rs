@@ -148,21 +148,7 @@ fn heap_grows_and_returns() -> Result<(), Fail> {
 fn xl_mem(tag: &str) -> Result<u64, Fail> {
     rt::println!("harness: xl-mem {tag}");
     let mut line = [0u8; 32];
-    let mut len = 0;
-    loop {
-        let mut b = [0u8; 1];
-        rt::console::read_blocking(&mut b);
-        match b[0] {
-            b'\r' | b'\n' if len > 0 => break,
-            b'\r' | b'\n' => {}
-            c if len < line.len() => {
-                line[len] = c;
-                len += 1;
-            }
-            _ => {}
-        }
-    }
-    let text = core::str::from_utf8(&line[..len]).unwrap_or("");
+    let text = rt::console::read_line(&mut line);
     text.trim()
         .parse()
         .map_err(|_| Fail(alloc::format!("harness answered {text:?} to xl-mem {tag}")))

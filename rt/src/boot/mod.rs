@@ -189,6 +189,9 @@ pub fn app_name() -> &'static str {
 fn enter_main(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item = u8>) -> ! {
     let entry_tsc = crate::arch::entry_tsc();
     let cmdline = Cmdline::new(cmdline);
+    if platform.is_xen() {
+        crate::time::init_xen();
+    }
     mark("main");
     let timeline = *TIMELINE.lock();
     let main_tsc = timeline.marks[timeline.len - 1].1;

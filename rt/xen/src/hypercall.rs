@@ -324,6 +324,58 @@ pub unsafe fn map_shared_info_at<H: Hypervisor + ?Sized>(h: &H, gpfn: u64) -> Re
         .map(drop)
 }
 
+/// `VCPUOP_*` (`public/vcpu.h`).
+mod vcpuop {
+    pub const STOP_PERIODIC_TIMER: u64 = 7;
+    pub const SET_SINGLESHOT_TIMER: u64 = 8;
+    pub const STOP_SINGLESHOT_TIMER: u64 = 9;
+}
+
+/// `struct vcpu_set_singleshot_timer` (`public/vcpu.h`), 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct SingleshotTimer {
+    timeout_abs_ns: u64,
+    flags: u32,
+}
+
+/// `VCPUOP_set_singleshot_timer`: `VIRQ_TIMER` fires on the calling vCPU
+/// (`vcpu`) at Xen system time `deadline_ns` (at once if it has passed).
+pub fn set_singleshot_timer<H: Hypervisor + ?Sized>(
+    h: &H,
+    vcpu: u32,
+    deadline_ns: u64,
+) -> Result<(), XenError> {
+    let arg = SingleshotTimer {
+        timeout_abs_ns: deadline_ns,
+        flags: 0,
+    };
+    // SAFETY: Xen reads the struct, live for the call.
+    XenError::check(unsafe {
+        h.hypercall(
+            op::VCPU_OP,
+            &[vcpuop::SET_SINGLESHOT_TIMER, u64::from(vcpu), ptr(&arg)],
+        )
+    })
+    .map(drop)
+}
+
+/// `VCPUOP_stop_singleshot_timer` (`periodic = false`) or
+/// `VCPUOP_stop_periodic_timer` (`true`: PV vCPUs start with a 10 ms tick).
+pub fn stop_timer<H: Hypervisor + ?Sized>(
+    h: &H,
+    vcpu: u32,
+    periodic: bool,
+) -> Result<(), XenError> {
+    let cmd = if periodic {
+        vcpuop::STOP_PERIODIC_TIMER
+    } else {
+        vcpuop::STOP_SINGLESHOT_TIMER
+    };
+    // SAFETY: these commands take no argument struct.
+    XenError::check(unsafe { h.hypercall(op::VCPU_OP, &[cmd, u64::from(vcpu), 0]) }).map(drop)
+}
+
 /// A `xen_memory_reservation` of `n` single frames listed at `list` (ours).
 fn reservation_of(list: u64, n: usize) -> abi::xen_memory_reservation {
     abi::xen_memory_reservation {
@@ -487,6 +539,24 @@ mod tests {
         let calls = h.calls.borrow();
         assert_eq!(calls[0].args[0], abi::XENMEM_CURRENT_RESERVATION);
         assert_eq!(calls[1].args[0], abi::XENMEM_MAXIMUM_RESERVATION);
+    }
+
+    #[test]
+    fn timers_pass_vcpu_and_deadline() {
+        let h = Fake {
+            capture: Some((2, 16)),
+            ..Default::default()
+        };
+        set_singleshot_timer(&h, 0, 123_456_789).unwrap();
+        let c = h.calls.borrow()[0].clone();
+        assert_eq!((c.op, c.args[0], c.args[1]), (op::VCPU_OP, 8, 0));
+        assert_eq!(c.pointee[..8], 123_456_789u64.to_le_bytes());
+        let h = Fake::default();
+        h.replies.borrow_mut().extend([0, -22]);
+        stop_timer(&h, 0, true).unwrap();
+        assert_eq!(stop_timer(&h, 0, false), Err(XenError::EINVAL));
+        let calls = h.calls.borrow();
+        assert_eq!((calls[0].args[0], calls[1].args[0]), (7, 9));
     }
 
     #[test]

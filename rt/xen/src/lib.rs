@@ -15,6 +15,7 @@ pub mod console;
 pub mod errno;
 pub mod evtchn;
 pub mod hypercall;
+pub mod line;
 pub mod pvclock;
 pub mod pvh;
 

@@ -143,3 +143,107 @@ mod tests {
         assert_eq!(TimeInfo { mul: 0, ..s }.tsc_hz(), 0);
     }
 }
+
+/// Wall-clock time (ns since the Unix epoch) from shared_info's record of the
+/// wall clock at Xen system time 0 (`wc_sec_hi:wc_sec`, `wc_nsec`) and the
+/// system time now.
+pub fn wall_ns(wc_sec: u64, wc_nsec: u32, system_ns: u64) -> u64 {
+    wc_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(wc_nsec))
+        .saturating_add(system_ns)
+}
+
+/// A UTC calendar date and time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Civil {
+    /// Year (e.g. 2026).
+    pub year: i64,
+    /// Month, 1..=12.
+    pub month: u32,
+    /// Day of the month, 1..=31.
+    pub day: u32,
+    /// Hour, minute, second.
+    pub hms: (u32, u32, u32),
+}
+
+impl Civil {
+    /// The calendar date of `secs` since the Unix epoch (proleptic Gregorian,
+    /// Howard Hinnant's `civil_from_days`).
+    pub fn from_unix(secs: u64) -> Civil {
+        let days = (secs / 86_400) as i64;
+        let rem = (secs % 86_400) as u32;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hms: (rem / 3600, rem / 60 % 60, rem % 60),
+        }
+    }
+}
+
+impl core::fmt::Display for Civil {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            self.year, self.month, self.day, self.hms.0, self.hms.1, self.hms.2
+        )
+    }
+}
+
+#[cfg(test)]
+mod civil_tests {
+    use super::*;
+
+    #[test]
+    fn dates_of_known_instants() {
+        let c = |s| Civil::from_unix(s);
+        assert_eq!(
+            c(0),
+            Civil {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hms: (0, 0, 0)
+            }
+        );
+        assert_eq!(
+            c(951_782_400),
+            Civil {
+                year: 2000,
+                month: 2,
+                day: 29,
+                hms: (0, 0, 0)
+            }
+        );
+        assert_eq!(c(1_795_327_671).year, 2026);
+        assert_eq!(
+            c(4_107_542_399),
+            Civil {
+                year: 2100,
+                month: 2,
+                day: 28,
+                hms: (23, 59, 59)
+            }
+        );
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(c(1_700_000_000).to_string(), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[test]
+    fn wall_clock_adds_system_time() {
+        assert_eq!(wall_ns(10, 5, 7), 10_000_000_012);
+        assert_eq!(wall_ns(u64::MAX, 0, 1), u64::MAX, "saturates");
+    }
+}

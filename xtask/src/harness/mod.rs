@@ -88,6 +88,8 @@ pub struct GuestSpec {
     pub timeout: u32,
     /// A console pattern at which the harness takes `xl dump-core` of the guest.
     pub dump_at: Option<String>,
+    /// Lines typed into the guest's console, one per `rt> ` prompt.
+    pub input: Vec<String>,
 }
 
 /// How a guest ended.
@@ -324,6 +326,11 @@ pub fn run_domus(
             test_xl_config(g).into_bytes(),
             false,
         ));
+        if !g.input.is_empty() {
+            let mut text = g.input.join("\n");
+            text.push('\n');
+            files.push((format!("{}.input", g.name), text.into_bytes(), false));
+        }
         // The pattern is quoted for the shell; it must not contain a quote.
         let dump = match g.dump_at.as_deref() {
             Some(d) if d.contains('\'') => bail!("dump-core pattern {d:?} contains a quote"),
@@ -564,6 +571,7 @@ mod tests {
             elf: "/x".into(),
             mode: Mode::Pvh,
             memory: 16,
+            input: vec![],
             cmdline: "a".into(),
             timeout: 5,
             dump_at: None,
