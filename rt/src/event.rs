@@ -172,9 +172,9 @@ impl Channel {
 
     /// Blocks until an event arrives on this port or Xen system time reaches
     /// `deadline_ns` (`None`: no deadline). True if the event arrived.
-    pub fn wait(&self, deadline_ns: Option<u64>) -> bool {
-        wait(&[self.port], deadline_ns);
-        self.take_pending()
+    pub fn wait(&self, deadline_ns: Option<u64>) -> Result<bool, EventError> {
+        wait(&[self.port], deadline_ns)?;
+        Ok(self.take_pending())
     }
 }
 
@@ -199,23 +199,26 @@ pub fn poll() -> u32 {
     evtchn::scan(&Shared, |p| t.dispatch(p))
 }
 
-/// Blocks the vCPU (`SCHEDOP_poll`) until one of `ports` is pending or Xen
-/// system time reaches `deadline_ns` (`None`: no deadline). Pending bits are
-/// left for the caller. On bare QEMU it returns at once.
-pub fn wait(ports: &[Port], deadline_ns: Option<u64>) {
-    if on_xen().is_err() {
-        return;
+/// Most ports one [`wait`] watches.
+pub const WAIT_PORTS: usize = 16;
+
+/// Blocks the vCPU (`SCHEDOP_poll`) until one of `ports` (at most
+/// [`WAIT_PORTS`]; more are an error) is pending or Xen system time reaches
+/// `deadline_ns` (`None`: no deadline). Pending bits are left for the caller.
+/// On bare QEMU it returns at once.
+pub fn wait(ports: &[Port], deadline_ns: Option<u64>) -> Result<(), EventError> {
+    on_xen()?;
+    if ports.len() > WAIT_PORTS {
+        return Err(EventError::Xen(XenError::E2BIG));
     }
     WAITS.fetch_add(1, Ordering::Relaxed);
-    let mut raw = [0u32; 8];
-    let n = ports.len().min(raw.len());
+    let mut raw = [0u32; WAIT_PORTS];
+    let n = ports.len();
     for (r, p) in raw.iter_mut().zip(ports) {
         *r = p.0;
     }
-    if rt_xen::hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline_ns.unwrap_or(0)).is_err() {
-        // A port Xen does not know: give the CPU away once; callers re-check.
-        crate::xen::yield_cpu();
-    }
+    rt_xen::hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline_ns.unwrap_or(0))
+        .map_err(Into::into)
 }
 
 /// Event-channel counters.

@@ -151,26 +151,29 @@ pub fn sleep(d: Duration) {
         }
         return;
     }
-    let Some(t) = timer() else {
-        // No timer channel: the poll's own deadline does the job.
-        while Instant::now() < deadline {
-            crate::event::wait(&[], Some(deadline.as_nanos()));
-        }
-        return;
-    };
     while Instant::now() < deadline {
-        if rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos())
-            .is_err()
-        {
-            crate::event::wait(&[], Some(deadline.as_nanos()));
-            continue;
-        }
-        let by_timer = t.wait(Some(deadline.as_nanos() + 1_000_000));
+        let armed = timer().filter(|_| {
+            rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos())
+                .is_ok()
+        });
+        let woke = match armed {
+            // 1 ms after the deadline the poll gives up by itself.
+            Some(t) => t.wait(Some(deadline.as_nanos() + 1_000_000)),
+            // No timer: the poll's own deadline does the job.
+            None => crate::event::wait(&[], Some(deadline.as_nanos())).map(|()| false),
+        };
         let mut s = SLEEP.lock();
-        if by_timer {
-            s.timer_wakeups += 1;
-        } else {
-            s.poll_timeouts += 1;
+        match woke {
+            Ok(true) => s.timer_wakeups += 1,
+            Ok(false) => s.poll_timeouts += 1,
+            Err(_) => {
+                // Xen refused to block: spin to the deadline rather than fail.
+                s.poll_timeouts += 1;
+                drop(s);
+                while Instant::now() < deadline {
+                    core::hint::spin_loop();
+                }
+            }
         }
     }
 }

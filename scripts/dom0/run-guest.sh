@@ -24,7 +24,8 @@ set -u
 name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0 typed=0
 input=/harness/$name.input
 # Every xl call is bounded: a wedged toolstack must not stall the run.
-xlt() { local t=$1; shift; timeout "$t" xl "$@"; }
+# (-k: an xl that ignores SIGTERM is killed 5 s later.)
+xlt() { local t=$1; shift; timeout -k 5 "$t" xl "$@"; }
 log=/var/log/xen/console/guest-$name.log
 h() { echo "HARNESS: $*"; }
 now() { date +%s.%N; }

@@ -536,9 +536,7 @@ fn guest_tests(
         hello_domu("hello-pvh-2mib", Mode::Pvh, "pvh", (1, 2)),
         mmtest_domu("mmtest-pv", Mode::Pv, true),
         mmtest_domu("mmtest-pvh", Mode::Pvh, false),
-        memtest_domu("memtest-pv", Mode::Pv, 64),
         memtest_domu("memtest-pvh", Mode::Pvh, 64),
-        memtest_domu("memtest-1gib-pv", Mode::Pv, 1024),
         memtest_domu("memtest-1gib-pvh", Mode::Pvh, 1024),
         oom_domu("memtest-oom-pv", Mode::Pv),
         oom_domu("memtest-oom-pvh", Mode::Pvh),
@@ -603,6 +601,11 @@ fn guest_tests(
                 "rt: out of memory: asked for",
                 false,
             ),
+            // Last: twice the dom0 toolstack wedged right after a PV guest
+            // that had ballooned was destroyed (see the closing note of issue
+            // 4); placed here, such a wedge cannot take other tests with it.
+            memtest_domu("memtest-1gib-pv", Mode::Pv, 1024),
+            memtest_domu("memtest-pv", Mode::Pv, 64),
         ])
         .collect();
 

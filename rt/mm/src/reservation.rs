@@ -194,14 +194,22 @@ impl<'a> Balloon<'a> {
                 return Err(BalloonError::NoFreeFrames { done });
             }
             let pfns = &pfns[..got];
+            // Frame numbers first: nothing is unmapped yet if one is missing.
+            let mut hw = [0u64; BATCH];
+            for (i, &p) in pfns.iter().enumerate() {
+                let Some(h) = mmu.backend().hw_frame(p) else {
+                    for &q in pfns {
+                        let r = frames.free(q);
+                        debug_assert!(r.is_ok(), "{r:?}");
+                    }
+                    return Err(MapError::NoSuchFrame(p).into());
+                };
+                hw[i] = h;
+            }
             if let Err(e) = runs(pfns, |p, n| mmu.unmap_range(space, p.addr(), n)?.flush()) {
                 // Whatever got unmapped is mapped again; the frames stay ours.
                 back_to_allocator(mmu, space, frames, pfns)?;
                 return Err(e.into());
-            }
-            let mut hw = [0u64; BATCH];
-            for (h, &p) in hw.iter_mut().zip(pfns) {
-                *h = mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p))?;
             }
             let r = res.decrease(mmu.backend_mut(), &hw[..got]);
             let took = r.map_or(0, |n| n.min(got));
