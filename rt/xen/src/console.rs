@@ -11,7 +11,7 @@
 //!   is rejected with [`RingError::Corrupt`] and nothing is read or written.
 //!
 //! This module is pure memory logic: the caller maps the page and sends the event.
-use core::ptr::{NonNull, addr_of, addr_of_mut};
+use core::ptr::{NonNull, addr_of_mut};
 use core::sync::atomic::{Ordering, fence};
 
 /// Bytes in the input ring.
@@ -51,31 +51,102 @@ pub enum RingError {
     },
 }
 
-/// The guest side of a console page.
+/// The layout of a shared page holding one byte ring each way (console,
+/// xenstore): where the buffers and the four free-running indices are.
+pub trait RingPage {
+    /// Bytes of the ring we produce into.
+    const OUT: usize;
+    /// Bytes of the ring we consume from.
+    const IN: usize;
+    /// Field projections. They compute addresses only (no reads).
+    ///
+    /// # Safety
+    /// `p` must point to a mapped page of this layout (as for all six).
+    unsafe fn out_buf(p: *mut Self) -> *mut u8;
+    /// See [`Self::out_buf`].
+    ///
+    /// # Safety
+    /// As for [`Self::out_buf`].
+    unsafe fn in_buf(p: *mut Self) -> *mut u8;
+    /// Our producer index of the out ring.
+    ///
+    /// # Safety
+    /// As for [`Self::out_buf`].
+    unsafe fn out_prod(p: *mut Self) -> *mut u32;
+    /// The peer's consumer index of the out ring.
+    ///
+    /// # Safety
+    /// As for [`Self::out_buf`].
+    unsafe fn out_cons(p: *mut Self) -> *mut u32;
+    /// The peer's producer index of the in ring.
+    ///
+    /// # Safety
+    /// As for [`Self::out_buf`].
+    unsafe fn in_prod(p: *mut Self) -> *mut u32;
+    /// Our consumer index of the in ring.
+    ///
+    /// # Safety
+    /// As for [`Self::out_buf`].
+    unsafe fn in_cons(p: *mut Self) -> *mut u32;
+}
+
+impl RingPage for XenconsInterface {
+    const OUT: usize = OUT_SIZE;
+    const IN: usize = IN_SIZE;
+    unsafe fn out_buf(p: *mut Self) -> *mut u8 {
+        // SAFETY: address computation within the page the caller mapped.
+        unsafe { addr_of_mut!((*p).output).cast() }
+    }
+    unsafe fn in_buf(p: *mut Self) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*p).input).cast() }
+    }
+    unsafe fn out_prod(p: *mut Self) -> *mut u32 {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*p).out_prod) }
+    }
+    unsafe fn out_cons(p: *mut Self) -> *mut u32 {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*p).out_cons) }
+    }
+    unsafe fn in_prod(p: *mut Self) -> *mut u32 {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*p).in_prod) }
+    }
+    unsafe fn in_cons(p: *mut Self) -> *mut u32 {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*p).in_cons) }
+    }
+}
+
+/// The guest side of a two-ring page.
 #[derive(Debug)]
-pub struct ConsoleRing {
-    intf: NonNull<XenconsInterface>,
+pub struct Ring<P: RingPage> {
+    intf: NonNull<P>,
     out_prod: u32,
     in_cons: u32,
 }
 
-// SAFETY: the ring is plain shared memory; whoever owns a ConsoleRing is its only
-// guest-side user (the runtime keeps it behind a lock).
-unsafe impl Send for ConsoleRing {}
+/// The guest side of a console page.
+pub type ConsoleRing = Ring<XenconsInterface>;
 
-impl ConsoleRing {
-    /// Takes over the console page at `intf`, continuing from its current indices.
+// SAFETY: the ring is plain shared memory; whoever owns a Ring is its only
+// guest-side user (the runtime keeps it behind a lock).
+unsafe impl<P: RingPage> Send for Ring<P> {}
+
+impl<P: RingPage> Ring<P> {
+    /// Takes over the page at `intf`, continuing from its current indices.
     ///
     /// # Safety
-    /// `intf` must point to a mapped console page that stays mapped for the
-    /// lifetime of the returned value, shared only with the console backend.
-    pub unsafe fn new(intf: NonNull<XenconsInterface>) -> Self {
+    /// `intf` must point to a mapped page of layout `P` that stays mapped for
+    /// the lifetime of the returned value, shared only with the peer.
+    pub unsafe fn new(intf: NonNull<P>) -> Self {
         let p = intf.as_ptr();
         // SAFETY: the caller guarantees the page is mapped.
         let (out_prod, in_cons) = unsafe {
             (
-                addr_of!((*p).out_prod).read_volatile(),
-                addr_of!((*p).in_cons).read_volatile(),
+                P::out_prod(p).read_volatile(),
+                P::in_cons(p).read_volatile(),
             )
         };
         Self {
@@ -85,17 +156,12 @@ impl ConsoleRing {
         }
     }
 
-    fn read_u32(&self, f: impl FnOnce(*const XenconsInterface) -> *const u32) -> u32 {
-        // SAFETY: `f` projects a field of the mapped page (see `new`).
-        unsafe { f(self.intf.as_ptr()).read_volatile() }
-    }
-
-    /// Bytes written but not yet consumed by the backend.
+    /// Bytes written but not yet consumed by the peer.
     pub fn unconsumed(&self) -> Result<u32, RingError> {
-        // SAFETY: projecting a field of the mapped page reads nothing.
-        let cons = self.read_u32(|p| unsafe { addr_of!((*p).out_cons) });
+        // SAFETY: a field of the mapped page (see `new`).
+        let cons = unsafe { P::out_cons(self.intf.as_ptr()).read_volatile() };
         let used = self.out_prod.wrapping_sub(cons);
-        if used as usize > OUT_SIZE {
+        if used as usize > P::OUT {
             return Err(RingError::Corrupt {
                 prod: self.out_prod,
                 cons,
@@ -104,48 +170,58 @@ impl ConsoleRing {
         Ok(used)
     }
 
-    /// Copies as much of `data` as fits into the output ring and publishes it.
+    /// Copies as much of `data` as fits into the out ring and publishes it.
     /// Returns the number of bytes taken (0 when the ring is full).
     pub fn write(&mut self, data: &[u8]) -> Result<usize, RingError> {
         let used = self.unconsumed()? as usize;
         fence(Ordering::SeqCst); // read out_cons before overwriting slots it freed
-        let n = data.len().min(OUT_SIZE - used);
+        let n = data.len().min(P::OUT - used);
         let p = self.intf.as_ptr();
+        // SAFETY: `p` is the mapped page (see `new`).
+        let buf = unsafe { P::out_buf(p) };
         for (i, &b) in data[..n].iter().enumerate() {
-            let slot = self.out_prod.wrapping_add(i as u32) as usize % OUT_SIZE;
-            // SAFETY: slot < OUT_SIZE, inside the mapped page.
-            unsafe { addr_of_mut!((*p).output[slot]).write_volatile(b) };
+            let slot = self.out_prod.wrapping_add(i as u32) as usize % P::OUT;
+            // SAFETY: slot < OUT, inside the mapped page's out buffer.
+            unsafe { buf.add(slot).write_volatile(b) };
         }
         self.out_prod = self.out_prod.wrapping_add(n as u32);
         fence(Ordering::SeqCst); // data visible before the index (wmb)
         // SAFETY: field of the mapped page.
-        unsafe { addr_of_mut!((*p).out_prod).write_volatile(self.out_prod) };
+        unsafe { P::out_prod(p).write_volatile(self.out_prod) };
         Ok(n)
     }
 
-    /// Moves up to `buf.len()` bytes of pending input into `buf`.
-    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
-        // SAFETY: projecting a field of the mapped page reads nothing.
-        let prod = self.read_u32(|p| unsafe { addr_of!((*p).in_prod) });
+    /// Bytes waiting in the in ring.
+    pub fn available(&self) -> Result<u32, RingError> {
+        // SAFETY: a field of the mapped page.
+        let prod = unsafe { P::in_prod(self.intf.as_ptr()).read_volatile() };
         let avail = prod.wrapping_sub(self.in_cons);
-        if avail as usize > IN_SIZE {
+        if avail as usize > P::IN {
             return Err(RingError::Corrupt {
                 prod,
                 cons: self.in_cons,
             });
         }
+        Ok(avail)
+    }
+
+    /// Moves up to `buf.len()` bytes of pending input into `buf`.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
+        let avail = self.available()?;
         fence(Ordering::SeqCst); // read in_prod before the data (rmb)
         let n = buf.len().min(avail as usize);
         let p = self.intf.as_ptr();
+        // SAFETY: `p` is the mapped page (see `new`).
+        let src = unsafe { P::in_buf(p) };
         for (i, out) in buf[..n].iter_mut().enumerate() {
-            let slot = self.in_cons.wrapping_add(i as u32) as usize % IN_SIZE;
-            // SAFETY: slot < IN_SIZE, inside the mapped page.
-            *out = unsafe { addr_of!((*p).input[slot]).read_volatile() };
+            let slot = self.in_cons.wrapping_add(i as u32) as usize % P::IN;
+            // SAFETY: slot < IN, inside the mapped page's in buffer.
+            *out = unsafe { src.add(slot).read_volatile() };
         }
         self.in_cons = self.in_cons.wrapping_add(n as u32);
         fence(Ordering::SeqCst); // finish reading before freeing the slots (mb)
         // SAFETY: field of the mapped page.
-        unsafe { addr_of_mut!((*p).in_cons).write_volatile(self.in_cons) };
+        unsafe { P::in_cons(p).write_volatile(self.in_cons) };
         Ok(n)
     }
 }

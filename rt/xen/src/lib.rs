@@ -10,6 +10,8 @@
 //! 3. owning types built on them (in later modules: grants, ports, mappings).
 #![no_std]
 
+extern crate alloc;
+
 pub mod abi;
 pub mod console;
 pub mod errno;
@@ -18,5 +20,6 @@ pub mod hypercall;
 pub mod line;
 pub mod pvclock;
 pub mod pvh;
+pub mod xenstore;
 
 pub use errno::XenError;
