@@ -221,6 +221,11 @@ pub fn wait(ports: &[Port], deadline_ns: Option<u64>) -> Result<(), EventError> 
         .map_err(Into::into)
 }
 
+/// Clears `port`'s pending bit (after waiting on it).
+pub fn clear_pending(port: Port) {
+    evtchn::take_pending(&Shared, port);
+}
+
 /// Event-channel counters.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct EventStats {

@@ -30,6 +30,7 @@ mod qemu;
 pub mod time;
 mod trap;
 mod xen;
+pub mod xenstore;
 
 pub use boot::{BootInfo, Timeline, app_name, boot_info};
 pub use exit::{MainResult, exit, reboot};

@@ -340,6 +340,12 @@ const SHELL_SESSION: &[&str] = &[
     "ec\x7fcho  edited",
     "mem",
     "evtchn",
+    "xs read name",
+    "xs write data/greeting hello xenstore",
+    "xs read data/greeting",
+    "xs ls data",
+    "xs read data/missing",
+    "xs rm data/greeting",
     "halt",
 ];
 
@@ -361,6 +367,14 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
         ("mem", "mem: frames "),
         ("mem (reservation)", "mem: reservation "),
         ("evtchn", "evtchn: "),
+        ("xs write", "xs: wrote data/greeting"),
+        ("xs read", "xs: data/greeting = \"hello xenstore\""),
+        ("xs ls", "xs: data: 1 entries"),
+        (
+            "xs read of a missing key",
+            "xs: data/missing: xenstore: ENOENT",
+        ),
+        ("xs rm", "xs: removed data/greeting"),
         ("halt", "shell: halting"),
     ] {
         if !has(prefix) {
@@ -378,13 +392,22 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
             "sleep 500 took {ms} ms by pvclock (want 400..=600)"
         ));
     }
+    let own_name = format!("xs: name = \"{}\"", run.name);
+    if !has(&own_name) {
+        return Err(format!(
+            "xs read name did not give the domain's name ({own_name})"
+        ));
+    }
     if let Some(l) = run.console.iter().find(|l| l.starts_with("rt: ")) {
         return Err(format!("runtime error on the console: {l}"));
     }
     if run.end != End::Poweroff {
         return Err(format!("ended {} (want poweroff)", run.end));
     }
-    Ok(format!("10 commands answered; sleep 500 -> {ms} ms"))
+    Ok(format!(
+        "{} commands answered; sleep 500 -> {ms} ms",
+        SHELL_SESSION.len()
+    ))
 }
 
 /// The heap limit of the memtest image whose out-of-memory run is checked.

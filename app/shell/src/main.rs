@@ -2,7 +2,8 @@
 //!
 //! `help`, `uptime`, `date`, `mem` (frames, heap, reservation, MMU counters),
 //! `evtchn` (event-channel and sleep counters), `sleep <ms>` (reports the time
-//! slept by pvclock), `echo <words>`, `halt`, `reboot`. Unknown commands get a
+//! slept by pvclock), `echo <words>`, `xs ls|read|write|rm <path> [value]`,
+//! `halt`, `reboot`. Unknown commands get a
 //! one-line error. Prints `shell: ready` once it listens.
 #![no_std]
 #![no_main]
@@ -11,7 +12,7 @@ use core::time::Duration;
 
 rt::main!(main);
 
-const HELP: &str = "commands: help uptime date mem evtchn sleep <ms> echo <text> halt reboot";
+const HELP: &str = "commands: help uptime date mem evtchn sleep <ms> echo <text> xs ls|read|write|rm <path> [value] halt reboot";
 
 fn main() {
     rt::println!("shell: ready ({}); type `help`", rt::platform());
@@ -63,6 +64,7 @@ fn main() {
                 let rest = line.trim_start().strip_prefix("echo").unwrap_or("").trim();
                 rt::println!("{rest}");
             }
+            "xs" => xs(words.next(), words.next(), line),
             "halt" => {
                 rt::println!("shell: halting");
                 rt::exit(0);
@@ -73,6 +75,37 @@ fn main() {
             }
             other => rt::println!("unknown command: {other} (try `help`)"),
         }
+    }
+}
+
+/// `xs ls|read|write|rm <path> [value]`: xenstore (relative paths are under
+/// the domain's home).
+fn xs(op: Option<&str>, path: Option<&str>, line: &str) {
+    let Some(path) = path else {
+        rt::println!("xs: usage: xs ls|read|write|rm <path> [value]");
+        return;
+    };
+    let r = match op {
+        Some("ls") => rt::xenstore::directory(path).map(|names| {
+            rt::println!("xs: {path}: {} entries", names.len());
+            for n in names {
+                rt::println!("  {n}");
+            }
+        }),
+        Some("read") => rt::xenstore::read(path).map(|v| rt::println!("xs: {path} = {v:?}")),
+        Some("write") => {
+            // The value is the rest of the line after the path.
+            let value = line.split_once(path).map_or("", |(_, rest)| rest).trim();
+            rt::xenstore::write(path, value).map(|()| rt::println!("xs: wrote {path}"))
+        }
+        Some("rm") => rt::xenstore::remove(path).map(|()| rt::println!("xs: removed {path}")),
+        _ => {
+            rt::println!("xs: usage: xs ls|read|write|rm <path> [value]");
+            return;
+        }
+    };
+    if let Err(e) = r {
+        rt::println!("xs: {path}: {e}");
     }
 }
 

@@ -61,6 +61,9 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     super::mark("shared-info");
 
     let console_ok = dom0 || open_console_ring(si).is_some();
+    if !dom0 {
+        find_store_ring(si);
+    }
     super::mark("console");
 
     if let Err(e) = traps {
@@ -144,6 +147,19 @@ fn boot_mapped_pages(b: &PvBackend, root: Pfn) -> u64 {
         return 0;
     };
     (0..512).take_while(|&i| next(l2, i).is_some()).count() as u64 * 512
+}
+
+/// Records where the xenstore ring is: its pfn through the M2P (verified
+/// against the p2m); the page lies in the initial 1:1 region, which the
+/// runtime's direct map keeps at the same address.
+fn find_store_ring(si: &'static start_info) {
+    // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us;
+    // this borrow ends with the function, before the MMU backend takes it.
+    let list: &[u64] =
+        unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
+    if let Some(pfn) = XenM2p.pfn(Mfn(si.store_mfn), &P2m::new(list)) {
+        crate::xenstore::set_location(pfn.addr(), si.store_evtchn);
+    }
 }
 
 /// Finds the console ring through the M2P (verified against the p2m) and makes it

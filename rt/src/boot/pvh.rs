@@ -193,6 +193,18 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
     super::mark("console");
     let store = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StorePfn)
         .map_err(|_| "HVM_PARAM_STORE_PFN")?;
+    let store_port = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StoreEvtchn)
+        .map_err(|_| "HVM_PARAM_STORE_EVTCHN")?;
+    // The page is mapped at its identity address (the boot tables, then the
+    // runtime's own space: `init_memory` maps it as a machine frame).
+    if let (Some(va), Ok(port)) = (
+        store
+            .checked_mul(4096)
+            .filter(|&a| a != 0 && a < IDENTITY_LIMIT),
+        u32::try_from(store_port),
+    ) {
+        crate::xenstore::set_location(va, port);
+    }
     Ok([pfn, store])
 }
 

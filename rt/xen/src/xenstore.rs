@@ -242,6 +242,11 @@ impl<L: Link> Client<L> {
         &self.link
     }
 
+    /// The link, to adjust it (e.g. a request's deadline).
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
     fn send(&mut self, ty: u32, tx: u32, parts: &[&[u8]]) -> Result<u32, XsError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > PAYLOAD_MAX {

@@ -1,0 +1,142 @@
+//! Xenstore for apps: the domain's connection to xenstored (the ring page and
+//! event channel Xen's domain builder set up), behind one lock.
+//!
+//! Paths without a leading `/` are relative to the domain's home,
+//! `/local/domain/<domid>`. Every call waits at most [`TIMEOUT`] for its
+//! reply; watch events that arrive meanwhile are queued for [`take_event`].
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use rt_xen::xenstore::{Client, Link, XenstoreInterface};
+pub use rt_xen::xenstore::{WatchEvent, XsError, XsStats};
+use spin::Mutex;
+
+use crate::event::Port;
+use crate::time::Instant;
+
+/// Longest wait for one reply.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where boot code found the ring: its address and event channel (0: none).
+static LOCATION: AtomicU64 = AtomicU64::new(0);
+static PORT: AtomicU64 = AtomicU64::new(0);
+
+/// Records the xenstore ring (boot code: PV from start_info, PVH from the HVM
+/// params). `va` is where the page is mapped for the rest of the run.
+pub(crate) fn set_location(va: u64, port: u32) {
+    PORT.store(u64::from(port), Ordering::Relaxed);
+    LOCATION.store(va, Ordering::Release);
+}
+
+/// Signals xenstored through its event channel; waits on it with a deadline.
+#[derive(Debug)]
+pub struct StoreLink {
+    port: Port,
+    deadline: Instant,
+}
+
+impl Link for StoreLink {
+    fn notify(&mut self) {
+        // A failed send leaves the daemon unsignalled: the wait below times
+        // out and the request reports it.
+        if rt_xen::hypercall::evtchn_send(&crate::xen::HYPERVISOR, self.port.0).is_err() {
+            self.deadline = Instant::now();
+        }
+    }
+
+    fn wait(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        let step = now.after(Duration::from_millis(100)).min(self.deadline);
+        match crate::event::wait(&[self.port], Some(step.as_nanos())) {
+            // The pending bit stays set; SCHEDOP_poll returns at once while it
+            // is, so clear it: the client re-reads the ring after every wait.
+            Ok(()) => {
+                crate::event::clear_pending(self.port);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+static CLIENT: Mutex<Option<Client<StoreLink>>> = Mutex::new(None);
+
+/// Runs `f` with the connection (opened on first use), with a fresh deadline.
+fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Result<R, XsError> {
+    let mut g = CLIENT.lock();
+    if g.is_none() {
+        let va = LOCATION.load(Ordering::Acquire);
+        let page = NonNull::new(va as *mut XenstoreInterface).ok_or(XsError::Broken)?;
+        let link = StoreLink {
+            port: Port(PORT.load(Ordering::Relaxed) as u32),
+            deadline: Instant::now(),
+        };
+        // SAFETY: boot code recorded the domain's xenstore page, mapped at
+        // `va` for the rest of the run; this client is its only user.
+        *g = Some(unsafe { Client::new(page, link) });
+    }
+    let c = g.as_mut().ok_or(XsError::Broken)?;
+    c.link_mut().deadline = Instant::now().after(TIMEOUT);
+    f(c)
+}
+
+/// The value at `path`.
+pub fn read(path: &str) -> Result<String, XsError> {
+    with(|c| c.read(0, path))
+}
+
+/// Sets `path` to `value`.
+pub fn write(path: &str, value: &str) -> Result<(), XsError> {
+    with(|c| c.write(0, path, value.as_bytes()))
+}
+
+/// The names below `path`.
+pub fn directory(path: &str) -> Result<Vec<String>, XsError> {
+    with(|c| c.directory(0, path))
+}
+
+/// Removes `path` and what is below it.
+pub fn remove(path: &str) -> Result<(), XsError> {
+    with(|c| c.remove(0, path))
+}
+
+/// Watches `path`; events carry `token` (one fires at once).
+pub fn watch(path: &str, token: &str) -> Result<(), XsError> {
+    with(|c| c.watch(path, token))
+}
+
+/// Removes a watch.
+pub fn unwatch(path: &str, token: &str) -> Result<(), XsError> {
+    with(|c| c.unwatch(path, token))
+}
+
+/// Runs `f` (given the transaction id) as a transaction, retried on EAGAIN.
+pub fn transaction<R>(
+    mut f: impl FnMut(&mut Client<StoreLink>, u32) -> Result<R, XsError>,
+) -> Result<R, XsError> {
+    with(|c| c.transaction(&mut f))
+}
+
+/// The oldest watch event that has arrived (reads the ring without waiting).
+pub fn take_event() -> Result<Option<WatchEvent>, XsError> {
+    with(|c| {
+        c.poll()?;
+        Ok(c.take_event())
+    })
+}
+
+/// The event channel xenstored signals (for waiting on it with others).
+pub fn port() -> Option<Port> {
+    (LOCATION.load(Ordering::Acquire) != 0).then(|| Port(PORT.load(Ordering::Relaxed) as u32))
+}
+
+/// Client counters.
+pub fn stats() -> XsStats {
+    CLIENT.lock().as_ref().map(|c| c.stats).unwrap_or_default()
+}
