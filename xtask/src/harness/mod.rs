@@ -140,6 +140,9 @@ pub struct GuestRun {
     pub diagnostics: Vec<String>,
     /// Other harness reports about it (e.g. `dump-core rc=0 bytes=...`).
     pub events: Vec<String>,
+    /// The session stalled (the dom0 toolstack stopped answering) before this
+    /// guest reported: it never ran or never finished through no fault of its own.
+    pub stalled: bool,
 }
 
 impl GuestRun {
@@ -151,6 +154,7 @@ impl GuestRun {
             t_end: None,
             diagnostics: vec![],
             events: vec![],
+            stalled: false,
         }
     }
 }
@@ -354,8 +358,20 @@ pub fn run_domus(
     let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), false)?;
     let deadline = Instant::now() + Duration::from_secs(total + 30);
     let mut runs: Vec<GuestRun> = guests.iter().map(|g| GuestRun::new(&g.name)).collect();
+    // The longest silence of a healthy run is a guest's whole timeout (a
+    // guest may print nothing while it works); past that the toolstack is
+    // wedged and waiting longer only delays the report.
+    let quiet = Duration::from_secs(
+        guests
+            .iter()
+            .map(|g| u64::from(g.timeout))
+            .max()
+            .unwrap_or(60)
+            + 60,
+    );
     loop {
-        match q.next_line(deadline) {
+        let until = deadline.min(Instant::now() + quiet);
+        match q.next_line(until) {
             Next::Line(t, line) => {
                 if let Some((name, rest)) = line.strip_prefix("G ").and_then(|l| l.split_once("| "))
                 {
@@ -389,6 +405,19 @@ pub fn run_domus(
                 }
             }
             Next::Ended => break,
+            Next::TimedOut if Instant::now() < deadline => {
+                show(
+                    q.elapsed(),
+                    &format!(
+                        "harness: no output for {} s: the dom0 toolstack is stuck, stopping QEMU",
+                        quiet.as_secs()
+                    ),
+                );
+                for r in runs.iter_mut().filter(|r| r.end == End::Missing) {
+                    r.stalled = true;
+                }
+                break;
+            }
             Next::TimedOut => {
                 show(q.elapsed(), "harness: host timeout, stopping QEMU");
                 break;
