@@ -149,15 +149,21 @@ fn boot_mapped_pages(b: &PvBackend, root: Pfn) -> u64 {
     (0..512).take_while(|&i| next(l2, i).is_some()).count() as u64 * 512
 }
 
-/// Records where the xenstore ring is: its pfn through the M2P (verified
-/// against the p2m); the page lies in the initial 1:1 region, which the
-/// runtime's direct map keeps at the same address.
-fn find_store_ring(si: &'static start_info) {
+/// The pfn of one of our machine frames during boot: the M2P, verified
+/// against the p2m Xen handed over (before the MMU backend owns it).
+fn boot_pfn_of(si: &'static start_info, mfn: Mfn) -> Option<Pfn> {
     // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us;
     // this borrow ends with the function, before the MMU backend takes it.
     let list: &[u64] =
         unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
-    if let Some(pfn) = XenM2p.pfn(Mfn(si.store_mfn), &P2m::new(list)) {
+    XenM2p.pfn(mfn, &P2m::new(list))
+}
+
+/// Records where the xenstore ring is: its pfn through the M2P (verified
+/// against the p2m); the page lies in the initial 1:1 region, which the
+/// runtime's direct map keeps at the same address.
+fn find_store_ring(si: &'static start_info) {
+    if let Some(pfn) = boot_pfn_of(si, Mfn(si.store_mfn)) {
         crate::xenstore::set_location(pfn.addr(), si.store_evtchn);
     }
 }
@@ -165,14 +171,9 @@ fn find_store_ring(si: &'static start_info) {
 /// Finds the console ring through the M2P (verified against the p2m) and makes it
 /// the console. The ring lies in the initial 1:1 mapping, so its address is pfn << 12.
 fn open_console_ring(si: &'static start_info) -> Option<()> {
-    // SAFETY: Xen maps the p2m array (nr_pages entries) at mfn_list for us;
-    // this borrow ends with the function, before the MMU backend takes it.
-    let list: &[u64] =
-        unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
-    let p2m = P2m::new(list);
     // SAFETY: reading a plain-integer field of the union Xen filled for a domU.
     let (mfn, port) = unsafe { (Mfn(si.console.domU.mfn), si.console.domU.evtchn) };
-    let pfn: Pfn = XenM2p.pfn(mfn, &p2m)?;
+    let pfn: Pfn = boot_pfn_of(si, mfn)?;
     let page = NonNull::new(pfn.addr() as *mut _)?;
     // SAFETY: the console page is this domain's, mapped 1:1 in the initial region.
     console::set(Sink::Ring(unsafe { RingConsole::new(page, port) }));
