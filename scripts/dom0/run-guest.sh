@@ -28,8 +28,11 @@ input=/harness/$name.input
 xlt() { local t=$1; shift; timeout -k 5 "$t" xl "$@"; }
 log=/var/log/xen/console/guest-$name.log
 h() { echo "HARNESS: $*"; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b-a}'; }
+# Time is read from /proc/uptime (monotonic, and `read` is a builtin): the
+# watch loop must not end early because a clock stepped or a fork failed.
+tick() { read -r UP _ </proc/uptime; }
+now() { tick; echo "$UP"; }
+since() { tick; awk -v a="$1" -v b="$UP" 'BEGIN{printf "%.3f", b-a}'; }
 
 : >"$log"
 shown=0
@@ -56,13 +59,14 @@ xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1 &
 cpid=$! rc=
 
 state=timeout reason=-
-deadline=$(( $(date +%s) + limit ))
-while [ "$(date +%s)" -lt "$deadline" ]; do
+tick
+deadline=$(( ${UP%.*} + limit ))
+while tick && [ "${UP%.*}" -lt "$deadline" ]; do
     if [ -z "$rc" ] && ! kill -0 "$cpid" 2>/dev/null; then
         wait "$cpid"
         rc=$?
         h "guest $name created rc=$rc seconds=$(since "$t0")"
-    elif [ -z "$rc" ] && [ -z "${slow:-}" ] && [ "$(date +%s)" -gt "$(( ${t0%.*} + 15 ))" ]; then
+    elif [ -z "$rc" ] && [ -z "${slow:-}" ] && [ "${UP%.*}" -gt "$(( ${t0%.*} + 15 ))" ]; then
         slow=1
         h "warning: xl create $name still running after 15 s"
         { xlt 10 list; xlt 10 info | grep -E 'free_memory|total_memory'; ps -eo pid,etime,args | grep -E '[x]l |[x]enstore'; } \
@@ -118,7 +122,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     sleep 0.05
 done
 end=$(since "$t0")
-[ "$state" = timeout ] && h "guest $name deadline reached: now=$(date +%s) deadline=$deadline (limit $limit s) xl-create=${rc:-running} xl-list=${line:-none}"
+tick
+[ "$state" = timeout ] && h "guest $name deadline reached: uptime=$UP deadline=$deadline (limit $limit s) xl-create=${rc:-running} xl-list=${line:-none}"
 if [ -z "$rc" ]; then
     kill "$cpid" 2>/dev/null
     wait "$cpid"

@@ -400,7 +400,11 @@ pub fn run_domus(
                         r.diagnostics.push(d.to_string());
                     }
                     show(t, &line);
-                } else if line.contains("Panic on CPU") || line.contains("Kernel panic") {
+                } else if line.contains("Panic on CPU")
+                    || line.contains("Kernel panic")
+                    || line.contains("/harness/")
+                {
+                    // Xen/Linux panics, and errors from the harness scripts themselves.
                     show(t, &line);
                 }
             }
