@@ -148,6 +148,14 @@ pub(crate) fn flush() {
     }
 }
 
+/// The console ring's event channel (domU).
+pub(crate) fn port() -> Option<crate::event::Port> {
+    match &*CONSOLE.lock() {
+        Sink::Ring(r) => Some(crate::event::Port(r.port)),
+        _ => None,
+    }
+}
+
 /// Moves pending console input (keys typed into `xl console`, or COM1) into
 /// `buf` without waiting. Returns the number of bytes.
 pub fn read(buf: &mut [u8]) -> usize {
@@ -181,10 +189,20 @@ pub fn read_blocking(buf: &mut [u8]) -> usize {
             _ => None,
         };
         match port {
-            // The backend signals the console port when it adds input; the
-            // 1 s bound only guards against a lost signal (an idle guest
-            // wakes once a second at most).
-            Some(p) => wait_port(p, 1_000_000_000),
+            // The backend signals the console port when it adds input. The
+            // event is taken before the ring is read again, so input that
+            // arrives after that read leaves an event that ends the block:
+            // no timeout needed, and an idle guest uses no CPU.
+            Some(p) => {
+                crate::event::clear_pending(crate::event::Port(p));
+                let n = read(buf);
+                if n > 0 {
+                    return n;
+                }
+                if crate::event::idle(None).is_err() {
+                    crate::xen::yield_cpu();
+                }
+            }
             None if crate::platform().is_xen() => crate::xen::yield_cpu(),
             None => core::hint::spin_loop(),
         }

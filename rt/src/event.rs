@@ -1,16 +1,22 @@
 //! Event channels for apps and drivers: owning channels (bind a VIRQ, allocate
 //! an unbound port, bind to another domain's port), send, mask and unmask,
-//! handlers registered by port, and the polling path.
+//! handlers registered by port, upcall delivery, and the polling path.
 //!
-//! Delivery here is by polling: [`poll`] scans the 2-level bitmaps in
-//! shared_info and runs the handlers of the pending ports, and [`wait`] blocks
-//! the vCPU in `SCHEDOP_poll` until one of the given ports fires or a deadline
-//! passes. Upcalls stay masked, so nothing ever interrupts code mid-function
-//! (the red-zone rule of the design: the precompiled `core` uses one).
-use core::sync::atomic::{AtomicU64, Ordering};
+//! Delivery: Xen enters the runtime through the PV event callback or the PVH
+//! callback vector (`events.S`), which runs the handlers of the pending ports
+//! and latches the events of ports without one for their owners
+//! ([`Channel::take_pending`], [`wait`]). To obey the red-zone rule of the
+//! design (the precompiled `core` keeps data below rsp), upcalls are enabled
+//! only inside [`idle`], in out-of-line stubs: PV `SCHEDOP_block` (which
+//! unmasks atomically), PVH `sti; hlt` with the vector on its own IST stack.
+//! Everywhere else events stay masked (PV `evtchn_upcall_mask`, PVH IF=0).
+//!
+//! The polling path: [`poll`] runs the same delivery from ordinary code, and
+//! [`wait`] blocks in `SCHEDOP_poll` until one of the given ports fires.
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use rt_xen::XenError;
-use rt_xen::evtchn::{self, EventBits, Handler, HandlerError, Handlers};
+use rt_xen::evtchn::{self, EventBits, Handler, HandlerError, Handlers, Latch};
 pub use rt_xen::evtchn::{NR_PORTS, Port, VIRQ_TIMER};
 use spin::Mutex;
 
@@ -18,8 +24,121 @@ use crate::xen::HYPERVISOR;
 
 /// Handlers by port (few ports per unikernel: 64 slots).
 static HANDLERS: Mutex<Handlers<64>> = Mutex::new(Handlers::new());
+/// Events taken from Xen's bitmaps for ports without a handler.
+static LATCH: Latch = Latch::new();
 /// Calls to [`wait`].
 static WAITS: AtomicU64 = AtomicU64::new(0);
+/// Upcalls taken, calls to [`idle`], upcalls that found the handler table busy.
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+static IDLES: AtomicU64 = AtomicU64::new(0);
+static CONTENDED: AtomicU64 = AtomicU64::new(0);
+
+/// How events reach the runtime (see [`Delivery`]).
+static DELIVERY: AtomicU8 = AtomicU8::new(Delivery::Polling as u8);
+
+/// How events reach the runtime.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Delivery {
+    /// No upcalls: [`idle`] polls in short steps.
+    Polling = 0,
+    /// The PV event callback.
+    PvCallback = 1,
+    /// The PVH callback vector.
+    HvmVector = 2,
+}
+
+impl core::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Delivery::Polling => "polling",
+            Delivery::PvCallback => "PV event callback",
+            Delivery::HvmVector => "PVH callback vector",
+        })
+    }
+}
+
+/// How events are delivered now.
+pub fn delivery() -> Delivery {
+    match DELIVERY.load(Ordering::Acquire) {
+        1 => Delivery::PvCallback,
+        2 => Delivery::HvmVector,
+        _ => Delivery::Polling,
+    }
+}
+
+/// Registers the upcall with Xen (boot code, once shared_info is mapped):
+/// PV the event and failsafe callbacks, PVH `HVM_PARAM_CALLBACK_IRQ` as the
+/// vector whose IDT gate `arch::idt` set up. Events stay masked until [`idle`].
+/// On failure the runtime keeps polling (and says why).
+pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
+    use crate::platform::Platform;
+    let h = &HYPERVISOR;
+    let d = match crate::platform() {
+        Platform::XenPv | Platform::XenPvDom0 => {
+            let v = crate::xen::vcpu0().ok_or(XenError::ENOSYS)?;
+            // SAFETY: vcpu_info[0] is inside the mapped shared_info page.
+            unsafe { core::ptr::addr_of_mut!((*v).evtchn_upcall_mask).write_volatile(1) };
+            // SAFETY: the stubs are the entry points events.S defines for
+            // exactly these callback types; both return with HYPERVISOR_iret
+            // or never return.
+            unsafe {
+                rt_xen::hypercall::register_callback(
+                    h,
+                    rt_xen::abi::CALLBACKTYPE_EVENT,
+                    crate::arch::pv_event_callback as *const () as u64,
+                    rt_xen::abi::CALLBACKF_MASK_EVENTS,
+                )?;
+                rt_xen::hypercall::register_callback(
+                    h,
+                    rt_xen::abi::CALLBACKTYPE_FAILSAFE,
+                    crate::arch::pv_failsafe_callback as *const () as u64,
+                    rt_xen::abi::CALLBACKF_MASK_EVENTS,
+                )?;
+            }
+            Delivery::PvCallback
+        }
+        Platform::XenPvh => {
+            rt_xen::hypercall::hvm_set_param(
+                h,
+                rt_xen::abi::HvmParam::CallbackIrq,
+                rt_xen::abi::HVM_PARAM_CALLBACK_TYPE_VECTOR
+                    | u64::from(crate::arch::idt::EVENT_VECTOR),
+            )?;
+            Delivery::HvmVector
+        }
+        _ => return Err(XenError::ENOSYS),
+    };
+    DELIVERY.store(d as u8, Ordering::Release);
+    Ok(d)
+}
+
+/// The upcall (events.S), with events masked: runs handlers, latches the
+/// rest. Only ever entered from inside an idle stub, so nothing it takes can
+/// be held by the code it interrupted; `try_lock` still guards the table.
+#[unsafe(no_mangle)]
+extern "C" fn rt_event_upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+    match HANDLERS.try_lock() {
+        Some(mut t) => {
+            evtchn::deliver(&Shared, &mut *t, &LATCH);
+        }
+        None => {
+            CONTENDED.fetch_add(1, Ordering::Relaxed);
+            evtchn::scan(&Shared, |p| LATCH.set(p));
+        }
+    }
+}
+
+/// The PV failsafe callback (events.S): Xen could not return to the guest.
+#[unsafe(no_mangle)]
+extern "C" fn rt_failsafe(frame: &[u64; 11]) -> ! {
+    crate::console::print_fatal(format_args!(
+        "\nrt: Xen could not return to the guest (failsafe callback): rip={:#x} cs={:#x} rflags={:#x} rsp={:#x} ss={:#x} ds={:#x} es={:#x} fs={:#x} gs={:#x}\n",
+        frame[6], frame[7], frame[8], frame[9], frame[10], frame[2], frame[3], frame[4], frame[5]
+    ));
+    crate::exit::crash()
+}
 
 /// The bitmaps in the mapped shared_info page and vCPU 0's selector.
 struct Shared;
@@ -165,9 +284,10 @@ impl Channel {
             .map_err(EventError::Handler)
     }
 
-    /// Takes the port's pending bit: true if an event arrived since the last look.
+    /// Takes the port's event: true if one arrived since the last look
+    /// (latched by an upcall, or still pending in Xen's bitmap).
     pub fn take_pending(&self) -> bool {
-        evtchn::take_pending(&Shared, self.port)
+        take(self.port)
     }
 
     /// Blocks until an event arrives on this port or Xen system time reaches
@@ -187,16 +307,69 @@ impl Drop for Channel {
     }
 }
 
+/// Takes `port`'s event from the latch and from Xen's bitmap (both, so a
+/// stale bit cannot wake the next wait): true if there was one.
+fn take(port: Port) -> bool {
+    let latched = LATCH.take(port);
+    evtchn::take_pending(&Shared, port) | latched
+}
+
 /// Runs the handlers of every pending, unmasked port (their pending bits are
-/// cleared first). Returns the number of events seen. Ports without a handler
-/// are counted as unhandled and stay cleared: their owners use
-/// [`Channel::take_pending`] or [`Channel::wait`] instead.
+/// cleared first), from ordinary code. Returns the number of events seen.
+/// Events of ports without a handler are latched for their owners
+/// ([`Channel::take_pending`], [`wait`]).
 pub fn poll() -> u32 {
     if on_xen().is_err() {
         return 0;
     }
     let mut t = HANDLERS.lock();
-    evtchn::scan(&Shared, |p| t.dispatch(p))
+    evtchn::deliver(&Shared, &mut *t, &LATCH)
+}
+
+/// Longest step of [`idle`] when there are no upcalls.
+const POLLING_STEP_NS: u64 = 10_000_000;
+
+/// Blocks the vCPU until an event arrives or Xen system time reaches
+/// `deadline` (`None`: until an event). Upcalls are enabled for exactly the
+/// blocked time: handlers run in them, other events are latched for their
+/// owners. First it serves the toolstack's requests (`xl shutdown`,
+/// `xl mem-set`: [`crate::control`]). Callers loop on their own condition:
+/// any event ends the wait. On bare QEMU it returns at once.
+pub fn idle(deadline: Option<crate::time::Instant>) -> Result<(), EventError> {
+    on_xen()?;
+    crate::control::service();
+    let armed = match deadline {
+        Some(d) => crate::time::arm_timer(d),
+        None => true,
+    };
+    IDLES.fetch_add(1, Ordering::Relaxed);
+    match delivery() {
+        Delivery::PvCallback if armed => {
+            let v = crate::xen::vcpu0().ok_or(EventError::NoHypervisor)?;
+            // SAFETY: the mask byte is inside the mapped shared_info page;
+            // the stub enables events only around SCHEDOP_block and the
+            // callback it may take is the one init_upcalls registered.
+            let rc = unsafe {
+                crate::arch::rt_pv_block(core::ptr::addr_of_mut!((*v).evtchn_upcall_mask))
+            };
+            XenError::check(rc).map(drop).map_err(Into::into)
+        }
+        Delivery::HvmVector if armed => {
+            // SAFETY: the callback vector's gate is installed (init_upcalls
+            // ran) and uses its own IST stack; the stub disables interrupts
+            // again before it returns.
+            unsafe { crate::arch::rt_hvm_idle() };
+            Ok(())
+        }
+        _ => {
+            // No upcalls (or no timer to end the block): poll in steps.
+            let step = crate::xen::system_time_ns().saturating_add(POLLING_STEP_NS);
+            let until = deadline.map_or(step, |d| d.as_nanos().min(step));
+            wait(&[], Some(until))?;
+            poll();
+            Ok(())
+        }
+    }
 }
 
 /// Most ports one [`wait`] watches.
@@ -211,6 +384,9 @@ pub fn wait(ports: &[Port], deadline_ns: Option<u64>) -> Result<(), EventError> 
     if ports.len() > WAIT_PORTS {
         return Err(EventError::Xen(XenError::E2BIG));
     }
+    if LATCH.any(ports) {
+        return Ok(());
+    }
     WAITS.fetch_add(1, Ordering::Relaxed);
     let mut raw = [0u32; WAIT_PORTS];
     let n = ports.len();
@@ -221,22 +397,30 @@ pub fn wait(ports: &[Port], deadline_ns: Option<u64>) -> Result<(), EventError> 
         .map_err(Into::into)
 }
 
-/// Clears `port`'s pending bit (after waiting on it).
+/// Clears `port`'s event (latched or pending), e.g. after waiting on it.
 pub fn clear_pending(port: Port) {
-    evtchn::take_pending(&Shared, port);
+    take(port);
 }
 
 /// Event-channel counters.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct EventStats {
     /// Events handed to handlers by [`poll`].
     pub delivered: u64,
     /// Events [`poll`] found on ports without a handler.
     pub unhandled: u64,
-    /// Blocking waits ([`wait`], sleeps, console waits).
+    /// Blocking waits in `SCHEDOP_poll` ([`wait`], backend waits).
     pub waits: u64,
+    /// Blocks with upcalls enabled ([`idle`]: sleeps, console input).
+    pub idles: u64,
+    /// Upcalls taken.
+    pub upcalls: u64,
+    /// Events latched for their owners and not yet taken.
+    pub latched: u32,
     /// Ports with a handler.
     pub handlers: u32,
+    /// How events are delivered.
+    pub delivery: Delivery,
 }
 
 /// The counters.
@@ -245,16 +429,43 @@ pub fn stats() -> EventStats {
     EventStats {
         delivered: t.delivered,
         unhandled: t.unhandled,
-        waits: WAITS.load(Ordering::Relaxed) + crate::xen::POLLS.load(Ordering::Relaxed),
+        waits: WAITS.load(Ordering::Relaxed),
+        idles: IDLES.load(Ordering::Relaxed),
+        upcalls: UPCALLS.load(Ordering::Relaxed),
+        latched: LATCH.ports().count() as u32,
         handlers: t.ports().count() as u32,
+        delivery: delivery(),
     }
 }
 
-/// Whether `port` is pending and whether it is masked (for diagnostics).
+/// Whether `port` has an event waiting (pending in Xen's bitmap or latched)
+/// and whether it is masked (for diagnostics).
 pub fn port_state(port: Port) -> (bool, bool) {
     let (w, b) = ((port.0 / 64) as usize, port.0 % 64);
     (
-        Shared.pending(w) & (1 << b) != 0,
+        Shared.pending(w) & (1 << b) != 0 || LATCH.any(&[port]),
         Shared.masked(w) & (1 << b) != 0,
     )
+}
+
+/// The ports the runtime uses, named (console, xenstore, timer), then the
+/// other ports with a handler (for the shell's `evtchn`).
+pub fn known_ports() -> alloc::vec::Vec<(&'static str, Port)> {
+    let mut v = alloc::vec::Vec::new();
+    let named = [
+        ("console", crate::console::port()),
+        ("xenstore", crate::xenstore::port()),
+        ("timer (VIRQ_TIMER)", crate::time::timer_port()),
+    ];
+    for (what, p) in named {
+        if let Some(p) = p {
+            v.push((what, p));
+        }
+    }
+    for p in HANDLERS.lock().ports() {
+        if !v.iter().any(|&(_, q)| q == p) {
+            v.push(("handler", p));
+        }
+    }
+    v
 }

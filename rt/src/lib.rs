@@ -21,6 +21,7 @@ extern crate kmem; // memcpy & co. for the precompiled core
 mod arch;
 mod boot;
 pub mod console;
+pub mod control;
 pub mod event;
 mod exit;
 pub mod heap;

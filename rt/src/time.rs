@@ -98,21 +98,22 @@ pub fn date() -> Option<rt_xen::pvclock::Civil> {
     wall_clock().map(|d| rt_xen::pvclock::Civil::from_unix(d.as_secs()))
 }
 
-/// Sleep counters: how each wait inside [`sleep`] ended.
+/// Sleep counters: how each block inside [`sleep`] ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct SleepStats {
     /// Sleeps.
     pub sleeps: u64,
     /// Wake-ups by the one-shot timer (`VIRQ_TIMER`).
     pub timer_wakeups: u64,
-    /// Wake-ups by the poll's own deadline (the timer event did not come).
-    pub poll_timeouts: u64,
+    /// Wake-ups by another event (the sleep blocks again) or by a poll's
+    /// own deadline where no timer could be armed.
+    pub other_wakeups: u64,
 }
 
 static SLEEP: spin::Mutex<SleepStats> = spin::Mutex::new(SleepStats {
     sleeps: 0,
     timer_wakeups: 0,
-    poll_timeouts: 0,
+    other_wakeups: 0,
 });
 
 /// The `VIRQ_TIMER` channel, bound on first use.
@@ -124,6 +125,11 @@ fn timer() -> Option<&'static crate::event::Channel> {
         .as_ref()
 }
 
+/// The timer's port, if it is bound.
+pub(crate) fn timer_port() -> Option<crate::event::Port> {
+    TIMER.get().and_then(|t| t.as_ref()).map(|t| t.port())
+}
+
 /// Makes the vCPU tickless: PV vCPUs start with a 10 ms periodic timer that
 /// would wake an idle guest a hundred times a second.
 pub(crate) fn init_xen() {
@@ -132,48 +138,48 @@ pub(crate) fn init_xen() {
     }
 }
 
+/// Arms the one-shot timer (`VCPUOP_set_singleshot_timer`) to raise
+/// `VIRQ_TIMER` at `deadline` (at once if it has passed). False if there is
+/// no timer channel or Xen refused: then nothing will wake a block.
+pub(crate) fn arm_timer(deadline: Instant) -> bool {
+    timer().is_some()
+        && rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos())
+            .is_ok()
+}
+
 /// Sleep counters.
 pub fn sleep_stats() -> SleepStats {
     *SLEEP.lock()
 }
 
-/// Blocks the vCPU for `d`: a one-shot timer (`VCPUOP_set_singleshot_timer`)
-/// raises `VIRQ_TIMER` at the deadline and the vCPU waits for it in
-/// `SCHEDOP_poll` (1 ms later the poll gives up by itself, so a lost timer
-/// event cannot hang the guest; such wake-ups are counted). An idle guest
-/// uses no CPU. On bare QEMU (no Xen) it spins on the TSC.
+/// Blocks the vCPU for `d`: the one-shot timer raises `VIRQ_TIMER` at the
+/// deadline and the vCPU blocks with upcalls enabled until an event comes
+/// ([`crate::event::idle`]); an earlier event (console input, a backend)
+/// runs its handler and the sleep blocks again. An idle guest uses no CPU.
+/// On bare QEMU (no Xen) it spins on the TSC.
 pub fn sleep(d: Duration) {
     let deadline = Instant::now().after(d);
     SLEEP.lock().sleeps += 1;
-    if !platform().is_xen() {
-        while Instant::now() < deadline {
-            core::hint::spin_loop();
+    if platform().is_xen() {
+        if let Some(t) = timer() {
+            // A timer event left over from an earlier, interrupted sleep.
+            t.take_pending();
         }
-        return;
-    }
-    while Instant::now() < deadline {
-        let armed = timer().filter(|_| {
-            rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos())
-                .is_ok()
-        });
-        let woke = match armed {
-            // 1 ms after the deadline the poll gives up by itself.
-            Some(t) => t.wait(Some(deadline.as_nanos() + 1_000_000)),
-            // No timer: the poll's own deadline does the job.
-            None => crate::event::wait(&[], Some(deadline.as_nanos())).map(|()| false),
-        };
-        let mut s = SLEEP.lock();
-        match woke {
-            Ok(true) => s.timer_wakeups += 1,
-            Ok(false) => s.poll_timeouts += 1,
-            Err(_) => {
+        while Instant::now() < deadline {
+            if crate::event::idle(Some(deadline)).is_err() {
                 // Xen refused to block: spin to the deadline rather than fail.
-                s.poll_timeouts += 1;
-                drop(s);
-                while Instant::now() < deadline {
-                    core::hint::spin_loop();
-                }
+                break;
+            }
+            let fired = timer().is_some_and(|t| t.take_pending());
+            let mut s = SLEEP.lock();
+            if fired {
+                s.timer_wakeups += 1;
+            } else {
+                s.other_wakeups += 1;
             }
         }
+    }
+    while Instant::now() < deadline {
+        core::hint::spin_loop();
     }
 }

@@ -1,6 +1,6 @@
 //! The runtime's handle on Xen: the hypercall page, shared_info, event polling.
 use core::ptr::{addr_of, addr_of_mut};
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rt_xen::abi::{shared_info, vcpu_info};
 use rt_xen::hypercall::{self, HypercallPage};
@@ -96,28 +96,16 @@ pub fn yield_cpu() {
     }
 }
 
-/// Polls counted for the statistics the console flush reports.
-pub static POLLS: AtomicU64 = AtomicU64::new(0);
-
-/// Waits until `port` is signalled or `timeout_ns` passes, then clears its
-/// pending bit. Event upcalls stay masked: this is `SCHEDOP_poll`, not delivery.
+/// Waits until `port` is signalled or `timeout_ns` passes, then takes its
+/// event. Upcalls stay masked: this is the polling path (`SCHEDOP_poll`); an
+/// event an upcall latched earlier ends it at once.
 pub fn wait_port(port: u32, timeout_ns: u64) {
-    POLLS.fetch_add(1, Ordering::Relaxed);
-    let Some(s) = shared() else {
-        // No shared_info yet: nothing to poll on, give the CPU away instead.
-        yield_cpu();
-        return;
-    };
+    let port = crate::event::Port(port);
     let deadline = system_time_ns().saturating_add(timeout_ns);
-    if hypercall::sched_poll(&HYPERVISOR, &[port], deadline).is_err() {
-        // Polling refused (bad port): fall back to yielding; the caller bounds its waits.
+    if crate::event::wait(&[port], Some(deadline)).is_err() {
+        // No shared_info yet, or polling refused (bad port): give the CPU
+        // away instead; callers bound their waits.
         yield_cpu();
     }
-    let (word, bit) = (port as usize / 64, port % 64);
-    if word < 64 {
-        // SAFETY: evtchn_pending[word] is inside the mapped shared_info page and
-        // is only ever updated with atomic bit operations (by Xen and by us).
-        let pending = unsafe { &*(addr_of!((*s).evtchn_pending[word]) as *const AtomicU64) };
-        pending.fetch_and(!(1u64 << bit), Ordering::SeqCst);
-    }
+    crate::event::clear_pending(port);
 }

@@ -124,10 +124,21 @@ pub fn transaction<R>(
 }
 
 /// The oldest watch event that has arrived (reads the ring without waiting).
+/// The runtime's own watches (see [`crate::control`]) are taken by it first,
+/// in [`crate::event::idle`].
 pub fn take_event() -> Result<Option<WatchEvent>, XsError> {
     with(|c| {
         c.poll()?;
         Ok(c.take_event())
+    })
+}
+
+/// The oldest watch event with `token` (reads the ring without waiting);
+/// events of other watches stay queued for their owners.
+pub fn take_event_for(token: &str) -> Result<Option<WatchEvent>, XsError> {
+    with(|c| {
+        c.poll()?;
+        Ok(c.take_event_for(token))
     })
 }
 

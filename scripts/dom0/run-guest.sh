@@ -18,10 +18,21 @@
 # If /harness/NAME.input exists, its lines are typed into the guest's console
 # one at a time, each when the guest shows its prompt (a line starting `rt> `)
 # once more than lines were typed so far: a scripted `xl console` session.
+# Lines starting with `@` are done by the harness instead, while the guest
+# waits at its prompt, and reported:
+#   @idle S        HARNESS: guest NAME idle seconds=S cpu=C   (`xl list` Time(s) delta)
+#   @mem-set MIB   HARNESS: guest NAME mem-set mib=MIB list=M seconds=T
+#                  (`xl mem-set`, then up to 20 s until `xl list` shows MIB)
+#   @xl CMD        HARNESS: guest NAME xl CMD rc=R at=T       (`xl CMD NAME`; T
+#                  in seconds since `xl create`, like the end line's)
+# A guest that prints `burst: done` has its lines `burst NNN <payload>` checked
+# (not echoed): line i's payload is the alphabet from letter i mod 26 onwards,
+# repeated, as long as the first line's. Reported as
+#   HARNESS: guest NAME burst lines=K good=G bytes=B
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
-name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0 typed=0
+name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0 typed=0 used=0 burst=0
 input=/harness/$name.input
 # Every xl call is bounded: a wedged toolstack must not stall the run.
 # (-k: an xl that ignores SIGTERM is killed 5 s later.)
@@ -42,13 +53,56 @@ emit() {
     local total
     total=$(wc -l <"$log")
     if [ "$total" -gt "$shown" ]; then
-        sed -n "$((shown + 1)),${total}p" "$log" | sed "s/\r\$//; s/^/G $name| /"
+        sed -n "$((shown + 1)),${total}p" "$log" | sed "s/\r\$//; /^burst [0-9]/d; s/^/G $name| /"
         shown=$total
     fi
     if [ "${1:-}" = final ] && [ -s "$log" ] && [ -n "$(tail -c 1 "$log" | tr -d '\n')" ]; then
         tail -n 1 "$log" | sed "s/\r\$//; s/^/G $name| /"
         echo
     fi
+}
+# `xl list` columns of the guest: $1 = column number (3 Mem, 6 Time(s)).
+xl_col() { xlt 10 list "$name" 2>/dev/null | awk -v c="$1" 'NR==2{print $c}'; }
+# Runs one `@` line of the input (see the header).
+directive() {
+    set -- $1
+    case $1 in
+        idle)
+            local c1 c2
+            c1=$(xl_col 6); sleep "$2"; c2=$(xl_col 6)
+            h "guest $name idle seconds=$2 cpu=$(awk -v a="${c1:-0}" -v b="${c2:-0}" 'BEGIN{printf "%.1f", b-a}')"
+            ;;
+        mem-set)
+            local t1 m=
+            t1=$(now)
+            xlt 20 mem-set "$name" "$2"m >/tmp/xl-mem-$name.log 2>&1 || sed "s/^/HARNESS: xl: /" /tmp/xl-mem-$name.log
+            for _ in $(seq 200); do
+                m=$(xl_col 3)
+                [ "$m" = "$2" ] && break
+                sleep 0.1
+            done
+            h "guest $name mem-set mib=$2 list=${m:-?} seconds=$(since "$t1")"
+            ;;
+        xl)
+            shift
+            xlt 20 "$@" "$name" >/tmp/xl-cmd-$name.log 2>&1
+            h "guest $name xl $* rc=$? at=$(since "$t0")"
+            ;;
+        *) h "warning: unknown harness directive @$*" ;;
+    esac
+}
+# Checks the guest's `burst NNN <payload>` lines (see the header).
+check_burst() {
+    tr -d '\r' <"$log" | awk -v name="$name" '
+        BEGIN { a = "abcdefghijklmnopqrstuvwxyz"; rep = a; for (k = 0; k < 200; k++) rep = rep a }
+        /^burst [0-9]+ / {
+            n++; i = $2 + 0; p = substr($0, length($1 " " $2 " ") + 1)
+            if (n == 1) len = length(p)
+            bytes += length($0) + 1
+            if (length(p) == len && p == substr(rep, (i % 26) + 1, len)) good++
+        }
+        END { printf "HARNESS: guest %s burst lines=%d good=%d bytes=%d\n", name, n, good, bytes }
+    '
 }
 t0=$(now)
 # xl 4.17's monitor can crash (rc 3 or 139) when a guest shuts down within a
@@ -84,11 +138,22 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
         tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
         [ -n "$tty" ] && printf '\r' >"$tty"
     fi
-    if [ -f "$input" ] && [ "$typed" -lt "$(wc -l <"$input")" ] \
+    if [ -f "$input" ] && [ "$used" -lt "$(wc -l <"$input")" ] \
         && [ "$(grep -a -c '^rt> ' "$log")" -gt "$typed" ]; then
-        typed=$((typed + 1))
-        tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
-        [ -n "$tty" ] && printf '%s\r' "$(sed -n "${typed}p" "$input")" >"$tty"
+        used=$((used + 1))
+        next=$(sed -n "${used}p" "$input")
+        case $next in
+            @*) directive "${next#@}" ;;
+            *)
+                typed=$((typed + 1))
+                tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
+                [ -n "$tty" ] && printf '%s\r' "$next" >"$tty"
+                ;;
+        esac
+    fi
+    if [ "$burst" = 0 ] && grep -aq '^burst: done' "$log"; then
+        burst=1
+        check_burst
     fi
     asks=$(grep -a -c '^harness: xl-mem ' "$log")
     if [ "$asks" -gt "$asked" ]; then

@@ -33,20 +33,7 @@ fn main() {
                 None => rt::println!("date: no wall clock here (not on Xen)"),
             },
             "mem" => mem(),
-            "evtchn" => {
-                let e = rt::event::stats();
-                let s = rt::time::sleep_stats();
-                rt::println!(
-                    "evtchn: {} handlers, {} delivered, {} unhandled, {} blocking waits; sleeps {} (timer wake-ups {}, poll timeouts {})",
-                    e.handlers,
-                    e.delivered,
-                    e.unhandled,
-                    e.waits,
-                    s.sleeps,
-                    s.timer_wakeups,
-                    s.poll_timeouts
-                );
-            }
+            "evtchn" => evtchn(),
             "sleep" => match words.next().map(str::parse::<u64>) {
                 Some(Ok(ms)) => {
                     let t0 = rt::time::Instant::now();
@@ -153,5 +140,37 @@ impl core::fmt::Display for Limit {
             Some(b) => write!(f, "{} KiB", b / 1024),
             None => f.write_str("all free RAM"),
         }
+    }
+}
+
+/// `evtchn`: delivery mode, counters and the ports in use.
+fn evtchn() {
+    let e = rt::event::stats();
+    let s = rt::time::sleep_stats();
+    rt::println!(
+        "evtchn: delivery by {}; {} upcalls, {} idle blocks, {} polls; {} handlers, {} delivered, {} unhandled, {} latched",
+        e.delivery,
+        e.upcalls,
+        e.idles,
+        e.waits,
+        e.handlers,
+        e.delivered,
+        e.unhandled,
+        e.latched
+    );
+    rt::println!(
+        "evtchn: sleeps {} (timer wake-ups {}, other wake-ups {})",
+        s.sleeps,
+        s.timer_wakeups,
+        s.other_wakeups
+    );
+    for (what, port) in rt::event::known_ports() {
+        let (pending, masked) = rt::event::port_state(port);
+        rt::println!(
+            "evtchn: port {:>4} {what}{}{}",
+            port.0,
+            if pending { " pending" } else { "" },
+            if masked { " masked" } else { "" }
+        );
     }
 }

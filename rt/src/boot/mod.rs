@@ -191,6 +191,9 @@ fn enter_main(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item
     let cmdline = Cmdline::new(cmdline);
     if platform.is_xen() {
         crate::time::init_xen();
+        if let Err(e) = crate::event::init_upcalls() {
+            crate::println!("rt: event upcalls unavailable ({e}): events are polled");
+        }
     }
     mark("main");
     let timeline = *TIMELINE.lock();

@@ -137,13 +137,14 @@ pub(crate) struct BootMemory<'a> {
 }
 
 /// Pages that stay unmapped: page 0 and the stack guards.
-fn guard_pages() -> [u64; 4] {
+fn guard_pages() -> [u64; 5] {
     let ist = crate::arch::idt::guard_pages();
     [
         0,
         (&raw const crate::arch::boot_stack_guard) as u64 >> 12,
         ist[0],
         ist[1],
+        ist[2],
     ]
 }
 

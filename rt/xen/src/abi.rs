@@ -27,6 +27,9 @@ pub mod op {
     pub const SCHED_OP: u32 = xen_sys::__HYPERVISOR_sched_op;
     pub const EVENT_CHANNEL_OP: u32 = xen_sys::__HYPERVISOR_event_channel_op;
     pub const HVM_OP: u32 = xen_sys::__HYPERVISOR_hvm_op;
+    pub const GRANT_TABLE_OP: u32 = xen_sys::__HYPERVISOR_grant_table_op;
+    pub const IRET: u32 = xen_sys::__HYPERVISOR_iret;
+    pub const CALLBACK_OP: u32 = xen_sys::__HYPERVISOR_callback_op;
 }
 
 /// `DOMID_SELF` (`public/xen.h`).
@@ -117,11 +120,95 @@ pub struct xen_add_to_physmap {
 
 /// `HVMOP_get_param` (`public/hvm/hvm_op.h`).
 pub const HVMOP_GET_PARAM: u64 = 1;
+/// `HVMOP_set_param`.
+pub const HVMOP_SET_PARAM: u64 = 0;
+/// `HVM_PARAM_CALLBACK_IRQ` value type "vector" (bits 63:56): Xen injects
+/// the IDT vector in bits 7:0 while `evtchn_upcall_pending` is set.
+pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2 << 56;
+
+/// `CALLBACKOP_register` (`public/callback.h`).
+pub const CALLBACKOP_REGISTER: u64 = 0;
+/// Callback types: event upcall, failsafe (Xen could not return to the guest).
+pub const CALLBACKTYPE_EVENT: u16 = 0;
+/// See [`CALLBACKTYPE_EVENT`].
+pub const CALLBACKTYPE_FAILSAFE: u16 = 1;
+/// `CALLBACKF_mask_events`: deliver with event upcalls masked.
+pub const CALLBACKF_MASK_EVENTS: u16 = 1;
+
+/// `struct callback_register` (x86_64), 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct callback_register {
+    pub ty: u16,
+    pub flags: u16,
+    pub pad: u32,
+    pub address: u64,
+}
+
+/// `GNTTABOP_*` (`public/grant_table.h`).
+pub mod gnttabop {
+    #![allow(missing_docs)]
+    pub const SETUP_TABLE: u64 = 2;
+    pub const COPY: u64 = 5;
+    pub const QUERY_SIZE: u64 = 6;
+}
+
+/// `XENMAPSPACE_grant_table` (PVH: place grant-table frame `idx` at a gfn).
+pub const XENMAPSPACE_GRANT_TABLE: u32 = 1;
+
+/// `struct gnttab_setup_table`, 24 bytes: `frame_list` is a guest handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct gnttab_setup_table {
+    pub dom: u16,
+    pub nr_frames: u32,
+    pub status: i16,
+    pub frame_list: u64,
+}
+
+/// `struct gnttab_query_size`, 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct gnttab_query_size {
+    pub dom: u16,
+    pub nr_frames: u32,
+    pub max_nr_frames: u32,
+    pub status: i16,
+}
+
+/// One side of a `gnttab_copy`: a grant reference (with `GNTCOPY_*_gref`)
+/// or a frame of the caller's, plus the owning domain and an offset. 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct gnttab_copy_ptr {
+    /// `union { grant_ref_t ref; xen_pfn_t gmfn; }`.
+    pub u: u64,
+    pub domid: u16,
+    pub offset: u16,
+}
+
+/// `struct gnttab_copy`, 40 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct gnttab_copy {
+    pub source: gnttab_copy_ptr,
+    pub dest: gnttab_copy_ptr,
+    pub len: u16,
+    pub flags: u16,
+    pub status: i16,
+}
+
+/// `gnttab_copy.flags`: the source is a grant reference.
+pub const GNTCOPY_SOURCE_GREF: u16 = 1;
+/// `gnttab_copy.flags`: the destination is a grant reference.
+pub const GNTCOPY_DEST_GREF: u16 = 2;
 
 /// HVM parameter indices (`public/hvm/params.h`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u32)]
 pub enum HvmParam {
+    /// How events are delivered (see [`HVM_PARAM_CALLBACK_TYPE_VECTOR`]).
+    CallbackIrq = 0,
     /// GFN of the xenstore ring.
     StorePfn = 1,
     /// Event channel of the xenstore ring.
@@ -219,4 +306,15 @@ const _: () = {
     assert!(size_of::<multicall_entry>() == 64);
     assert!(offset_of!(shared_info, arch) == 3088);
     assert!(offset_of!(sched_poll, timeout) == 16);
+    assert!(size_of::<callback_register>() == 16);
+    assert!(offset_of!(callback_register, address) == 8);
+    assert!(size_of::<gnttab_setup_table>() == 24);
+    assert!(offset_of!(gnttab_setup_table, status) == 8);
+    assert!(offset_of!(gnttab_setup_table, frame_list) == 16);
+    assert!(size_of::<gnttab_query_size>() == 16);
+    assert!(offset_of!(gnttab_query_size, status) == 12);
+    assert!(size_of::<gnttab_copy>() == 40);
+    assert!(offset_of!(gnttab_copy, dest) == 16);
+    assert!(offset_of!(gnttab_copy, len) == 32);
+    assert!(offset_of!(gnttab_copy, status) == 36);
 };

@@ -10,6 +10,7 @@
 //! handles before calling the handler, so an event that arrives during the
 //! handler is seen again.
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::XenError;
 use crate::hypercall::Hypervisor;
@@ -163,6 +164,78 @@ pub fn take_pending(bits: &impl EventBits, port: Port) -> bool {
     true
 }
 
+/// Events taken from Xen's bitmaps but not yet looked at by their owner: a
+/// scan (the upcall) clears a port's pending bit in shared_info and, if no
+/// handler runs for it, sets its bit here, so the owner waiting on the port
+/// still sees it. Atomic bits: the upcall may set while code takes.
+#[derive(Debug)]
+pub struct Latch {
+    words: [AtomicU64; (NR_PORTS / 64) as usize],
+}
+
+impl Default for Latch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latch {
+    /// No port latched.
+    pub const fn new() -> Self {
+        Latch {
+            words: [const { AtomicU64::new(0) }; (NR_PORTS / 64) as usize],
+        }
+    }
+
+    fn at(port: Port) -> Option<(usize, u64)> {
+        (port.0 < NR_PORTS).then(|| ((port.0 / 64) as usize, 1u64 << (port.0 % 64)))
+    }
+
+    /// Records an event on `port` (ports beyond the ABI are ignored).
+    pub fn set(&self, port: Port) {
+        if let Some((w, b)) = Self::at(port) {
+            self.words[w].fetch_or(b, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes `port`'s latched event: true if there was one.
+    pub fn take(&self, port: Port) -> bool {
+        Self::at(port).is_some_and(|(w, b)| self.words[w].fetch_and(!b, Ordering::AcqRel) & b != 0)
+    }
+
+    /// Whether any of `ports` is latched (without taking it).
+    pub fn any(&self, ports: &[Port]) -> bool {
+        ports.iter().any(|&p| {
+            Self::at(p).is_some_and(|(w, b)| self.words[w].load(Ordering::Acquire) & b != 0)
+        })
+    }
+
+    /// Latched ports, lowest first.
+    pub fn ports(&self) -> impl Iterator<Item = Port> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, a)| {
+            let bits = a.load(Ordering::Acquire);
+            (0..64u32)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| Port(w as u32 * 64 + b))
+        })
+    }
+}
+
+/// One delivery pass (the upcall, or [`scan`] from the polling path): every
+/// pending, unmasked port runs its handler or, without one, is latched for
+/// its owner. Returns the number of events taken from Xen's bitmaps.
+pub fn deliver<const N: usize>(
+    bits: &impl EventBits,
+    table: &mut Handlers<N>,
+    latch: &Latch,
+) -> u32 {
+    scan(bits, |p| {
+        if !table.dispatch(p) {
+            latch.set(p);
+        }
+    })
+}
+
 /// Why a handler could not be registered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum HandlerError {
@@ -256,13 +329,18 @@ impl<const N: usize> Handlers<N> {
     }
 
     /// Calls the handler of `port`, or counts the event as unhandled.
-    pub fn dispatch(&mut self, port: Port) {
+    /// Runs `port`'s handler; false (and counted) if it has none.
+    pub fn dispatch(&mut self, port: Port) -> bool {
         match self.get(port) {
             Some(h) => {
                 self.delivered += 1;
                 h(port);
+                true
             }
-            None => self.unhandled += 1,
+            None => {
+                self.unhandled += 1;
+                false
+            }
         }
     }
 
@@ -380,6 +458,71 @@ mod tests {
         HITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
 
+    static LATCH_HITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    fn latch_count(_: Port) {
+        LATCH_HITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[test]
+    fn delivery_runs_handlers_and_latches_the_rest_for_their_owners() {
+        let f = Fake::new();
+        let mut t: Handlers<4> = Handlers::new();
+        t.register(Port(3), latch_count).unwrap();
+        let latch = Latch::new();
+        for p in [3, 70, 4095] {
+            f.raise(p);
+        }
+        f.mask(9);
+        f.raise(9);
+        assert_eq!(deliver(&f, &mut t, &latch), 3);
+        assert_eq!(LATCH_HITS.load(core::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(latch.ports().collect::<Vec<_>>(), [Port(70), Port(4095)]);
+        assert!(latch.any(&[Port(1), Port(70)]));
+        assert!(
+            !latch.any(&[Port(3), Port(9)]),
+            "handled and masked ports are not latched"
+        );
+        assert!(latch.take(Port(70)));
+        assert!(!latch.take(Port(70)), "taken once");
+        assert!(!latch.take(Port(NR_PORTS)), "out of range");
+        latch.set(Port(NR_PORTS + 1));
+        assert_eq!(latch.ports().collect::<Vec<_>>(), [Port(4095)]);
+        // Xen's bits are clear for every delivered port; the masked one waits.
+        assert!(!take_pending(&f, Port(70)));
+        assert!(take_pending(&f, Port(9)));
+    }
+
+    proptest! {
+        /// Whatever is raised, between Xen's bitmap and the latch an
+        /// unmasked event without a handler is never lost, and never seen twice.
+        #[test]
+        fn no_event_is_lost_between_bitmap_and_latch(
+            raised in proptest::collection::vec(0u32..NR_PORTS, 0..64),
+            rounds in 1usize..4,
+        ) {
+            let f = Fake::new();
+            let mut t: Handlers<1> = Handlers::new();
+            let latch = Latch::new();
+            let mut want: std::collections::BTreeSet<u32> = Default::default();
+            for (i, chunk) in raised.chunks(raised.len().div_ceil(rounds).max(1)).enumerate() {
+                for &p in chunk {
+                    f.raise(p);
+                    want.insert(p);
+                }
+                if i % 2 == 0 {
+                    deliver(&f, &mut t, &latch);
+                }
+            }
+            deliver(&f, &mut t, &latch);
+            let got: std::collections::BTreeSet<u32> = latch.ports().map(|p| p.0).collect();
+            prop_assert_eq!(&got, &want);
+            for p in want {
+                prop_assert!(latch.take(Port(p)));
+                prop_assert!(!latch.take(Port(p)));
+            }
+        }
+    }
+
     #[test]
     fn handlers_register_dispatch_and_refuse() {
         let mut t: Handlers<2> = Handlers::new();
@@ -395,8 +538,8 @@ mod tests {
         t.register(Port(6), count).unwrap();
         assert_eq!(t.register(Port(7), count), Err(HandlerError::Full));
         let before = HITS.load(core::sync::atomic::Ordering::Relaxed);
-        t.dispatch(Port(5));
-        t.dispatch(Port(9));
+        assert!(t.dispatch(Port(5)));
+        assert!(!t.dispatch(Port(9)));
         assert_eq!(HITS.load(core::sync::atomic::Ordering::Relaxed), before + 1);
         assert_eq!((t.delivered, t.unhandled), (1, 1));
         assert!(t.unregister(Port(5)));

@@ -261,6 +261,46 @@ pub fn hvm_get_param<H: Hypervisor + ?Sized>(h: &H, param: abi::HvmParam) -> Res
     Ok(arg.value)
 }
 
+/// `HVMOP_set_param` for this domain.
+pub fn hvm_set_param<H: Hypervisor + ?Sized>(
+    h: &H,
+    param: abi::HvmParam,
+    value: u64,
+) -> Result<(), XenError> {
+    let arg = abi::xen_hvm_param {
+        domid: abi::DOMID_SELF,
+        pad: 0,
+        index: param as u32,
+        value,
+    };
+    // SAFETY: Xen reads the struct, which outlives the call.
+    XenError::check(unsafe { h.hypercall(op::HVM_OP, &[abi::HVMOP_SET_PARAM, ptr(&arg)]) })
+        .map(drop)
+}
+
+/// `callback_op(CALLBACKOP_register)`: where Xen enters a PV guest for
+/// events (`CALLBACKTYPE_EVENT`) or when it cannot return to it (failsafe).
+///
+/// # Safety
+/// `address` must be an entry stub that copes with the frame Xen builds for
+/// that callback type (`create_bounce_frame`) and returns with `HYPERVISOR_iret`.
+pub unsafe fn register_callback<H: Hypervisor + ?Sized>(
+    h: &H,
+    ty: u16,
+    address: u64,
+    flags: u16,
+) -> Result<(), XenError> {
+    let arg = abi::callback_register {
+        ty,
+        flags,
+        pad: 0,
+        address,
+    };
+    // SAFETY: Xen reads the struct; the entry point is the caller's promise.
+    XenError::check(unsafe { h.hypercall(op::CALLBACK_OP, &[abi::CALLBACKOP_REGISTER, ptr(&arg)]) })
+        .map(drop)
+}
+
 /// `set_trap_table`: installs a PV guest's virtual IDT. The table must end with
 /// an entry whose `address` is 0, as Xen requires.
 pub fn set_trap_table<H: Hypervisor + ?Sized>(

@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod abi;
 pub mod console;
+pub mod control;
 pub mod errno;
 pub mod evtchn;
 pub mod hypercall;

@@ -435,6 +435,13 @@ impl<L: Link> Client<L> {
     pub fn take_event(&mut self) -> Option<WatchEvent> {
         self.events.pop_front()
     }
+
+    /// The oldest queued watch event whose token is `token`; the others stay
+    /// queued, in order, for their owners.
+    pub fn take_event_for(&mut self, token: &str) -> Option<WatchEvent> {
+        let i = self.events.iter().position(|e| e.token == token)?;
+        self.events.remove(i)
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +672,19 @@ mod tests {
             ("control/shutdown", "ctl")
         );
         assert_eq!(c.take_event().unwrap().token, "tok");
+        assert_eq!(c.take_event(), None);
+    }
+
+    #[test]
+    fn events_taken_by_token_leave_the_others_in_order() {
+        let (mut c, d, _p) = client(Faults::default());
+        c.watch("control/shutdown", "ctl").unwrap();
+        d.borrow_mut().faults.event_first = true;
+        c.write(0, "data/x", b"y").unwrap();
+        assert_eq!(c.take_event_for("tok").unwrap().token, "tok");
+        assert_eq!(c.take_event_for("tok"), None);
+        assert_eq!(c.take_event_for("other"), None);
+        assert_eq!(c.take_event().unwrap().token, "ctl");
         assert_eq!(c.take_event(), None);
     }
 

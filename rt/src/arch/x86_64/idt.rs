@@ -21,6 +21,10 @@ const IST_SIZE: usize = 16 * 1024;
 const IST_EXCEPTION: u16 = 0;
 /// IST index for #DF, NMI and #MC.
 const IST_CRITICAL: u16 = 1;
+/// IST index for the event-channel callback vector.
+const IST_EVENT: u16 = 2;
+/// The IDT vector Xen injects for event channels (`HVM_PARAM_CALLBACK_IRQ`).
+pub const EVENT_VECTOR: u8 = 0xf3;
 
 /// An IST stack with an unmapped guard page below it (once the runtime's own
 /// address space is active).
@@ -37,12 +41,17 @@ static mut IST_CRITICAL_STACK: Stack = Stack {
     guard: [0; 4096],
     stack: [0; IST_SIZE],
 };
+static mut IST_EVENT_STACK: Stack = Stack {
+    guard: [0; 4096],
+    stack: [0; IST_SIZE],
+};
 
 /// Frames of the IST stacks' guard pages.
-pub fn guard_pages() -> [u64; 2] {
+pub fn guard_pages() -> [u64; 3] {
     [
         (&raw const IST_EXCEPTION_STACK) as u64 >> 12,
         (&raw const IST_CRITICAL_STACK) as u64 >> 12,
+        (&raw const IST_EVENT_STACK) as u64 >> 12,
     ]
 }
 
@@ -70,6 +79,7 @@ pub fn init() {
             stack_top(&raw mut IST_EXCEPTION_STACK);
         tss.interrupt_stack_table[usize::from(IST_CRITICAL)] =
             stack_top(&raw mut IST_CRITICAL_STACK);
+        tss.interrupt_stack_table[usize::from(IST_EVENT)] = stack_top(&raw mut IST_EVENT_STACK);
         tss
     });
     let t = GDT.call_once(|| {
@@ -135,6 +145,11 @@ pub fn init() {
             idt.cp_protection_exception
                 .set_handler_addr(stub(21))
                 .set_stack_index(IST_EXCEPTION);
+            // Interrupts are only enabled inside `rt_hvm_idle`; the gate
+            // clears IF, so the handler is never re-entered.
+            idt[EVENT_VECTOR]
+                .set_handler_addr(VirtAddr::new(super::hvm_event_vector as *const () as u64))
+                .set_stack_index(IST_EVENT);
         }
         idt
     });

@@ -7,6 +7,13 @@ pub mod idt;
 global_asm!(include_str!("entry.S"), options(att_syntax));
 global_asm!(include_str!("notes.S"), options(att_syntax));
 global_asm!(include_str!("traps.S"), options(att_syntax));
+global_asm!(
+    include_str!("events.S"),
+    iret = const rt_xen::abi::op::IRET,
+    sched_op = const rt_xen::abi::op::SCHED_OP,
+    block = const rt_xen::abi::sched::BLOCK,
+    options(att_syntax)
+);
 
 /// Number of exception vectors with a stub (0..=21).
 pub const TRAP_VECTORS: usize = 22;
@@ -20,6 +27,17 @@ unsafe extern "C" {
     pub static trap_stubs: [u64; TRAP_VECTORS];
     /// Exception stubs for a PV trap table, one per vector (traps.S).
     pub static pv_trap_stubs: [u64; TRAP_VECTORS];
+    /// PV event callback entry (events.S).
+    pub fn pv_event_callback();
+    /// PV failsafe callback entry (events.S).
+    pub fn pv_failsafe_callback();
+    /// PVH callback-vector entry (events.S).
+    pub fn hvm_event_vector();
+    /// SCHEDOP_block with events enabled only inside (events.S); returns
+    /// the hypercall's result.
+    pub fn rt_pv_block(upcall_mask: *mut u8) -> i64;
+    /// `sti; hlt; cli` (events.S).
+    pub fn rt_hvm_idle();
     /// CR2 as the trap stub found it (traps.S).
     pub static trap_cr2: u64;
     /// The PVH boot page tables (6 pages: PML4, PDPT, 4 PDs), entry.S.

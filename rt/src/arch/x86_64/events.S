@@ -1,0 +1,117 @@
+/*
+ * Event upcalls and the idle stubs (see rt/src/event.rs).
+ *
+ * The red-zone rule: the precompiled `core` keeps data below rsp, so an event
+ * must never be delivered onto a stack where Rust code is running. Upcalls
+ * are therefore only ever enabled inside the two idle stubs below, which are
+ * out-of-line functions with nothing live below their own rsp:
+ *   PV:  rt_pv_block   SCHEDOP_block unmasks events atomically and blocks;
+ *                      Xen delivers the callback on the way back, on this
+ *                      stack (below rsp, 16-byte aligned); the stub masks
+ *                      events again before it returns.
+ *   PVH: rt_hvm_idle   sti; hlt; cli. The callback vector's gate uses its own
+ *                      IST stack, so the CPU switches stacks.
+ * So the interrupted code is always one of these stubs (or the hypercall
+ * page they call): the callbacks save the general registers (rax holds the
+ * hypercall's result) but not the vector registers, which the stubs' callers
+ * already treat as clobbered by the call.
+ */
+    .section .text.events, "ax", @progbits
+
+    .macro SAVE_GPRS
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    .endm
+
+    .macro RESTORE_GPRS
+    pop  %r15
+    pop  %r14
+    pop  %r13
+    pop  %r12
+    pop  %r11
+    pop  %r10
+    pop  %r9
+    pop  %r8
+    pop  %rbp
+    pop  %rdi
+    pop  %rsi
+    pop  %rdx
+    pop  %rcx
+    pop  %rbx
+    pop  %rax
+    .endm
+
+    /* Saves the general registers, runs rt_event_upcall on a 16-byte
+     * aligned stack, restores them. */
+    .macro RUN_UPCALL
+    SAVE_GPRS
+    cld
+    mov  %rsp, %rbx
+    and  $-16, %rsp
+    call rt_event_upcall
+    mov  %rbx, %rsp
+    RESTORE_GPRS
+    .endm
+
+/* PV event callback. Xen's frame: rcx r11 rip cs rflags rsp ss; events are
+ * masked on entry. Returns with HYPERVISOR_iret, which restores the mask from
+ * the frame's IF (set: events were enabled in the idle stub). */
+    .globl pv_event_callback
+pv_event_callback:
+    pop  %rcx
+    pop  %r11
+    RUN_UPCALL
+    pushq $0                            /* iret flags: not in a syscall */
+    jmp  HYPERCALL_PAGE + {iret} * 32
+
+/* PV failsafe callback: Xen could not return to the guest (bad segment or
+ * iret frame). Frame: rcx r11 ds es fs gs rip cs rflags rsp ss. Fatal. */
+    .globl pv_failsafe_callback
+pv_failsafe_callback:
+    mov  %rsp, %rdi
+    and  $-16, %rsp
+    call rt_failsafe
+    ud2
+
+/* PVH callback vector (IST stack; the CPU pushed ss rsp rflags cs rip). No
+ * EOI: Xen injects it while vcpu_info.evtchn_upcall_pending is set, which
+ * the handler clears before it looks at the bitmaps. */
+    .globl hvm_event_vector
+hvm_event_vector:
+    RUN_UPCALL
+    iretq
+
+/* u64 rt_pv_block(u8 *upcall_mask): SCHEDOP_block with events enabled only
+ * for the duration; returns the hypercall's result. */
+    .globl rt_pv_block
+rt_pv_block:
+    push %rbx
+    mov  %rdi, %rbx
+    mov  ${block}, %edi
+    xor  %esi, %esi
+    call HYPERCALL_PAGE + {sched_op} * 32
+    movb $1, (%rbx)                     /* events masked again */
+    pop  %rbx
+    ret
+
+/* void rt_hvm_idle(void): halts with interrupts enabled for exactly the hlt
+ * (sti's shadow covers it, so an event that is already pending wakes it). */
+    .globl rt_hvm_idle
+rt_hvm_idle:
+    sti
+    hlt
+    cli
+    ret

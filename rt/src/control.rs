@@ -1,0 +1,149 @@
+//! Control by the toolstack: `xl shutdown` and `xl reboot` (the domain's
+//! `control/shutdown` key) and `xl mem-set` (`memory/target`).
+//!
+//! Served from [`crate::event::idle`], i.e. whenever the app waits (console
+//! input, sleeps): the first call watches both keys, later calls take the
+//! watches' events (only ours: other watches stay queued for the app) and act.
+//! An app that never waits is not told; Xen's `xl destroy` still works.
+//!
+//! The memory target is followed relative to its first value, as Linux does
+//! for HVM guests: the reservation moves by the change of `memory/target`
+//! (KiB), so pages the toolstack counts differently (PVH special pages) do
+//! not make the guest balloon at boot.
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use rt_xen::control::{Request, parse_request, wanted_bytes};
+use spin::Mutex;
+
+/// Watch tokens (xenstored echoes them with each event).
+const SHUTDOWN_TOKEN: &str = "rt:control/shutdown";
+const TARGET_TOKEN: &str = "rt:memory/target";
+const SHUTDOWN_PATH: &str = "control/shutdown";
+const TARGET_PATH: &str = "memory/target";
+
+/// Not started yet / watching / unavailable (no xenstore, or it failed).
+const IDLE: u8 = 0;
+const WATCHING: u8 = 1;
+const OFF: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(IDLE);
+/// Set while a service runs: printing or ballooning must not re-enter it.
+static BUSY: AtomicBool = AtomicBool::new(false);
+
+/// The first `memory/target` (KiB) and the reservation (pages) then.
+static BASE: Mutex<Option<(u64, u64)>> = Mutex::new(None);
+
+/// Takes and acts on the toolstack's requests (see the module doc).
+pub(crate) fn service() {
+    if !crate::platform().is_xen() || STATE.load(Ordering::Acquire) == OFF {
+        return;
+    }
+    if BUSY.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if let Err(e) = serve() {
+        crate::println!(
+            "rt: control: xenstore failed ({e}): `xl shutdown` and `xl mem-set` are not served"
+        );
+        STATE.store(OFF, Ordering::Release);
+    }
+    BUSY.store(false, Ordering::Release);
+}
+
+fn serve() -> Result<(), crate::xenstore::XsError> {
+    if crate::xenstore::port().is_none() {
+        STATE.store(OFF, Ordering::Release);
+        return Ok(());
+    }
+    if STATE.load(Ordering::Acquire) == IDLE {
+        // What Linux advertises: the toolstack may ask for these.
+        crate::xenstore::write("control/feature-poweroff", "1")?;
+        crate::xenstore::write("control/feature-reboot", "1")?;
+        // Each watch fires once at once: the first target becomes the base.
+        crate::xenstore::watch(SHUTDOWN_PATH, SHUTDOWN_TOKEN)?;
+        crate::xenstore::watch(TARGET_PATH, TARGET_TOKEN)?;
+        STATE.store(WATCHING, Ordering::Release);
+    }
+    while crate::xenstore::take_event_for(SHUTDOWN_TOKEN)?.is_some() {
+        shutdown_requested()?;
+    }
+    while crate::xenstore::take_event_for(TARGET_TOKEN)?.is_some() {
+        target_changed()?;
+    }
+    Ok(())
+}
+
+/// The value at `path`; `None` if it does not exist.
+fn read_key(path: &str) -> Result<Option<alloc::string::String>, crate::xenstore::XsError> {
+    match crate::xenstore::read(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(crate::xenstore::XsError::Error(rt_xen::XenError::ENOENT)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn shutdown_requested() -> Result<(), crate::xenstore::XsError> {
+    let Some(v) = read_key(SHUTDOWN_PATH)? else {
+        return Ok(());
+    };
+    let Some(req) = parse_request(&v) else {
+        return Ok(());
+    };
+    // Acknowledge, as Linux does: the key goes back to empty.
+    crate::xenstore::write(SHUTDOWN_PATH, "")?;
+    match req {
+        Request::Poweroff => {
+            crate::println!("rt: the toolstack asked to power off ({v:?})");
+            crate::exit(0)
+        }
+        Request::Reboot => {
+            crate::println!("rt: the toolstack asked to reboot");
+            crate::exit::reboot()
+        }
+        Request::Other => {
+            crate::println!("rt: control/shutdown = {v:?} is not supported: ignored");
+            Ok(())
+        }
+    }
+}
+
+fn target_changed() -> Result<(), crate::xenstore::XsError> {
+    let Some(v) = read_key(TARGET_PATH)? else {
+        return Ok(());
+    };
+    let Ok(target_kib) = v.trim().parse::<u64>() else {
+        crate::println!("rt: memory/target = {v:?} is not a number of KiB: ignored");
+        return Ok(());
+    };
+    let before = match crate::mm::reservation() {
+        Ok(r) => r,
+        Err(e) => {
+            crate::println!("rt: memory target {target_kib} KiB: no reservation ({e})");
+            return Ok(());
+        }
+    };
+    let base = *BASE
+        .lock()
+        .get_or_insert((target_kib, before.current_pages));
+    let want = wanted_bytes(base, target_kib);
+    let have = before.current_pages * 4096;
+    if want == have {
+        return Ok(());
+    }
+    let r = if want < have {
+        crate::mm::release_to(want)
+    } else {
+        crate::mm::grow_to(want)
+    };
+    match r {
+        Ok(after) => crate::println!(
+            "rt: memory target {target_kib} KiB: reservation {} -> {} KiB",
+            before.current_pages * 4,
+            after.current_pages * 4
+        ),
+        Err(e) => crate::println!(
+            "rt: memory target {target_kib} KiB: reservation stays at {} KiB ({e})",
+            before.current_pages * 4
+        ),
+    }
+    Ok(())
+}
