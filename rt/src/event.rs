@@ -338,6 +338,11 @@ const POLLING_STEP_NS: u64 = 10_000_000;
 pub fn idle(deadline: Option<crate::time::Instant>) -> Result<(), EventError> {
     on_xen()?;
     crate::control::service();
+    if crate::xenstore::unread() {
+        // A watch event arrived while the service talked to xenstored, and
+        // its wait took the port's event: blocking now could miss it.
+        return Ok(());
+    }
     let armed = match deadline {
         Some(d) => crate::time::arm_timer(d),
         None => true,

@@ -24,6 +24,7 @@ pub mod console;
 pub mod control;
 pub mod event;
 mod exit;
+pub mod grant;
 pub mod heap;
 pub mod mm;
 mod platform;

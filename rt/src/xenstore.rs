@@ -142,6 +142,14 @@ pub fn take_event_for(token: &str) -> Result<Option<WatchEvent>, XsError> {
     })
 }
 
+/// Whether xenstored wrote something not read yet (false if the connection
+/// is busy or not open): a wait that consumed the port's event may have left it.
+pub fn unread() -> bool {
+    CLIENT
+        .try_lock()
+        .is_some_and(|g| g.as_ref().is_some_and(|c| c.unread()))
+}
+
 /// The event channel xenstored signals (for waiting on it with others).
 pub fn port() -> Option<Port> {
     (LOCATION.load(Ordering::Acquire) != 0).then(|| Port(PORT.load(Ordering::Relaxed) as u32))

@@ -23,8 +23,9 @@
 #   @idle S        HARNESS: guest NAME idle seconds=S cpu=C   (`xl list` Time(s) delta)
 #   @mem-set MIB   HARNESS: guest NAME mem-set mib=MIB list=M seconds=T
 #                  (`xl mem-set`, then up to 20 s until `xl list` shows MIB)
-#   @xl CMD        HARNESS: guest NAME xl CMD rc=R at=T       (`xl CMD NAME`; T
-#                  in seconds since `xl create`, like the end line's)
+#   @xl CMD        HARNESS: guest NAME xl CMD rc=R at=T       (`xl CMD NAME`; T:
+#                  when it was started, in seconds since `xl create` like the
+#                  end line's)
 # A guest that prints `burst: done` has its lines `burst NNN <payload>` checked
 # (not echoed): line i's payload is the alphabet from letter i mod 26 onwards,
 # repeated, as long as the first line's. Reported as
@@ -85,8 +86,11 @@ directive() {
             ;;
         xl)
             shift
+            local at rc
+            at=$(since "$t0")
             xlt 20 "$@" "$name" >/tmp/xl-cmd-$name.log 2>&1
-            h "guest $name xl $* rc=$? at=$(since "$t0")"
+            rc=$?
+            h "guest $name xl $* rc=$rc at=$at"
             ;;
         *) h "warning: unknown harness directive @$*" ;;
     esac

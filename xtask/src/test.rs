@@ -329,7 +329,8 @@ fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
     ))
 }
 
-/// What the harness types into the shell, a line per prompt.
+/// What the harness types into the shell, a line per prompt; `@` lines are
+/// done by the harness while the shell waits (see scripts/dom0/run-guest.sh).
 const SHELL_SESSION: &[&str] = &[
     "help",
     "echo hello from the harness",
@@ -339,21 +340,55 @@ const SHELL_SESSION: &[&str] = &[
     "frobnicate now",
     "ec\x7fcho  edited",
     "mem",
-    "evtchn",
     "xs read name",
     "xs write data/greeting hello xenstore",
     "xs read data/greeting",
     "xs ls data",
     "xs read data/missing",
     "xs rm data/greeting",
-    "halt",
+    "grant",
+    "burst 200 3000",
+    "@idle 5",
+    "@mem-set 16",
+    "mem",
+    "@mem-set 32",
+    "mem",
+    "evtchn",
+    "@xl shutdown",
 ];
 
+/// The memory of the shell guests (MiB); the session halves it and back.
+const SHELL_MIB: u64 = 32;
+
+/// A harness report `KEY...` about the run, as `key=value` words.
+fn event_fields<'a>(run: &'a GuestRun, prefix: &str) -> Option<Vec<(&'a str, &'a str)>> {
+    run.events.iter().find(|e| e.starts_with(prefix)).map(|e| {
+        e.split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect()
+    })
+}
+
+fn field<T: std::str::FromStr>(fields: &[(&str, &str)], key: &str) -> Option<T> {
+    fields
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// The shell's console lines without a leading prompt: what the runtime
+/// prints while the shell waits (`rt: the toolstack asked ...`) follows it.
+fn shell_lines(run: &GuestRun) -> impl Iterator<Item = &str> {
+    run.console.iter().map(|l| l.trim_start_matches("rt> "))
+}
+
 /// Judges a scripted shell session: each command's reply, `sleep 500` within
-/// 20% by pvclock, the one-line error for an unknown command, and `halt`
-/// powering off.
+/// 20% by pvclock, the one-line error for an unknown command, the 200-line
+/// burst arriving whole, no CPU used while waiting at the prompt, `xl
+/// mem-set` to half and back followed (in `xl list` and in `mem`), and `xl
+/// shutdown` powering off within 2 s.
 fn judge_shell(run: &GuestRun) -> Result<String, String> {
-    let has = |p: &str| run.console.iter().any(|l| l.starts_with(p));
+    let has = |p: &str| shell_lines(run).any(|l| l.starts_with(p));
     for (what, prefix) in [
         ("help", "commands: help"),
         ("echo", "hello from the harness"),
@@ -366,7 +401,9 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
         ("backspace editing", "edited"),
         ("mem", "mem: frames "),
         ("mem (reservation)", "mem: reservation "),
-        ("evtchn", "evtchn: "),
+        ("mem (p2m)", "mem: p2m "),
+        ("evtchn", "evtchn: delivery by "),
+        ("evtchn (ports)", "evtchn: port "),
         ("xs write", "xs: wrote data/greeting"),
         ("xs read", "xs: data/greeting = \"hello xenstore\""),
         ("xs ls", "xs: data: 1 entries"),
@@ -375,7 +412,14 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
             "xs: data/missing: xenstore: ENOENT",
         ),
         ("xs rm", "xs: removed data/greeting"),
-        ("halt", "shell: halting"),
+        ("grant (copy through it)", "grant: ref "),
+        (
+            "grant (ended access)",
+            "grant: after ending access the copy is refused",
+        ),
+        ("grant (table)", "grant: table "),
+        ("burst", "burst: done 200 lines of 3000 characters"),
+        ("xl shutdown", "rt: the toolstack asked to power off"),
     ] {
         if !has(prefix) {
             return Err(format!("no reply to {what} (a line starting {prefix:?})"));
@@ -383,7 +427,7 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
     }
     let re =
         Regex::new(r"^sleep: asked 500 ms, slept (\d+)\.(\d+) ms by pvclock").expect("valid regex");
-    let Some(c) = run.console.iter().find_map(|l| re.captures(l)) else {
+    let Some(c) = shell_lines(run).find_map(|l| re.captures(l)) else {
         return Err("no reply to sleep 500".into());
     };
     let ms: u64 = c[1].parse().unwrap_or(0);
@@ -398,16 +442,137 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
             "xs read name did not give the domain's name ({own_name})"
         ));
     }
-    if let Some(l) = run.console.iter().find(|l| l.starts_with("rt: ")) {
+    let upcalls = shell_lines(run).any(|l| {
+        l.starts_with("evtchn: delivery by ")
+            && !l.contains("by polling")
+            && !l.contains("; 0 upcalls")
+    });
+    if !upcalls {
+        return Err("events were not delivered by upcalls (see the evtchn line)".into());
+    }
+    // Grants: a reference past the builder's 0-7, the copy through it
+    // matched, and every access ended (nothing deferred).
+    let re = Regex::new(r"^grant: ref (\d+) to domain \d+; GNTTABOP_copy ok; contents match")
+        .expect("valid regex");
+    let gref: u32 = shell_lines(run)
+        .find_map(|l| re.captures(l))
+        .and_then(|c| c[1].parse().ok())
+        .ok_or("the grant round trip did not copy the page intact")?;
+    if gref < 8 {
+        return Err(format!("grant reference {gref} is one of the reserved 0-7"));
+    }
+    if !shell_lines(run)
+        .any(|l| l.starts_with("grant: table ") && l.ends_with(" 0 active, 0 deferred"))
+    {
+        return Err("grants were left active or deferred".into());
+    }
+    // The burst: every line arrived, whole and in order of content.
+    let b = event_fields(run, "burst ").ok_or("the harness did not check the burst")?;
+    let (lines, good): (u32, u32) = (
+        field(&b, "lines").unwrap_or(0),
+        field(&b, "good").unwrap_or(0),
+    );
+    if lines != 200 || good != 200 {
+        return Err(format!(
+            "burst: {good} of {lines} lines intact in the console log (want 200 of 200)"
+        ));
+    }
+    // Idle at the prompt: `xl list`'s Time(s) stays flat.
+    let idle = event_fields(run, "idle ").ok_or("the harness did not measure the idle prompt")?;
+    let cpu: f64 = field(&idle, "cpu").unwrap_or(f64::MAX);
+    if cpu > 0.1 {
+        return Err(format!(
+            "the shell used {cpu} s of CPU in 5 s at its prompt (want <= 0.1)"
+        ));
+    }
+    // xl mem-set to half and back: xl list follows, and the guest says so.
+    for mib in [SHELL_MIB / 2, SHELL_MIB] {
+        let m = event_fields(run, &format!("mem-set mib={mib} "))
+            .ok_or(format!("no xl mem-set {mib} report"))?;
+        if field::<u64>(&m, "list") != Some(mib) {
+            return Err(format!(
+                "after xl mem-set {mib}, xl list shows {:?} MiB",
+                field::<String>(&m, "list")
+            ));
+        }
+    }
+    let moves: Vec<(u64, u64)> = shell_lines(run)
+        .filter_map(|l| {
+            let rest = l.strip_prefix("rt: memory target ")?;
+            let (_, r) = rest.split_once("reservation ")?;
+            let (a, b) = r.trim_end_matches(" KiB").split_once(" -> ")?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    let half_kib = SHELL_MIB / 2 * 1024;
+    if moves.len() != 2
+        || moves[0].0 - moves[0].1 != half_kib
+        || moves[1].1 - moves[1].0 != half_kib
+    {
+        return Err(format!(
+            "the reservation moves the guest reported: {moves:?} (want down by {half_kib} KiB, then up)"
+        ));
+    }
+    let mem_after: Vec<u64> = shell_lines(run)
+        .filter_map(|l| {
+            l.strip_prefix("mem: reservation ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if mem_after.len() != 3 || mem_after[1] != moves[0].1 || mem_after[2] != moves[1].1 {
+        return Err(format!(
+            "`mem` showed reservations {mem_after:?} KiB (want the moved ones)"
+        ));
+    }
+    // xl shutdown: a clean poweroff within 2 s.
+    let at: f64 = event_fields(run, "xl shutdown ")
+        .and_then(|f| field(&f, "at"))
+        .ok_or("no xl shutdown report")?;
+    let end: f64 = event_fields(run, "end ")
+        .and_then(|f| field(&f, "seconds"))
+        .ok_or("no end report")?;
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    if end - at > 2.0 {
+        return Err(format!(
+            "xl shutdown took {:.2} s to power off (want <= 2)",
+            end - at
+        ));
+    }
+    if let Some(l) = shell_lines(run).find(|l| {
+        l.starts_with("rt: ")
+            && !l.starts_with("rt: memory target")
+            && !l.starts_with("rt: the toolstack")
+    }) {
         return Err(format!("runtime error on the console: {l}"));
     }
-    if run.end != End::Poweroff {
-        return Err(format!("ended {} (want poweroff)", run.end));
-    }
     Ok(format!(
-        "{} commands answered; sleep 500 -> {ms} ms",
-        SHELL_SESSION.len()
+        "{} steps; sleep 500 -> {ms} ms; burst 200x3000 intact; idle cpu {cpu:.1} s; mem-set {}->{}->{} MiB; xl shutdown -> poweroff in {:.2} s",
+        SHELL_SESSION.len(),
+        SHELL_MIB,
+        SHELL_MIB / 2,
+        SHELL_MIB,
+        end - at
     ))
+}
+
+/// Judges a guest ended by one request: `want` the end state, `line` the
+/// guest's reply.
+fn judge_ended_by(run: &GuestRun, want: &End, line: &str) -> Result<String, String> {
+    if !shell_lines(run).any(|l| l.starts_with(line)) {
+        return Err(format!("no line starting {line:?}"));
+    }
+    if run.end != *want {
+        return Err(format!("ended {} (want {want})", run.end));
+    }
+    Ok(format!("{line} -> {want}"))
 }
 
 /// The heap limit of the memtest image whose out-of-memory run is checked.
@@ -540,17 +705,59 @@ fn guest_tests(
         name,
         image: shell,
         mode,
-        memory: 32,
+        memory: SHELL_MIB as u32,
         cmdline: "",
-        timeout: 60,
+        timeout: 150,
         dump_at: None,
         judge: Box::new(judge_shell),
         input: SHELL_SESSION,
     };
+    // Short shell sessions ended by one request: `xl reboot`, or the shell's
+    // own `halt`/`reboot`.
+    let ended_by =
+        |name, mode, input: &'static [&'static str], want: End, line: &'static str| Domu {
+            name,
+            image: shell,
+            mode,
+            memory: SHELL_MIB as u32,
+            cmdline: "",
+            timeout: 60,
+            dump_at: None,
+            judge: Box::new(move |r| judge_ended_by(r, &want, line)),
+            input,
+        };
     let domus = [
         hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
         shell_domu("shell-pv", Mode::Pv),
         shell_domu("shell-pvh", Mode::Pvh),
+        ended_by(
+            "xl-reboot-pv",
+            Mode::Pv,
+            &["@xl reboot"],
+            End::Reboot,
+            "rt: the toolstack asked to reboot",
+        ),
+        ended_by(
+            "xl-reboot-pvh",
+            Mode::Pvh,
+            &["@xl reboot"],
+            End::Reboot,
+            "rt: the toolstack asked to reboot",
+        ),
+        ended_by(
+            "shell-halt-pv",
+            Mode::Pv,
+            &["halt"],
+            End::Poweroff,
+            "shell: halting",
+        ),
+        ended_by(
+            "shell-reboot-pvh",
+            Mode::Pvh,
+            &["reboot"],
+            End::Reboot,
+            "shell: rebooting",
+        ),
         hello_domu("hello-pvh", Mode::Pvh, "pvh", (28, 32)),
         // The smallest domains hello boots in: PV needs 4 MiB because Xen's
         // PV builder rounds the initial mapping up to 4 MiB; PVH boots in 2

@@ -1,9 +1,12 @@
 //! `shell`: commands typed over `xl console`, answered on it.
 //!
 //! `help`, `uptime`, `date`, `mem` (frames, heap, reservation, MMU counters),
-//! `evtchn` (event-channel and sleep counters), `sleep <ms>` (reports the time
+//! `evtchn` (delivery, counters, ports), `sleep <ms>` (reports the time
 //! slept by pvclock), `echo <words>`, `xs ls|read|write|rm <path> [value]`,
-//! `halt`, `reboot`. Unknown commands get a
+//! `grant` (grants a page to this very domain, copies it back through the
+//! grant with `GNTTABOP_copy`, ends the access and shows the copy refused),
+//! `burst <lines> <length>` (a console stress: numbered lines of letters the
+//! harness checks), `halt`, `reboot`. Unknown commands get a
 //! one-line error. Prints `shell: ready` once it listens.
 #![no_std]
 #![no_main]
@@ -12,7 +15,7 @@ use core::time::Duration;
 
 rt::main!(main);
 
-const HELP: &str = "commands: help uptime date mem evtchn sleep <ms> echo <text> xs ls|read|write|rm <path> [value] halt reboot";
+const HELP: &str = "commands: help uptime date mem evtchn sleep <ms> echo <text> xs ls|read|write|rm <path> [value] grant burst <lines> <length> halt reboot";
 
 fn main() {
     rt::println!("shell: ready ({}); type `help`", rt::platform());
@@ -52,6 +55,16 @@ fn main() {
                 rt::println!("{rest}");
             }
             "xs" => xs(words.next(), words.next(), line),
+            "grant" => grant(),
+            "burst" => match (
+                words.next().map(str::parse::<u32>),
+                words.next().map(str::parse::<u32>),
+            ) {
+                (Some(Ok(n)), Some(Ok(len))) if n <= 100_000 && len <= 1_000_000 => burst(n, len),
+                _ => {
+                    rt::println!("burst: usage: burst <lines up to 100000> <length up to 1000000>")
+                }
+            },
             "halt" => {
                 rt::println!("shell: halting");
                 rt::exit(0);
@@ -96,6 +109,94 @@ fn xs(op: Option<&str>, path: Option<&str>, line: &str) {
     }
 }
 
+/// `grant`: a round trip through the grant table on real Xen. The page is
+/// granted to this domain itself, so Xen applies the same checks to the copy
+/// as it would for a backend.
+fn grant() {
+    let me = match rt::xenstore::read("domid").map(|d| d.parse::<u16>()) {
+        Ok(Ok(d)) => d,
+        other => {
+            rt::println!("grant: no domain id ({other:?})");
+            return;
+        }
+    };
+    let mut page = match rt::grant::GrantedPage::new(me, true) {
+        Ok(p) => p,
+        Err(e) => {
+            rt::println!("grant: {e}");
+            return;
+        }
+    };
+    for (i, b) in page.bytes_mut().iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8;
+    }
+    let gref = page.gref();
+    let Some(dst) = rt::grant::GrantedPage::new(me, true).ok() else {
+        rt::println!("grant: no second page");
+        return;
+    };
+    let copied = rt::grant::copy_from_grant(me, gref, 0, dst.pfn(), 0, 4096);
+    let same = dst.bytes() == page.bytes();
+    rt::println!(
+        "grant: ref {gref} to domain {me}; GNTTABOP_copy {}; contents {}",
+        match copied {
+            Ok(()) => "ok",
+            Err(_) => "failed",
+        },
+        if same { "match" } else { "differ" }
+    );
+    if let Err(e) = copied {
+        rt::println!("grant: copy: {e}");
+    }
+    drop(page);
+    match rt::grant::copy_from_grant(me, gref, 0, dst.pfn(), 0, 4096) {
+        Ok(()) => rt::println!("grant: after ending access the copy still worked"),
+        Err(e) => rt::println!("grant: after ending access the copy is refused: {e}"),
+    }
+    drop(dst);
+    if let Some((s, frames, deferred)) = rt::grant::stats() {
+        rt::println!(
+            "grant: table {frames} frames, {} entries; {} granted, {} ended, {} active, {} deferred",
+            s.entries,
+            s.granted,
+            s.ended,
+            s.active,
+            deferred
+        );
+    }
+}
+
+/// `burst`: `n` lines `burst NNN <payload>`, line i's payload being the
+/// alphabet from letter i mod 26 onwards, repeated to `len` characters.
+fn burst(n: u32, len: u32) {
+    const ALPHABET: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
+    // Every rotation of the alphabet, repeated, is a slice of this.
+    let mut chunk = [0u8; 26 * 10 + 26];
+    for (i, c) in chunk.iter_mut().enumerate() {
+        *c = ALPHABET[i % 26];
+    }
+    let t0 = rt::time::Instant::now();
+    for i in 0..n {
+        rt::print!("burst {i:03} ");
+        let (mut left, start) = (len as usize, (i % 26) as usize);
+        while left > 0 {
+            let k = left.min(260);
+            // The chunk holds only ASCII letters.
+            rt::print!(
+                "{}",
+                core::str::from_utf8(&chunk[start..start + k]).unwrap_or("")
+            );
+            left -= k;
+        }
+        rt::println!();
+    }
+    let took = t0.elapsed();
+    rt::println!(
+        "burst: done {n} lines of {len} characters in {} ms",
+        took.as_millis()
+    );
+}
+
 fn mem() {
     let f = rt::mm::frame_stats();
     let h = rt::heap::stats();
@@ -118,6 +219,12 @@ fn mem() {
             r.released_pages * 4
         ),
         Err(e) => rt::println!("mem: reservation: {e}"),
+    }
+    match rt::mm::p2m_info() {
+        Some((entries, pages, absent)) => {
+            rt::println!("mem: p2m {entries} entries in {pages} pages, {absent} given back to Xen")
+        }
+        None => rt::println!("mem: p2m kept by Xen (PVH physmap)"),
     }
     rt::println!(
         "mem: mmu {} ops in {} hypercalls ({:.1} per call), {} pins, {} unpins, {} flushes, {} tables",

@@ -115,6 +115,22 @@ pub fn stats() -> Stats {
         .unwrap_or_default()
 }
 
+/// The guest's own p2m (PV): entries and the pages holding them, and how
+/// many entries are invalid because their frames went back to Xen. `None`
+/// on PVH, where Xen keeps the physmap.
+pub fn p2m_info() -> Option<(u64, u64, u64)> {
+    if !matches!(
+        crate::platform(),
+        crate::platform::Platform::XenPv | crate::platform::Platform::XenPvDom0
+    ) {
+        return None;
+    }
+    let g = MM.try_lock()?;
+    let m = g.as_ref()?;
+    let absent = m.balloon.as_ref().map_or(0, |b| b.absent());
+    Some((m.nr_pages, (m.nr_pages * 8).div_ceil(4096), absent))
+}
+
 /// What boot code knows about memory when it hands over to [`init`].
 pub(crate) struct BootMemory<'a> {
     /// Frames `[0, nr_pages)` may be RAM.
@@ -535,4 +551,44 @@ pub unsafe fn update_va_mapping(va: u64, entry: u64) -> Result<(), XenError> {
 /// Frees frames handed back by an app (see [`with`]).
 pub fn free_frame(pfn: Pfn) {
     with(|m| m.frames.free_frame(pfn));
+}
+
+/// Where the grant table's frames are mapped (their own window: the frames
+/// are Xen's, not RAM of ours, so they are not in the direct map).
+pub const GRANT_TABLE_VA: u64 = 0x0000_5000_0000_0000;
+
+/// Maps frames `hw` that are not RAM of ours (Xen's, such as the grant
+/// table's: MFNs on PV, gfns on PVH) read-write at consecutive pages from
+/// `va` in the runtime's address space.
+pub(crate) fn map_machine_frames(va: u64, hw: &[u64]) -> Result<(), MapError> {
+    let mut guard = MM.try_lock().ok_or(MapError::Busy)?;
+    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
+    for (i, &f) in hw.iter().enumerate() {
+        mm.mmu
+            .map_machine(
+                &mm.kernel,
+                va + i as u64 * 4096,
+                f,
+                1,
+                Prot::RW,
+                &mut mm.frames,
+            )?
+            .flush()?;
+    }
+    Ok(())
+}
+
+/// Takes `n` consecutive free frames (zeroed, mapped read-write at their
+/// identity address), or `None` if there are none.
+pub fn alloc_frames(n: u64) -> Option<Pfn> {
+    let at = MM.try_lock()?.as_mut()?.frames.alloc_contiguous(n, 1)?;
+    // SAFETY: the frames were free: ordinary RAM of ours, mapped read-write
+    // at their identity address, used by nothing else yet.
+    unsafe { core::ptr::write_bytes(at.addr() as *mut u8, 0, (n * 4096) as usize) };
+    Some(at)
+}
+
+/// The number Xen knows frame `pfn` by: its MFN on PV, the pfn itself on PVH.
+pub fn xen_frame(pfn: Pfn) -> Option<u64> {
+    MM.try_lock()?.as_ref()?.mmu.backend().hw_frame(pfn)
 }

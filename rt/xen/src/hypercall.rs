@@ -301,6 +301,83 @@ pub unsafe fn register_callback<H: Hypervisor + ?Sized>(
         .map(drop)
 }
 
+/// `GNTTABOP_query_size`: (frames the grant table has, most it may have).
+pub fn gnttab_query_size<H: Hypervisor + ?Sized>(
+    h: &H,
+) -> Result<(u32, u32), crate::gnttab::OpError> {
+    let mut arg = abi::gnttab_query_size {
+        dom: abi::DOMID_SELF,
+        ..Default::default()
+    };
+    // SAFETY: Xen reads and writes the one struct, which outlives the call.
+    XenError::check(unsafe {
+        h.hypercall(
+            op::GRANT_TABLE_OP,
+            &[abi::gnttabop::QUERY_SIZE, &mut arg as *mut _ as u64, 1],
+        )
+    })?;
+    crate::gnttab::status(arg.status)?;
+    Ok((arg.nr_frames, arg.max_nr_frames))
+}
+
+/// `GNTTABOP_setup_table`: grows the table to `frames.len()` frames and
+/// writes their frame numbers (MFNs: the PV way of finding them).
+pub fn gnttab_setup_table<H: Hypervisor + ?Sized>(
+    h: &H,
+    frames: &mut [u64],
+) -> Result<(), crate::gnttab::OpError> {
+    let mut arg = abi::gnttab_setup_table {
+        dom: abi::DOMID_SELF,
+        nr_frames: u32::try_from(frames.len()).map_err(|_| XenError::E2BIG)?,
+        status: 0,
+        frame_list: frames.as_mut_ptr() as u64,
+    };
+    // SAFETY: Xen writes `nr_frames` entries of `frames`, which outlives the call.
+    XenError::check(unsafe {
+        h.hypercall(
+            op::GRANT_TABLE_OP,
+            &[abi::gnttabop::SETUP_TABLE, &mut arg as *mut _ as u64, 1],
+        )
+    })?;
+    crate::gnttab::status(arg.status)
+}
+
+/// `GNTTABOP_copy` of each entry; each entry's own status is checked (the
+/// first failure is returned).
+pub fn gnttab_copy<H: Hypervisor + ?Sized>(
+    h: &H,
+    ops: &mut [abi::gnttab_copy],
+) -> Result<(), crate::gnttab::OpError> {
+    // SAFETY: Xen reads the entries and writes their status; the frames
+    // they name are checked by Xen against the grants and our ownership.
+    XenError::check(unsafe {
+        h.hypercall(
+            op::GRANT_TABLE_OP,
+            &[
+                abi::gnttabop::COPY,
+                ops.as_mut_ptr() as u64,
+                ops.len() as u64,
+            ],
+        )
+    })?;
+    ops.iter().try_for_each(|o| crate::gnttab::status(o.status))
+}
+
+/// `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)`: places grant-table frame
+/// `idx` at guest frame `gpfn` (PVH), growing the table if needed.
+///
+/// # Safety
+/// The page at `gpfn` must not hold anything the guest still needs: Xen
+/// gives up whatever RAM was there.
+pub unsafe fn map_grant_frame_at<H: Hypervisor + ?Sized>(
+    h: &H,
+    idx: u64,
+    gpfn: u64,
+) -> Result<(), XenError> {
+    // SAFETY: forwarded from the caller.
+    unsafe { add_to_physmap(h, abi::XENMAPSPACE_GRANT_TABLE, idx, gpfn) }
+}
+
 /// `set_trap_table`: installs a PV guest's virtual IDT. The table must end with
 /// an entry whose `address` is 0, as Xen requires.
 pub fn set_trap_table<H: Hypervisor + ?Sized>(
@@ -352,11 +429,25 @@ pub unsafe fn multicall<H: Hypervisor + ?Sized>(
 /// # Safety
 /// The page at `gpfn` must not hold anything the guest still needs.
 pub unsafe fn map_shared_info_at<H: Hypervisor + ?Sized>(h: &H, gpfn: u64) -> Result<(), XenError> {
+    // SAFETY: forwarded from the caller.
+    unsafe { add_to_physmap(h, abi::XENMAPSPACE_SHARED_INFO, 0, gpfn) }
+}
+
+/// `XENMEM_add_to_physmap` of frame `idx` of `space` at `gpfn`.
+///
+/// # Safety
+/// As for the public callers: whatever was at `gpfn` is given up.
+unsafe fn add_to_physmap<H: Hypervisor + ?Sized>(
+    h: &H,
+    space: u32,
+    idx: u64,
+    gpfn: u64,
+) -> Result<(), XenError> {
     let arg = abi::xen_add_to_physmap {
         domid: abi::DOMID_SELF,
         size: 0,
-        space: abi::XENMAPSPACE_SHARED_INFO,
-        idx: 0,
+        space,
+        idx,
         gpfn,
     };
     // SAFETY: Xen reads the struct; replacing the frame is the caller's responsibility.

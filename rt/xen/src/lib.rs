@@ -17,6 +17,7 @@ pub mod console;
 pub mod control;
 pub mod errno;
 pub mod evtchn;
+pub mod gnttab;
 pub mod hypercall;
 pub mod line;
 pub mod pvclock;

@@ -436,6 +436,13 @@ impl<L: Link> Client<L> {
         self.events.pop_front()
     }
 
+    /// Whether the daemon has written bytes not read yet (a reply or watch
+    /// event a [`Client::poll`] would pick up). A corrupt ring counts as news:
+    /// the next operation reports it.
+    pub fn unread(&self) -> bool {
+        self.ring.available().is_ok_and(|n| n > 0) || self.ring.available().is_err()
+    }
+
     /// The oldest queued watch event whose token is `token`; the others stay
     /// queued, in order, for their owners.
     pub fn take_event_for(&mut self, token: &str) -> Option<WatchEvent> {
