@@ -326,6 +326,27 @@ pub fn poll() -> u32 {
     evtchn::deliver(&Shared, &mut *t, &LATCH)
 }
 
+/// Makes sure the next event wakes the vCPU. Xen raises the upcall only
+/// when it sets a word's selector bit afresh; the polling path
+/// ([`Channel::take_pending`], [`wait`]) takes pending bits but leaves the
+/// selector to the upcall, so a selector bit can be left set with nothing
+/// pending under it — and then the next event in that word would not wake a
+/// blocked vCPU. If any selector bit is set, `evtchn_upcall_pending` is set
+/// too: the block ends at once in an upcall whose scan takes the selector.
+fn rearm() {
+    let Some(v) = crate::xen::vcpu0() else {
+        return;
+    };
+    // SAFETY: vcpu_info[0] is inside the mapped shared_info page; the
+    // selector is only changed atomically, the flag is a byte we may set.
+    unsafe {
+        let sel = &*(core::ptr::addr_of!((*v).evtchn_pending_sel) as *const AtomicU64);
+        if sel.load(Ordering::Acquire) != 0 {
+            core::ptr::addr_of_mut!((*v).evtchn_upcall_pending).write_volatile(1);
+        }
+    }
+}
+
 /// Longest step of [`idle`] when there are no upcalls.
 const POLLING_STEP_NS: u64 = 10_000_000;
 
@@ -348,6 +369,7 @@ pub fn idle(deadline: Option<crate::time::Instant>) -> Result<(), EventError> {
         None => true,
     };
     IDLES.fetch_add(1, Ordering::Relaxed);
+    rearm();
     match delivery() {
         Delivery::PvCallback if armed => {
             let v = crate::xen::vcpu0().ok_or(EventError::NoHypervisor)?;

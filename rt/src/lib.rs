@@ -27,6 +27,7 @@ mod exit;
 pub mod grant;
 pub mod heap;
 pub mod mm;
+pub mod net;
 mod platform;
 mod qemu;
 pub mod time;
@@ -59,6 +60,13 @@ macro_rules! main {
         #[unsafe(no_mangle)]
         pub static __RT_HEAP_LIMIT_MIB: u64 =
             $crate::heap::parse_limit(option_env!("RT_HEAP_LIMIT_MIB"));
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub static __RT_NETWORK: &str = match option_env!("RT_NETWORK") {
+            Some(s) => s,
+            None => "",
+        };
     };
 }
 

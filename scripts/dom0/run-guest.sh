@@ -26,6 +26,10 @@
 #   @xl CMD        HARNESS: guest NAME xl CMD rc=R at=T       (`xl CMD NAME`; T:
 #                  when it was started, in seconds since `xl create` like the
 #                  end line's)
+# If /harness/NAME.dom0 exists, dom0 runs it (bash, NAME set) once the guest
+# prints `harness: net-ready`: network checks from dom0's side of xenbr0.
+# Its output is reported as `HARNESS: guest NAME dom0| <line>`, then
+#   HARNESS: guest NAME dom0 rc=N
 # A guest that prints `burst: done` has its lines `burst NNN <payload>` checked
 # (not echoed): line i's payload is the alphabet from letter i mod 26 onwards,
 # repeated, as long as the first line's. Reported as
@@ -33,7 +37,7 @@
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
-name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0 typed=0 used=0 burst=0
+name=$1 cfg=$2 limit=$3 dump_at=${4:-} dumped=0 asked=0 typed=0 used=0 burst=0 ran=0
 input=/harness/$name.input
 # Every xl call is bounded: a wedged toolstack must not stall the run.
 # (-k: an xl that ignores SIGTERM is killed 5 s later.)
@@ -154,6 +158,12 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
                 [ -n "$tty" ] && printf '%s\r' "$next" >"$tty"
                 ;;
         esac
+    fi
+    if [ "$ran" = 0 ] && [ -f "/harness/$name.dom0" ] && grep -aq '^harness: net-ready' "$log"; then
+        ran=1
+        emit
+        NAME=$name bash "/harness/$name.dom0" 2>&1 | sed "s/^/HARNESS: guest $name dom0| /"
+        h "guest $name dom0 rc=${PIPESTATUS[0]}"
     fi
     if [ "$burst" = 0 ] && grep -aq '^burst: done' "$log"; then
         burst=1

@@ -153,6 +153,8 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
         timeout: 0,
         dump_at: None,
         input: vec![],
+        vif: None,
+        dom0: None,
     };
     // In dom0 the image sits at /harness/<app>.elf.
     let cfg_text = image::xl_config(

@@ -217,6 +217,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     let mmtest = build_step(&mut rows, "mmtest", None);
     let memtest = build_step(&mut rows, "memtest", None);
     let shell = build_step(&mut rows, "shell", None);
+    let echo = build_step(&mut rows, "echo", None);
     let memtest_limited = build_step(
         &mut rows,
         "memtest",
@@ -236,7 +237,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
             mmtest.as_ref(),
             faulttest.as_ref(),
             [memtest.as_ref(), memtest_limited.as_ref()],
-            shell.as_ref(),
+            [shell.as_ref(), echo.as_ref()],
         );
     }
 
@@ -575,6 +576,124 @@ fn judge_ended_by(run: &GuestRun, want: &End, line: &str) -> Result<String, Stri
     Ok(format!("{line} -> {want}"))
 }
 
+/// The echo guests' address (dom0 is 10.0.0.1 on xenbr0) and vif.
+const ECHO_CMDLINE: &str = "ip=10.0.0.2/24 gw=10.0.0.1";
+const ECHO_VIF: &str = "bridge=xenbr0,mac=00:16:3e:00:00:02";
+
+/// What dom0 runs against an echo guest once its network is up: ping, a UDP
+/// and a TCP echo round trip, the guest's counters, a flood ping, the
+/// counters again, then `xl shutdown`.
+const ECHO_DOM0: &str = r#"ip=10.0.0.2
+stats() {
+    local l=
+    for _ in 1 2 3 4 5; do
+        if exec 4<>/dev/tcp/$ip/7; then
+            printf 'stats\n' >&4
+            read -r -t 5 l <&4
+            exec 4>&-
+            [ -n "$l" ] && break
+        fi
+        sleep 1
+    done
+    echo "$1: ${l:-no reply}"
+}
+ping -c 20 -i 0.2 -W 2 $ip 2>&1 | tail -n 2 | sed 's/^/ping: /'
+if exec 3<>/dev/udp/$ip/7; then
+    printf 'hello over udp\n' >&3
+    # One read(2) takes one whole datagram (bash's `read` takes a byte).
+    l=$(timeout 5 head -n 1 <&3)
+    echo "udp: ${l:-no reply}"
+    exec 3>&-
+fi
+if exec 4<>/dev/tcp/$ip/7; then
+    printf 'hello over tcp\n' >&4
+    read -r -t 5 l <&4 && echo "tcp: $l" || echo "tcp: no reply"
+    exec 4>&-
+else
+    echo "tcp: no connection"
+fi
+sleep 1
+stats stats-before
+ping -f -c 2000 -W 1 $ip 2>&1 | tail -n 2 | sed 's/^/flood: /'
+sleep 1
+stats stats-after
+timeout -k 5 20 xl shutdown "$NAME"
+"#;
+
+/// Judges an echo guest from dom0's side: ping with no loss, UDP and TCP echo
+/// round trips, a flood ping losing at most 0.1%, the guest's buffers, grants
+/// and heap the same before and after the flood, and a clean `xl shutdown`.
+fn judge_echo(run: &GuestRun) -> Result<String, String> {
+    let dom0 = |key: &str| {
+        run.events
+            .iter()
+            .filter_map(|e| e.strip_prefix("dom0| "))
+            .filter_map(move |l| l.strip_prefix(key))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let loss = |lines: &[String]| -> Option<(u64, u64)> {
+        let re = Regex::new(r"(\d+) packets transmitted, (\d+) received").expect("valid regex");
+        lines.iter().find_map(|l| {
+            let c = re.captures(l)?;
+            Some((c[1].parse().ok()?, c[2].parse().ok()?))
+        })
+    };
+    if !run.console.iter().any(|l| l.starts_with("echo: ready on ")) {
+        return Err(match run.console.iter().find(|l| l.starts_with("rt: ")) {
+            Some(l) => format!("the network did not come up: {l}"),
+            None => "the network did not come up".into(),
+        });
+    }
+    let ping = dom0("ping: ");
+    let (sent, got) = loss(&ping).ok_or("no ping summary from dom0")?;
+    if sent != 20 || got != 20 {
+        return Err(format!("ping: {got} of {sent} replies (want 20 of 20)"));
+    }
+    let rtt = ping
+        .iter()
+        .find(|l| l.starts_with("rtt"))
+        .cloned()
+        .unwrap_or_default();
+    if dom0("udp: ") != ["hello over udp"] {
+        return Err(format!("UDP echo: {:?}", dom0("udp: ")));
+    }
+    if dom0("tcp: ") != ["hello over tcp"] {
+        return Err(format!("TCP echo: {:?}", dom0("tcp: ")));
+    }
+    let flood = dom0("flood: ");
+    let (fs, fg) = loss(&flood).ok_or("no flood ping summary from dom0")?;
+    if fs == 0 || (fs - fg) * 1000 > fs {
+        return Err(format!(
+            "flood ping: {fg} of {fs} replies (at most 0.1% may be lost)"
+        ));
+    }
+    let tail = |key: &str| {
+        dom0(key)
+            .first()
+            .and_then(|l| l.split_once("buffers ").map(|(_, t)| t.to_string()))
+    };
+    let (before, after) = (tail("stats-before: "), tail("stats-after: "));
+    match (&before, &after) {
+        (Some(b), Some(a)) if a == b => {}
+        _ => {
+            return Err(format!(
+                "buffers, heap and grants before and after the flood: {before:?} / {after:?}"
+            ));
+        }
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    Ok(format!(
+        "ping 20/20 ({rtt}); udp+tcp echo; flood {fg}/{fs}; buffers {}",
+        before.unwrap_or_default()
+    ))
+}
+
 /// The heap limit of the memtest image whose out-of-memory run is checked.
 const MEMTEST_HEAP_MIB: u32 = 24;
 
@@ -633,7 +752,7 @@ fn guest_tests(
     mmtest: Option<&image::Built>,
     faulttest: Option<&image::Built>,
     [memtest, memtest_limited]: [Option<&image::Built>; 2],
-    shell: Option<&image::Built>,
+    [shell, echo]: [Option<&image::Built>; 2],
 ) {
     const BARE: &str = "hello-qemu-pvh";
     const DOM0: &str = "hello-pv-dom0";
@@ -726,7 +845,20 @@ fn guest_tests(
             judge: Box::new(move |r| judge_ended_by(r, &want, line)),
             input,
         };
+    let echo_domu = |name, mode| Domu {
+        name,
+        image: echo,
+        mode,
+        memory: 32,
+        cmdline: ECHO_CMDLINE,
+        timeout: 180,
+        dump_at: None,
+        judge: Box::new(judge_echo),
+        input: &[],
+    };
     let domus = [
+        echo_domu("echo-pv", Mode::Pv),
+        echo_domu("echo-pvh", Mode::Pvh),
         hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
         shell_domu("shell-pv", Mode::Pv),
         shell_domu("shell-pvh", Mode::Pvh),
@@ -912,6 +1044,8 @@ fn guest_tests(
             timeout: d.timeout,
             dump_at: d.dump_at.map(Into::into),
             input: d.input.iter().map(|l| l.to_string()).collect(),
+            vif: d.name.starts_with("echo-").then(|| ECHO_VIF.to_string()),
+            dom0: d.name.starts_with("echo-").then(|| ECHO_DOM0.to_string()),
         })
         .collect();
     match harness::run_domus(&a, "domu", &guests, &mut show) {

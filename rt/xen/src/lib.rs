@@ -20,6 +20,8 @@ pub mod evtchn;
 pub mod gnttab;
 pub mod hypercall;
 pub mod line;
+pub mod netfront;
+pub mod netif;
 pub mod pvclock;
 pub mod pvh;
 pub mod xenstore;

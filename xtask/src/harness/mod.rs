@@ -90,6 +90,11 @@ pub struct GuestSpec {
     pub dump_at: Option<String>,
     /// Lines typed into the guest's console, one per `rt> ` prompt.
     pub input: Vec<String>,
+    /// The xl `vif` entry (e.g. `bridge=xenbr0,mac=...`), if it has one.
+    pub vif: Option<String>,
+    /// A script dom0 runs (bash, `$NAME` set) once the guest prints
+    /// `harness: net-ready`; its output is reported line by line.
+    pub dom0: Option<String>,
 }
 
 /// How a guest ended.
@@ -301,6 +306,7 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
         "idle ",
         "mem-set ",
         "burst ",
+        "dom0",
     ]
     .iter()
     .any(|p| event.starts_with(p))
@@ -310,9 +316,13 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
 /// The xl config of a test guest: every shutdown preserved so the harness can
 /// read the reason before destroying the domain.
 pub fn test_xl_config(g: &GuestSpec) -> String {
+    let vif = g
+        .vif
+        .as_ref()
+        .map_or(String::new(), |v| format!("vif = [ '{v}' ]\n"));
     format!(
         "name = \"{}\"\ntype = \"{}\"\nkernel = \"/harness/{}.elf\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n\
-         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n",
+         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{vif}",
         g.name,
         g.mode.xl_type(),
         g.name,
@@ -340,6 +350,13 @@ pub fn run_domus(
             test_xl_config(g).into_bytes(),
             false,
         ));
+        if let Some(script) = &g.dom0 {
+            files.push((
+                format!("{}.dom0", g.name),
+                script.clone().into_bytes(),
+                true,
+            ));
+        }
         if !g.input.is_empty() {
             let mut text = g.input.join("\n");
             text.push('\n');
@@ -634,6 +651,8 @@ mod tests {
             cmdline: "a".into(),
             timeout: 5,
             dump_at: None,
+            vif: None,
+            dom0: None,
         };
         let c = test_xl_config(&g);
         assert!(c.contains("type = \"pvh\"") && c.contains("kernel = \"/harness/t.elf\""));

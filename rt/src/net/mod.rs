@@ -1,0 +1,269 @@
+//! Networking for apps: the Xen vif ([`vif`]) under smoltcp.
+//!
+//! [`Net::up`] connects `device/vif/0`, configures the address — `ip=` and
+//! `gw=` on the kernel command line, else `[network]` from `image.toml`
+//! (built into the image) — and gives the app a smoltcp interface and socket
+//! set. [`Net::poll`] moves frames both ways and runs the stack (ICMP echo is
+//! answered by it); [`Net::wait`] blocks the vCPU until the backend signals
+//! or smoltcp's next timer, so an idle server uses no CPU.
+pub mod vif;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+pub use smoltcp;
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+use self::vif::{Vif, VifError};
+use crate::time::Instant;
+
+/// How the address is set.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IpConfig {
+    /// Address and prefix.
+    pub cidr: Ipv4Cidr,
+    /// Default route.
+    pub gateway: Option<Ipv4Address>,
+}
+
+/// Why the network could not come up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// The vif.
+    Vif(VifError),
+    /// No address configured, or a malformed one.
+    Config(alloc::string::String),
+}
+
+impl core::fmt::Display for NetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NetError::Vif(e) => write!(f, "{e}"),
+            NetError::Config(e) => write!(f, "network configuration: {e}"),
+        }
+    }
+}
+
+/// Parses `a.b.c.d/len`.
+pub fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
+    let (a, l) = s.trim().split_once('/')?;
+    let addr: Ipv4Address = a.parse().ok()?;
+    let len: u8 = l.parse().ok().filter(|&l| l <= 32)?;
+    Some(Ipv4Cidr::new(addr, len))
+}
+
+/// The address configuration: the command line's `ip=`/`gw=` first, then
+/// the image's `[network]`.
+pub fn config() -> Result<IpConfig, NetError> {
+    let cmd = crate::boot_info().cmdline();
+    let word = |k: &str| cmd.split_whitespace().find_map(|w| w.strip_prefix(k));
+    let ip = word("ip=").or(built_in("ip"));
+    let gw = word("gw=").or(built_in("gateway"));
+    let Some(ip) = ip else {
+        return Err(NetError::Config(
+            "no address: set [network] ip in image.toml or ip= on the command line".into(),
+        ));
+    };
+    if ip == "dhcp" {
+        return Err(NetError::Config(
+            "ip = \"dhcp\" is not supported yet: give a static address".into(),
+        ));
+    }
+    let cidr = parse_cidr(ip)
+        .ok_or_else(|| NetError::Config(alloc::format!("{ip:?} is not a.b.c.d/len")))?;
+    let gateway = match gw {
+        Some(g) => Some(
+            g.parse()
+                .map_err(|_| NetError::Config(alloc::format!("gateway {g:?} is not an address")))?,
+        ),
+        None => None,
+    };
+    Ok(IpConfig { cidr, gateway })
+}
+
+unsafe extern "Rust" {
+    /// `[network]` of image.toml as `ip=...;gateway=...` (`rt::main!`).
+    static __RT_NETWORK: &'static str;
+}
+
+fn built_in(k: &str) -> Option<&'static str> {
+    // SAFETY: `rt::main!` defines this static in every image; read-only.
+    let s: &'static str = unsafe { __RT_NETWORK };
+    s.split(';')
+        .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+}
+
+/// smoltcp's view of the vif.
+#[derive(Debug)]
+pub struct VifDevice {
+    vif: Vif,
+}
+
+/// A received frame, copied out of its ring buffer (which goes back to the
+/// backend at once).
+#[derive(Debug)]
+pub struct RxFrame {
+    buf: [u8; rt_xen::netfront::MAX_FRAME],
+    len: usize,
+}
+
+impl smoltcp::phy::RxToken for RxFrame {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.buf[..self.len])
+    }
+}
+
+/// Room for one frame in the transmit ring.
+#[derive(Debug)]
+pub struct TxSlot<'a> {
+    vif: &'a mut Vif,
+}
+
+impl smoltcp::phy::TxToken for TxSlot<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        if !self.vif.send(len, |buf| out = f.take().map(|f| f(buf))) {
+            // The ring filled (or smoltcp asked for an impossible length):
+            // the frame is built into scratch space and dropped, counted by
+            // the vif; TCP retransmits.
+            let mut scratch = vec![0u8; len];
+            out = f.take().map(|f| f(&mut scratch));
+        }
+        match out {
+            Some(r) => r,
+            // `f` ran in one of the two branches above.
+            None => unreachable!("the frame was never built"),
+        }
+    }
+}
+
+impl Device for VifDevice {
+    type RxToken<'a> = RxFrame;
+    type TxToken<'a> = TxSlot<'a>;
+
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxFrame, TxSlot<'_>)> {
+        let frame = self.vif.receive_one(|d| {
+            let mut f = RxFrame {
+                buf: [0; rt_xen::netfront::MAX_FRAME],
+                len: d.len(),
+            };
+            f.buf[..d.len()].copy_from_slice(d);
+            f
+        })?;
+        Some((frame, TxSlot { vif: &mut self.vif }))
+    }
+
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxSlot<'_>> {
+        self.vif.can_send().then_some(TxSlot { vif: &mut self.vif })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = rt_xen::netfront::MAX_FRAME;
+        c.max_burst_size = Some(32);
+        c
+    }
+}
+
+/// The network: a smoltcp interface over the vif, and the app's sockets.
+pub struct Net {
+    /// The interface (addresses, routes).
+    pub iface: Interface,
+    /// The device.
+    pub device: VifDevice,
+    /// The app's sockets.
+    pub sockets: SocketSet<'static>,
+    /// The address configuration.
+    pub config: IpConfig,
+}
+
+impl core::fmt::Debug for Net {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Net")
+            .field("device", &self.device)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn now() -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros((Instant::now().as_nanos() / 1000) as i64)
+}
+
+impl Net {
+    /// Connects the vif and configures the interface.
+    pub fn up() -> Result<Net, NetError> {
+        let config = config()?;
+        let vif = Vif::connect(0).map_err(NetError::Vif)?;
+        let mut device = VifDevice { vif };
+        let mac = EthernetAddress(device.vif.mac());
+        let mut iface = Interface::new(
+            Config::new(HardwareAddress::Ethernet(mac)),
+            &mut device,
+            now(),
+        );
+        iface.update_ip_addrs(|a| {
+            // One address: the vector has room for it.
+            let _ = a.push(IpCidr::Ipv4(config.cidr));
+        });
+        if let Some(gw) = config.gateway {
+            iface
+                .routes_mut()
+                .add_default_ipv4_route(gw)
+                .map_err(|_| NetError::Config("the route table is full".into()))?;
+        }
+        Ok(Net {
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            config,
+        })
+    }
+
+    /// Moves frames and runs the stack until it has nothing more to do.
+    pub fn poll(&mut self) {
+        self.device.vif.take_event();
+        self.iface.poll(now(), &mut self.device, &mut self.sockets);
+    }
+
+    /// Blocks until the backend signals or smoltcp's next timer (at most
+    /// `limit`), serving the toolstack meanwhile (see [`crate::event::idle`]).
+    pub fn wait(&mut self, limit: Option<Duration>) {
+        let delay = self
+            .iface
+            .poll_delay(now(), &self.sockets)
+            .map(|d| Duration::from_micros(d.total_micros()));
+        let d = match (delay, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if d == Some(Duration::ZERO) {
+            return;
+        }
+        // The backend's event may have come while the stack ran: then the
+        // block ends at once (the latch keeps it), so nothing is missed.
+        if crate::event::port_state(self.device.vif.port()).0 {
+            return;
+        }
+        let deadline = d.map(|d| Instant::now().after(d));
+        if crate::event::idle(deadline).is_err() {
+            crate::xen::yield_cpu();
+        }
+    }
+
+    /// Vif counters.
+    pub fn stats(&self) -> rt_xen::netfront::NetStats {
+        self.device.vif.stats()
+    }
+
+    /// TX buffers in flight and RX buffers posted.
+    pub fn buffers(&self) -> (usize, usize) {
+        self.device.vif.buffers()
+    }
+}
