@@ -189,7 +189,7 @@ impl Netfront {
     pub fn collect_tx(&mut self) -> u32 {
         let mut n = 0;
         loop {
-            let rsp = match self.tx.next() {
+            let rsp = match self.tx.next_response() {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(RingError::TooManyResponses { .. }) => {
@@ -231,7 +231,7 @@ impl Netfront {
     ) -> (u32, bool) {
         let mut n = 0;
         while n < max {
-            let rsp = match self.rx.next() {
+            let rsp = match self.rx.next_response() {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(RingError::TooManyResponses { .. }) => {

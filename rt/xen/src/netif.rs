@@ -274,7 +274,7 @@ impl<K: Kind> FrontRing<K> {
 
     /// The next response, looking once more after asking for an event
     /// (so none is missed); `Ok(None)` when the ring is empty.
-    pub fn next(&mut self) -> Result<Option<K::Rsp>, RingError> {
+    pub fn next_response(&mut self) -> Result<Option<K::Rsp>, RingError> {
         loop {
             match self.take()? {
                 Some(r) => return Ok(Some(r)),
