@@ -70,16 +70,35 @@ pub struct Built {
     pub size: u64,
 }
 
-/// Builds app `app` into `target/image/<app>.elf` (+ `.debug.elf`) with the
-/// heap limit `heap` (MiB; `None`: all free RAM).
-pub fn build_app(app: &str, heap: Option<u32>) -> Result<Built> {
-    build_app_as(app, heap, app)
+/// `[network]` as the image carries it (`RT_NETWORK`, read by `rt::net`):
+/// `ip=a.b.c.d/len;gateway=a.b.c.d`, or `ip=dhcp`.
+pub fn network_env(n: &crate::manifest::Network) -> String {
+    let mut s = match n.ip {
+        IpConfig::Static(ip, len) => format!("ip={ip}/{len}"),
+        IpConfig::Dhcp => "ip=dhcp".to_string(),
+    };
+    if let Some(gw) = n.gateway {
+        s.push_str(&format!(";gateway={gw}"));
+    }
+    s
+}
+
+/// Builds the image a manifest describes (its heap limit and network
+/// configuration built in).
+pub fn build_manifest(m: &Manifest) -> Result<Built> {
+    let app = &m.image.app.0;
+    let net = m.network.as_ref().map(network_env);
+    build_image(app, m.resources.heap.map(|h| h.0), app, net.as_deref())
 }
 
 /// Builds app `app` with the heap limit `heap` (MiB) into
 /// `target/image/<name>.elf` (+ `.debug.elf`). The limit is built into the
 /// image (`RT_HEAP_LIMIT_MIB`, read by `rt::main!`).
 pub fn build_app_as(app: &str, heap: Option<u32>, name: &str) -> Result<Built> {
+    build_image(app, heap, name, None)
+}
+
+fn build_image(app: &str, heap: Option<u32>, name: &str, network: Option<&str>) -> Result<Built> {
     if !root().join("app").join(app).join("Cargo.toml").is_file() {
         bail!("no app named {app:?}: expected a crate at app/{app}/");
     }
@@ -88,6 +107,10 @@ pub fn build_app_as(app: &str, heap: Option<u32>, name: &str) -> Result<Built> {
     match heap {
         Some(mib) => c.env("RT_HEAP_LIMIT_MIB", mib.to_string()),
         None => c.env_remove("RT_HEAP_LIMIT_MIB"),
+    };
+    match network {
+        Some(n) => c.env("RT_NETWORK", n),
+        None => c.env_remove("RT_NETWORK"),
     };
     crate::run(&mut c).context(format!("building app {app}"))?;
     let out = root().join("target/image");
@@ -138,6 +161,25 @@ pub fn xl_config(m: &Manifest, name: &str, kernel: &Path, mode: Mode) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_section_is_built_into_the_image_as_one_string() {
+        let m = Manifest::parse(
+            Path::new("image.toml"),
+            "spec = 1\n[image]\napp = \"echo\"\nmode = \"pv\"\n[resources]\nmemory = 32\n[network]\nip = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            network_env(m.network.as_ref().unwrap()),
+            "ip=10.0.0.2/24;gateway=10.0.0.1"
+        );
+        let d = Manifest::parse(
+            Path::new("image.toml"),
+            "spec = 1\n[image]\napp = \"echo\"\nmode = \"pv\"\n[resources]\nmemory = 32\n[network]\n",
+        )
+        .unwrap();
+        assert_eq!(network_env(d.network.as_ref().unwrap()), "ip=dhcp");
+    }
 
     #[test]
     fn config_carries_the_manifest() {

@@ -109,7 +109,7 @@ fn load_manifest(path: &PathBuf) -> Result<Manifest> {
 fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
     let m = load_manifest(manifest)?;
     let app = m.image.app.0.clone();
-    let built = image::build_app(&app, m.resources.heap.map(|h| h.0))?;
+    let built = image::build_manifest(&m)?;
     let cfg = built.elf.with_extension("cfg");
     std::fs::write(&cfg, image::xl_config(&m, &app, &built.elf, m.image.mode))?;
     println!(

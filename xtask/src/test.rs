@@ -218,6 +218,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     let memtest = build_step(&mut rows, "memtest", None);
     let shell = build_step(&mut rows, "shell", None);
     let echo = build_step(&mut rows, "echo", None);
+    let httpd = build_step(&mut rows, "httpd", None);
     let memtest_limited = build_step(
         &mut rows,
         "memtest",
@@ -237,7 +238,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
             mmtest.as_ref(),
             faulttest.as_ref(),
             [memtest.as_ref(), memtest_limited.as_ref()],
-            [shell.as_ref(), echo.as_ref()],
+            [shell.as_ref(), echo.as_ref(), httpd.as_ref()],
         );
     }
 
@@ -620,6 +621,55 @@ stats stats-after
 timeout -k 5 20 xl shutdown "$NAME"
 "#;
 
+/// What dom0 runs against an httpd guest: the status page, a missing page,
+/// then `xl shutdown`.
+const HTTPD_DOM0: &str = r#"ip=10.0.0.2
+timeout 10 busybox wget -q -O - "http://$ip/" 2>&1 | sed 's/^/page: /'
+timeout 10 busybox wget -q -O - "http://$ip/missing" 2>&1 | head -n 1 | sed 's/^/missing: /'
+timeout -k 5 20 xl shutdown "$NAME"
+"#;
+
+/// The dom0 script of a network test guest (which also gets a vif).
+fn dom0_script(name: &str) -> Option<&'static str> {
+    if name.starts_with("echo-") {
+        Some(ECHO_DOM0)
+    } else if name.starts_with("httpd-") {
+        Some(HTTPD_DOM0)
+    } else {
+        None
+    }
+}
+
+/// Judges an httpd guest: dom0 fetched the status page (uptime, memory,
+/// MMU and network counters), a missing page got 404, `xl shutdown` worked.
+fn judge_httpd(run: &GuestRun) -> Result<String, String> {
+    let page: Vec<&str> = run
+        .events
+        .iter()
+        .filter_map(|e| e.strip_prefix("dom0| page: "))
+        .collect();
+    for want in ["uptime: ", "memory: ", "mmu: ", "network: rx "] {
+        if !page.iter().any(|l| l.starts_with(want)) {
+            return Err(format!("the status page has no {want:?} line: {page:?}"));
+        }
+    }
+    let missing = run
+        .events
+        .iter()
+        .find_map(|e| e.strip_prefix("dom0| missing: "))
+        .unwrap_or("");
+    if !missing.contains("404") {
+        return Err(format!("a missing page gave {missing:?} (want a 404)"));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    Ok(format!("GET / -> {} lines; missing -> 404", page.len()))
+}
+
 /// Judges an echo guest from dom0's side: ping with no loss, UDP and TCP echo
 /// round trips, a flood ping losing at most 0.1%, the guest's buffers, grants
 /// and heap the same before and after the flood, and a clean `xl shutdown`.
@@ -644,6 +694,18 @@ fn judge_echo(run: &GuestRun) -> Result<String, String> {
             Some(l) => format!("the network did not come up: {l}"),
             None => "the network did not come up".into(),
         });
+    }
+    if !run
+        .console
+        .iter()
+        .any(|l| l.starts_with("echo: ping 10.0.0.1: 3 of 3 replies"))
+    {
+        return Err(
+            match run.console.iter().find(|l| l.starts_with("echo: ping ")) {
+                Some(l) => format!("the guest's ping of dom0: {l}"),
+                None => "the guest did not ping dom0".into(),
+            },
+        );
     }
     let ping = dom0("ping: ");
     let (sent, got) = loss(&ping).ok_or("no ping summary from dom0")?;
@@ -752,7 +814,7 @@ fn guest_tests(
     mmtest: Option<&image::Built>,
     faulttest: Option<&image::Built>,
     [memtest, memtest_limited]: [Option<&image::Built>; 2],
-    [shell, echo]: [Option<&image::Built>; 2],
+    [shell, echo, httpd]: [Option<&image::Built>; 3],
 ) {
     const BARE: &str = "hello-qemu-pvh";
     const DOM0: &str = "hello-pv-dom0";
@@ -856,9 +918,22 @@ fn guest_tests(
         judge: Box::new(judge_echo),
         input: &[],
     };
+    let httpd_domu = |name, mode| Domu {
+        name,
+        image: httpd,
+        mode,
+        memory: 32,
+        cmdline: ECHO_CMDLINE,
+        timeout: 120,
+        dump_at: None,
+        judge: Box::new(judge_httpd),
+        input: &[],
+    };
     let domus = [
         echo_domu("echo-pv", Mode::Pv),
         echo_domu("echo-pvh", Mode::Pvh),
+        httpd_domu("httpd-pv", Mode::Pv),
+        httpd_domu("httpd-pvh", Mode::Pvh),
         hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
         shell_domu("shell-pv", Mode::Pv),
         shell_domu("shell-pvh", Mode::Pvh),
@@ -1044,8 +1119,8 @@ fn guest_tests(
             timeout: d.timeout,
             dump_at: d.dump_at.map(Into::into),
             input: d.input.iter().map(|l| l.to_string()).collect(),
-            vif: d.name.starts_with("echo-").then(|| ECHO_VIF.to_string()),
-            dom0: d.name.starts_with("echo-").then(|| ECHO_DOM0.to_string()),
+            vif: dom0_script(d.name).map(|_| ECHO_VIF.to_string()),
+            dom0: dom0_script(d.name).map(str::to_string),
         })
         .collect();
     match harness::run_domus(&a, "domu", &guests, &mut show) {

@@ -40,6 +40,16 @@ fn main() -> Result<(), rt::net::NetError> {
         net.config.cidr,
         t0.elapsed().as_millis()
     );
+    if let Some(gw) = net.config.gateway {
+        let p = net.ping(gw, 3, Duration::from_secs(1));
+        rt::println!(
+            "echo: ping {gw}: {} of {} replies, rtt {}..{} us",
+            p.received,
+            p.sent,
+            p.rtt_min.as_micros(),
+            p.rtt_max.as_micros()
+        );
+    }
     rt::println!("harness: net-ready");
     report(&net);
     let (mut datagrams, mut connections) = (0u64, 0u64);

@@ -267,3 +267,93 @@ impl Net {
         self.device.vif.buffers()
     }
 }
+
+/// What [`Net::ping`] saw.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct PingResult {
+    /// Echo requests sent.
+    pub sent: u16,
+    /// Replies received.
+    pub received: u16,
+    /// Fastest and slowest round trip.
+    pub rtt_min: Duration,
+    /// See `rtt_min`.
+    pub rtt_max: Duration,
+}
+
+impl Net {
+    /// Pings `addr` `count` times (one request at a time, each given up to
+    /// `timeout`), running the stack meanwhile.
+    pub fn ping(&mut self, addr: Ipv4Address, count: u16, timeout: Duration) -> PingResult {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::socket::icmp;
+        use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
+        const IDENT: u16 = 0x7274;
+        let sock = icmp::Socket::new(
+            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+        );
+        let h = self.sockets.add(sock);
+        let mut r = PingResult::default();
+        if self
+            .sockets
+            .get_mut::<icmp::Socket>(h)
+            .bind(icmp::Endpoint::Ident(IDENT))
+            .is_err()
+        {
+            self.sockets.remove(h);
+            return r;
+        }
+        let data = b"rt ping";
+        for seq in 0..count {
+            let repr = Icmpv4Repr::EchoRequest {
+                ident: IDENT,
+                seq_no: seq,
+                data,
+            };
+            let s = self.sockets.get_mut::<icmp::Socket>(h);
+            let Ok(buf) = s.send(repr.buffer_len(), IpAddress::Ipv4(addr)) else {
+                continue;
+            };
+            repr.emit(
+                &mut Icmpv4Packet::new_unchecked(buf),
+                &ChecksumCapabilities::default(),
+            );
+            r.sent += 1;
+            let t0 = Instant::now();
+            let deadline = t0.after(timeout);
+            'wait: while Instant::now() < deadline {
+                self.poll();
+                let s = self.sockets.get_mut::<icmp::Socket>(h);
+                while let Ok((payload, _)) = s.recv() {
+                    let reply = Icmpv4Packet::new_checked(payload)
+                        .ok()
+                        .and_then(|p| Icmpv4Repr::parse(&p, &ChecksumCapabilities::default()).ok());
+                    if let Some(Icmpv4Repr::EchoReply {
+                        ident: IDENT,
+                        seq_no,
+                        ..
+                    }) = reply
+                        && seq_no == seq
+                    {
+                        let rtt = t0.elapsed();
+                        r.rtt_min = if r.received == 0 {
+                            rtt
+                        } else {
+                            r.rtt_min.min(rtt)
+                        };
+                        r.rtt_max = r.rtt_max.max(rtt);
+                        r.received += 1;
+                        break 'wait;
+                    }
+                }
+                let left = deadline
+                    .as_nanos()
+                    .saturating_sub(Instant::now().as_nanos());
+                self.wait(Some(Duration::from_nanos(left)));
+            }
+        }
+        self.sockets.remove(h);
+        r
+    }
+}
