@@ -3,6 +3,7 @@
 #   HARNESS: guest NAME created rc=N seconds=S      (xl create returned)
 #   G NAME| <line>                                  (each guest console line, live)
 #   HARNESS: guest NAME end state=STATE reason=R seconds=S
+#   HARNESS: guest NAME still running (S s)       (every 30 s while it runs)
 # STATE is poweroff, reboot, crashed, timeout or create-failed; seconds count from
 # `xl create`. The config must preserve the domain on shutdown (on_poweroff,
 # on_reboot, on_crash = "preserve") so the reason can be read; it is destroyed here.
@@ -123,7 +124,13 @@ cpid=$! rc=
 state=timeout reason=-
 tick
 deadline=$(( ${UP%.*} + limit ))
+beat=${UP%.*}
 while tick && [ "${UP%.*}" -lt "$deadline" ]; do
+    # A heartbeat: the host takes a long silence for a wedged toolstack.
+    if [ "${UP%.*}" -ge "$((beat + 30))" ]; then
+        beat=${UP%.*}
+        h "guest $name still running ($(since "$t0") s)"
+    fi
     if [ -z "$rc" ] && ! kill -0 "$cpid" 2>/dev/null; then
         wait "$cpid"
         rc=$?
@@ -217,4 +224,21 @@ if [ "$state" != poweroff ]; then
         | sed "s/^/HARNESS: xl-dmesg: /"
 fi
 h "guest $name end state=$state reason=$reason seconds=$end"
-xlt 30 destroy "$name" >/dev/null 2>&1
+# The destroy runs in the background: an `xl destroy` stuck in the kernel
+# (uninterruptible, so even `timeout -k` cannot end it) has stalled whole
+# sessions after a PV guest. It is reported with where it sleeps, and left
+# behind so the next guest can run.
+xlt 30 destroy "$name" >/dev/null 2>&1 &
+dpid=$!
+for _ in $(seq 400); do
+    kill -0 "$dpid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$dpid" 2>/dev/null; then
+    h "warning: xl destroy $name still running after 40 s; left behind"
+    ps -eo pid,stat,wchan:32,etime,args | grep -E '[x]l |[x]enstore|[x]enconsole' | sed 's/^/HARNESS: diag: /'
+    for p in $(pgrep -f "xl destroy $name"); do
+        sed "s/^/HARNESS: diag: stack $p: /" "/proc/$p/stack" 2>/dev/null
+    done
+    timeout 5 xl list 2>&1 | sed 's/^/HARNESS: diag: /'
+fi

@@ -613,6 +613,15 @@ if exec 4<>/dev/tcp/$ip/7; then
 else
     echo "tcp: no connection"
 fi
+ping -c 100 -i 0.05 -W 2 $ip 2>/dev/null | grep -o 'time=[0-9.]*' | cut -d= -f2 | sort -n |
+    awk '{a[NR] = $1} END {if (NR) printf "rtt100: median %s ms, p99 %s ms, %d replies\n", a[int((NR + 1) / 2)], a[int(NR * 0.99 + 0.5)], NR}'
+t0=$(date +%s.%N)
+if head -c 67108864 /dev/zero >/dev/tcp/$ip/9; then
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "tcp64: %.1f MB/s (64 MiB in %.2f s)\n", 67.108864 / (b - a), b - a}'
+else
+    echo "tcp64: failed"
+fi
 sleep 1
 stats stats-before
 ping -f -c 2000 -W 1 $ip 2>&1 | tail -n 2 | sed 's/^/flood: /'
@@ -629,15 +638,105 @@ timeout 10 busybox wget -q -O - "http://$ip/missing" 2>&1 | head -n 1 | sed 's/^
 timeout -k 5 20 xl shutdown "$NAME"
 "#;
 
+/// Detaches the guest's vif while it runs (`xl network-detach`): the guest
+/// must notice, close its side and still shut down cleanly.
+const DETACH_DOM0: &str = r#"ip=10.0.0.2
+ping -c 3 -W 2 $ip 2>&1 | tail -n 2 | sed 's/^/ping: /'
+timeout -k 5 30 xl network-detach "$NAME" 0
+echo "detach: rc=$?"
+sleep 2
+echo "vifs left: $(xl network-list "$NAME" 2>/dev/null | tail -n +2 | wc -l)"
+timeout -k 5 20 xl shutdown "$NAME"
+"#;
+
+/// 20 create/destroy cycles of more guests like this one (own names and
+/// MACs), each until its vif is connected; then what is left behind in dom0.
+const CYCLES_DOM0: &str = r#"cfg=/harness/$NAME.cfg
+ok=0
+for i in $(seq 1 20); do
+    n=cycle-$i
+    if ! timeout -k 5 60 xl create "$cfg" "name=\"$n\"" "vif=['bridge=xenbr0,mac=00:16:3e:00:01:$(printf %02x "$i")']" >/tmp/cycle.log 2>&1; then
+        sed "s/^/cycle $i: xl create: /" /tmp/cycle.log | tail -n 5
+    fi
+    st=
+    for _ in $(seq 200); do
+        d=$(xl domid "$n" 2>/dev/null)
+        [ -n "$d" ] && st=$(xenstore-read "/local/domain/0/backend/vif/$d/0/state" 2>/dev/null)
+        [ "$st" = 4 ] && break
+        sleep 0.1
+    done
+    [ "$st" = 4 ] && ok=$((ok + 1))
+    timeout -k 5 30 xl destroy "$n" >/dev/null 2>&1
+    echo "cycle $i: vif state ${st:-none}"
+done
+sleep 1
+main=$(xl domid "$NAME")
+left=$(xenstore-list /local/domain/0/backend/vif 2>/dev/null | grep -vx "$main" | wc -l)
+vifs=$(ip -o link show | grep -c ': vif')
+echo "cycles: $ok of 20 connected; backend dirs left $left; vifs $vifs"
+timeout -k 5 20 xl shutdown "$NAME"
+"#;
+
 /// The dom0 script of a network test guest (which also gets a vif).
 fn dom0_script(name: &str) -> Option<&'static str> {
-    if name.starts_with("echo-") {
+    if name.starts_with("echo-detach-") {
+        Some(DETACH_DOM0)
+    } else if name.starts_with("echo-cycles-") {
+        Some(CYCLES_DOM0)
+    } else if name.starts_with("echo-") {
         Some(ECHO_DOM0)
     } else if name.starts_with("httpd-") {
         Some(HTTPD_DOM0)
     } else {
         None
     }
+}
+
+/// Judges the vif-detach run: the guest saw its backend close, said so,
+/// and still powered off cleanly on `xl shutdown`.
+fn judge_detach(run: &GuestRun) -> Result<String, String> {
+    let ev = |p: &str| {
+        run.events
+            .iter()
+            .find_map(|e| e.strip_prefix(p))
+            .unwrap_or("")
+    };
+    if ev("dom0| detach: ") != "rc=0" {
+        return Err(format!("xl network-detach: {:?}", ev("dom0| detach: ")));
+    }
+    let Some(seen) = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("rt: net: the backend closed"))
+    else {
+        return Err("the guest did not notice its backend closing".into());
+    };
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after the detach and xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    Ok(format!("{seen}; vifs left {}", ev("dom0| vifs left: ")))
+}
+
+/// Judges the create/destroy cycles: all 20 connected, nothing left behind
+/// but the running guest's own backend directory and vif.
+fn judge_cycles(run: &GuestRun) -> Result<String, String> {
+    let line = run
+        .events
+        .iter()
+        .find_map(|e| e.strip_prefix("dom0| cycles: "))
+        .ok_or("no report of the cycles")?;
+    if line != "20 of 20 connected; backend dirs left 0; vifs 1" {
+        return Err(format!(
+            "cycles: {line} (want 20 of 20 connected, nothing left, one vif)"
+        ));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(line.to_string())
 }
 
 /// Judges an httpd guest: dom0 fetched the status page (uptime, memory,
@@ -712,11 +811,6 @@ fn judge_echo(run: &GuestRun) -> Result<String, String> {
     if sent != 20 || got != 20 {
         return Err(format!("ping: {got} of {sent} replies (want 20 of 20)"));
     }
-    let rtt = ping
-        .iter()
-        .find(|l| l.starts_with("rtt"))
-        .cloned()
-        .unwrap_or_default();
     if dom0("udp: ") != ["hello over udp"] {
         return Err(format!("UDP echo: {:?}", dom0("udp: ")));
     }
@@ -750,8 +844,13 @@ fn judge_echo(run: &GuestRun) -> Result<String, String> {
             run.end
         ));
     }
+    let tcp64 = dom0("tcp64: ").first().cloned().unwrap_or_default();
+    if !tcp64.contains("MB/s") {
+        return Err(format!("64 MiB over TCP to the discard port: {tcp64:?}"));
+    }
+    let rtt100 = dom0("rtt100: ").first().cloned().unwrap_or_default();
     Ok(format!(
-        "ping 20/20 ({rtt}); udp+tcp echo; flood {fg}/{fs}; buffers {}",
+        "ping 20/20; rtt {rtt100}; tcp {tcp64}; udp+tcp echo; flood {fg}/{fs}; buffers {}",
         before.unwrap_or_default()
     ))
 }
@@ -934,6 +1033,18 @@ fn guest_tests(
         echo_domu("echo-pvh", Mode::Pvh),
         httpd_domu("httpd-pv", Mode::Pv),
         httpd_domu("httpd-pvh", Mode::Pvh),
+        Domu {
+            name: "echo-detach-pv",
+            timeout: 120,
+            judge: Box::new(judge_detach),
+            ..echo_domu("echo-detach-pv", Mode::Pv)
+        },
+        Domu {
+            name: "echo-cycles-pvh",
+            timeout: 600,
+            judge: Box::new(judge_cycles),
+            ..echo_domu("echo-cycles-pvh", Mode::Pvh)
+        },
         hello_domu("hello-pv", Mode::Pv, "pv", (32, 32)),
         shell_domu("shell-pv", Mode::Pv),
         shell_domu("shell-pvh", Mode::Pvh),

@@ -1,4 +1,5 @@
-//! `echo`: UDP and TCP echo servers on port 7 (RFC 862) over the vif.
+//! `echo`: UDP and TCP echo servers on port 7 (RFC 862) and a TCP discard
+//! server on port 9 (RFC 863, for throughput) over the vif.
 //!
 //! Brings the network up, prints `echo: ready on <ip>`, then serves until
 //! the toolstack shuts the guest down (`xl shutdown`). Ping is answered by
@@ -20,6 +21,7 @@ use rt::net::smoltcp::storage::PacketMetadata;
 rt::main!(main);
 
 const PORT: u16 = 7;
+const DISCARD: u16 = 9;
 
 fn main() -> Result<(), rt::net::NetError> {
     let t0 = rt::time::Instant::now();
@@ -35,8 +37,13 @@ fn main() -> Result<(), rt::net::NetError> {
         tcp::SocketBuffer::new(vec![0; 65536]),
         tcp::SocketBuffer::new(vec![0; 65536]),
     ));
+    let discard = net.sockets.add(tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 65536]),
+        tcp::SocketBuffer::new(vec![0; 64]),
+    ));
+    let mut discarded = 0u64;
     rt::println!(
-        "echo: ready on {} (udp {PORT}, tcp {PORT}); network up in {} ms",
+        "echo: ready on {} (udp {PORT}, tcp {PORT}, discard tcp {DISCARD}); network up in {} ms",
         net.config.cidr,
         t0.elapsed().as_millis()
     );
@@ -108,6 +115,25 @@ fn main() -> Result<(), rt::net::NetError> {
             connections += 1;
             rt::println!("echo: tcp connection {connections} closed by the peer");
             s.close();
+        }
+        // Discard: read and drop; logged per connection.
+        let s = net.sockets.get_mut::<tcp::Socket>(discard);
+        if !s.is_open() {
+            if s.listen(DISCARD).is_err() {
+                rt::println!("echo: cannot listen on tcp {DISCARD}");
+            }
+        } else {
+            while let Ok(n) = s.recv(|b| (b.len(), b.len())) {
+                if n == 0 {
+                    break;
+                }
+                discarded += n as u64;
+            }
+            if s.state() == tcp::State::CloseWait {
+                rt::println!("echo: discarded {discarded} bytes");
+                discarded = 0;
+                s.close();
+            }
         }
         net.wait(Some(Duration::from_secs(10)));
     }

@@ -229,6 +229,7 @@ impl Net {
     /// Moves frames and runs the stack until it has nothing more to do.
     pub fn poll(&mut self) {
         self.device.vif.take_event();
+        self.device.vif.check_backend();
         self.iface.poll(now(), &mut self.device, &mut self.sockets);
     }
 
@@ -255,6 +256,11 @@ impl Net {
         if crate::event::idle(deadline).is_err() {
             crate::xen::yield_cpu();
         }
+    }
+
+    /// Whether the vif is connected (false once the backend closed it).
+    pub fn is_up(&mut self) -> bool {
+        self.device.vif.check_backend()
     }
 
     /// Vif counters.

@@ -131,7 +131,12 @@ pub struct Vif {
     backend: String,
     /// The ring pages; kept (granted) for the life of the vif.
     _rings: [GrantedPage; 2],
+    /// The backend closed the connection: the rings are no longer used.
+    closed: bool,
 }
+
+/// The watch token for the backend's state.
+const BACKEND_TOKEN: &str = "rt:net:backend-state";
 
 impl core::fmt::Debug for Vif {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -234,10 +239,60 @@ impl Vif {
             frontend: fe,
             backend,
             _rings: rings,
+            closed: false,
         };
+        if let Err(e) = crate::xenstore::watch(&format!("{}/state", vif.backend), BACKEND_TOKEN) {
+            crate::println!(
+                "rt: net: cannot watch the backend's state ({e}): a disconnect will go unnoticed"
+            );
+        }
         // The RX buffers were posted before the backend connected.
         vif.notify();
         Ok(vif)
+    }
+
+    /// Follows the backend's state: when it closes (`xl network-detach`, a
+    /// backend that dies), the frontend answers Closing then Closed and stops
+    /// using the rings; the pages stay granted (the backend may still have
+    /// them mapped). Returns whether the vif is still connected.
+    pub fn check_backend(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        let mut changed = false;
+        while let Ok(Some(_)) = crate::xenstore::take_event_for(BACKEND_TOKEN) {
+            changed = true;
+        }
+        if !changed {
+            return true;
+        }
+        match backend_state(&self.backend) {
+            Some(s @ (state::CLOSING | state::CLOSED)) | Some(s @ 0) => {
+                crate::println!(
+                    "rt: net: the backend closed {} (state {s}): the network is down",
+                    self.frontend
+                );
+                for st in [state::CLOSING, state::CLOSED] {
+                    if let Err(e) = crate::xenstore::write(
+                        &format!("{}/state", self.frontend),
+                        &format!("{st}"),
+                    ) {
+                        crate::println!("rt: net: writing the frontend state failed: {e}");
+                    }
+                }
+                self.closed = true;
+                false
+            }
+            None => {
+                crate::println!(
+                    "rt: net: the backend of {} is gone: the network is down",
+                    self.frontend
+                );
+                self.closed = true;
+                false
+            }
+            Some(_) => true,
+        }
     }
 
     fn notify(&self) {
@@ -265,6 +320,9 @@ impl Vif {
 
     /// Sends a frame that `fill` writes into `len` bytes.
     pub fn send(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        if self.closed {
+            return false;
+        }
         self.nf.collect_tx();
         match self.nf.send(&mut self.bufs, len, fill) {
             Ok(notify) => {
@@ -279,12 +337,18 @@ impl Vif {
 
     /// Whether a frame can be sent now (reclaiming answered buffers first).
     pub fn can_send(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
         self.nf.collect_tx();
         self.nf.can_send()
     }
 
     /// Hands at most one received frame to `f`.
     pub fn receive_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if self.closed {
+            return None;
+        }
         let mut f = Some(f);
         let mut out = None;
         let (_, notify) = self.nf.receive_at_most(&self.bufs, 1, |d| {
