@@ -8,7 +8,8 @@
 //! ([`Channel::take_pending`], [`wait`]). To obey the red-zone rule of the
 //! design (the precompiled `core` keeps data below rsp), upcalls are enabled
 //! only inside [`idle`], in out-of-line stubs: PV `SCHEDOP_block` (which
-//! unmasks atomically), PVH `sti; hlt` with the vector on its own IST stack.
+//! unmasks atomically), PVH `sti; nop; hlt` with the vector on its own IST
+//! stack (an event that arrives just before the hlt makes it skip the hlt).
 //! Everywhere else events stay masked (PV `evtchn_upcall_mask`, PVH IF=0).
 //!
 //! The polling path: [`poll`] runs the same delivery from ordinary code, and
@@ -46,6 +47,9 @@ pub enum Delivery {
     PvCallback = 1,
     /// The PVH callback vector.
     HvmVector = 2,
+    /// PVH, vector registered but idle blocks in `SCHEDOP_poll` on the
+    /// open ports (see `HVM_IDLE_WITH_VECTOR`).
+    HvmPolled = 3,
 }
 
 impl core::fmt::Display for Delivery {
@@ -54,6 +58,7 @@ impl core::fmt::Display for Delivery {
             Delivery::Polling => "polling",
             Delivery::PvCallback => "PV event callback",
             Delivery::HvmVector => "PVH callback vector",
+            Delivery::HvmPolled => "PVH poll of the open ports",
         })
     }
 }
@@ -63,6 +68,7 @@ pub fn delivery() -> Delivery {
     match DELIVERY.load(Ordering::Acquire) {
         1 => Delivery::PvCallback,
         2 => Delivery::HvmVector,
+        3 => Delivery::HvmPolled,
         _ => Delivery::Polling,
     }
 }
@@ -105,7 +111,11 @@ pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
                 rt_xen::abi::HVM_PARAM_CALLBACK_TYPE_VECTOR
                     | u64::from(crate::arch::idt::EVENT_VECTOR),
             )?;
-            Delivery::HvmVector
+            if HVM_IDLE_WITH_VECTOR {
+                Delivery::HvmVector
+            } else {
+                Delivery::HvmPolled
+            }
         }
         _ => return Err(XenError::ENOSYS),
     };
@@ -228,29 +238,38 @@ pub struct Channel {
     port: Port,
 }
 
+/// Ports of the open [`Channel`]s (0: free slot), for PVH's idle poll.
+static OPEN: Mutex<[u32; 32]> = Mutex::new([0; 32]);
+
 impl Channel {
+    fn track(port: Port) -> Channel {
+        let mut open = OPEN.lock();
+        if let Some(slot) = open.iter_mut().find(|p| **p == 0) {
+            *slot = port.0;
+        }
+        Channel { port }
+    }
+
     /// Binds virtual IRQ `virq` on vCPU 0.
     pub fn bind_virq(virq: u32) -> Result<Channel, EventError> {
         on_xen()?;
-        Ok(Channel {
-            port: evtchn::bind_virq(&HYPERVISOR, virq, 0)?,
-        })
+        Ok(Channel::track(evtchn::bind_virq(&HYPERVISOR, virq, 0)?))
     }
 
     /// A port domain `remote` may bind to (a backend connects to it).
     pub fn alloc_unbound(remote: u16) -> Result<Channel, EventError> {
         on_xen()?;
-        Ok(Channel {
-            port: evtchn::alloc_unbound(&HYPERVISOR, remote)?,
-        })
+        Ok(Channel::track(evtchn::alloc_unbound(&HYPERVISOR, remote)?))
     }
 
     /// A port connected to `remote_port` of domain `remote`.
     pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<Channel, EventError> {
         on_xen()?;
-        Ok(Channel {
-            port: evtchn::bind_interdomain(&HYPERVISOR, remote, remote_port)?,
-        })
+        Ok(Channel::track(evtchn::bind_interdomain(
+            &HYPERVISOR,
+            remote,
+            remote_port,
+        )?))
     }
 
     /// The local port.
@@ -300,6 +319,9 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
+        if let Some(slot) = OPEN.lock().iter_mut().find(|p| **p == self.port.0) {
+            *slot = 0;
+        }
         HANDLERS.lock().unregister(self.port);
         if let Err(e) = evtchn::close(&HYPERVISOR, self.port) {
             crate::println!("rt: closing event {} failed: {e}", self.port);
@@ -347,6 +369,71 @@ fn rearm() {
     }
 }
 
+/// Whether PVH idles with interrupts enabled (`sti; nop; hlt`, events by
+/// the callback vector). Off: under a flood of events a PVH guest that did
+/// so triple-faulted now and then (Xen: "Triple fault", RIP in ordinary code
+/// with interrupts off; not understood yet). PVH idles in `SCHEDOP_poll` on
+/// every port the runtime has open instead and delivers from ordinary code;
+/// the vector stays registered (and is tested by the shell on PVH when this
+/// is on).
+const HVM_IDLE_WITH_VECTOR: bool = false;
+
+/// PVH idle without interrupts: events signalled since the last look are
+/// delivered (or latched) at once; otherwise the vCPU blocks in `SCHEDOP_poll` on every open port
+/// (Xen wakes a poller on any of its domain's ports when it polls several,
+/// and checks the listed ones for pending events before it blocks, so none
+/// is missed), or until `deadline`.
+fn hvm_poll_idle(deadline: Option<crate::time::Instant>) -> Result<(), EventError> {
+    if poll() > 0 {
+        return Ok(());
+    }
+    let mut ports = [Port(0); 40];
+    let mut n = 0;
+    let named = [
+        crate::console::port(),
+        crate::xenstore::port(),
+        crate::time::timer_port(),
+    ];
+    let open = *OPEN.lock();
+    for p in named
+        .into_iter()
+        .flatten()
+        .chain(open.iter().filter(|&&p| p != 0).map(|&p| Port(p)))
+    {
+        if n < ports.len() && !ports[..n].contains(&p) {
+            ports[n] = p;
+            n += 1;
+        }
+    }
+    // A port pending in Xen's bitmap without its selector bit (the polling
+    // path took an earlier event) would end SCHEDOP_poll at once, forever:
+    // move such events into the latch for their owners first. Events that
+    // were latched before are not news and do not end this wait.
+    if take_into_latch(&ports[..n]) {
+        return Ok(());
+    }
+    let mut raw = [0u32; 40];
+    for (r, p) in raw.iter_mut().zip(&ports[..n]) {
+        *r = p.0;
+    }
+    rt_xen::hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline.map_or(0, |d| d.as_nanos()))?;
+    poll();
+    take_into_latch(&ports[..n]);
+    Ok(())
+}
+
+/// Moves the Xen-pending events of `ports` into the latch; true if any.
+fn take_into_latch(ports: &[Port]) -> bool {
+    let mut any = false;
+    for &p in ports {
+        if evtchn::take_pending(&Shared, p) {
+            LATCH.set(p);
+            any = true;
+        }
+    }
+    any
+}
+
 /// Longest step of [`idle`] when there are no upcalls.
 const POLLING_STEP_NS: u64 = 10_000_000;
 
@@ -388,6 +475,7 @@ pub fn idle(deadline: Option<crate::time::Instant>) -> Result<(), EventError> {
             unsafe { crate::arch::rt_hvm_idle() };
             Ok(())
         }
+        Delivery::HvmPolled if armed => hvm_poll_idle(deadline),
         _ => {
             // No upcalls (or no timer to end the block): poll in steps.
             let step = crate::xen::system_time_ns().saturating_add(POLLING_STEP_NS);

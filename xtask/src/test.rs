@@ -349,6 +349,7 @@ const SHELL_SESSION: &[&str] = &[
     "xs read data/missing",
     "xs rm data/greeting",
     "grant",
+    "evtchn loop",
     "burst 200 3000",
     "@idle 5",
     "@mem-set 16",
@@ -415,6 +416,7 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
         ),
         ("xs rm", "xs: removed data/greeting"),
         ("grant (copy through it)", "grant: ref "),
+        ("evtchn loop", "evtchn: loop "),
         (
             "grant (ended access)",
             "grant: after ending access the copy is refused",
@@ -444,13 +446,21 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
             "xs read name did not give the domain's name ({own_name})"
         ));
     }
-    let upcalls = shell_lines(run).any(|l| {
-        l.starts_with("evtchn: delivery by ")
-            && !l.contains("by polling")
-            && !l.contains("; 0 upcalls")
+    // PV: events by upcall. PVH: the vector is registered, idle polls the
+    // open ports (see rt::event::HVM_IDLE_WITH_VECTOR).
+    let want = if run.name.ends_with("-pvh") {
+        "PVH poll of the open ports"
+    } else {
+        "PV event callback"
+    };
+    let delivery = shell_lines(run).any(|l| {
+        l.starts_with(&format!("evtchn: delivery by {want};"))
+            && (want != "PV event callback" || !l.contains("; 0 upcalls"))
     });
-    if !upcalls {
-        return Err("events were not delivered by upcalls (see the evtchn line)".into());
+    if !delivery {
+        return Err(format!(
+            "events were not delivered by the {want} (see the evtchn line)"
+        ));
     }
     // Grants: a reference past the builder's 0-7, the copy through it
     // matched, and every access ended (nothing deferred).
@@ -467,6 +477,12 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
         .any(|l| l.starts_with("grant: table ") && l.ends_with(" 0 active, 0 deferred"))
     {
         return Err("grants were left active or deferred".into());
+    }
+    // A channel to itself: the handler ran once (PV: from the upcall).
+    let re = Regex::new(r"^evtchn: loop port \d+ -> port \d+: handler ran 1 time\(s\)")
+        .expect("valid regex");
+    if !shell_lines(run).any(|l| re.is_match(l)) {
+        return Err("evtchn loop: the handler did not run exactly once".into());
     }
     // The burst: every line arrived, whole and in order of content.
     let b = event_fields(run, "burst ").ok_or("the harness did not check the burst")?;

@@ -1,7 +1,8 @@
 //! `shell`: commands typed over `xl console`, answered on it.
 //!
 //! `help`, `uptime`, `date`, `mem` (frames, heap, reservation, MMU counters),
-//! `evtchn` (delivery, counters, ports), `sleep <ms>` (reports the time
+//! `evtchn` (delivery, counters, ports), `evtchn loop` (a channel to
+//! itself: bind_interdomain, notify, a handler run by the upcall, close), `sleep <ms>` (reports the time
 //! slept by pvclock), `echo <words>`, `xs ls|read|write|rm <path> [value]`,
 //! `grant` (grants a page to this very domain, copies it back through the
 //! grant with `GNTTABOP_copy`, ends the access and shows the copy refused),
@@ -15,7 +16,7 @@ use core::time::Duration;
 
 rt::main!(main);
 
-const HELP: &str = "commands: help uptime date mem evtchn sleep <ms> echo <text> xs ls|read|write|rm <path> [value] grant burst <lines> <length> halt reboot";
+const HELP: &str = "commands: help uptime date mem evtchn [loop] sleep <ms> echo <text> xs ls|read|write|rm <path> [value] grant burst <lines> <length> halt reboot";
 
 fn main() {
     rt::println!("shell: ready ({}); type `help`", rt::platform());
@@ -36,7 +37,10 @@ fn main() {
                 None => rt::println!("date: no wall clock here (not on Xen)"),
             },
             "mem" => mem(),
-            "evtchn" => evtchn(),
+            "evtchn" => match words.next() {
+                Some("loop") => evtchn_loop(),
+                _ => evtchn(),
+            },
             "sleep" => match words.next().map(str::parse::<u64>) {
                 Some(Ok(ms)) => {
                     let t0 = rt::time::Instant::now();
@@ -247,6 +251,58 @@ impl core::fmt::Display for Limit {
             Some(b) => write!(f, "{} KiB", b / 1024),
             None => f.write_str("all free RAM"),
         }
+    }
+}
+
+/// Runs of the `evtchn loop` handler.
+static LOOP_HITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+fn loop_handler(_: rt::event::Port) {
+    LOOP_HITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// `evtchn loop`: an unbound port for this domain, a second port bound to
+/// it (interdomain, to itself), a handler on the first, a notify on the
+/// second; the vCPU idles until the upcall has run the handler. Both
+/// channels are closed on the way out.
+fn evtchn_loop() {
+    use rt::event::Channel;
+    let me = match rt::xenstore::read("domid").map(|d| d.parse::<u16>()) {
+        Ok(Ok(d)) => d,
+        other => {
+            rt::println!("evtchn: no domain id ({other:?})");
+            return;
+        }
+    };
+    let r = (|| {
+        let a = Channel::alloc_unbound(me)?;
+        let b = Channel::bind_interdomain(me, a.port().0)?;
+        a.on_event(loop_handler)?;
+        let (hits0, up0) = (
+            LOOP_HITS.load(core::sync::atomic::Ordering::Relaxed),
+            rt::event::stats().upcalls,
+        );
+        let t0 = rt::time::Instant::now();
+        b.notify()?;
+        let deadline = t0.after(Duration::from_secs(1));
+        while LOOP_HITS.load(core::sync::atomic::Ordering::Relaxed) == hits0
+            && rt::time::Instant::now() < deadline
+        {
+            rt::event::idle(Some(deadline))?;
+        }
+        let took = t0.elapsed();
+        let hits = LOOP_HITS.load(core::sync::atomic::Ordering::Relaxed) - hits0;
+        rt::println!(
+            "evtchn: loop {} -> {}: handler ran {hits} time(s), {} upcall(s), {} us",
+            b.port(),
+            a.port(),
+            rt::event::stats().upcalls - up0,
+            took.as_micros()
+        );
+        Ok::<(), rt::event::EventError>(())
+    })();
+    if let Err(e) = r {
+        rt::println!("evtchn: loop: {e}");
     }
 }
 

@@ -9,8 +9,8 @@
  *                      Xen delivers the callback on the way back, on this
  *                      stack (below rsp, 16-byte aligned); the stub masks
  *                      events again before it returns.
- *   PVH: rt_hvm_idle   sti; hlt; cli. The callback vector's gate uses its own
- *                      IST stack, so the CPU switches stacks.
+ *   PVH: rt_hvm_idle   sti; nop; hlt; cli. The callback vector's gate uses
+ *                      its own IST stack, so the CPU switches stacks.
  * So the interrupted code is always one of these stubs (or the hypercall
  * page they call): the callbacks save the general registers (rax holds the
  * hypercall's result) but not the vector registers, which the stubs' callers
@@ -54,16 +54,14 @@
     pop  %rax
     .endm
 
-    /* Saves the general registers, runs rt_event_upcall on a 16-byte
-     * aligned stack, restores them. */
-    .macro RUN_UPCALL
-    SAVE_GPRS
+    /* Runs rt_event_upcall on a 16-byte aligned stack (general
+     * registers saved by the caller; rbx is clobbered). */
+    .macro CALL_UPCALL
     cld
     mov  %rsp, %rbx
     and  $-16, %rsp
     call rt_event_upcall
     mov  %rbx, %rsp
-    RESTORE_GPRS
     .endm
 
 /* PV event callback. Xen's frame: rcx r11 rip cs rflags rsp ss; events are
@@ -73,7 +71,9 @@
 pv_event_callback:
     pop  %rcx
     pop  %r11
-    RUN_UPCALL
+    SAVE_GPRS
+    CALL_UPCALL
+    RESTORE_GPRS
     pushq $0                            /* iret flags: not in a syscall */
     jmp  HYPERCALL_PAGE + {iret} * 32
 
@@ -88,10 +88,20 @@ pv_failsafe_callback:
 
 /* PVH callback vector (IST stack; the CPU pushed ss rsp rflags cs rip). No
  * EOI: Xen injects it while vcpu_info.evtchn_upcall_pending is set, which
- * the handler clears before it looks at the bitmaps. */
+ * the handler clears before it looks at the bitmaps. If it interrupted
+ * rt_hvm_idle just before its hlt, it resumes after the hlt: the events
+ * were handled, the vCPU must not halt now (the lost wake-up `sti; hlt`
+ * would otherwise guard against). */
     .globl hvm_event_vector
 hvm_event_vector:
-    RUN_UPCALL
+    SAVE_GPRS
+    lea  rt_hvm_idle_hlt(%rip), %rax
+    cmp  %rax, 15*8(%rsp)               /* the interrupted rip */
+    jne  1f
+    incq 15*8(%rsp)                     /* hlt is one byte */
+1:
+    CALL_UPCALL
+    RESTORE_GPRS
     iretq
 
 /* u64 rt_pv_block(u8 *upcall_mask): SCHEDOP_block with events enabled only
@@ -107,11 +117,18 @@ rt_pv_block:
     pop  %rbx
     ret
 
-/* void rt_hvm_idle(void): halts with interrupts enabled for exactly the hlt
- * (sti's shadow covers it, so an event that is already pending wakes it). */
+/* void rt_hvm_idle(void): halts with interrupts enabled. Not `sti; hlt`:
+ * a hlt inside sti's one-instruction shadow has been seen to block the vCPU
+ * for good under nested virtualisation while an upcall was pending (Xen
+ * then sees interrupts as blocked and never kicks it again). Here the shadow
+ * ends at the nop; an event that arrives before the hlt runs is handled
+ * and skips it (see hvm_event_vector). */
     .globl rt_hvm_idle
+    .globl rt_hvm_idle_hlt
 rt_hvm_idle:
     sti
+    nop
+rt_hvm_idle_hlt:
     hlt
     cli
     ret

@@ -36,7 +36,7 @@ unsafe extern "C" {
     /// SCHEDOP_block with events enabled only inside (events.S); returns
     /// the hypercall's result.
     pub fn rt_pv_block(upcall_mask: *mut u8) -> i64;
-    /// `sti; hlt; cli` (events.S).
+    /// `sti; nop; hlt; cli` (events.S).
     pub fn rt_hvm_idle();
     /// CR2 as the trap stub found it (traps.S).
     pub static trap_cr2: u64;
