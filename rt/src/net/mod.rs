@@ -2,7 +2,8 @@
 //!
 //! [`Net::up`] connects `device/vif/0`, configures the address — `ip=` and
 //! `gw=` on the kernel command line, else `[network]` from `image.toml`
-//! (built into the image) — and gives the app a smoltcp interface and socket
+//! (built into the image); `ip=dhcp` asks a DHCP server and keeps the lease
+//! renewed from [`Net::poll`] — and gives the app a smoltcp interface and socket
 //! set. [`Net::poll`] moves frames both ways and runs the stack (ICMP echo is
 //! answered by it); [`Net::wait`] blocks the vCPU until the backend signals
 //! or smoltcp's next timer, so an idle server uses no CPU.
@@ -13,14 +14,15 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 pub use smoltcp;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+use smoltcp::socket::dhcpv4;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use self::vif::{Vif, VifError};
 use crate::time::Instant;
 
-/// How the address is set.
+/// An address configuration (static, or the one a DHCP server gave).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IpConfig {
     /// Address and prefix.
@@ -29,6 +31,18 @@ pub struct IpConfig {
     pub gateway: Option<Ipv4Address>,
 }
 
+/// Where the address comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Addressing {
+    /// Given in the image or on the command line.
+    Static(IpConfig),
+    /// Asked of a DHCP server on the vif's network.
+    Dhcp,
+}
+
+/// How long [`Net::up`] waits for a DHCP lease.
+pub const DHCP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Why the network could not come up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetError {
@@ -36,6 +50,8 @@ pub enum NetError {
     Vif(VifError),
     /// No address configured, or a malformed one.
     Config(alloc::string::String),
+    /// No DHCP lease within [`DHCP_TIMEOUT`].
+    NoLease,
 }
 
 impl core::fmt::Display for NetError {
@@ -43,6 +59,11 @@ impl core::fmt::Display for NetError {
         match self {
             NetError::Vif(e) => write!(f, "{e}"),
             NetError::Config(e) => write!(f, "network configuration: {e}"),
+            NetError::NoLease => write!(
+                f,
+                "no DHCP lease within {} s (is a DHCP server on the vif's bridge?)",
+                DHCP_TIMEOUT.as_secs()
+            ),
         }
     }
 }
@@ -57,7 +78,7 @@ pub fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
 
 /// The address configuration: the command line's `ip=`/`gw=` first, then
 /// the image's `[network]`.
-pub fn config() -> Result<IpConfig, NetError> {
+pub fn config() -> Result<Addressing, NetError> {
     let cmd = crate::boot_info().cmdline();
     let word = |k: &str| cmd.split_whitespace().find_map(|w| w.strip_prefix(k));
     let ip = word("ip=").or(built_in("ip"));
@@ -68,9 +89,8 @@ pub fn config() -> Result<IpConfig, NetError> {
         ));
     };
     if ip == "dhcp" {
-        return Err(NetError::Config(
-            "ip = \"dhcp\" is not supported yet: give a static address".into(),
-        ));
+        // The server names the router; a `gateway` beside "dhcp" is unused.
+        return Ok(Addressing::Dhcp);
     }
     let cidr = parse_cidr(ip)
         .ok_or_else(|| NetError::Config(alloc::format!("{ip:?} is not a.b.c.d/len")))?;
@@ -81,7 +101,7 @@ pub fn config() -> Result<IpConfig, NetError> {
         ),
         None => None,
     };
-    Ok(IpConfig { cidr, gateway })
+    Ok(Addressing::Static(IpConfig { cidr, gateway }))
 }
 
 unsafe extern "Rust" {
@@ -179,8 +199,10 @@ pub struct Net {
     pub device: VifDevice,
     /// The app's sockets.
     pub sockets: SocketSet<'static>,
-    /// The address configuration.
+    /// The address configuration in use.
     pub config: IpConfig,
+    /// The DHCP client, when the address comes from one.
+    dhcp: Option<SocketHandle>,
 }
 
 impl core::fmt::Debug for Net {
@@ -197,40 +219,109 @@ fn now() -> smoltcp::time::Instant {
 }
 
 impl Net {
-    /// Connects the vif and configures the interface.
+    /// Connects the vif and configures the interface; with DHCP, waits
+    /// (at most [`DHCP_TIMEOUT`]) for the first lease.
     pub fn up() -> Result<Net, NetError> {
-        let config = config()?;
+        let addressing = config()?;
         let vif = Vif::connect(0).map_err(NetError::Vif)?;
         let mut device = VifDevice { vif };
         let mac = EthernetAddress(device.vif.mac());
-        let mut iface = Interface::new(
+        let iface = Interface::new(
             Config::new(HardwareAddress::Ethernet(mac)),
             &mut device,
             now(),
         );
-        iface.update_ip_addrs(|a| {
-            // One address: the vector has room for it.
-            let _ = a.push(IpCidr::Ipv4(config.cidr));
+        let mut sockets = SocketSet::new(Vec::new());
+        let (config, dhcp) = match addressing {
+            Addressing::Static(c) => (c, None),
+            Addressing::Dhcp => {
+                let unset = IpConfig {
+                    cidr: Ipv4Cidr::new(Ipv4Address::UNSPECIFIED, 0),
+                    gateway: None,
+                };
+                (unset, Some(sockets.add(dhcpv4::Socket::new())))
+            }
+        };
+        let mut net = Net {
+            iface,
+            device,
+            sockets,
+            config,
+            dhcp,
+        };
+        match addressing {
+            Addressing::Static(c) => net.apply(Some(c))?,
+            Addressing::Dhcp => {
+                let start = Instant::now();
+                let deadline = start.after(DHCP_TIMEOUT);
+                while net.config.cidr.address().is_unspecified() {
+                    if Instant::now() >= deadline {
+                        return Err(NetError::NoLease);
+                    }
+                    net.poll();
+                    net.wait(Some(Duration::from_millis(500)));
+                }
+            }
+        }
+        Ok(net)
+    }
+
+    /// Sets the interface's address and default route (`None`: none).
+    fn apply(&mut self, c: Option<IpConfig>) -> Result<(), NetError> {
+        self.iface.update_ip_addrs(|a| {
+            a.clear();
+            if let Some(c) = c {
+                // One address: the vector has room for it.
+                let _ = a.push(IpCidr::Ipv4(c.cidr));
+            }
         });
-        if let Some(gw) = config.gateway {
-            iface
+        self.iface.routes_mut().remove_default_ipv4_route();
+        if let Some(gw) = c.and_then(|c| c.gateway) {
+            self.iface
                 .routes_mut()
                 .add_default_ipv4_route(gw)
                 .map_err(|_| NetError::Config("the route table is full".into()))?;
         }
-        Ok(Net {
-            iface,
-            device,
-            sockets: SocketSet::new(Vec::new()),
-            config,
-        })
+        self.config = c.unwrap_or(IpConfig {
+            cidr: Ipv4Cidr::new(Ipv4Address::UNSPECIFIED, 0),
+            gateway: None,
+        });
+        Ok(())
     }
 
-    /// Moves frames and runs the stack until it has nothing more to do.
+    /// Moves frames and runs the stack until it has nothing more to do
+    /// (and follows the DHCP lease).
     pub fn poll(&mut self) {
         self.device.vif.take_event();
         self.device.vif.check_backend();
         self.iface.poll(now(), &mut self.device, &mut self.sockets);
+        let Some(h) = self.dhcp else { return };
+        let change = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => {
+                crate::println!(
+                    "net: DHCP lease {} router {} from {}",
+                    c.address,
+                    c.router.map_or("none".into(), |r| alloc::format!("{r}")),
+                    c.server.address
+                );
+                Some(IpConfig {
+                    cidr: c.address,
+                    gateway: c.router,
+                })
+            }
+            // Also the client's first report, before any lease: not news.
+            Some(dhcpv4::Event::Deconfigured) if self.config.cidr.address().is_unspecified() => {
+                return;
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                crate::println!("net: DHCP lease lost, address removed");
+                None
+            }
+        };
+        if let Err(e) = self.apply(change) {
+            crate::println!("net: {e}");
+        }
     }
 
     /// Blocks until the backend signals or smoltcp's next timer (at most
