@@ -33,6 +33,12 @@ static WAITS: AtomicU64 = AtomicU64::new(0);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static IDLES: AtomicU64 = AtomicU64::new(0);
 static CONTENDED: AtomicU64 = AtomicU64::new(0);
+/// PVH upcalls that interrupted code outside the idle stub (interrupts were
+/// on where they must not be): should stay 0.
+static STRAY: AtomicU64 = AtomicU64::new(0);
+/// PVH upcalls that were the vector injected again at the handler's entry
+/// (see `hvm_event_vector` in events.S).
+static REPEATED: AtomicU64 = AtomicU64::new(0);
 
 /// How events reach the runtime (see [`Delivery`]).
 static DELIVERY: AtomicU8 = AtomicU8::new(Delivery::Polling as u8);
@@ -127,8 +133,17 @@ pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
 /// rest. Only ever entered from inside an idle stub, so nothing it takes can
 /// be held by the code it interrupted; `try_lock` still guards the table.
 #[unsafe(no_mangle)]
-extern "C" fn rt_event_upcall() {
+extern "C" fn rt_event_upcall(from: u64) {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
+    match from {
+        0 => {}
+        1 => {
+            REPEATED.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            STRAY.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     match HANDLERS.try_lock() {
         Some(mut t) => {
             evtchn::deliver(&Shared, &mut *t, &LATCH);
@@ -370,13 +385,14 @@ fn rearm() {
 }
 
 /// Whether PVH idles with interrupts enabled (`sti; nop; hlt`, events by
-/// the callback vector). Off: under a flood of events a PVH guest that did
-/// so triple-faulted now and then (Xen: "Triple fault", RIP in ordinary code
-/// with interrupts off; not understood yet). PVH idles in `SCHEDOP_poll` on
-/// every port the runtime has open instead and delivers from ordinary code;
-/// the vector stays registered (and is tested by the shell on PVH when this
-/// is on).
-const HVM_IDLE_WITH_VECTOR: bool = false;
+/// the callback vector) — the default — or blocks in `SCHEDOP_poll` on every
+/// port the runtime has open and delivers from ordinary code. Under a flood
+/// ping the vector path used to hang or triple-fault: nested Xen in QEMU TCG
+/// injects the vector a second time at its handler's entry, which restarted
+/// the IST stack over the first frame. `hvm_event_vector` (events.S) now
+/// recognises such a repeat and resumes the idle stub; the polled path stays
+/// as a fallback for hosts where the vector cannot be used.
+const HVM_IDLE_WITH_VECTOR: bool = true;
 
 /// PVH idle without interrupts: events signalled since the last look are
 /// delivered (or latched) at once; otherwise the vCPU blocks in `SCHEDOP_poll` on every open port
@@ -530,6 +546,10 @@ pub struct EventStats {
     pub idles: u64,
     /// Upcalls taken.
     pub upcalls: u64,
+    /// Upcalls that came outside the idle stub (a defect if not 0).
+    pub stray: u64,
+    /// PVH: the vector injected again at its handler's entry (nested Xen).
+    pub repeated: u64,
     /// Events latched for their owners and not yet taken.
     pub latched: u32,
     /// Ports with a handler.
@@ -547,6 +567,8 @@ pub fn stats() -> EventStats {
         waits: WAITS.load(Ordering::Relaxed),
         idles: IDLES.load(Ordering::Relaxed),
         upcalls: UPCALLS.load(Ordering::Relaxed),
+        stray: STRAY.load(Ordering::Relaxed),
+        repeated: REPEATED.load(Ordering::Relaxed),
         latched: LATCH.ports().count() as u32,
         handlers: t.ports().count() as u32,
         delivery: delivery(),

@@ -169,7 +169,11 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
     if [ "$ran" = 0 ] && [ -f "/harness/$name.dom0" ] && grep -aq '^harness: net-ready' "$log"; then
         ran=1
         emit
-        NAME=$name bash "/harness/$name.dom0" 2>&1 | sed "s/^/HARNESS: guest $name dom0| /"
+        # Bounded by the guest's deadline: a guest that stops answering must
+        # not hold a dom0 check (and with it this loop) forever.
+        tick
+        NAME=$name timeout -k 5 $(( deadline - ${UP%.*} > 1 ? deadline - ${UP%.*} : 1 )) \
+            bash "/harness/$name.dom0" 2>&1 | sed "s/^/HARNESS: guest $name dom0| /"
         h "guest $name dom0 rc=${PIPESTATUS[0]}"
     fi
     if [ "$burst" = 0 ] && grep -aq '^burst: done' "$log"; then
@@ -209,7 +213,12 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
 done
 end=$(since "$t0")
 tick
-[ "$state" = timeout ] && h "guest $name deadline reached: uptime=$UP deadline=$deadline (limit $limit s) xl-create=${rc:-running} xl-list=${line:-none}"
+if [ "$state" = timeout ]; then
+    h "guest $name deadline reached: uptime=$UP deadline=$deadline (limit $limit s) xl-create=${rc:-running} xl-list=${line:-none}"
+    # Where the guest is: its registers and the top of its stack.
+    domid=$(xlt 10 domid "$name" 2>/dev/null) &&
+        timeout 10 /usr/lib/xen-4.17/bin/xenctx -a -S "$domid" 0 2>&1 | head -n 60 | sed 's/^/HARNESS: diag: xenctx: /'
+fi
 if [ -z "$rc" ]; then
     kill "$cpid" 2>/dev/null
     wait "$cpid"

@@ -446,21 +446,34 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
             "xs read name did not give the domain's name ({own_name})"
         ));
     }
-    // PV: events by upcall. PVH: the vector is registered, idle polls the
-    // open ports (see rt::event::HVM_IDLE_WITH_VECTOR).
+    // Events by upcall: PV's event callback, PVH's callback vector; every
+    // upcall interrupted the idle stub (none came with interrupts on
+    // anywhere else).
     let want = if run.name.ends_with("-pvh") {
-        "PVH poll of the open ports"
+        "PVH callback vector"
     } else {
         "PV event callback"
     };
-    let delivery = shell_lines(run).any(|l| {
-        l.starts_with(&format!("evtchn: delivery by {want};"))
-            && (want != "PV event callback" || !l.contains("; 0 upcalls"))
+    let re = Regex::new(&format!(
+        r"^evtchn: delivery by {want}; (\d+) upcalls \((\d+) outside idle, \d+ repeated\)"
+    ))
+    .expect("valid regex");
+    let counts: Option<(u64, u64)> = shell_lines(run).find_map(|l| {
+        let c = re.captures(l)?;
+        Some((c[1].parse().ok()?, c[2].parse().ok()?))
     });
-    if !delivery {
-        return Err(format!(
-            "events were not delivered by the {want} (see the evtchn line)"
-        ));
+    match counts {
+        Some((up, 0)) if up > 0 => {}
+        Some((up, stray)) => {
+            return Err(format!(
+                "{up} upcalls by the {want}, {stray} outside the idle stub (want some, none outside)"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "events were not delivered by the {want} (see the evtchn line)"
+            ));
+        }
     }
     // Grants: a reference past the builder's 0-7, the copy through it
     // matched, and every access ended (nothing deferred).
@@ -656,6 +669,18 @@ timeout -k 5 20 xl shutdown "$NAME"
 
 /// Detaches the guest's vif while it runs (`xl network-detach`): the guest
 /// must notice, close its side and still shut down cleanly.
+/// What dom0 runs against the echo guest that took its address from dom0's
+/// DHCP server (a static lease: 10.0.0.3): ping, a UDP echo, `xl shutdown`.
+const DHCP_DOM0: &str = r#"ip=10.0.0.3
+ping -c 5 -i 0.2 -W 2 $ip 2>&1 | tail -n 2 | sed 's/^/ping: /'
+if exec 3<>/dev/udp/$ip/7; then
+    printf 'hello over dhcp\n' >&3
+    echo "udp: $(timeout 5 head -n 1 <&3)"
+    exec 3>&-
+fi
+timeout -k 5 20 xl shutdown "$NAME"
+"#;
+
 const DETACH_DOM0: &str = r#"ip=10.0.0.2
 ping -c 3 -W 2 $ip 2>&1 | tail -n 2 | sed 's/^/ping: /'
 timeout -k 5 30 xl network-detach "$NAME" 0
@@ -699,6 +724,8 @@ fn dom0_script(name: &str) -> Option<&'static str> {
         Some(DETACH_DOM0)
     } else if name.starts_with("echo-cycles-") {
         Some(CYCLES_DOM0)
+    } else if name.starts_with("echo-dhcp-") {
+        Some(DHCP_DOM0)
     } else if name.starts_with("echo-") {
         Some(ECHO_DOM0)
     } else if name.starts_with("httpd-") {
@@ -734,6 +761,34 @@ fn judge_detach(run: &GuestRun) -> Result<String, String> {
         ));
     }
     Ok(format!("{seen}; vifs left {}", ev("dom0| vifs left: ")))
+}
+
+/// Judges the DHCP run: the guest took 10.0.0.3 with dom0 as its router,
+/// answered dom0's pings and a UDP echo there, and powered off cleanly.
+fn judge_dhcp(run: &GuestRun) -> Result<String, String> {
+    let lease = "net: DHCP lease 10.0.0.3/24 router 10.0.0.1 from 10.0.0.1";
+    if !run.console.iter().any(|l| l == lease) {
+        return Err(format!("no {lease:?} on the console"));
+    }
+    if !run
+        .console
+        .iter()
+        .any(|l| l.starts_with("echo: ready on 10.0.0.3/24"))
+    {
+        return Err("the echo server did not come up on the leased address".into());
+    }
+    let ev = |p: &str| run.events.iter().find_map(|e| e.strip_prefix(p));
+    let ping = ev("dom0| ping: 5 packets transmitted, ").unwrap_or("");
+    if !ping.starts_with("5 received") {
+        return Err(format!("dom0's ping of 10.0.0.3: {ping:?}"));
+    }
+    if ev("dom0| udp: ") != Some("hello over dhcp") {
+        return Err(format!("UDP echo at 10.0.0.3: {:?}", ev("dom0| udp: ")));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(format!("{lease}; ping 5/5; udp echo"))
 }
 
 /// Judges the create/destroy cycles: all 20 connected, nothing left behind
@@ -846,6 +901,17 @@ fn judge_echo(run: &GuestRun) -> Result<String, String> {
             .and_then(|l| l.split_once("buffers ").map(|(_, t)| t.to_string()))
     };
     let (before, after) = (tail("stats-before: "), tail("stats-after: "));
+    // Upcalls that interrupted anything but the idle stub are a defect.
+    let events = Regex::new(r"events: (\d+) upcalls, (\d+) repeated, (\d+) outside idle")
+        .expect("valid regex");
+    let ev = dom0("stats-after: ")
+        .first()
+        .and_then(|l| events.captures(l))
+        .map(|c| (c[1].to_string(), c[2].to_string(), c[3].to_string()))
+        .ok_or("no event counters in the guest's stats")?;
+    if ev.2 != "0" {
+        return Err(format!("{} upcalls came outside the idle stub", ev.2));
+    }
     match (&before, &after) {
         (Some(b), Some(a)) if a == b => {}
         _ => {
@@ -866,7 +932,9 @@ fn judge_echo(run: &GuestRun) -> Result<String, String> {
     }
     let rtt100 = dom0("rtt100: ").first().cloned().unwrap_or_default();
     Ok(format!(
-        "ping 20/20; rtt {rtt100}; tcp {tcp64}; udp+tcp echo; flood {fg}/{fs}; buffers {}",
+        "ping 20/20; rtt {rtt100}; tcp {tcp64}; udp+tcp echo; flood {fg}/{fs}; upcalls {} ({} repeated); buffers {}",
+        ev.0,
+        ev.1,
         before.unwrap_or_default()
     ))
 }
@@ -1054,6 +1122,13 @@ fn guest_tests(
             timeout: 120,
             judge: Box::new(judge_detach),
             ..echo_domu("echo-detach-pv", Mode::Pv)
+        },
+        Domu {
+            name: "echo-dhcp-pv",
+            cmdline: "ip=dhcp",
+            timeout: 90,
+            judge: Box::new(judge_dhcp),
+            ..echo_domu("echo-dhcp-pv", Mode::Pv)
         },
         Domu {
             name: "echo-cycles-pvh",

@@ -143,8 +143,9 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
     let s = net.stats();
     let (tx, rx) = net.buffers();
     let h = rt::heap::stats();
+    let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; events: {} upcalls, {} repeated, {} outside idle; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -155,6 +156,9 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
         s.bad_flags,
         s.rx_errors,
         s.tx_errors,
+        e.upcalls,
+        e.repeated,
+        e.stray,
         h.allocated_bytes,
         h.allocations,
         rt::grant::stats().map_or(0, |(g, _, _)| g.active)

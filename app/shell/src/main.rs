@@ -311,9 +311,11 @@ fn evtchn() {
     let e = rt::event::stats();
     let s = rt::time::sleep_stats();
     rt::println!(
-        "evtchn: delivery by {}; {} upcalls, {} idle blocks, {} polls; {} handlers, {} delivered, {} unhandled, {} latched",
+        "evtchn: delivery by {}; {} upcalls ({} outside idle, {} repeated), {} idle blocks, {} polls; {} handlers, {} delivered, {} unhandled, {} latched",
         e.delivery,
         e.upcalls,
+        e.stray,
+        e.repeated,
         e.idles,
         e.waits,
         e.handlers,

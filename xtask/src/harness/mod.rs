@@ -416,6 +416,8 @@ pub fn run_domus(
         let wait = if nudged { QUIET - NUDGE } else { NUDGE };
         let until = deadline.min(Instant::now() + wait);
         match q.next_line(until) {
+            // dom0's console echoes the byte sent to it: that is no sign of life.
+            Next::Line(_, line) if nudged && line.trim().is_empty() => {}
             Next::Line(t, line) => {
                 if nudged {
                     show(

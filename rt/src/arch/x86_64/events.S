@@ -54,7 +54,7 @@
     pop  %rax
     .endm
 
-    /* Runs rt_event_upcall on a 16-byte aligned stack (general
+    /* Runs rt_event_upcall(rdi) on a 16-byte aligned stack (general
      * registers saved by the caller; rbx is clobbered). */
     .macro CALL_UPCALL
     cld
@@ -72,6 +72,7 @@ pv_event_callback:
     pop  %rcx
     pop  %r11
     SAVE_GPRS
+    xor  %edi, %edi                     /* in the idle stub (PV: always) */
     CALL_UPCALL
     RESTORE_GPRS
     pushq $0                            /* iret flags: not in a syscall */
@@ -88,21 +89,53 @@ pv_failsafe_callback:
 
 /* PVH callback vector (IST stack; the CPU pushed ss rsp rflags cs rip). No
  * EOI: Xen injects it while vcpu_info.evtchn_upcall_pending is set, which
- * the handler clears before it looks at the bitmaps. If it interrupted
- * rt_hvm_idle just before its hlt, it resumes after the hlt: the events
- * were handled, the vCPU must not halt now (the lost wake-up `sti; hlt`
- * would otherwise guard against). */
+ * the handler clears before it looks at the bitmaps.
+ *
+ * Interrupts are on only inside rt_hvm_idle, so an upcall normally
+ * interrupts the stub. It then resumes at the stub's end (its `ret`) with
+ * interrupts off, on the stack the stub recorded: the events were handled,
+ * the vCPU must not halt now (the lost wake-up `sti; hlt` guards against),
+ * and one upcall ends the idle.
+ *
+ * Under nested virtualisation (Xen in QEMU TCG) the vector has been seen
+ * to arrive a second time right at this entry, interrupts off: the CPU
+ * then restarts the IST stack at its top and the second frame overwrites
+ * the first — returning through it looped here forever (and, once, ended
+ * in a triple fault). A frame whose rip is inside this handler is such a
+ * repeat: the original came from the stub (nowhere else has interrupts
+ * on), so it resumes the stub exactly as above. rdi tells rt_event_upcall
+ * which case it was: 0 from the stub, 1 a repeat, 2 elsewhere (a defect). */
+    /* Jumps to `target` if lo <= rax < hi (rcx clobbered). */
+    .macro JUMP_IF_IN lo, hi, target
+    lea  \lo(%rip), %rcx
+    cmp  %rcx, %rax
+    jb   77f
+    lea  \hi(%rip), %rcx
+    cmp  %rcx, %rax
+    jb   \target
+77:
+    .endm
+
     .globl hvm_event_vector
 hvm_event_vector:
     SAVE_GPRS
-    lea  rt_hvm_idle_hlt(%rip), %rax
-    cmp  %rax, 15*8(%rsp)               /* the interrupted rip */
-    jne  1f
-    incq 15*8(%rsp)                     /* hlt is one byte */
+    mov  15*8(%rsp), %rax               /* the interrupted rip */
+    xor  %edi, %edi
+    JUMP_IF_IN rt_hvm_idle, rt_hvm_idle_end, 3f
+    mov  $1, %edi
+    JUMP_IF_IN hvm_event_vector, hvm_event_vector_end, 3f
+    mov  $2, %edi                       /* elsewhere: return there */
+    jmp  1f
+3:  lea  rt_hvm_idle_end(%rip), %rcx
+    mov  %rcx, 15*8(%rsp)               /* resume at the stub's ret */
+    andq $~0x200, 17*8(%rsp)            /* with IF clear */
+    mov  rt_hvm_idle_rsp(%rip), %rcx
+    mov  %rcx, 18*8(%rsp)               /* on the stub's stack */
 1:
     CALL_UPCALL
     RESTORE_GPRS
     iretq
+hvm_event_vector_end:
 
 /* u64 rt_pv_block(u8 *upcall_mask): SCHEDOP_block with events enabled only
  * for the duration; returns the hypercall's result. */
@@ -126,9 +159,17 @@ rt_pv_block:
     .globl rt_hvm_idle
     .globl rt_hvm_idle_hlt
 rt_hvm_idle:
+    mov  %rsp, rt_hvm_idle_rsp(%rip)
     sti
     nop
 rt_hvm_idle_hlt:
     hlt
     cli
+rt_hvm_idle_end:
     ret
+
+    .section .bss.events, "aw", @nobits
+    .balign 8
+/* rsp inside rt_hvm_idle, for the callback vector's return. */
+rt_hvm_idle_rsp:
+    .quad 0
