@@ -7,6 +7,9 @@
 #   $CACHE/<key>/xen.elf              Xen hypervisor (multiboot ELF, for QEMU -kernel)
 #   $CACHE/<key>/vmlinux-dom0.elf     dom0 Linux kernel, uncompressed ELF
 #   $CACHE/<key>/dom0-rootfs.cpio.zst dom0 initramfs: Debian minbase + xl toolstack + modules
+#   $CACHE/<key>/linux-domu.vmlinuz   Debian's kernel (the dom0 one, as shipped) for the
+#                                     Linux PV domU the benchmarks compare against
+#   $CACHE/<key>/linux-domu.cpio.gz   its initramfs: busybox-static, xen-netfront, /init
 #   $CACHE/<key>/versions             the package versions the key was made from
 #
 # and prints `HARNESS_DIR=<dir>` as its last line. A second run with the same
@@ -26,7 +29,7 @@ TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,proc
 DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback bridge tun"
 T0=$(date +%s)
 STEP=0
-STEPS=7
+STEPS=8
 
 step() {
     STEP=$((STEP + 1))
@@ -118,9 +121,10 @@ fi
 KVER=$(apt-cache depends linux-image-amd64 2>/dev/null |
        awk '/Depends: linux-image-[0-9]/{sub("linux-image-", "", $2); print $2; exit}')
 [ -n "$KVER" ] || die "cannot resolve the Debian kernel (apt-cache depends linux-image-amd64)"
-versions=$(printf '%s %s\nlinux-image-%s %s\nxen-utils-4.17 %s\nbusybox %s\nscript %s\n' \
+versions=$(printf '%s %s\nlinux-image-%s %s\nxen-utils-4.17 %s\nbusybox %s\nbusybox-static %s\nscript %s\n' \
     "$XEN_PKG" "$(candidate "$XEN_PKG")" "$KVER" "$(candidate "linux-image-$KVER")" \
-    "$(candidate xen-utils-4.17)" "$(candidate busybox)" "$(sha256sum "$SELF" | cut -c1-16)")
+    "$(candidate xen-utils-4.17)" "$(candidate busybox)" "$(candidate busybox-static)" \
+    "$(sha256sum "$SELF" | cut -c1-16)")
 case "$versions" in *"(none)"*|*" "$'\n'*) die "a package has no install candidate:"$'\n'"$versions";; esac
 KEY=$(printf '%s' "$versions" | sha256sum | cut -c1-16)
 OUT=$CACHE_ROOT/$KEY
@@ -139,9 +143,9 @@ printf '%s\n' "$versions" >"$W/versions"
 # 3. Xen and the dom0 kernel, downloaded (never installed on the host)
 # ---------------------------------------------------------------------------
 step "downloading $XEN_PKG and linux-image-$KVER"
-(cd "$W/debs" && apt-get download -qq "$XEN_PKG" "linux-image-$KVER" 2>&1 | grep -v unsandboxed >&2 || true)
-ls "$W"/debs/"$XEN_PKG"_*.deb "$W"/debs/linux-image-"$KVER"_*.deb >/dev/null 2>&1 ||
-    die "apt-get download of $XEN_PKG / linux-image-$KVER failed"
+(cd "$W/debs" && apt-get download -qq "$XEN_PKG" "linux-image-$KVER" busybox-static 2>&1 | grep -v unsandboxed >&2 || true)
+ls "$W"/debs/"$XEN_PKG"_*.deb "$W"/debs/linux-image-"$KVER"_*.deb "$W"/debs/busybox-static_*.deb >/dev/null 2>&1 ||
+    die "apt-get download of $XEN_PKG / linux-image-$KVER / busybox-static failed"
 mkdir -p "$W/x/xen" "$W/x/linux"
 dpkg-deb -x "$W"/debs/"$XEN_PKG"_*.deb "$W/x/xen"
 dpkg-deb -x "$W"/debs/linux-image-"$KVER"_*.deb "$W/x/linux"
@@ -205,7 +209,46 @@ mkdir -p "$R/var/log/xen/console" "$R/var/lib/xen" "$R/root" "$R/harness"
 echo dom0 >"$R/etc/hostname"
 
 # ---------------------------------------------------------------------------
-# 7. pack
+# 7. the Linux PV domU of the benchmarks: Debian's kernel as shipped, and a
+#    busybox initramfs that brings up eth0 (ip= on the kernel command line)
+#    and serves TCP echo (7), TCP discard (9) and UDP echo (7) like app/echo
+# ---------------------------------------------------------------------------
+step "building the Linux PV domU (busybox initramfs)"
+L=$W/linux-domu
+mkdir -p "$L"/bin "$L"/sbin "$L"/dev "$L"/proc "$L"/sys "$L"/lib/modules "$W/x/bb"
+dpkg-deb -x "$W"/debs/busybox-static_*.deb "$W/x/bb"
+cp "$W/x/bb/bin/busybox" "$L/bin/busybox"
+mknod -m 600 "$L/dev/console" c 5 1
+netfront=$(find "$W/x/linux/lib/modules/$KVER" -name 'xen-netfront.ko*' | head -n1)
+case $netfront in *.ko) ;; *) die "xen-netfront.ko not found (or compressed: $netfront)";; esac
+cp "$netfront" "$L/lib/modules/xen-netfront.ko"
+cat >"$L/init" <<'EOF'
+#!/bin/busybox sh
+# Linux PV domU for the benchmarks: network up, then echo and discard
+# servers; `xl shutdown` powers it off through /sbin/poweroff.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' >/sbin/poweroff; chmod +x /sbin/poweroff
+echo "linux: init at $(cut -d' ' -f1 /proc/uptime) s"
+ip=$(sed -n 's/.*[[:space:]]bench.ip=\([^[:space:]]*\).*/\1/p' /proc/cmdline)
+insmod /lib/modules/xen-netfront.ko
+for _ in $(seq 100); do [ -e /sys/class/net/eth0 ] && break; sleep 0.05; done
+ip addr add "$ip" dev eth0 && ip link set eth0 up && ip link set lo up
+tcpsvd 0 7 cat &
+tcpsvd 0 9 sh -c 'cat >/dev/null' &
+udpsvd 0 7 cat &
+used=$(awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{print t-a}' /proc/meminfo)
+echo "linux: network up at $(cut -d' ' -f1 /proc/uptime) s; memory in use ${used} KiB"
+echo "harness: net-ready"
+while :; do sleep 3600; done
+EOF
+chmod +x "$L/init"
+(cd "$L" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) | gzip -9 >"$W/linux-domu.cpio.gz"
+cp "$W/x/linux/boot/vmlinuz-$KVER" "$W/linux-domu.vmlinuz"
+rm -rf "$L"
+
+# ---------------------------------------------------------------------------
+# 8. pack
 # ---------------------------------------------------------------------------
 step "packing dom0-rootfs.cpio.zst"
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) |

@@ -33,9 +33,12 @@ static WAITS: AtomicU64 = AtomicU64::new(0);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static IDLES: AtomicU64 = AtomicU64::new(0);
 static CONTENDED: AtomicU64 = AtomicU64::new(0);
-/// PVH upcalls that interrupted code outside the idle stub (interrupts were
-/// on where they must not be): should stay 0.
+/// PVH upcalls that interrupted code outside the idle stub: interrupts on
+/// where they must not be, or the vector injected while they were off
+/// (nested Xen under TCG, very rarely). Should stay (about) 0.
 static STRAY: AtomicU64 = AtomicU64::new(0);
+/// Where the last of them interrupted: rip and rsp.
+static STRAY_AT: (AtomicU64, AtomicU64) = (AtomicU64::new(0), AtomicU64::new(0));
 /// PVH upcalls that were the vector injected again at the handler's entry
 /// (see `hvm_event_vector` in events.S).
 static REPEATED: AtomicU64 = AtomicU64::new(0);
@@ -133,7 +136,7 @@ pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
 /// rest. Only ever entered from inside an idle stub, so nothing it takes can
 /// be held by the code it interrupted; `try_lock` still guards the table.
 #[unsafe(no_mangle)]
-extern "C" fn rt_event_upcall(from: u64) {
+extern "C" fn rt_event_upcall(from: u64, rip: u64, rsp: u64) {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     match from {
         0 => {}
@@ -142,6 +145,8 @@ extern "C" fn rt_event_upcall(from: u64) {
         }
         _ => {
             STRAY.fetch_add(1, Ordering::Relaxed);
+            STRAY_AT.0.store(rip, Ordering::Relaxed);
+            STRAY_AT.1.store(rsp, Ordering::Relaxed);
         }
     }
     match HANDLERS.try_lock() {
@@ -548,6 +553,8 @@ pub struct EventStats {
     pub upcalls: u64,
     /// Upcalls that came outside the idle stub (a defect if not 0).
     pub stray: u64,
+    /// The rip and rsp the last of them interrupted.
+    pub stray_at: (u64, u64),
     /// PVH: the vector injected again at its handler's entry (nested Xen).
     pub repeated: u64,
     /// Events latched for their owners and not yet taken.
@@ -568,6 +575,10 @@ pub fn stats() -> EventStats {
         idles: IDLES.load(Ordering::Relaxed),
         upcalls: UPCALLS.load(Ordering::Relaxed),
         stray: STRAY.load(Ordering::Relaxed),
+        stray_at: (
+            STRAY_AT.0.load(Ordering::Relaxed),
+            STRAY_AT.1.load(Ordering::Relaxed),
+        ),
         repeated: REPEATED.load(Ordering::Relaxed),
         latched: LATCH.ports().count() as u32,
         handlers: t.ports().count() as u32,

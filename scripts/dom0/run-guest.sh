@@ -31,6 +31,9 @@
 # prints `harness: net-ready`: network checks from dom0's side of xenbr0.
 # Its output is reported as `HARNESS: guest NAME dom0| <line>`, then
 #   HARNESS: guest NAME dom0 rc=N
+# If /harness/NAME.early exists, dom0 starts it in the background as `xl
+# create` starts (timings from creation, e.g. until the first ping reply);
+# its output is reported as `HARNESS: guest NAME early| <line>`.
 # A guest that prints `burst: done` has its lines `burst NNN <payload>` checked
 # (not echoed): line i's payload is the alphabet from letter i mod 26 onwards,
 # repeated, as long as the first line's. Reported as
@@ -120,6 +123,12 @@ t0=$(now)
 # xl's exit code, and watch the guest while `xl create` is still running.
 xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1 &
 cpid=$! rc=
+# A timing script that starts with the domain (see GuestSpec::early).
+epid=
+if [ -f "/harness/$name.early" ]; then
+    NAME=$name timeout -k 5 "$limit" bash "/harness/$name.early" 2>&1 | sed -u "s/^/HARNESS: guest $name early| /" &
+    epid=$!
+fi
 
 state=timeout reason=-
 tick
@@ -212,6 +221,7 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
     sleep 0.05
 done
 end=$(since "$t0")
+[ -n "$epid" ] && { kill "$epid" 2>/dev/null; wait "$epid" 2>/dev/null; }
 tick
 if [ "$state" = timeout ]; then
     h "guest $name deadline reached: uptime=$UP deadline=$deadline (limit $limit s) xl-create=${rc:-running} xl-list=${line:-none}"

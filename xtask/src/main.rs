@@ -7,6 +7,7 @@
 //! - `test`: host tests, fmt, clippy (host and image), then the guest tests.
 //! - `notes`: decodes and checks an image's Xen ELF notes.
 //! - `provision`: prepares the harness (also done on demand by `run`/`test`).
+mod bench;
 mod harness;
 mod image;
 mod manifest;
@@ -58,6 +59,13 @@ enum Cmd {
         /// of several, comma-separated: `--only memtest-pv,hello-pv`).
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Measure our echo image (PV and PVH) against a Linux PV domU in one
+    /// harness session; prints a table and writes target/bench/bench.md.
+    Bench {
+        /// Boots of each guest (figures are median, min and max over them).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
     },
     /// Decode and check the Xen ELF notes of an image (default: the manifest's app).
     Notes {
@@ -155,6 +163,8 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
         input: vec![],
         vif: None,
         dom0: None,
+        early: None,
+        ramdisk: None,
     };
     // In dom0 the image sits at /harness/<app>.elf.
     let cfg_text = image::xl_config(
@@ -172,6 +182,7 @@ fn main() {
         Cmd::Build { manifest } => build(&manifest).map(drop),
         Cmd::Run { manifest, harness } => cmd_run(&manifest, harness),
         Cmd::Test { host_only, only } => test::run_all(host_only, only.as_deref()),
+        Cmd::Bench { reps } => bench::run(reps),
         Cmd::Notes { elf } => (|| {
             let elf = match elf {
                 Some(e) => e,

@@ -57,6 +57,15 @@ fn main() -> Result<(), rt::net::NetError> {
             p.rtt_max.as_micros()
         );
     }
+    // Memory in use: the domain's pages less the allocator's free frames.
+    if let Ok(r) = rt::mm::reservation() {
+        let free = rt::mm::frame_stats().free;
+        rt::println!(
+            "echo: memory in use {} KiB of {} KiB",
+            r.current_pages.saturating_sub(free as u64) * 4,
+            r.current_pages * 4
+        );
+    }
     rt::println!("harness: net-ready");
     report(&net);
     let (mut datagrams, mut connections) = (0u64, 0u64);
@@ -145,7 +154,7 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
     let h = rt::heap::stats();
     let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; events: {} upcalls, {} repeated, {} outside idle; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}); buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -159,6 +168,8 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
         e.upcalls,
         e.repeated,
         e.stray,
+        e.stray_at.0,
+        e.stray_at.1,
         h.allocated_bytes,
         h.allocations,
         rt::grant::stats().map_or(0, |(g, _, _)| g.active)

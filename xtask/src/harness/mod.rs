@@ -33,6 +33,10 @@ pub struct Artifacts {
     pub vmlinux: PathBuf,
     /// dom0 initramfs (zstd cpio, padded for appending).
     pub rootfs: PathBuf,
+    /// Debian's kernel (bzImage) for the benchmarks' Linux PV domU.
+    pub linux_kernel: PathBuf,
+    /// That domU's busybox initramfs (gzip cpio).
+    pub linux_initrd: PathBuf,
 }
 
 /// Runs `scripts/provision.sh` (progress on stderr) and returns the cached images.
@@ -58,8 +62,16 @@ pub fn provision() -> Result<Artifacts> {
         xen: dir.join("xen.elf"),
         vmlinux: dir.join("vmlinux-dom0.elf"),
         rootfs: dir.join("dom0-rootfs.cpio.zst"),
+        linux_kernel: dir.join("linux-domu.vmlinuz"),
+        linux_initrd: dir.join("linux-domu.cpio.gz"),
     };
-    for p in [&a.xen, &a.vmlinux, &a.rootfs] {
+    for p in [
+        &a.xen,
+        &a.vmlinux,
+        &a.rootfs,
+        &a.linux_kernel,
+        &a.linux_initrd,
+    ] {
         if !p.is_file() {
             bail!(
                 "harness cache is incomplete: {} is missing (delete {} and retry)",
@@ -95,6 +107,11 @@ pub struct GuestSpec {
     /// A script dom0 runs (bash, `$NAME` set) once the guest prints
     /// `harness: net-ready`; its output is reported line by line.
     pub dom0: Option<String>,
+    /// A script dom0 starts in the background as `xl create` starts (bash,
+    /// `$NAME` set), reported as `early| <line>`: timings from creation.
+    pub early: Option<String>,
+    /// An initramfs for the kernel (`ramdisk` in the xl config).
+    pub ramdisk: Option<PathBuf>,
 }
 
 /// How a guest ended.
@@ -319,6 +336,7 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
         "mem-set ",
         "burst ",
         "dom0",
+        "early",
     ]
     .iter()
     .any(|p| event.starts_with(p))
@@ -328,13 +346,16 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
 /// The xl config of a test guest: every shutdown preserved so the harness can
 /// read the reason before destroying the domain.
 pub fn test_xl_config(g: &GuestSpec) -> String {
-    let vif = g
+    let mut extra = g
         .vif
         .as_ref()
         .map_or(String::new(), |v| format!("vif = [ '{v}' ]\n"));
+    if g.ramdisk.is_some() {
+        extra.push_str(&format!("ramdisk = \"/harness/{}.ramdisk\"\n", g.name));
+    }
     format!(
         "name = \"{}\"\ntype = \"{}\"\nkernel = \"/harness/{}.elf\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n\
-         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{vif}",
+         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{extra}",
         g.name,
         g.mode.xl_type(),
         g.name,
@@ -378,6 +399,16 @@ pub fn run_domus(
                 true,
             ));
         }
+        if let Some(script) = &g.early {
+            files.push((
+                format!("{}.early", g.name),
+                script.clone().into_bytes(),
+                true,
+            ));
+        }
+        if let Some(r) = &g.ramdisk {
+            files.push((format!("{}.ramdisk", g.name), std::fs::read(r)?, false));
+        }
         if !g.input.is_empty() {
             let mut text = g.input.join("\n");
             text.push('\n');
@@ -403,6 +434,12 @@ pub fn run_domus(
         &initrd,
         &format!("harness.mode=test harness.timeout={total}"),
     )?;
+    // A monitor socket, to see where the CPUs are if the session stalls.
+    let monitor = harness_dir(session).join("monitor.sock");
+    let _ = std::fs::remove_file(&monitor);
+    let mut args = args;
+    args.push("-monitor".into());
+    args.push(format!("unix:{},server=on,wait=off", monitor.display()).into());
     let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), true)?;
     let deadline = Instant::now() + Duration::from_secs(total + 30);
     let mut runs: Vec<GuestRun> = guests.iter().map(|g| GuestRun::new(&g.name)).collect();
@@ -416,8 +453,14 @@ pub fn run_domus(
         let wait = if nudged { QUIET - NUDGE } else { NUDGE };
         let until = deadline.min(Instant::now() + wait);
         match q.next_line(until) {
-            // dom0's console echoes the byte sent to it: that is no sign of life.
-            Next::Line(_, line) if nudged && line.trim().is_empty() => {}
+            // dom0's console echoes the byte sent to it: its kernel runs,
+            // but that is not the output we wait for.
+            Next::Line(t, line) if nudged && line.trim().is_empty() => {
+                show(
+                    t,
+                    "harness: dom0's console echoed the byte (its kernel runs)",
+                );
+            }
             Next::Line(t, line) => {
                 if nudged {
                     show(
@@ -491,6 +534,19 @@ pub fn run_domus(
                         QUIET.as_secs()
                     ),
                 );
+                // Where the CPUs are: in Xen (0xffff82d0...), in dom0's
+                // kernel, or in a guest.
+                match qemu::monitor(&monitor, "info registers -a") {
+                    Ok(out) => {
+                        for l in out
+                            .lines()
+                            .filter(|l| ["CPU#", "RIP=", "EIP="].iter().any(|p| l.starts_with(p)))
+                        {
+                            show(q.elapsed(), &format!("harness: qemu: {l}"));
+                        }
+                    }
+                    Err(e) => show(q.elapsed(), &format!("harness: qemu monitor: {e:#}")),
+                }
                 for r in runs.iter_mut().filter(|r| r.end == End::Missing) {
                     r.stalled = true;
                 }
@@ -699,6 +755,8 @@ mod tests {
             dump_at: None,
             vif: None,
             dom0: None,
+            early: None,
+            ramdisk: None,
         };
         let c = test_xl_config(&g);
         assert!(c.contains("type = \"pvh\"") && c.contains("kernel = \"/harness/t.elf\""));

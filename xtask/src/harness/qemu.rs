@@ -176,3 +176,29 @@ impl Qemu {
         self.child.wait().ok().and_then(|s| s.code())
     }
 }
+
+/// Runs one command on the QEMU monitor listening at `socket` (HMP) and
+/// returns what it printed within a second.
+pub fn monitor(socket: &Path, cmd: &str) -> Result<String> {
+    use std::os::unix::net::UnixStream;
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_millis(300)))?;
+    s.write_all(format!("{cmd}\n").as_bytes())?;
+    let mut out = Vec::new();
+    let end = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).replace('\r', ""))
+}

@@ -104,7 +104,10 @@ pv_failsafe_callback:
  * in a triple fault). A frame whose rip is inside this handler is such a
  * repeat: the original came from the stub (nowhere else has interrupts
  * on), so it resumes the stub exactly as above. rdi tells rt_event_upcall
- * which case it was: 0 from the stub, 1 a repeat, 2 elsewhere (a defect). */
+ * which case it was: 0 from the stub, 1 a repeat, 2 elsewhere — interrupts
+ * on outside the stub (our defect) or injected while off (nested Xen does
+ * that very rarely; the IST stack keeps the interrupted stack intact) —
+ * then rsi and rdx are the interrupted rip and rsp, for the record. */
     /* Jumps to `target` if lo <= rax < hi (rcx clobbered). */
     .macro JUMP_IF_IN lo, hi, target
     lea  \lo(%rip), %rcx
@@ -125,6 +128,8 @@ hvm_event_vector:
     mov  $1, %edi
     JUMP_IF_IN hvm_event_vector, hvm_event_vector_end, 3f
     mov  $2, %edi                       /* elsewhere: return there */
+    mov  %rax, %rsi                     /* where, for the record */
+    mov  18*8(%rsp), %rdx
     jmp  1f
 3:  lea  rt_hvm_idle_end(%rip), %rcx
     mov  %rcx, 15*8(%rsp)               /* resume at the stub's ret */
