@@ -210,8 +210,9 @@ echo dom0 >"$R/etc/hostname"
 
 # ---------------------------------------------------------------------------
 # 7. the Linux PV domU of the benchmarks: Debian's kernel as shipped, and a
-#    busybox initramfs that brings up eth0 (ip= on the kernel command line)
-#    and serves TCP echo (7), TCP discard (9) and UDP echo (7) like app/echo
+#    busybox initramfs that brings up eth0 (bench.ip= on the kernel command
+#    line) and starts /bin/bench-echo (UDP/TCP echo 7, discard 9, like
+#    app/echo), which the bench appends as a second cpio archive
 # ---------------------------------------------------------------------------
 step "building the Linux PV domU (busybox initramfs)"
 L=$W/linux-domu
@@ -224,8 +225,8 @@ case $netfront in *.ko) ;; *) die "xen-netfront.ko not found (or compressed: $ne
 cp "$netfront" "$L/lib/modules/xen-netfront.ko"
 cat >"$L/init" <<'EOF'
 #!/bin/busybox sh
-# Linux PV domU for the benchmarks: network up, then echo and discard
-# servers; `xl shutdown` powers it off through /sbin/poweroff.
+# Linux PV domU for the benchmarks: network up, then the echo and discard
+# server; `xl shutdown` powers it off through /sbin/poweroff.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' >/sbin/poweroff; chmod +x /sbin/poweroff
@@ -234,9 +235,8 @@ ip=$(sed -n 's/.*[[:space:]]bench.ip=\([^[:space:]]*\).*/\1/p' /proc/cmdline)
 insmod /lib/modules/xen-netfront.ko
 for _ in $(seq 100); do [ -e /sys/class/net/eth0 ] && break; sleep 0.05; done
 ip addr add "$ip" dev eth0 && ip link set eth0 up && ip link set lo up
-tcpsvd 0 7 cat &
-tcpsvd 0 9 sh -c 'cat >/dev/null' &
-udpsvd 0 7 cat &
+# The echo/discard server: xtask/bench-echo, appended by `cargo xtask bench`.
+if [ -x /bin/bench-echo ]; then /bin/bench-echo & else echo "linux: no /bin/bench-echo"; fi
 used=$(awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{print t-a}' /proc/meminfo)
 echo "linux: network up at $(cut -d' ' -f1 /proc/uptime) s; memory in use ${used} KiB"
 echo "harness: net-ready"

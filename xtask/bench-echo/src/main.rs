@@ -1,0 +1,49 @@
+//! The Linux PV domU's side of `cargo xtask bench`: the same services as
+//! `app/echo` — UDP echo and TCP echo on port 7, TCP discard on port 9 — so
+//! dom0 measures both guests with the same commands. Built statically and
+//! added to the domU's busybox initramfs by the bench.
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::thread;
+
+/// Serves every connection on `port` with `serve` in a thread of its own.
+fn tcp(port: u16, serve: fn(TcpStream) -> std::io::Result<()>) -> std::io::Result<()> {
+    let l = TcpListener::bind(("0.0.0.0", port))?;
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            thread::spawn(move || {
+                if let Err(e) = serve(c) {
+                    eprintln!("bench-echo: tcp {port}: {e}");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn echo(mut c: TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = c.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        c.write_all(&buf[..n])?;
+    }
+}
+
+fn discard(mut c: TcpStream) -> std::io::Result<()> {
+    std::io::copy(&mut c, &mut std::io::sink()).map(drop)
+}
+
+fn main() -> std::io::Result<()> {
+    tcp(7, echo)?;
+    tcp(9, discard)?;
+    let u = UdpSocket::bind(("0.0.0.0", 7))?;
+    println!("bench-echo: udp 7, tcp 7, discard tcp 9");
+    let mut buf = [0u8; 65536];
+    loop {
+        let (n, from) = u.recv_from(&mut buf)?;
+        u.send_to(&buf[..n], from)?;
+    }
+}
