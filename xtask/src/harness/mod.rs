@@ -272,8 +272,9 @@ const XEN_SERIAL: &str = "console=com1 com1=115200,8n1,0x3f8,0";
 /// (and the other XSAVE-managed state) from every domain. With XSAVE, glibc
 /// programs in PV domains — `xl` in dom0, a static server in a Linux domU —
 /// died now and then of heap corruption ("corrupted double-linked list",
-/// "malloc(): corrupted top size") under QEMU TCG's emulation of the extended
-/// state. Our guests use no vector registers and are not affected either way.
+/// "malloc(): corrupted top size"); with `xsave=0` the runs since were clean.
+/// Suspected, not proven: QEMU TCG's emulation of the extended state. Our
+/// guests use no vector registers and are not affected either way.
 const XEN_XSAVE: &str = "xsave=0";
 
 /// QEMU arguments for Xen + the Debian dom0 with `initrd`.
