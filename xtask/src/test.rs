@@ -653,7 +653,12 @@ else
 fi
 sleep 1
 stats stats-before
+# The flood takes about a minute under TCG and prints only at its end: a
+# heartbeat keeps the session from looking stalled meanwhile.
+( while sleep 20; do echo "flood-progress: running"; done ) &
+beat=$!
 ping -f -c 10000 -W 1 $ip 2>&1 | tail -n 2 | sed 's/^/flood: /'
+kill $beat
 sleep 1
 stats stats-after
 timeout -k 5 20 xl shutdown "$NAME"
@@ -696,11 +701,16 @@ const CYCLES_DOM0: &str = r#"cfg=/harness/$NAME.cfg
 ok=0
 for i in $(seq 1 20); do
     n=cycle-$i
+    read -r c0 _ </proc/uptime
     if ! timeout -k 5 60 xl create "$cfg" "name=\"$n\"" "vif=['bridge=xenbr0,mac=00:16:3e:00:01:$(printf %02x "$i")']" >/tmp/cycle.log 2>&1; then
         sed "s/^/cycle $i: xl create: /" /tmp/cycle.log | tail -n 5
     fi
+    read -r c1 _ </proc/uptime
+    echo "cycle $i: created"
+    # Up to 60 s for the vif to connect: `xl create` itself has been seen
+    # to take most of a minute now and then under TCG.
     st=
-    for _ in $(seq 200); do
+    for _ in $(seq 600); do
         d=$(xl domid "$n" 2>/dev/null)
         [ -n "$d" ] && st=$(xenstore-read "/local/domain/0/backend/vif/$d/0/state" 2>/dev/null)
         [ "$st" = 4 ] && break
@@ -708,7 +718,7 @@ for i in $(seq 1 20); do
     done
     [ "$st" = 4 ] && ok=$((ok + 1))
     timeout -k 5 30 xl destroy "$n" >/dev/null 2>&1
-    echo "cycle $i: vif state ${st:-none}"
+    echo "cycle $i: vif state ${st:-none} (xl create $(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", b - a}') s)"
 done
 sleep 1
 main=$(xl domid "$NAME")
