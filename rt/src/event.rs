@@ -390,14 +390,14 @@ fn rearm() {
 }
 
 /// Whether PVH idles with interrupts enabled (`sti; nop; hlt`, events by
-/// the callback vector) — the default — or blocks in `SCHEDOP_poll` on every
-/// port the runtime has open and delivers from ordinary code. Under a flood
-/// ping the vector path used to hang or triple-fault: nested Xen in QEMU TCG
-/// injects the vector a second time at its handler's entry, which restarted
-/// the IST stack over the first frame. `hvm_event_vector` (events.S) now
-/// recognises such a repeat and resumes the idle stub; the polled path stays
-/// as a fallback for hosts where the vector cannot be used.
-const HVM_IDLE_WITH_VECTOR: bool = true;
+/// the callback vector) or — the default — blocks in `SCHEDOP_poll` on every
+/// port the runtime has open and delivers from ordinary code. The vector
+/// path hung under a flood ping until `hvm_event_vector` (events.S) resumed
+/// the idle stub itself; since then it passed the flood in five runs, but in
+/// a sixth the guest triple-faulted right after an `rdtsc` in ordinary code
+/// with interrupts off (Xen: "Triple fault", as once before) — under nested
+/// Xen in QEMU TCG, not understood. Until it is, PVH polls.
+const HVM_IDLE_WITH_VECTOR: bool = false;
 
 /// PVH idle without interrupts: events signalled since the last look are
 /// delivered (or latched) at once; otherwise the vCPU blocks in `SCHEDOP_poll` on every open port
