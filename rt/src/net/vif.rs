@@ -1,14 +1,7 @@
-//! The Xen vif: netfront's xenstore handshake with netback, its granted
-//! pages and event channel, over the data path of [`rt_xen::netfront`].
-//!
-//! Handshake (`public/io/netif.h`, Linux netback): read the frontend keys
-//! the toolstack wrote (`backend`, `backend-id`, `mac`), wait until the
-//! backend reaches InitWait (2) — its keys exist then, no race — grant the
-//! two ring pages and the 2 x 256 buffer pages, allocate an unbound event
-//! channel for the backend, publish `tx-ring-ref`, `rx-ring-ref`,
-//! `event-channel`, `request-rx-copy`, `feature-rx-notify`,
-//! `feature-no-csum-offload` and state Connected (4) in one transaction,
-//! then wait for the backend to be Connected too.
+//! The Xen vif: netfront's xenstore handshake with netback (the logic is
+//! [`rt_xen::xenbus::connect`], host-tested against misbehaving backends),
+//! its granted pages and event channel, over the data path of
+//! [`rt_xen::netfront`].
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,6 +9,8 @@ use core::time::Duration;
 
 use rt_xen::netfront::{Netfront, Pages};
 use rt_xen::netif::{FrontRing, RING_SIZE};
+use rt_xen::xenbus::{self, Bus, HandshakeError, Link, Rings, state};
+use rt_xen::xenstore::XsError;
 
 use crate::event::Channel;
 use crate::grant::GrantedPage;
@@ -24,86 +19,30 @@ use crate::time::Instant;
 /// How long the backend gets for each step of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// xenbus states (`public/io/xenbus.h`).
-mod state {
-    pub const INIT_WAIT: u32 = 2;
-    pub const CONNECTED: u32 = 4;
-    pub const CLOSING: u32 = 5;
-    pub const CLOSED: u32 = 6;
-}
-
 /// Why the vif could not be brought up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VifError {
-    /// No `device/vif/0` (the domain has no network interface).
-    NoVif,
-    /// A xenstore key is missing or malformed.
-    Key(String, String),
-    /// The backend did not reach a state in time.
-    Backend {
-        /// The state waited for.
-        want: u32,
-        /// The last state seen.
-        seen: Option<u32>,
-    },
-    /// Grants, pages or the event channel.
-    Setup(String),
-}
+pub type VifError = HandshakeError;
 
-impl core::fmt::Display for VifError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            VifError::NoVif => {
-                f.write_str("no vif (device/vif/0 is missing: add one to the xl config)")
+/// The handshake's xenstore and clock: the runtime's own.
+struct RtBus;
+
+impl Bus for RtBus {
+    fn read(&mut self, path: &str) -> Result<String, XsError> {
+        crate::xenstore::read(path)
+    }
+    fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
+        crate::xenstore::transaction(|c, t| {
+            for (k, v) in entries {
+                c.write(t, &format!("{dir}/{k}"), v.as_bytes())?;
             }
-            VifError::Key(k, why) => write!(f, "xenstore key {k}: {why}"),
-            VifError::Backend { want, seen } => write!(
-                f,
-                "the backend did not reach state {want} within {} s (last seen: {seen:?})",
-                HANDSHAKE_TIMEOUT.as_secs()
-            ),
-            VifError::Setup(why) => write!(f, "setting up the vif: {why}"),
-        }
+            Ok(())
+        })
     }
-}
-
-fn key(path: &str) -> Result<String, VifError> {
-    crate::xenstore::read(path).map_err(|e| VifError::Key(path.into(), format!("{e}")))
-}
-
-/// Parses `00:16:3e:xx:xx:xx`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.trim().split(':');
-    for b in mac.iter_mut() {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    fn now_ms(&mut self) -> u64 {
+        Instant::now().as_nanos() / 1_000_000
     }
-    parts.next().is_none().then_some(mac)
-}
-
-fn backend_state(backend: &str) -> Option<u32> {
-    crate::xenstore::read(&format!("{backend}/state"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Waits (sleeping 5 ms between looks) until the backend's state is `want`.
-fn wait_backend(backend: &str, want: u32) -> Result<(), VifError> {
-    let deadline = Instant::now().after(HANDSHAKE_TIMEOUT);
-    let mut seen = None;
-    while Instant::now() < deadline {
-        seen = backend_state(backend);
-        if seen == Some(want) {
-            return Ok(());
-        }
-        if matches!(seen, Some(state::CLOSING | state::CLOSED)) && want != state::CLOSED {
-            break;
-        }
-        crate::time::sleep(Duration::from_millis(5));
+    fn sleep_ms(&mut self, ms: u64) {
+        crate::time::sleep(Duration::from_millis(ms));
     }
-    Err(VifError::Backend { want, seen })
 }
 
 /// The buffer pages, one per slot and direction.
@@ -149,37 +88,42 @@ impl core::fmt::Debug for Vif {
     }
 }
 
-fn setup_err(e: impl core::fmt::Display) -> VifError {
-    VifError::Setup(format!("{e}"))
-}
-
 impl Vif {
     /// Connects `device/vif/<devid>` to its backend.
     pub fn connect(devid: u32) -> Result<Vif, VifError> {
-        let fe = format!("device/vif/{devid}");
-        let backend = match crate::xenstore::read(&format!("{fe}/backend")) {
-            Ok(b) => b,
-            Err(crate::xenstore::XsError::Error(rt_xen::XenError::ENOENT)) => {
-                return Err(VifError::NoVif);
-            }
-            Err(e) => return Err(VifError::Key(format!("{fe}/backend"), format!("{e}"))),
+        let timeout = HANDSHAKE_TIMEOUT.as_millis() as u64;
+        let (dev, (rings, bufs, nf, chan)) = xenbus::connect(&mut RtBus, devid, timeout, |dev| {
+            Self::set_up(dev.backend_id)
+        })?;
+        chan.unmask()
+            .map_err(|e| HandshakeError::Setup(format!("{e}")))?;
+        let vif = Vif {
+            nf,
+            bufs,
+            chan,
+            mac: dev.mac,
+            frontend: dev.frontend,
+            backend: dev.backend,
+            _rings: rings,
+            closed: false,
         };
-        let backend_id: u16 = key(&format!("{fe}/backend-id"))?
-            .trim()
-            .parse()
-            .map_err(|_| VifError::Key(format!("{fe}/backend-id"), "not a domain id".into()))?;
-        let mac_s = key(&format!("{fe}/mac"))?;
-        let mac = parse_mac(&mac_s)
-            .ok_or_else(|| VifError::Key(format!("{fe}/mac"), format!("{mac_s:?} is not a MAC")))?;
-        wait_backend(&backend, state::INIT_WAIT)?;
-        if key(&format!("{backend}/feature-rx-copy")).map(|v| v.trim() == "1") != Ok(true) {
-            return Err(VifError::Key(
-                format!("{backend}/feature-rx-copy"),
-                "the backend cannot copy received frames".into(),
-            ));
+        if let Err(e) = crate::xenstore::watch(&format!("{}/state", vif.backend), BACKEND_TOKEN) {
+            crate::println!(
+                "rt: net: cannot watch the backend's state ({e}): a disconnect will go unnoticed"
+            );
         }
+        // The RX buffers were posted before the backend connected.
+        vif.notify();
+        Ok(vif)
+    }
 
-        let page = |ro| GrantedPage::new(backend_id, ro).map_err(setup_err);
+    /// Grants the two ring pages and the 2 x 256 buffer pages to the backend
+    /// and allocates its event channel (masked until connected).
+    #[allow(clippy::type_complexity)]
+    fn set_up(
+        backend_id: u16,
+    ) -> Result<(([GrantedPage; 2], Bufs, Netfront, Channel), Rings), String> {
+        let page = |ro| GrantedPage::new(backend_id, ro).map_err(|e| format!("{e}"));
         let rings = [page(false)?, page(false)?];
         let n = RING_SIZE as usize;
         let mut bufs = Bufs {
@@ -197,8 +141,7 @@ impl Vif {
             rx_gref[i] = bufs.rx[i].gref();
         }
         let ring_ptr = |p: &GrantedPage| {
-            core::ptr::NonNull::new(p.pfn().addr() as *mut u8)
-                .ok_or(VifError::Setup("page 0".into()))
+            core::ptr::NonNull::new(p.pfn().addr() as *mut u8).ok_or(String::from("page 0"))
         };
         // SAFETY: each ring page is ours (owned by `rings`, which the Vif
         // keeps for its life), mapped read-write at its identity address, and
@@ -210,45 +153,13 @@ impl Vif {
             )
         };
         let (nf, _) = Netfront::new(tx, rx, tx_gref, rx_gref);
-        let chan = Channel::alloc_unbound(backend_id).map_err(setup_err)?;
-
-        let (txr, rxr, port) = (rings[0].gref(), rings[1].gref(), chan.port().0);
-        crate::xenstore::transaction(|c, t| {
-            for (k, v) in [
-                ("tx-ring-ref", format!("{txr}")),
-                ("rx-ring-ref", format!("{rxr}")),
-                ("event-channel", format!("{port}")),
-                ("request-rx-copy", "1".into()),
-                ("feature-rx-notify", "1".into()),
-                ("feature-no-csum-offload", "1".into()),
-                ("feature-sg", "0".into()),
-                ("state", format!("{}", state::CONNECTED)),
-            ] {
-                c.write(t, &format!("{fe}/{k}"), v.as_bytes())?;
-            }
-            Ok(())
-        })
-        .map_err(|e| VifError::Key(fe.clone(), format!("publishing the rings: {e}")))?;
-        wait_backend(&backend, state::CONNECTED)?;
-        chan.unmask().map_err(setup_err)?;
-        let vif = Vif {
-            nf,
-            bufs,
-            chan,
-            mac,
-            frontend: fe,
-            backend,
-            _rings: rings,
-            closed: false,
+        let chan = Channel::alloc_unbound(backend_id).map_err(|e| format!("{e}"))?;
+        let published = Rings {
+            tx_ring_ref: rings[0].gref(),
+            rx_ring_ref: rings[1].gref(),
+            event_channel: chan.port().0,
         };
-        if let Err(e) = crate::xenstore::watch(&format!("{}/state", vif.backend), BACKEND_TOKEN) {
-            crate::println!(
-                "rt: net: cannot watch the backend's state ({e}): a disconnect will go unnoticed"
-            );
-        }
-        // The RX buffers were posted before the backend connected.
-        vif.notify();
-        Ok(vif)
+        Ok(((rings, bufs, nf, chan), published))
     }
 
     /// Follows the backend's state: when it closes (`xl network-detach`, a
@@ -266,8 +177,10 @@ impl Vif {
         if !changed {
             return true;
         }
-        match backend_state(&self.backend) {
-            Some(s @ (state::CLOSING | state::CLOSED)) | Some(s @ 0) => {
+        let now = xenbus::backend_state(&mut RtBus, &self.backend);
+        match xenbus::link_after(now) {
+            Link::Up => return true,
+            Link::Closed(s) => {
                 crate::println!(
                     "rt: net: the backend closed {} (state {s}): the network is down",
                     self.frontend
@@ -280,19 +193,14 @@ impl Vif {
                         crate::println!("rt: net: writing the frontend state failed: {e}");
                     }
                 }
-                self.closed = true;
-                false
             }
-            None => {
-                crate::println!(
-                    "rt: net: the backend of {} is gone: the network is down",
-                    self.frontend
-                );
-                self.closed = true;
-                false
-            }
-            Some(_) => true,
+            Link::Gone => crate::println!(
+                "rt: net: the backend of {} is gone: the network is down",
+                self.frontend
+            ),
         }
+        self.closed = true;
+        false
     }
 
     fn notify(&self) {

@@ -24,6 +24,7 @@ pub mod netfront;
 pub mod netif;
 pub mod pvclock;
 pub mod pvh;
+pub mod xenbus;
 pub mod xenstore;
 
 pub use errno::XenError;
