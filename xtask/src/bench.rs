@@ -170,8 +170,7 @@ pub fn run(reps: u32) -> Result<()> {
     println!("\n== building bench-echo (the Linux domU's echo server, static)");
     let server = build_bench_echo()?;
     println!("\n== provisioning the Xen harness");
-    let mut a = harness::provision()?;
-    a.xen_extra = harness::XEN_NO_XSAVE.into();
+    let a = harness::provision()?;
     let linux_initrd = linux_initrd(&a.linux_initrd, &server)?;
     let mut guests = Vec::new();
     for r in 1..=reps {

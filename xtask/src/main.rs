@@ -153,18 +153,8 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
     let a = harness::provision()?;
     let app = m.image.app.0.clone();
     let g = harness::GuestSpec {
-        name: app.clone(),
-        elf: built.elf.clone(),
-        mode: m.image.mode,
-        memory: m.resources.memory.0,
         cmdline: m.image.cmdline.0.clone(),
-        timeout: 0,
-        dump_at: None,
-        input: vec![],
-        vif: None,
-        dom0: None,
-        early: None,
-        ramdisk: None,
+        ..harness::GuestSpec::new(&app, &built.elf, m.image.mode, m.resources.memory.0, 0)
     };
     // In dom0 the image sits at /harness/<app>.elf.
     let cfg_text = image::xl_config(

@@ -37,8 +37,6 @@ pub struct Artifacts {
     pub linux_kernel: PathBuf,
     /// That domU's busybox initramfs (gzip cpio).
     pub linux_initrd: PathBuf,
-    /// Extra Xen command-line options for the sessions (e.g. [`XEN_NO_XSAVE`]).
-    pub xen_extra: String,
 }
 
 /// Runs `scripts/provision.sh` (progress on stderr) and returns the cached images.
@@ -66,7 +64,6 @@ pub fn provision() -> Result<Artifacts> {
         rootfs: dir.join("dom0-rootfs.cpio.zst"),
         linux_kernel: dir.join("linux-domu.vmlinuz"),
         linux_initrd: dir.join("linux-domu.cpio.gz"),
-        xen_extra: String::new(),
     };
     for p in [
         &a.xen,
@@ -115,6 +112,26 @@ pub struct GuestSpec {
     pub early: Option<String>,
     /// An initramfs for the kernel (`ramdisk` in the xl config).
     pub ramdisk: Option<PathBuf>,
+}
+
+impl GuestSpec {
+    /// A guest with no command line, console input, vif or dom0 scripts.
+    pub fn new(name: &str, elf: &Path, mode: Mode, memory: u32, timeout: u32) -> GuestSpec {
+        GuestSpec {
+            name: name.into(),
+            elf: elf.into(),
+            mode,
+            memory,
+            cmdline: String::new(),
+            timeout,
+            dump_at: None,
+            input: vec![],
+            vif: None,
+            dom0: None,
+            early: None,
+            ramdisk: None,
+        }
+    }
 }
 
 /// How a guest ended.
@@ -271,17 +288,16 @@ const TCG: &[&str] = &[
 /// now and then (see `NUDGE` for the check that tells).
 const XEN_SERIAL: &str = "console=com1 com1=115200,8n1,0x3f8,0";
 
-/// Xen option for the bench sessions. No XSAVE: Xen switches vector state
-/// with FXSAVE/FXRSTOR and hides AVX
-/// (and the other XSAVE-managed state) from every domain. With XSAVE, glibc
-/// programs in PV domains — `xl` in dom0, a static server in a Linux domU —
-/// died now and then of heap corruption ("corrupted double-linked list",
-/// "malloc(): corrupted top size"); with `xsave=0` the runs since were clean.
-/// Suspected, not proven: QEMU TCG's emulation of the extended state. Our
-/// guests use no vector registers and are not affected either way. The
-/// test sessions keep Xen's default (their checks passed with it; one run
-/// with xsave=0 had an `xl create` hang that failed a create/destroy cycle).
-pub const XEN_NO_XSAVE: &str = "xsave=0";
+/// Xen option for every session (tests and bench). No XSAVE: Xen switches
+/// vector state with FXSAVE/FXRSTOR and hides AVX (and the other
+/// XSAVE-managed state) from every domain. With XSAVE, glibc programs in PV
+/// domains — `xl` in dom0, a static server in a Linux domU — died now and
+/// then of heap corruption ("corrupted double-linked list", "malloc():
+/// corrupted top size", a segfaulting `xl create` in the create/destroy
+/// cycles); with `xsave=0` those runs were clean. Suspected, not proven:
+/// QEMU TCG's emulation of the extended state. Our guests use no vector
+/// registers and are not affected either way.
+const XEN_NO_XSAVE: &str = "xsave=0";
 
 /// QEMU arguments for Xen + the Debian dom0 with `initrd`.
 fn xen_dom0_linux_args(a: &Artifacts, initrd: &Path, dom0_args: &str) -> Result<Vec<OsString>> {
@@ -303,8 +319,7 @@ fn xen_dom0_linux_args(a: &Artifacts, initrd: &Path, dom0_args: &str) -> Result<
     v.push("-append".into());
     v.push(
         format!(
-            "{XEN_SERIAL} {} loglvl=all guest_loglvl=all dom0_mem=512M,max:512M dom0_max_vcpus=2",
-            a.xen_extra
+            "{XEN_SERIAL} {XEN_NO_XSAVE} loglvl=all guest_loglvl=all dom0_mem=512M,max:512M dom0_max_vcpus=2"
         )
         .into(),
     );
@@ -361,6 +376,9 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
     .then_some((name, event))
 }
 
+/// The guests' TSC is never emulated (see [`crate::image::TSC_NATIVE`]).
+use crate::image::TSC_NATIVE;
+
 /// The xl config of a test guest: every shutdown preserved so the harness can
 /// read the reason before destroying the domain.
 pub fn test_xl_config(g: &GuestSpec) -> String {
@@ -373,7 +391,7 @@ pub fn test_xl_config(g: &GuestSpec) -> String {
     }
     format!(
         "name = \"{}\"\ntype = \"{}\"\nkernel = \"/harness/{}.elf\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n\
-         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{extra}",
+         on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{TSC_NATIVE}{extra}",
         g.name,
         g.mode.xl_type(),
         g.name,
@@ -639,8 +657,7 @@ pub fn run_dom0(
     args.push("-append".into());
     args.push(
         format!(
-            "{XEN_SERIAL} {} loglvl=all guest_loglvl=all dom0_mem=32M,max:32M dom0_max_vcpus=1",
-            a.xen_extra
+            "{XEN_SERIAL} {XEN_NO_XSAVE} loglvl=all guest_loglvl=all dom0_mem=32M,max:32M dom0_max_vcpus=1"
         )
         .into(),
     );
