@@ -35,7 +35,7 @@ mod trap;
 mod xen;
 pub mod xenstore;
 
-pub use boot::{BootInfo, Timeline, app_name, boot_info};
+pub use boot::{BootInfo, Timeline, app_name, boot_info, timeline};
 pub use exit::{MainResult, exit, reboot};
 pub use platform::{Platform, platform};
 

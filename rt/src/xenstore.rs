@@ -80,6 +80,7 @@ fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Resu
         // SAFETY: boot code recorded the domain's xenstore page, mapped at
         // `va` for the rest of the run; this client is its only user.
         *g = Some(unsafe { Client::new(page, link) });
+        crate::boot::mark("xenstore");
     }
     let c = g.as_mut().ok_or(XsError::Broken)?;
     c.link_mut().deadline = Instant::now().after(TIMEOUT);

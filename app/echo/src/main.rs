@@ -1,7 +1,7 @@
 //! `echo`: UDP and TCP echo servers on port 7 (RFC 862) and a TCP discard
 //! server on port 9 (RFC 863, for throughput) over the vif.
 //!
-//! Brings the network up, prints `echo: ready on <ip>`, then serves until
+//! Prints its boot report, brings the network up, prints `echo: ready on <ip>`, then serves until
 //! the toolstack shuts the guest down (`xl shutdown`). Ping is answered by
 //! the stack. Every 2^k-th datagram and each TCP connection is logged, and
 //! the counters (frames, drops, buffers, heap) are printed on `echo: stats`
@@ -24,6 +24,8 @@ const PORT: u16 = 7;
 const DISCARD: u16 = 9;
 
 fn main() -> Result<(), rt::net::NetError> {
+    // First thing: the boot report (`cargo xtask bench` times `main` by it).
+    rt::println!("echo: {}", rt::boot_info());
     let t0 = rt::time::Instant::now();
     let mut net = Net::up()?;
     let udp_rx = udp::PacketBuffer::new(vec![PacketMetadata::EMPTY; 64], vec![0; 64 * 1536]);
@@ -47,6 +49,7 @@ fn main() -> Result<(), rt::net::NetError> {
         net.config.cidr,
         t0.elapsed().as_millis()
     );
+    rt::println!("echo: {}", rt::timeline());
     if let Some(gw) = net.config.gateway {
         let p = net.ping(gw, 3, Duration::from_secs(1));
         rt::println!(

@@ -481,6 +481,19 @@ fn bench(frames: &[Pfn], pv: bool) -> Result<(), alloc::string::String> {
         "mm-bench: cycle ratio naive/batched = {:.1}",
         naive_cycles as f64 / batched_cycles.max(1) as f64
     );
+    // The same in time (pvclock's TSC scale) and page-table updates per second.
+    if let (Some(b), Some(n)) = (
+        rt::time::tsc_delta_to_duration(batched_cycles),
+        rt::time::tsc_delta_to_duration(naive_cycles),
+    ) {
+        rt::println!(
+            "mm-bench: batched_us={} naive_us={} batched_updates_per_s={:.0} naive_updates_per_s={:.0}",
+            b.as_micros(),
+            n.as_micros(),
+            PAGES as f64 / b.as_secs_f64().max(1e-9),
+            PAGES as f64 / n.as_secs_f64().max(1e-9)
+        );
+    }
     if pv && batched_calls > 64 {
         return Err(alloc::format!(
             "64 MiB took {batched_calls} hypercalls (goal: at most 64)"

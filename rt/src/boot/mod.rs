@@ -68,12 +68,22 @@ impl fmt::Display for Timeline {
 static TIMELINE: spin::Mutex<Timeline> = spin::Mutex::new(Timeline::new());
 
 /// Records a boot milestone (the entry point is recorded first, automatically).
+/// After `main` the runtime marks its first xenstore connection (`xenstore`),
+/// the connected vif (`netfront`) and a configured address (`ip`); see
+/// [`timeline`].
 pub(crate) fn mark(name: &'static str) {
     let mut t = TIMELINE.lock();
     if t.len == 0 {
         t.push("entry", crate::arch::entry_tsc());
     }
     t.push(name, crate::arch::rdtsc());
+}
+
+/// The boot milestones so far: [`BootInfo::timeline`]'s marks up to `main`
+/// and those the runtime recorded since (e.g. `xenstore`, `netfront`, `ip`
+/// once the network is up).
+pub fn timeline() -> Timeline {
+    *TIMELINE.lock()
 }
 
 /// What the runtime learned while booting.

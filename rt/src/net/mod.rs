@@ -224,6 +224,7 @@ impl Net {
     pub fn up() -> Result<Net, NetError> {
         let addressing = config()?;
         let vif = Vif::connect(0).map_err(NetError::Vif)?;
+        crate::boot::mark("netfront");
         let mut device = VifDevice { vif };
         let mac = EthernetAddress(device.vif.mac());
         let iface = Interface::new(
@@ -263,6 +264,7 @@ impl Net {
                 }
             }
         }
+        crate::boot::mark("ip");
         Ok(net)
     }
 
