@@ -390,14 +390,15 @@ fn rearm() {
 }
 
 /// Whether PVH idles with interrupts enabled (`sti; nop; hlt`, events by
-/// the callback vector) or — the default — blocks in `SCHEDOP_poll` on every
-/// port the runtime has open and delivers from ordinary code. The vector
-/// path hung under a flood ping until `hvm_event_vector` (events.S) resumed
-/// the idle stub itself; since then it passed the flood in five runs, but in
-/// a sixth the guest triple-faulted right after an `rdtsc` in ordinary code
-/// with interrupts off (Xen: "Triple fault", as once before) — under nested
-/// Xen in QEMU TCG, not understood. Until it is, PVH polls.
-const HVM_IDLE_WITH_VECTOR: bool = false;
+/// the callback vector; the default) or blocks in `SCHEDOP_poll` on every
+/// port the runtime has open and delivers from ordinary code (the fallback,
+/// kept for hypervisors whose vector delivery misbehaves). The vector path
+/// hung under a flood ping until `hvm_event_vector` (events.S) resumed the
+/// idle stub itself. PVH guests also triple-faulted now and then right
+/// after an `rdtsc`, with either idle — while Xen emulated the TSC (a trap
+/// per read under QEMU's SVM); with `tsc_mode = "native"` in the xl config
+/// (cargo xtask's configs have it) that has not been seen again.
+const HVM_IDLE_WITH_VECTOR: bool = true;
 
 /// PVH idle without interrupts: events signalled since the last look are
 /// delivered (or latched) at once; otherwise the vCPU blocks in `SCHEDOP_poll` on every open port

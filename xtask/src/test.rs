@@ -446,12 +446,11 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
             "xs read name did not give the domain's name ({own_name})"
         ));
     }
-    // Events: PV by upcall (some taken, every one from the idle stub); PVH
-    // by polling the open ports (rt::event::HVM_IDLE_WITH_VECTOR), so no
-    // upcall at all.
-    let pvh = run.name.ends_with("-pvh");
-    let want = if pvh {
-        "PVH poll of the open ports"
+    // Events: by upcall — PV's event callback, PVH's callback vector
+    // (rt::event::HVM_IDLE_WITH_VECTOR) — some taken, all from the idle stub
+    // (or at most 1% outside it: see judge_echo).
+    let want = if run.name.ends_with("-pvh") {
+        "PVH callback vector"
     } else {
         "PV event callback"
     };
@@ -464,10 +463,10 @@ fn judge_shell(run: &GuestRun) -> Result<String, String> {
         Some((c[1].parse().ok()?, c[2].parse().ok()?))
     });
     match counts {
-        Some((up, 0)) if up > 0 || pvh => {}
+        Some((up, stray)) if up > 0 && stray * 100 <= up => {}
         Some((up, stray)) => {
             return Err(format!(
-                "{up} upcalls by the {want}, {stray} outside the idle stub (want some, none outside)"
+                "{up} upcalls by the {want}, {stray} outside the idle stub (want some, at most 1% outside)"
             ));
         }
         None => {
