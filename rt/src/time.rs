@@ -138,13 +138,33 @@ pub(crate) fn init_xen() {
     }
 }
 
+/// What [`arm_timer`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Armed {
+    /// `VIRQ_TIMER` will fire at the deadline.
+    Yes,
+    /// The deadline has passed already: nothing to wait for.
+    Passed,
+    /// No timer channel, or Xen refused: nothing will wake a block.
+    No,
+}
+
 /// Arms the one-shot timer (`VCPUOP_set_singleshot_timer`) to raise
-/// `VIRQ_TIMER` at `deadline` (at once if it has passed). False if there is
-/// no timer channel or Xen refused: then nothing will wake a block.
-pub(crate) fn arm_timer(deadline: Instant) -> bool {
-    timer().is_some()
-        && rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos())
-            .is_ok()
+/// `VIRQ_TIMER` at `deadline`. A deadline that has passed is never handed
+/// to Xen as "fire now" (see `set_singleshot_timer`): it is reported.
+pub(crate) fn arm_timer(deadline: Instant) -> Armed {
+    if timer().is_none() {
+        return Armed::No;
+    }
+    if deadline <= Instant::now() {
+        return Armed::Passed;
+    }
+    match rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos()) {
+        Ok(()) => Armed::Yes,
+        // It passed between our look at the clock and Xen's.
+        Err(rt_xen::XenError::ETIME) => Armed::Passed,
+        Err(_) => Armed::No,
+    }
 }
 
 /// Sleep counters.

@@ -470,8 +470,19 @@ struct SingleshotTimer {
     flags: u32,
 }
 
-/// `VCPUOP_set_singleshot_timer`: `VIRQ_TIMER` fires on the calling vCPU
-/// (`vcpu`) at Xen system time `deadline_ns` (at once if it has passed).
+/// `VCPU_SSHOTTMR_future`: refuse (`ETIME`) a deadline that has passed
+/// instead of raising the event at once.
+pub const SSHOTTMR_FUTURE: u32 = 1;
+
+/// `VCPUOP_set_singleshot_timer` with `VCPU_SSHOTTMR_future`: `VIRQ_TIMER`
+/// fires on the calling vCPU (`vcpu`) at Xen system time `deadline_ns`; a
+/// deadline that has already passed gives `ETIME` and arms nothing.
+///
+/// Never asking Xen for an event that is due at once keeps the event from
+/// being raised inside the hypercall itself, while the caller runs with
+/// events off: under QEMU's emulated SVM, returning to a PVH guest with
+/// the callback vector pending and interrupts off right after such a
+/// hypercall ended in triple faults (see rt::event's HVM notes).
 pub fn set_singleshot_timer<H: Hypervisor + ?Sized>(
     h: &H,
     vcpu: u32,
@@ -479,7 +490,7 @@ pub fn set_singleshot_timer<H: Hypervisor + ?Sized>(
 ) -> Result<(), XenError> {
     let arg = SingleshotTimer {
         timeout_abs_ns: deadline_ns,
-        flags: 0,
+        flags: SSHOTTMR_FUTURE,
     };
     // SAFETY: Xen reads the struct, live for the call.
     XenError::check(unsafe {
@@ -682,6 +693,7 @@ mod tests {
         let c = h.calls.borrow()[0].clone();
         assert_eq!((c.op, c.args[0], c.args[1]), (op::VCPU_OP, 8, 0));
         assert_eq!(c.pointee[..8], 123_456_789u64.to_le_bytes());
+        assert_eq!(c.pointee[8..12], SSHOTTMR_FUTURE.to_le_bytes());
         let h = Fake::default();
         h.replies.borrow_mut().extend([0, -22]);
         stop_timer(&h, 0, true).unwrap();
