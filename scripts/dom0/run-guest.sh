@@ -24,9 +24,10 @@
 #   @idle S        HARNESS: guest NAME idle seconds=S cpu=C   (`xl list` Time(s) delta)
 #   @mem-set MIB   HARNESS: guest NAME mem-set mib=MIB list=M seconds=T
 #                  (`xl mem-set`, then up to 20 s until `xl list` shows MIB)
-#   @xl CMD        HARNESS: guest NAME xl CMD rc=R at=T       (`xl CMD NAME`; T:
-#                  when it was started, in seconds since `xl create` like the
-#                  end line's)
+#   @xl CMD        HARNESS: guest NAME xl CMD rc=R at=T done=D  (`xl CMD NAME`;
+#                  T: when it was started, D: when it returned, in seconds
+#                  since `xl create` like the end line's; `@xl shutdown -w`
+#                  returns once the domain has shut down)
 # If /harness/NAME.dom0 exists, dom0 runs it (bash, NAME set) once the guest
 # prints `harness: net-ready`: network checks from dom0's side of xenbr0.
 # Its output is reported as `HARNESS: guest NAME dom0| <line>`, then
@@ -98,7 +99,7 @@ directive() {
             at=$(since "$t0")
             xlt 20 "$@" "$name" >/tmp/xl-cmd-$name.log 2>&1
             rc=$?
-            h "guest $name xl $* rc=$rc at=$at"
+            h "guest $name xl $* rc=$rc at=$at done=$(since "$t0")"
             ;;
         *) h "warning: unknown harness directive @$*" ;;
     esac
