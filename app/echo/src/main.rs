@@ -157,7 +157,7 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
     let h = rt::heap::stats();
     let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}); buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}); buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -168,6 +168,11 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
         s.bad_flags,
         s.rx_errors,
         s.tx_errors,
+        s.rx_gso,
+        s.rx_csum_checked,
+        s.bad_extras,
+        s.bad_chains,
+        s.bad_checksums,
         e.upcalls,
         e.repeated,
         e.stray,

@@ -147,7 +147,15 @@ fn page(net: &Net) -> String {
         n.rx_bytes,
         n.tx_frames,
         n.tx_bytes,
-        n.bad_ids + n.bad_lengths + n.bad_flags + n.rx_errors + n.tx_errors + n.tx_ring_full
+        n.bad_ids
+            + n.bad_lengths
+            + n.bad_flags
+            + n.bad_extras
+            + n.bad_chains
+            + n.bad_checksums
+            + n.rx_errors
+            + n.tx_errors
+            + n.tx_ring_full
     );
     p
 }

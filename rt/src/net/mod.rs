@@ -15,7 +15,7 @@ use core::time::Duration;
 
 pub use smoltcp;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
@@ -121,19 +121,22 @@ fn built_in(k: &str) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct VifDevice {
     vif: Vif,
+    /// Where a received packet is copied before smoltcp reads it (its ring
+    /// buffers go back to the backend at once). Sized for the largest
+    /// packet the backend may send: with `feature-gso-tcpv4` that is a
+    /// 64 KiB TCP segment, gathered from several slots by netfront.
+    rx: Vec<u8>,
 }
 
-/// A received frame, copied out of its ring buffer (which goes back to the
-/// backend at once).
+/// A received packet, borrowed from the device's receive buffer.
 #[derive(Debug)]
-pub struct RxFrame {
-    buf: [u8; rt_xen::netfront::MAX_FRAME],
-    len: usize,
+pub struct RxFrame<'a> {
+    data: &'a [u8],
 }
 
-impl smoltcp::phy::RxToken for RxFrame {
+impl smoltcp::phy::RxToken for RxFrame<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.buf[..self.len])
+        f(self.data)
     }
 }
 
@@ -163,19 +166,19 @@ impl smoltcp::phy::TxToken for TxSlot<'_> {
 }
 
 impl Device for VifDevice {
-    type RxToken<'a> = RxFrame;
+    type RxToken<'a> = RxFrame<'a>;
     type TxToken<'a> = TxSlot<'a>;
 
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxFrame, TxSlot<'_>)> {
-        let frame = self.vif.receive_one(|d| {
-            let mut f = RxFrame {
-                buf: [0; rt_xen::netfront::MAX_FRAME],
-                len: d.len(),
-            };
-            f.buf[..d.len()].copy_from_slice(d);
-            f
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxFrame<'_>, TxSlot<'_>)> {
+        let Self { vif, rx } = self;
+        // netfront never delivers more than MAX_PACKET bytes, the size of
+        // `rx`; `min` keeps that a bound rather than a panic.
+        let len = vif.receive_one(|d| {
+            let n = d.len().min(rx.len());
+            rx[..n].copy_from_slice(&d[..n]);
+            n
         })?;
-        Some((frame, TxSlot { vif: &mut self.vif }))
+        Some((RxFrame { data: &rx[..len] }, TxSlot { vif }))
     }
 
     fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxSlot<'_>> {
@@ -187,6 +190,11 @@ impl Device for VifDevice {
         c.medium = Medium::Ethernet;
         c.max_transmission_unit = rt_xen::netfront::MAX_FRAME;
         c.max_burst_size = Some(32);
+        // netfront verified TCP and UDP checksums already, or the backend
+        // said the data was validated (a frame from dom0's own stack may
+        // carry only the pseudo-header sum: `NETRXF_csum_blank`).
+        c.checksum.tcp = Checksum::Tx;
+        c.checksum.udp = Checksum::Tx;
         c
     }
 }
@@ -225,7 +233,10 @@ impl Net {
         let addressing = config()?;
         let vif = Vif::connect(0).map_err(NetError::Vif)?;
         crate::boot::mark("netfront");
-        let mut device = VifDevice { vif };
+        let mut device = VifDevice {
+            vif,
+            rx: vec![0; rt_xen::netfront::MAX_PACKET],
+        };
         let mac = EthernetAddress(device.vif.mac());
         let iface = Interface::new(
             Config::new(HardwareAddress::Ethernet(mac)),

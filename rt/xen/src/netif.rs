@@ -95,8 +95,70 @@ pub const NETRXF_CSUM_BLANK: u16 = 1 << 1;
 pub const NETRXF_MORE_DATA: u16 = 1 << 2;
 /// `NETRXF_extra_info`: an extra-info slot follows.
 pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
+/// `NETRXF_gso_prefix`: a GSO prefix slot (only with `feature-gso-*-prefix`,
+/// which we never ask for).
+pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
 /// `NETIF_RSP_OKAY`.
 pub const NETIF_RSP_OKAY: i16 = 0;
+/// `XEN_NETIF_EXTRA_TYPE_GSO`.
+pub const EXTRA_TYPE_GSO: u8 = 1;
+/// One past the last extra-info type netif.h defines (`XEN_NETIF_EXTRA_TYPE_MAX`).
+pub const EXTRA_TYPE_MAX: u8 = 5;
+/// `XEN_NETIF_EXTRA_FLAG_MORE`: another extra-info slot follows.
+pub const EXTRA_FLAG_MORE: u8 = 1;
+/// `XEN_NETIF_GSO_TYPE_TCPV4`.
+pub const GSO_TYPE_TCPV4: u8 = 1;
+
+/// `netif_extra_info`, which the backend writes over an RX response slot
+/// (the slot after a response flagged `NETRXF_extra_info`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtraInfo {
+    /// `XEN_NETIF_EXTRA_TYPE_*`.
+    pub kind: u8,
+    /// `XEN_NETIF_EXTRA_FLAG_*`.
+    pub flags: u8,
+    /// For GSO: the segment size (`gso.size`).
+    pub gso_size: u16,
+    /// For GSO: `XEN_NETIF_GSO_TYPE_*` (`gso.type`).
+    pub gso_type: u8,
+}
+
+impl ExtraInfo {
+    /// Reads the extra info out of the slot's 8 bytes (taken as a response).
+    pub fn from_slot(r: RxResponse) -> ExtraInfo {
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&r.id.to_ne_bytes());
+        b[2..4].copy_from_slice(&r.offset.to_ne_bytes());
+        b[4..6].copy_from_slice(&r.flags.to_ne_bytes());
+        b[6..8].copy_from_slice(&r.status.to_ne_bytes());
+        ExtraInfo {
+            kind: b[0],
+            flags: b[1],
+            gso_size: u16::from_ne_bytes([b[2], b[3]]),
+            gso_type: b[4],
+        }
+    }
+
+    /// The slot as the backend would write it (for tests and fakes).
+    pub fn to_slot(self) -> RxResponse {
+        let b = [
+            self.kind,
+            self.flags,
+            self.gso_size.to_ne_bytes()[0],
+            self.gso_size.to_ne_bytes()[1],
+            self.gso_type,
+            0,
+            0,
+            0,
+        ];
+        RxResponse {
+            id: u16::from_ne_bytes([b[0], b[1]]),
+            offset: u16::from_ne_bytes([b[2], b[3]]),
+            flags: u16::from_ne_bytes([b[4], b[5]]),
+            status: i16::from_ne_bytes([b[6], b[7]]),
+        }
+    }
+}
 /// `NETIF_RSP_NULL` (extra-info slots).
 pub const NETIF_RSP_NULL: i16 = 1;
 
@@ -215,6 +277,16 @@ impl<K: Kind> FrontRing<K> {
     /// Requests that can still be written.
     pub fn free_requests(&self) -> u32 {
         RING_SIZE - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+    }
+
+    /// The ring index the next request goes to (free-running).
+    pub fn next_request_index(&self) -> u32 {
+        self.req_prod_pvt
+    }
+
+    /// The ring index of the next response to take (free-running).
+    pub fn next_response_index(&self) -> u32 {
+        self.rsp_cons
     }
 
     /// Requests written and not answered yet.

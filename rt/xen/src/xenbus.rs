@@ -258,8 +258,10 @@ pub fn connect<B: Bus, R>(
         ("event-channel", format!("{}", rings.event_channel)),
         ("request-rx-copy", "1".into()),
         ("feature-rx-notify", "1".into()),
-        ("feature-no-csum-offload", "1".into()),
-        ("feature-sg", "0".into()),
+        // Packets of up to 64 KiB over several slots, TCP ones as GSO, with
+        // checksum offload (no `feature-no-csum-offload`): see netfront.
+        ("feature-sg", "1".into()),
+        ("feature-gso-tcpv4", "1".into()),
         ("state", format!("{}", state::CONNECTED)),
     ];
     bus.publish(&dev.frontend, &entries).map_err(|e| {
@@ -441,7 +443,8 @@ mod tests {
             ("event-channel", "5"),
             ("request-rx-copy", "1"),
             ("feature-rx-notify", "1"),
-            ("feature-no-csum-offload", "1"),
+            ("feature-sg", "1"),
+            ("feature-gso-tcpv4", "1"),
             ("state", "4"),
         ] {
             assert_eq!(bus.get(&format!("{FE}/{k}")), Some(v), "{k}");
