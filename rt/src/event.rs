@@ -398,7 +398,7 @@ fn rearm() {
 /// either idle, always right after a VM exit with interrupts off (an
 /// emulated `rdtsc`, then a `VCPUOP_set_singleshot_timer`): a fault of
 /// QEMU's emulated SVM that the harness sidesteps by running PVH guests
-/// away from the CPU that takes the machine's interrupts (its `PVH_CPUS`),
+/// away from the CPU that takes the machine's interrupts (its `GUEST_CPUS`),
 /// and that one-shot timers make rarer by never asking Xen for an event
 /// due at once (`VCPU_SSHOTTMR_future`, [`crate::time::arm_timer`]).
 const HVM_IDLE_WITH_VECTOR: bool = true;

@@ -38,6 +38,7 @@ pub mod xenstore;
 pub use boot::{BootInfo, Timeline, app_name, boot_info, timeline};
 pub use exit::{MainResult, exit, reboot};
 pub use platform::{Platform, platform};
+pub use xen::hypercalls_issued;
 
 /// Declares the app's entry function: `rt::main!(main);`.
 ///

@@ -1,5 +1,6 @@
 //! Time: TSC readings turned into durations through Xen's pvclock, or through a
 //! PIT calibration on bare QEMU.
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::platform::{Platform, platform};
@@ -149,17 +150,44 @@ pub(crate) enum Armed {
     No,
 }
 
+/// The deadline (ns of Xen system time) the one-shot timer was last armed
+/// for; 0 when none. Kept by [`arm_timer`], the only code that arms it (one
+/// vCPU): while this lies ahead, Xen holds a one-shot timer for exactly it.
+static ARMED_FOR: AtomicU64 = AtomicU64::new(0);
+
+/// How far ahead an armed deadline must still be for [`arm_timer`] to rely
+/// on it. Xen fires a timer up to its `timer_slop` (50 us by default) early,
+/// so one due sooner than this may have fired already (its event taken).
+const KEEP_MARGIN_NS: u64 = 1_000_000;
+
 /// Arms the one-shot timer (`VCPUOP_set_singleshot_timer`) to raise
 /// `VIRQ_TIMER` at `deadline`. A deadline that has passed is never handed
 /// to Xen as "fire now" (see `set_singleshot_timer`): it is reported.
+///
+/// A timer already armed for no later than `deadline` (and more than
+/// [`KEEP_MARGIN_NS`] ahead) is kept: the block it ends comes no later
+/// than asked, and the caller's loop arms again then. An idle server that
+/// waits "10 s or the next packet" over and over thus arms once per 10 s,
+/// not once per packet — on PVH every hypercall is a VM exit.
 pub(crate) fn arm_timer(deadline: Instant) -> Armed {
     if timer().is_none() {
         return Armed::No;
     }
-    if deadline <= Instant::now() {
+    let now = Instant::now();
+    if deadline <= now {
         return Armed::Passed;
     }
-    match rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos()) {
+    let armed = ARMED_FOR.load(Ordering::Relaxed);
+    if armed > now.as_nanos().saturating_add(KEEP_MARGIN_NS) && armed <= deadline.as_nanos() {
+        return Armed::Yes;
+    }
+    let r =
+        rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos());
+    ARMED_FOR.store(
+        if r.is_ok() { deadline.as_nanos() } else { 0 },
+        Ordering::Relaxed,
+    );
+    match r {
         Ok(()) => Armed::Yes,
         // It passed between our look at the clock and Xen's.
         Err(rt_xen::XenError::ETIME) => Armed::Passed,

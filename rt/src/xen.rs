@@ -109,3 +109,9 @@ pub fn wait_port(port: u32, timeout_ns: u64) {
     }
     crate::event::clear_pending(port);
 }
+
+/// Hypercalls issued so far: of number `op` (see `rt_xen::abi::op`), or of
+/// every number when `op` is `None`.
+pub fn hypercalls_issued(op: Option<u32>) -> u64 {
+    op.map_or_else(|| HYPERVISOR.issued_total(), |op| HYPERVISOR.issued(op))
+}

@@ -157,7 +157,7 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
     let h = rt::heap::stats();
     let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}); buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -178,6 +178,7 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
         e.stray,
         e.stray_at.0,
         e.stray_at.1,
+        rt::hypercalls_issued(None),
         h.allocated_bytes,
         h.allocations,
         rt::grant::stats().map_or(0, |(g, _, _)| g.active)

@@ -7,7 +7,7 @@
 //! the stub saves them); debug builds of Xen poison the argument registers a
 //! call used, so the stubs below declare those clobbered. (`xen-sys`'s own asm
 //! passes the 5th argument in `r9` and runs under `nostack`; we do not use it.)
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::abi::{self, ShutdownReason, op};
 use crate::errno::XenError;
@@ -32,6 +32,9 @@ pub trait Hypervisor {
 #[derive(Debug)]
 pub struct HypercallPage {
     base: AtomicUsize,
+    /// Hypercalls issued through the page, by number (`op < 64`; the page
+    /// has 128 stubs but Xen defines none above 55).
+    issued: [AtomicU64; 64],
 }
 
 impl HypercallPage {
@@ -39,7 +42,20 @@ impl HypercallPage {
     pub const fn new() -> Self {
         Self {
             base: AtomicUsize::new(0),
+            issued: [const { AtomicU64::new(0) }; 64],
         }
+    }
+
+    /// How many hypercalls number `op` were issued so far (0 for `op >= 64`).
+    pub fn issued(&self, op: u32) -> u64 {
+        self.issued
+            .get(op as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// How many hypercalls were issued so far, of every number.
+    pub fn issued_total(&self) -> u64 {
+        self.issued.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     /// Publishes the page's address.
@@ -68,6 +84,9 @@ impl Hypervisor for HypercallPage {
         let base = self.base.load(Ordering::Acquire);
         if base == 0 || op >= 128 {
             return -i64::from(XenError::ENOSYS.0);
+        }
+        if let Some(c) = self.issued.get(op as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         let entry = base + op as usize * 32;
         let a = |i: usize| args.get(i).copied().unwrap_or(0);

@@ -276,11 +276,18 @@ impl Netfront {
 
     /// Takes the backend's TX answers: their buffers can be used again.
     /// Returns the number taken.
+    ///
+    /// TX answers raise no event while a buffer is free: they are taken on
+    /// the next send, and an event per answer would wake the guest once
+    /// more for every frame it sent (on PVH each wake-up is a VM entry).
+    /// Only when every buffer is in flight does netfront ask for an event
+    /// at the next answer (`rsp_event`), so a sender waiting for room wakes.
     pub fn collect_tx(&mut self) -> u32 {
         let mut n = 0;
         loop {
-            let rsp = match self.tx.next_response() {
+            let rsp = match self.tx.take() {
                 Ok(Some(r)) => r,
+                Ok(None) if self.tx_nfree == 0 && self.tx.final_check() => continue,
                 Ok(None) => break,
                 Err(RingError::TooManyResponses { .. }) => {
                     self.stats.ring_errors += 1;
@@ -716,6 +723,40 @@ mod tests {
         assert_eq!(n.collect_tx(), 1);
         assert_eq!(n.stats.tx_errors, 1);
         assert!(n.send(&mut bufs, 60, |_| {}).is_ok());
+    }
+
+    #[test]
+    fn answers_raise_an_event_only_when_every_buffer_is_in_flight() {
+        let (mut n, mut b, mut bufs) = setup();
+        let rsp_event = |b: &Back| idx(&b.tx, 3);
+        // Room left: answers are collected without asking for an event.
+        for _ in 0..10 {
+            n.send(&mut bufs, 60, |_| {}).unwrap();
+            for r in b.tx_requests() {
+                b.tx_answer(TxResponse {
+                    id: r.id,
+                    status: 0,
+                });
+            }
+            assert_eq!(n.collect_tx(), 1);
+        }
+        assert_eq!(rsp_event(&b), 1, "the ring's initial value, never moved");
+        // Full: the next answer must wake the guest.
+        for _ in 0..SLOTS {
+            n.send(&mut bufs, 60, |_| {}).unwrap();
+        }
+        assert!(!n.can_send());
+        assert_eq!(n.collect_tx(), 0);
+        assert_eq!(rsp_event(&b), 10 + 1, "an event at the next answer");
+        let reqs = b.tx_requests();
+        b.tx_answer(TxResponse {
+            id: reqs[0].id,
+            status: 0,
+        });
+        // The backend notifies when rsp_prod passes rsp_event.
+        assert_eq!(idx(&b.tx, 2), rsp_event(&b));
+        assert_eq!(n.collect_tx(), 1);
+        assert!(n.can_send());
     }
 
     #[test]
