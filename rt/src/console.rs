@@ -8,8 +8,8 @@
 use core::fmt::{self, Write};
 use core::ptr::NonNull;
 
-use rt_xen::console::{ConsoleRing, XenconsInterface};
-use rt_xen::hypercall;
+use rt_xen::abi::hypercall;
+use rt_xen::proto::console::{ConsoleRing, XenconsInterface};
 use spin::Mutex;
 use uart_16550::Uart16550Tty;
 use uart_16550::backend::PioBackend;
@@ -210,12 +210,12 @@ pub fn read_blocking(buf: &mut [u8]) -> usize {
 }
 
 /// Reads one line typed on the console, echoing it, with backspace/delete
-/// and Ctrl-U editing (see [`rt_xen::line`]); blocks until Enter. Returns the
+/// and Ctrl-U editing (see [`rt_xen::proto::line`]); blocks until Enter. Returns the
 /// line without its end, cut at `buf.len()` bytes and at the first byte that
 /// is not UTF-8.
 pub fn read_line(buf: &mut [u8]) -> &str {
     use core::sync::atomic::{AtomicBool, Ordering};
-    use rt_xen::line::{LineEditor, Step};
+    use rt_xen::proto::line::{LineEditor, Step};
     /// The previous line ended with CR: a leading LF belongs to it.
     static AFTER_CR: AtomicBool = AtomicBool::new(false);
     let mut ed = LineEditor::after(buf, AFTER_CR.load(Ordering::Relaxed));

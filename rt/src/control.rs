@@ -12,7 +12,7 @@
 //! not make the guest balloon at boot.
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use rt_xen::control::{Request, parse_request, wanted_bytes};
+use rt_xen::proto::control::{Request, parse_request, wanted_bytes};
 use spin::Mutex;
 
 /// Watch tokens (xenstored echoes them with each event).

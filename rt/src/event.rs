@@ -17,8 +17,8 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use rt_xen::XenError;
-use rt_xen::evtchn::{self, EventBits, Handler, HandlerError, Handlers, Latch};
-pub use rt_xen::evtchn::{NR_PORTS, Port, VIRQ_TIMER};
+use rt_xen::abi::evtchn::{self, EventBits, Handler, HandlerError, Handlers, Latch};
+pub use rt_xen::abi::evtchn::{NR_PORTS, Port, VIRQ_TIMER};
 use spin::Mutex;
 
 use crate::xen::HYPERVISOR;
@@ -98,13 +98,13 @@ pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
             // exactly these callback types; both return with HYPERVISOR_iret
             // or never return.
             unsafe {
-                rt_xen::hypercall::register_callback(
+                rt_xen::abi::hypercall::register_callback(
                     h,
                     rt_xen::abi::CALLBACKTYPE_EVENT,
                     crate::arch::pv_event_callback as *const () as u64,
                     rt_xen::abi::CALLBACKF_MASK_EVENTS,
                 )?;
-                rt_xen::hypercall::register_callback(
+                rt_xen::abi::hypercall::register_callback(
                     h,
                     rt_xen::abi::CALLBACKTYPE_FAILSAFE,
                     crate::arch::pv_failsafe_callback as *const () as u64,
@@ -114,7 +114,7 @@ pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
             Delivery::PvCallback
         }
         Platform::XenPvh => {
-            rt_xen::hypercall::hvm_set_param(
+            rt_xen::abi::hypercall::hvm_set_param(
                 h,
                 rt_xen::abi::HvmParam::CallbackIrq,
                 rt_xen::abi::HVM_PARAM_CALLBACK_TYPE_VECTOR
@@ -299,7 +299,7 @@ impl Channel {
 
     /// Signals the other end (`EVTCHNOP_send`).
     pub fn notify(&self) -> Result<(), EventError> {
-        rt_xen::hypercall::evtchn_send(&HYPERVISOR, self.port.0).map_err(Into::into)
+        rt_xen::abi::hypercall::evtchn_send(&HYPERVISOR, self.port.0).map_err(Into::into)
     }
 
     /// Masks the port: it can still become pending, but [`poll`] skips it.
@@ -441,7 +441,11 @@ fn hvm_poll_idle(deadline: Option<crate::time::Instant>) -> Result<(), EventErro
     for (r, p) in raw.iter_mut().zip(&ports[..n]) {
         *r = p.0;
     }
-    rt_xen::hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline.map_or(0, |d| d.as_nanos()))?;
+    rt_xen::abi::hypercall::sched_poll(
+        &HYPERVISOR,
+        &raw[..n],
+        deadline.map_or(0, |d| d.as_nanos()),
+    )?;
     poll();
     take_into_latch(&ports[..n]);
     Ok(())
@@ -535,7 +539,7 @@ pub fn wait(ports: &[Port], deadline_ns: Option<u64>) -> Result<(), EventError> 
     for (r, p) in raw.iter_mut().zip(ports) {
         *r = p.0;
     }
-    rt_xen::hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline_ns.unwrap_or(0))
+    rt_xen::abi::hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline_ns.unwrap_or(0))
         .map_err(Into::into)
 }
 

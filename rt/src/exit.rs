@@ -3,7 +3,7 @@ use core::fmt::Display;
 use core::panic::PanicInfo;
 
 use rt_xen::abi::ShutdownReason;
-use rt_xen::hypercall;
+use rt_xen::abi::hypercall;
 
 use crate::platform::{Platform, platform};
 use crate::xen::HYPERVISOR;

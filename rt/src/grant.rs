@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use rt_xen::gnttab::{ENTRIES_PER_FRAME, GrantRef, GrantStats, OpError, Table};
+use rt_xen::abi::gnttab::{ENTRIES_PER_FRAME, GrantRef, GrantStats, OpError, Table};
 use spin::Mutex;
 
 use crate::mm::{MapError, Pfn};
@@ -36,7 +36,7 @@ pub enum GrantError {
     /// No free frame for the table or the page.
     NoFrames,
     /// The table refused (full, frame too big, still in use).
-    Table(rt_xen::gnttab::GrantError),
+    Table(rt_xen::abi::gnttab::GrantError),
 }
 
 impl core::fmt::Display for GrantError {
@@ -71,14 +71,14 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 fn setup() -> Result<State, GrantError> {
     use crate::platform::Platform;
     let h = &HYPERVISOR;
-    let (cur, max) = rt_xen::hypercall::gnttab_query_size(h)?;
+    let (cur, max) = rt_xen::abi::hypercall::gnttab_query_size(h)?;
     let n = FRAMES.min(max).max(cur).max(1);
     let n = n.min(FRAMES);
     let mut hw = [0u64; FRAMES as usize];
     let hw = &mut hw[..n as usize];
     match crate::platform() {
         Platform::XenPv | Platform::XenPvDom0 => {
-            rt_xen::hypercall::gnttab_setup_table(h, hw)?;
+            rt_xen::abi::hypercall::gnttab_setup_table(h, hw)?;
         }
         Platform::XenPvh => {
             // Guest frames that are not RAM: past the end of RAM and of the
@@ -89,7 +89,7 @@ fn setup() -> Result<State, GrantError> {
             for (i, f) in hw.iter_mut().enumerate() {
                 *f = first + i as u64;
                 // SAFETY: nothing of ours is at these gfns (beyond RAM).
-                unsafe { rt_xen::hypercall::map_grant_frame_at(h, i as u64, *f) }
+                unsafe { rt_xen::abi::hypercall::map_grant_frame_at(h, i as u64, *f) }
                     .map_err(|e| GrantError::Op(OpError::Xen(e)))?;
             }
         }
@@ -98,8 +98,8 @@ fn setup() -> Result<State, GrantError> {
     crate::mm::map_machine_frames(crate::mm::GRANT_TABLE_VA, hw).map_err(GrantError::Map)?;
     let entries = crate::mm::GRANT_TABLE_VA;
     let frames = n;
-    let ptr =
-        NonNull::new(entries as *mut rt_xen::gnttab::GrantEntry).ok_or(GrantError::NoFrames)?;
+    let ptr = NonNull::new(entries as *mut rt_xen::abi::gnttab::GrantEntry)
+        .ok_or(GrantError::NoFrames)?;
     // SAFETY: `frames` grant-table frames are mapped writable at `entries`
     // for the rest of the run, and only this table writes entries past the
     // reserved ones.
@@ -220,7 +220,7 @@ impl Drop for GrantedPage {
                 crate::mm::free_frame(pfn);
                 Ok(())
             }
-            Err(rt_xen::gnttab::GrantError::InUse(_)) => {
+            Err(rt_xen::abi::gnttab::GrantError::InUse(_)) => {
                 s.deferred.push((gref, pfn));
                 Ok(())
             }
@@ -259,7 +259,7 @@ pub fn copy_from_grant(
         flags: rt_xen::abi::GNTCOPY_SOURCE_GREF,
         status: 0,
     }];
-    with(|_| rt_xen::hypercall::gnttab_copy(&HYPERVISOR, &mut op).map_err(GrantError::Op))
+    with(|_| rt_xen::abi::hypercall::gnttab_copy(&HYPERVISOR, &mut op).map_err(GrantError::Op))
 }
 
 /// Table counters, frames, and pages waiting for their peer to let go.

@@ -23,7 +23,7 @@ pub fn tsc_delta_to_duration(ticks: u64) -> Option<Duration> {
         if t.mul == 0 {
             return None;
         }
-        return Some(Duration::from_nanos(rt_xen::pvclock::scale_delta(
+        return Some(Duration::from_nanos(rt_xen::abi::pvclock::scale_delta(
             ticks, t.mul, t.shift,
         )));
     }
@@ -90,13 +90,13 @@ pub fn wall_clock() -> Option<Duration> {
         return None;
     }
     let (sec, nsec) = crate::xen::wall_clock_base()?;
-    let ns = rt_xen::pvclock::wall_ns(sec, nsec, crate::xen::system_time_ns());
+    let ns = rt_xen::abi::pvclock::wall_ns(sec, nsec, crate::xen::system_time_ns());
     Some(Duration::from_nanos(ns))
 }
 
 /// The wall clock as a UTC date.
-pub fn date() -> Option<rt_xen::pvclock::Civil> {
-    wall_clock().map(|d| rt_xen::pvclock::Civil::from_unix(d.as_secs()))
+pub fn date() -> Option<rt_xen::abi::pvclock::Civil> {
+    wall_clock().map(|d| rt_xen::abi::pvclock::Civil::from_unix(d.as_secs()))
 }
 
 /// Sleep counters: how each block inside [`sleep`] ended.
@@ -134,7 +134,7 @@ pub(crate) fn timer_port() -> Option<crate::event::Port> {
 /// Makes the vCPU tickless: PV vCPUs start with a 10 ms periodic timer that
 /// would wake an idle guest a hundred times a second.
 pub(crate) fn init_xen() {
-    if let Err(e) = rt_xen::hypercall::stop_timer(&crate::xen::HYPERVISOR, 0, true) {
+    if let Err(e) = rt_xen::abi::hypercall::stop_timer(&crate::xen::HYPERVISOR, 0, true) {
         crate::println!("rt: stopping the periodic timer failed: {e} (the guest ticks at 100 Hz)");
     }
 }
@@ -181,8 +181,11 @@ pub(crate) fn arm_timer(deadline: Instant) -> Armed {
     if armed > now.as_nanos().saturating_add(KEEP_MARGIN_NS) && armed <= deadline.as_nanos() {
         return Armed::Yes;
     }
-    let r =
-        rt_xen::hypercall::set_singleshot_timer(&crate::xen::HYPERVISOR, 0, deadline.as_nanos());
+    let r = rt_xen::abi::hypercall::set_singleshot_timer(
+        &crate::xen::HYPERVISOR,
+        0,
+        deadline.as_nanos(),
+    );
     ARMED_FOR.store(
         if r.is_ok() { deadline.as_nanos() } else { 0 },
         Ordering::Relaxed,

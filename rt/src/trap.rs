@@ -3,8 +3,8 @@
 //! PV: installed as the virtual IDT with `set_trap_table`; the page-fault
 //! address comes from `vcpu_info.arch.cr2`. PVH: installed in the IDT (on IST
 //! stacks, see `arch::idt`); the address comes from CR2.
+use rt_xen::abi::hypercall;
 use rt_xen::abi::{self, trap_info};
-use rt_xen::hypercall;
 
 use crate::arch::{TRAP_VECTORS, pv_trap_stubs};
 use crate::platform::{Platform, platform};

@@ -2,9 +2,9 @@
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
+use rt_xen::abi::hypercall::{self, HypercallPage};
+use rt_xen::abi::pvclock::TimeInfo;
 use rt_xen::abi::{shared_info, vcpu_info};
-use rt_xen::hypercall::{self, HypercallPage};
-use rt_xen::pvclock::TimeInfo;
 
 /// The one hypercall page of the image; unset (every call `ENOSYS`) until boot
 /// code publishes it.

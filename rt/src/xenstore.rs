@@ -10,8 +10,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use rt_xen::xenstore::{Client, Link, XenstoreInterface};
-pub use rt_xen::xenstore::{WatchEvent, XsError, XsStats};
+use rt_xen::proto::xenstore::{Client, Link, XenstoreInterface};
+pub use rt_xen::proto::xenstore::{WatchEvent, XsError, XsStats};
 use spin::Mutex;
 
 use crate::event::Port;
@@ -42,7 +42,7 @@ impl Link for StoreLink {
     fn notify(&mut self) {
         // A failed send leaves the daemon unsignalled: the wait below times
         // out and the request reports it.
-        if rt_xen::hypercall::evtchn_send(&crate::xen::HYPERVISOR, self.port.0).is_err() {
+        if rt_xen::abi::hypercall::evtchn_send(&crate::xen::HYPERVISOR, self.port.0).is_err() {
             self.deadline = Instant::now();
         }
     }

@@ -8,8 +8,8 @@ use core::ptr::NonNull;
 
 use rt_mm::Mfn;
 use rt_mm::p2m::{M2p, P2m};
+use rt_xen::abi::hypercall;
 use rt_xen::abi::{self, start_info};
-use rt_xen::hypercall;
 
 use crate::arch::HYPERCALL_PAGE;
 use crate::console::{self, RingConsole, Sink};

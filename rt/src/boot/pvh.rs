@@ -7,8 +7,8 @@
 use core::ptr::NonNull;
 
 use rt_xen::abi::HvmParam;
-use rt_xen::hypercall;
-use rt_xen::pvh::{HvmStartInfo, MEMMAP_TYPE_RAM, MemmapEntry, ram_bytes};
+use rt_xen::abi::hypercall;
+use rt_xen::abi::pvh::{HvmStartInfo, MEMMAP_TYPE_RAM, MemmapEntry, ram_bytes};
 use x86_64::registers::model_specific::Msr;
 
 use crate::arch::{HYPERCALL_PAGE, cpuid};

@@ -361,11 +361,11 @@ impl<B> rt_mm::reservation::Reservation<B> for XenReservation {
     fn decrease(&mut self, _: &mut B, frames: &[u64]) -> Result<usize, XenError> {
         // SAFETY: the balloon hands over frames it took out of the allocator
         // and unmapped from the direct map: nothing uses them.
-        unsafe { rt_xen::hypercall::decrease_reservation(&crate::xen::HYPERVISOR, frames) }
+        unsafe { rt_xen::abi::hypercall::decrease_reservation(&crate::xen::HYPERVISOR, frames) }
     }
 
     fn populate(&mut self, _: &mut B, list: &mut [u64]) -> Result<usize, XenError> {
-        rt_xen::hypercall::populate_physmap(&crate::xen::HYPERVISOR, list)
+        rt_xen::abi::hypercall::populate_physmap(&crate::xen::HYPERVISOR, list)
     }
 }
 
@@ -411,8 +411,9 @@ pub fn reservation() -> Result<Reservation, ReservationError> {
     }
     let h = &crate::xen::HYPERVISOR;
     let current_pages =
-        rt_xen::hypercall::reservation(h, false).map_err(ReservationError::Query)?;
-    let max_pages = rt_xen::hypercall::reservation(h, true).map_err(ReservationError::Query)?;
+        rt_xen::abi::hypercall::reservation(h, false).map_err(ReservationError::Query)?;
+    let max_pages =
+        rt_xen::abi::hypercall::reservation(h, true).map_err(ReservationError::Query)?;
     let released_pages = MM
         .lock()
         .as_ref()
@@ -539,7 +540,7 @@ pub(crate) fn publish_p2m(p2m_va: u64, nr_pages: u64) -> Result<(), MapError> {
 pub unsafe fn update_va_mapping(va: u64, entry: u64) -> Result<(), XenError> {
     // SAFETY: forwarded from the caller.
     unsafe {
-        rt_xen::hypercall::update_va_mapping(
+        rt_xen::abi::hypercall::update_va_mapping(
             &crate::xen::HYPERVISOR,
             va,
             entry,

@@ -10,8 +10,8 @@ use rt_mm::op::{self, Op, Outcome};
 use rt_mm::p2m::{M2p, P2mMut};
 use rt_mm::{Backend, Level, Mfn, Pfn};
 use rt_xen::XenError;
+use rt_xen::abi::hypercall;
 use rt_xen::abi::{self, mmu_update, mmuext, mmuext_op, multicall_entry, op as hc};
-use rt_xen::hypercall;
 
 use crate::mm::QUEUE;
 use crate::xen::HYPERVISOR;

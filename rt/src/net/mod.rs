@@ -188,7 +188,7 @@ impl Device for VifDevice {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut c = DeviceCapabilities::default();
         c.medium = Medium::Ethernet;
-        c.max_transmission_unit = rt_xen::netfront::MAX_FRAME;
+        c.max_transmission_unit = rt_xen::dev::net::MAX_FRAME;
         c.max_burst_size = Some(32);
         // netfront verified TCP and UDP checksums already, or the backend
         // said the data was validated (a frame from dom0's own stack may
@@ -235,7 +235,7 @@ impl Net {
         crate::boot::mark("netfront");
         let mut device = VifDevice {
             vif,
-            rx: vec![0; rt_xen::netfront::MAX_PACKET],
+            rx: vec![0; rt_xen::dev::net::MAX_PACKET],
         };
         let mac = EthernetAddress(device.vif.mac());
         let iface = Interface::new(
@@ -368,7 +368,7 @@ impl Net {
     }
 
     /// Vif counters.
-    pub fn stats(&self) -> rt_xen::netfront::NetStats {
+    pub fn stats(&self) -> rt_xen::dev::net::NetStats {
         self.device.vif.stats()
     }
 

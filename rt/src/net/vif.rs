@@ -1,16 +1,18 @@
 //! The Xen vif: netfront's xenstore handshake with netback (the logic is
-//! [`rt_xen::xenbus::connect`], host-tested against misbehaving backends),
+//! [`rt_xen::dev::net::xenbus::connect`], host-tested against misbehaving backends),
 //! its granted pages and event channel, over the data path of
-//! [`rt_xen::netfront`].
+//! [`rt_xen::dev::net`].
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use rt_xen::netfront::{Netfront, Pages};
-use rt_xen::netif::{FrontRing, RING_SIZE};
-use rt_xen::xenbus::{self, Bus, HandshakeError, Link, Rings, state};
-use rt_xen::xenstore::XsError;
+use rt_xen::dev::net::netif::RING_SIZE;
+use rt_xen::dev::net::xenbus::{self as vif_keys, Rings};
+use rt_xen::dev::net::{Netfront, Pages};
+use rt_xen::proto::shared_ring::FrontRing;
+use rt_xen::proto::xenbus::{self, Bus, HandshakeError, Link, state};
+use rt_xen::proto::xenstore::XsError;
 
 use crate::event::Channel;
 use crate::grant::GrantedPage;
@@ -92,16 +94,18 @@ impl Vif {
     /// Connects `device/vif/<devid>` to its backend.
     pub fn connect(devid: u32) -> Result<Vif, VifError> {
         let timeout = HANDSHAKE_TIMEOUT.as_millis() as u64;
-        let (dev, (rings, bufs, nf, chan)) = xenbus::connect(&mut RtBus, devid, timeout, |dev| {
-            Self::set_up(dev.backend_id)
-        })?;
+        let (found, (rings, bufs, nf, chan)) =
+            vif_keys::connect(&mut RtBus, devid, timeout, |dev| {
+                Self::set_up(dev.backend_id)
+            })?;
+        let dev = found.device;
         chan.unmask()
             .map_err(|e| HandshakeError::Setup(format!("{e}")))?;
         let vif = Vif {
             nf,
             bufs,
             chan,
-            mac: dev.mac,
+            mac: found.mac,
             frontend: dev.frontend,
             backend: dev.backend,
             _rings: rings,
@@ -271,7 +275,7 @@ impl Vif {
     }
 
     /// Counters.
-    pub fn stats(&self) -> rt_xen::netfront::NetStats {
+    pub fn stats(&self) -> rt_xen::dev::net::NetStats {
         self.nf.stats
     }
 

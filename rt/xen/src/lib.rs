@@ -1,30 +1,28 @@
-//! Xen guest interfaces for the `rt` runtime: ABI types, hypercalls, ring protocols.
+//! Xen guest interfaces for the `rt` runtime, in three layers, one folder each.
 //!
-//! Everything here builds and is unit-tested on the host. The only code that
-//! touches the hypervisor is [`hypercall::raw`], reached through the
-//! [`hypercall::Hypervisor`] trait so tests can inject a fake.
+//! ```text
+//! dev/    device frontends: netfront (dev/net), and next to it any new
+//!         driver (dev/blk ...)          may import: proto, abi
+//! proto/  protocols over shared memory and xenstore: the byte ring
+//!         (console, xenstore), the request/response ring of ring.h,
+//!         the xenstore client, the device-independent xenbus handshake,
+//!         the toolstack's control keys   may import: abi
+//! abi/    what Xen's public headers define: structures and constants,
+//!         errno, hypercalls, event channels, grant tables, pvclock,
+//!         the PVH start info             may import: nothing above it
+//! ```
 //!
-//! Layers (the libtock-rs / rust-vmm pattern):
-//! 1. [`hypercall::raw`]: one `unsafe` asm stub per arity, clobbers documented;
-//! 2. [`hypercall`]'s typed functions, returning `Result<_, XenError>`;
-//! 3. owning types built on them (in later modules: grants, ports, mappings).
+//! Nothing imports upward: a driver may use every protocol and the whole
+//! ABI, a protocol never names a device. Everything here builds and is
+//! unit-tested on the host; the only code that touches the hypervisor is
+//! [`abi::hypercall::raw`], reached through the [`abi::hypercall::Hypervisor`]
+//! trait so tests inject a fake.
 #![no_std]
 
 extern crate alloc;
 
 pub mod abi;
-pub mod console;
-pub mod control;
-pub mod errno;
-pub mod evtchn;
-pub mod gnttab;
-pub mod hypercall;
-pub mod line;
-pub mod netfront;
-pub mod netif;
-pub mod pvclock;
-pub mod pvh;
-pub mod xenbus;
-pub mod xenstore;
+pub mod dev;
+pub mod proto;
 
-pub use errno::XenError;
+pub use abi::errno::XenError;

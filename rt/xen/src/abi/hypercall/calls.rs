@@ -1,185 +1,12 @@
-//! Hypercalls: the raw asm layer, the [`Hypervisor`] seam, and typed wrappers.
-//!
-//! Calling convention (64-bit PV and PVH alike): number in `eax` — here chosen
-//! by jumping to `hypercall_page + 32 * nr` — arguments in `rdi, rsi, rdx, r10,
-//! r8`, result in `rax`, negative values are `-errno`. The hypercall page's stubs
-//! preserve every register but `rax` (PV's `syscall` clobbers `rcx`/`r11`, and
-//! the stub saves them); debug builds of Xen poison the argument registers a
-//! call used, so the stubs below declare those clobbered. (`xen-sys`'s own asm
-//! passes the 5th argument in `r9` and runs under `nostack`; we do not use it.)
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
+//! The typed hypercalls: one function per operation the runtime uses, each
+//! taking any [`Hypervisor`] and returning `Result<_, XenError>` (or, for the
+//! grant-table operations, their own status as well). Pointer arguments are
+//! built here from references, so callers pass Rust values, not addresses.
+use crate::abi::errno::XenError;
+use crate::abi::gnttab::{self, OpError};
 use crate::abi::{self, ShutdownReason, op};
-use crate::errno::XenError;
 
-/// Something that can perform hypercalls: the real hypercall page, or a fake.
-pub trait Hypervisor {
-    /// Issues hypercall `op` with up to five arguments and returns `rax`.
-    ///
-    /// # Safety
-    /// Every argument that is a pointer must be valid for whatever hypercall
-    /// `op` reads or writes through it, for the duration of the call; and the
-    /// call must not break an invariant the caller relies on (for instance,
-    /// remapping memory that Rust references point to).
-    unsafe fn hypercall(&self, op: u32, args: &[u64]) -> i64;
-}
-
-/// The hypercall page Xen fills in: for PV through `XEN_ELFNOTE_HYPERCALL_PAGE`,
-/// for PVH when the guest writes its address to the Xen MSR.
-///
-/// Until [`HypercallPage::set`] is called every hypercall fails with `ENOSYS`,
-/// so an early panic cannot jump into an unfilled page.
-#[derive(Debug)]
-pub struct HypercallPage {
-    base: AtomicUsize,
-    /// Hypercalls issued through the page, by number (`op < 64`; the page
-    /// has 128 stubs but Xen defines none above 55).
-    issued: [AtomicU64; 64],
-}
-
-impl HypercallPage {
-    /// An unset page.
-    pub const fn new() -> Self {
-        Self {
-            base: AtomicUsize::new(0),
-            issued: [const { AtomicU64::new(0) }; 64],
-        }
-    }
-
-    /// How many hypercalls number `op` were issued so far (0 for `op >= 64`).
-    pub fn issued(&self, op: u32) -> u64 {
-        self.issued
-            .get(op as usize)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-
-    /// How many hypercalls were issued so far, of every number.
-    pub fn issued_total(&self) -> u64 {
-        self.issued.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Publishes the page's address.
-    ///
-    /// # Safety
-    /// `page` must be the page-aligned address of a hypercall page that Xen has
-    /// filled (or will have filled before the first hypercall is issued).
-    pub unsafe fn set(&self, page: *const u8) {
-        self.base.store(page as usize, Ordering::Release);
-    }
-
-    /// Whether hypercalls can be issued.
-    pub fn is_ready(&self) -> bool {
-        self.base.load(Ordering::Acquire) != 0
-    }
-}
-
-impl Default for HypercallPage {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hypervisor for HypercallPage {
-    unsafe fn hypercall(&self, op: u32, args: &[u64]) -> i64 {
-        let base = self.base.load(Ordering::Acquire);
-        if base == 0 || op >= 128 {
-            return -i64::from(XenError::ENOSYS.0);
-        }
-        if let Some(c) = self.issued.get(op as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        let entry = base + op as usize * 32;
-        let a = |i: usize| args.get(i).copied().unwrap_or(0);
-        // SAFETY: `entry` is a stub inside the filled hypercall page (op < 128
-        // stubs of 32 bytes each); the caller vouches for the arguments.
-        unsafe {
-            match args.len() {
-                0 => raw::call0(entry),
-                1 => raw::call1(entry, a(0)),
-                2 => raw::call2(entry, a(0), a(1)),
-                3 => raw::call3(entry, a(0), a(1), a(2)),
-                4 => raw::call4(entry, a(0), a(1), a(2), a(3)),
-                _ => raw::call5(entry, a(0), a(1), a(2), a(3), a(4)),
-            }
-        }
-    }
-}
-
-/// The raw stubs: `call` into a hypercall-page entry with N arguments.
-///
-/// No `nostack`: `call` pushes a return address, which is sound because every
-/// crate of the image is compiled with `-Cno-redzone` (nothing live below `rsp`).
-pub mod raw {
-    use core::arch::asm;
-
-    /// # Safety
-    /// `entry` must be a filled hypercall-page stub and the call valid for Xen.
-    pub unsafe fn call0(entry: usize) -> i64 {
-        let ret: i64;
-        // SAFETY: per the function contract; the stub preserves all but rax.
-        unsafe { asm!("call {e}", e = in(reg) entry, lateout("rax") ret) };
-        ret
-    }
-
-    /// # Safety
-    /// As for [`call0`]; pointer arguments valid for the hypercall.
-    pub unsafe fn call1(entry: usize, a1: u64) -> i64 {
-        let ret: i64;
-        // SAFETY: per the function contract; rdi may be poisoned by debug Xen.
-        unsafe { asm!("call {e}", e = in(reg) entry, lateout("rax") ret, inout("rdi") a1 => _) };
-        ret
-    }
-
-    /// # Safety
-    /// As for [`call1`].
-    pub unsafe fn call2(entry: usize, a1: u64, a2: u64) -> i64 {
-        let ret: i64;
-        // SAFETY: per the function contract; used argument registers are clobbered.
-        unsafe {
-            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
-                 inout("rdi") a1 => _, inout("rsi") a2 => _)
-        };
-        ret
-    }
-
-    /// # Safety
-    /// As for [`call1`].
-    pub unsafe fn call3(entry: usize, a1: u64, a2: u64, a3: u64) -> i64 {
-        let ret: i64;
-        // SAFETY: per the function contract; used argument registers are clobbered.
-        unsafe {
-            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
-                 inout("rdi") a1 => _, inout("rsi") a2 => _, inout("rdx") a3 => _)
-        };
-        ret
-    }
-
-    /// # Safety
-    /// As for [`call1`].
-    pub unsafe fn call4(entry: usize, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
-        let ret: i64;
-        // SAFETY: per the function contract; used argument registers are clobbered.
-        unsafe {
-            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
-                 inout("rdi") a1 => _, inout("rsi") a2 => _, inout("rdx") a3 => _,
-                 inout("r10") a4 => _)
-        };
-        ret
-    }
-
-    /// # Safety
-    /// As for [`call1`].
-    pub unsafe fn call5(entry: usize, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
-        let ret: i64;
-        // SAFETY: per the function contract; used argument registers are clobbered.
-        unsafe {
-            asm!("call {e}", e = in(reg) entry, lateout("rax") ret,
-                 inout("rdi") a1 => _, inout("rsi") a2 => _, inout("rdx") a3 => _,
-                 inout("r10") a4 => _, inout("r8") a5 => _)
-        };
-        ret
-    }
-}
+use super::Hypervisor;
 
 fn ptr<T>(r: &T) -> u64 {
     r as *const T as u64
@@ -321,9 +148,7 @@ pub unsafe fn register_callback<H: Hypervisor + ?Sized>(
 }
 
 /// `GNTTABOP_query_size`: (frames the grant table has, most it may have).
-pub fn gnttab_query_size<H: Hypervisor + ?Sized>(
-    h: &H,
-) -> Result<(u32, u32), crate::gnttab::OpError> {
+pub fn gnttab_query_size<H: Hypervisor + ?Sized>(h: &H) -> Result<(u32, u32), OpError> {
     let mut arg = abi::gnttab_query_size {
         dom: abi::DOMID_SELF,
         ..Default::default()
@@ -335,7 +160,7 @@ pub fn gnttab_query_size<H: Hypervisor + ?Sized>(
             &[abi::gnttabop::QUERY_SIZE, &mut arg as *mut _ as u64, 1],
         )
     })?;
-    crate::gnttab::status(arg.status)?;
+    gnttab::status(arg.status)?;
     Ok((arg.nr_frames, arg.max_nr_frames))
 }
 
@@ -344,7 +169,7 @@ pub fn gnttab_query_size<H: Hypervisor + ?Sized>(
 pub fn gnttab_setup_table<H: Hypervisor + ?Sized>(
     h: &H,
     frames: &mut [u64],
-) -> Result<(), crate::gnttab::OpError> {
+) -> Result<(), OpError> {
     let mut arg = abi::gnttab_setup_table {
         dom: abi::DOMID_SELF,
         nr_frames: u32::try_from(frames.len()).map_err(|_| XenError::E2BIG)?,
@@ -358,7 +183,7 @@ pub fn gnttab_setup_table<H: Hypervisor + ?Sized>(
             &[abi::gnttabop::SETUP_TABLE, &mut arg as *mut _ as u64, 1],
         )
     })?;
-    crate::gnttab::status(arg.status)
+    gnttab::status(arg.status)
 }
 
 /// `GNTTABOP_copy` of each entry; each entry's own status is checked (the
@@ -366,7 +191,7 @@ pub fn gnttab_setup_table<H: Hypervisor + ?Sized>(
 pub fn gnttab_copy<H: Hypervisor + ?Sized>(
     h: &H,
     ops: &mut [abi::gnttab_copy],
-) -> Result<(), crate::gnttab::OpError> {
+) -> Result<(), OpError> {
     // SAFETY: Xen reads the entries and writes their status; the frames
     // they name are checked by Xen against the grants and our ownership.
     XenError::check(unsafe {
@@ -379,7 +204,7 @@ pub fn gnttab_copy<H: Hypervisor + ?Sized>(
             ],
         )
     })?;
-    ops.iter().try_for_each(|o| crate::gnttab::status(o.status))
+    ops.iter().try_for_each(|o| gnttab::status(o.status))
 }
 
 /// `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)`: places grant-table frame
@@ -601,61 +426,9 @@ pub fn reservation<H: Hypervisor + ?Sized>(h: &H, maximum: bool) -> Result<u64, 
 }
 
 #[cfg(test)]
-pub(crate) mod fake {
-    //! A fake hypervisor that records calls and answers from a script.
-    extern crate std;
-    use super::Hypervisor;
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
-    use std::vec::Vec;
-
-    /// One recorded hypercall, with the struct it pointed to copied out (if asked).
-    #[derive(Debug, Clone, PartialEq)]
-    pub struct Call {
-        pub op: u32,
-        pub args: Vec<u64>,
-        pub pointee: Vec<u8>,
-    }
-
-    #[derive(Default)]
-    pub struct Fake {
-        pub calls: RefCell<Vec<Call>>,
-        pub replies: RefCell<VecDeque<i64>>,
-        /// Copy this many bytes from the pointer in args[pointer_arg] when recording.
-        pub capture: Option<(usize, usize)>,
-    }
-
-    impl Hypervisor for Fake {
-        unsafe fn hypercall(&self, op: u32, args: &[u64]) -> i64 {
-            let pointee = match self.capture {
-                Some((i, n)) if args.len() > i && args[i] != 0 => {
-                    // SAFETY: tests only capture arguments that point to live structs of >= n bytes.
-                    unsafe { std::slice::from_raw_parts(args[i] as *const u8, n) }.to_vec()
-                }
-                _ => Vec::new(),
-            };
-            self.calls.borrow_mut().push(Call {
-                op,
-                args: args.to_vec(),
-                pointee,
-            });
-            self.replies.borrow_mut().pop_front().unwrap_or(0)
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::fake::Fake;
     use super::*;
-
-    #[test]
-    fn unset_page_refuses_instead_of_jumping() {
-        let page = HypercallPage::new();
-        assert!(!page.is_ready());
-        // SAFETY: the page is unset, so nothing is called.
-        assert_eq!(unsafe { page.hypercall(op::SCHED_OP, &[0, 0]) }, -38);
-    }
+    use crate::abi::hypercall::fake::Fake;
 
     #[test]
     fn shutdown_passes_a_pointer_to_the_reason() {

@@ -1,29 +1,14 @@
-//! The xenbus handshake of netfront with its backend, as logic over a [`Bus`]
-//! so that it runs against a misbehaving fake backend on the host.
-//!
-//! Steps (`public/io/xenbus.h`, `public/io/netif.h`, Linux netfront):
-//! 1. read the frontend keys the toolstack wrote: `backend`, `backend-id`, `mac`;
-//! 2. wait until the backend is at least InitWait (2): its keys exist then,
-//!    so reading them does not race the backend's own set-up;
-//! 3. require `feature-rx-copy` = 1 (we only do rx-copy);
-//! 4. set up the rings, buffers and event channel (the caller's closure);
-//! 5. publish the ring refs, the port, our features and state Connected (4)
-//!    in one transaction;
-//! 6. wait until the backend is Connected too.
-//!
-//! Invariants kept here: every wait ends by the deadline (a backend that
-//! stalls gives [`HandshakeError::Timeout`] naming the state last seen); a
-//! backend that closes ends the wait at once; a state value that is not a
-//! plain number counts as "not there yet", never as a state; when a step
-//! after publishing fails, the frontend's state is set to Closed so that the
-//! backend tears down its side, and the caller's resources are dropped.
+//! The handshake itself: [`connect`] takes a device's [`Spec`] and walks
+//! the steps of the module doc ([`super`]); [`link_after`] judges the
+//! backend's state once connected.
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use core::ops::RangeInclusive;
 
-use crate::XenError;
-use crate::xenstore::XsError;
+use crate::abi::errno::XenError;
+use crate::proto::xenstore::XsError;
 
 /// xenbus states (`public/io/xenbus.h`, `enum xenbus_state`).
 pub mod state {
@@ -33,7 +18,7 @@ pub mod state {
     pub const INITIALISING: u32 = 1;
     /// InitWait (2): the backend's keys are written; it waits for ours.
     pub const INIT_WAIT: u32 = 2;
-    /// Initialised (3).
+    /// Initialised (3): the frontend's keys are written.
     pub const INITIALISED: u32 = 3;
     /// Connected (4).
     pub const CONNECTED: u32 = 4;
@@ -58,28 +43,77 @@ pub trait Bus {
     fn sleep_ms(&mut self, ms: u64);
 }
 
-/// The frontend keys of a device, as the toolstack wrote them.
+/// A key of the frontend directory that the toolstack wrote and the device
+/// needs (netif's `mac`, say), with what makes a value good.
+#[derive(Clone, Copy, Debug)]
+pub struct FrontendKey {
+    /// The key, below `device/<class>/<devid>`.
+    pub name: &'static str,
+    /// What a good value is ("a MAC"), for the error that names a bad one.
+    pub what: &'static str,
+    /// Whether a value is good.
+    pub valid: fn(&str) -> bool,
+}
+
+/// A backend feature the frontend cannot do without: its key must read "1".
+#[derive(Clone, Copy, Debug)]
+pub struct Required {
+    /// The key, below the backend's directory.
+    pub key: &'static str,
+    /// What it means when the backend does not offer it.
+    pub why: &'static str,
+}
+
+/// What a device class asks of the handshake: its keys, as data.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// The class under `device/` (`vif`, `vbd`).
+    pub class: &'static str,
+    /// Frontend keys to read (and check) before anything is set up.
+    pub frontend: &'static [FrontendKey],
+    /// Backend features that must be on, read once the backend is ready.
+    pub required: &'static [Required],
+    /// Backend keys read once it is ready, for the device to choose from
+    /// (features it may offer; a missing one is `None`).
+    pub offered: &'static [&'static str],
+    /// The state published with the frontend's keys: Connected for a
+    /// device that needs nothing more (netfront), Initialised for one that
+    /// reads what the backend writes when it connects and then says
+    /// Connected itself (blkfront).
+    pub publish_state: u32,
+}
+
+/// A device as the toolstack and its backend describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
-    /// `device/vif/<devid>`.
+    /// `device/<class>/<devid>`.
     pub frontend: String,
     /// The backend's directory.
     pub backend: String,
     /// The backend's domain.
     pub backend_id: u16,
-    /// The MAC address.
-    pub mac: [u8; 6],
+    /// The [`Spec::frontend`] keys and their (checked) values.
+    pub keys: Vec<(&'static str, String)>,
+    /// The [`Spec::offered`] keys and their values, once the backend is
+    /// ready (before that, empty).
+    pub offered: Vec<(&'static str, Option<String>)>,
 }
 
-/// What the frontend publishes for the backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rings {
-    /// Grant reference of the TX ring page.
-    pub tx_ring_ref: u32,
-    /// Grant reference of the RX ring page.
-    pub rx_ring_ref: u32,
-    /// The event channel port allocated for the backend.
-    pub event_channel: u32,
+impl Device {
+    /// The value of frontend key `name` (one of the spec's).
+    pub fn key(&self, name: &str) -> Option<&str> {
+        self.keys
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the backend offers `feature` (its key reads "1").
+    pub fn offers(&self, feature: &str) -> bool {
+        self.offered
+            .iter()
+            .any(|(k, v)| *k == feature && v.as_deref().map(str::trim) == Some("1"))
+    }
 }
 
 /// Why the handshake failed.
@@ -113,7 +147,8 @@ impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandshakeError::NoDevice(fe) => {
-                write!(f, "no vif ({fe} is missing: add one to the xl config)")
+                let class = fe.split('/').nth(1).unwrap_or("device");
+                write!(f, "no {class} ({fe} is missing: add one to the xl config)")
             }
             HandshakeError::Key(k, why) => write!(f, "xenstore key {k}: {why}"),
             HandshakeError::Timeout {
@@ -128,23 +163,9 @@ impl fmt::Display for HandshakeError {
                 f,
                 "the backend went to state {state} while we waited for state {want}"
             ),
-            HandshakeError::Setup(why) => write!(f, "setting up the vif: {why}"),
+            HandshakeError::Setup(why) => write!(f, "setting up the device: {why}"),
         }
     }
-}
-
-/// Parses `00:16:3e:xx:xx:xx`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.trim().split(':');
-    for b in mac.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }
 
 /// A state value: decimal digits only (surrounding whitespace allowed);
@@ -162,9 +183,10 @@ fn key<B: Bus>(bus: &mut B, path: &str) -> Result<String, HandshakeError> {
         .map_err(|e| HandshakeError::Key(path.into(), format!("{e}")))
 }
 
-/// Reads `device/vif/<devid>`'s keys.
-pub fn read_device<B: Bus>(bus: &mut B, devid: u32) -> Result<Device, HandshakeError> {
-    let frontend = format!("device/vif/{devid}");
+/// Reads `device/<class>/<devid>`'s keys: the backend's directory and
+/// domain, and the spec's frontend keys (each checked).
+pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Device, HandshakeError> {
+    let frontend = format!("device/{}/{devid}", spec.class);
     let path = format!("{frontend}/backend");
     let backend = match bus.read(&path) {
         Ok(b) if !b.trim().is_empty() => String::from(b.trim()),
@@ -178,15 +200,24 @@ pub fn read_device<B: Bus>(bus: &mut B, devid: u32) -> Result<Device, HandshakeE
         .trim()
         .parse()
         .map_err(|_| HandshakeError::Key(path, format!("{v:?} is not a domain id")))?;
-    let path = format!("{frontend}/mac");
-    let v = key(bus, &path)?;
-    let mac =
-        parse_mac(&v).ok_or_else(|| HandshakeError::Key(path, format!("{v:?} is not a MAC")))?;
+    let mut keys = Vec::with_capacity(spec.frontend.len());
+    for k in spec.frontend {
+        let path = format!("{frontend}/{}", k.name);
+        let v = key(bus, &path)?;
+        if !(k.valid)(&v) {
+            return Err(HandshakeError::Key(
+                path,
+                format!("{v:?} is not {}", k.what),
+            ));
+        }
+        keys.push((k.name, v));
+    }
     Ok(Device {
         frontend,
         backend,
         backend_id,
-        mac,
+        keys,
+        offered: Vec::new(),
     })
 }
 
@@ -226,44 +257,46 @@ pub fn wait_backend<B: Bus>(
     }
 }
 
-/// Runs the whole handshake for `device/vif/<devid>`. `setup` is called once
-/// the backend is ready, with its device keys, and returns the resources to
-/// keep (dropped if a later step fails) and what to publish. Each wait gets
-/// `timeout_ms`.
+/// Reads what the backend offers and checks what the spec requires (the
+/// backend is ready: its keys exist).
+fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<(), HandshakeError> {
+    for r in spec.required {
+        let path = format!("{}/{}", dev.backend, r.key);
+        let v = key(bus, &path)?;
+        if v.trim() != "1" {
+            return Err(HandshakeError::Key(path, format!("{v:?}: {}", r.why)));
+        }
+    }
+    dev.offered = spec
+        .offered
+        .iter()
+        .map(|&k| (k, bus.read(&format!("{}/{k}", dev.backend)).ok()))
+        .collect();
+    Ok(())
+}
+
+/// Runs the whole handshake for `device/<class>/<devid>`. `setup` is
+/// called once the backend is ready, with the device's keys, and returns
+/// the resources to keep (dropped if a later step fails) and the frontend
+/// keys to publish (ring references, event channel, features); the
+/// spec's state is published with them. Each wait gets `timeout_ms`.
 pub fn connect<B: Bus, R>(
     bus: &mut B,
+    spec: &Spec,
     devid: u32,
     timeout_ms: u64,
-    setup: impl FnOnce(&Device) -> Result<(R, Rings), String>,
+    setup: impl FnOnce(&Device) -> Result<(R, Vec<(&'static str, String)>), String>,
 ) -> Result<(Device, R), HandshakeError> {
-    let dev = read_device(bus, devid)?;
+    let mut dev = read_device(bus, spec, devid)?;
     wait_backend(
         bus,
         &dev.backend,
         state::INIT_WAIT..=state::CONNECTED,
         timeout_ms,
     )?;
-    let path = format!("{}/feature-rx-copy", dev.backend);
-    let v = key(bus, &path)?;
-    if v.trim() != "1" {
-        return Err(HandshakeError::Key(
-            path,
-            format!("{v:?}: the backend cannot copy received frames"),
-        ));
-    }
-    let (res, rings) = setup(&dev).map_err(HandshakeError::Setup)?;
-    let entries = [
-        ("tx-ring-ref", format!("{}", rings.tx_ring_ref)),
-        ("rx-ring-ref", format!("{}", rings.rx_ring_ref)),
-        ("event-channel", format!("{}", rings.event_channel)),
-        ("request-rx-copy", "1".into()),
-        ("feature-rx-notify", "1".into()),
-        // Packets of up to 64 KiB over several slots, TCP ones as GSO, with
-        // checksum offload (no `feature-no-csum-offload`): see netfront.
-        ("feature-sg", "1".into()),
-        ("feature-gso-tcpv4", "1".into()),
-        ("state", format!("{}", state::CONNECTED)),
-    ];
+    read_backend(bus, spec, &mut dev)?;
+    let (res, mut entries) = setup(&dev).map_err(HandshakeError::Setup)?;
+    entries.push(("state", format!("{}", spec.publish_state)));
     bus.publish(&dev.frontend, &entries).map_err(|e| {
         HandshakeError::Key(dev.frontend.clone(), format!("publishing the rings: {e}"))
     })?;
@@ -305,98 +338,43 @@ pub fn link_after(state: Option<u32>) -> Link {
 mod tests {
     extern crate std;
     use super::*;
-    use alloc::boxed::Box;
-    use alloc::collections::BTreeMap;
+    use crate::proto::xenbus::fake::{self, BACKEND_ID, Fake, TIMEOUT};
     use alloc::rc::Rc;
     use alloc::string::ToString;
+    use alloc::vec;
     use core::cell::Cell;
     use proptest::prelude::*;
 
-    const FE: &str = "device/vif/0";
-    const BE: &str = "backend/vif/7/0";
-    const TIMEOUT: u64 = 1000;
+    /// A block device's shape (blkif.h): a frontend key, offered features,
+    /// and Initialised published with the keys — nothing netif-like, so the
+    /// handshake is shown device-independent.
+    const VBD: Spec = Spec {
+        class: "vbd",
+        frontend: &[FrontendKey {
+            name: "virtual-device",
+            what: "a device number",
+            valid: |v| v.trim().parse::<u32>().is_ok(),
+        }],
+        required: &[],
+        offered: &["feature-persistent", "max-ring-page-order"],
+        publish_state: state::INITIALISED,
+    };
+    const FE: &str = "device/vbd/0";
+    const BE: &str = "backend/vbd/7/0";
 
-    type Script = Box<dyn FnMut(&mut BTreeMap<String, String>, u64)>;
-
-    /// xenstore with a backend that acts by `script` on every tick and on
-    /// every publish; the clock only moves when the frontend sleeps.
-    struct Fake {
-        store: BTreeMap<String, String>,
-        now: u64,
-        script: Script,
-        /// Publishes fail with this error.
-        publish_error: Option<XsError>,
-        publishes: u32,
+    fn fake_bus(
+        script: impl FnMut(&mut alloc::collections::BTreeMap<String, String>, u64) + 'static,
+    ) -> Fake {
+        Fake::new(
+            "vbd",
+            &[("virtual-device", "51712")],
+            &[("feature-persistent", "1")],
+            script,
+        )
     }
 
-    impl Fake {
-        fn new(script: impl FnMut(&mut BTreeMap<String, String>, u64) + 'static) -> Self {
-            let mut store = BTreeMap::new();
-            for (k, v) in [
-                ("device/vif/0/backend", BE),
-                ("device/vif/0/backend-id", "7"),
-                ("device/vif/0/mac", "00:16:3e:00:00:02"),
-                ("device/vif/0/state", "1"),
-                ("backend/vif/7/0/state", "1"),
-                ("backend/vif/7/0/feature-rx-copy", "1"),
-            ] {
-                store.insert(k.to_string(), v.to_string());
-            }
-            Fake {
-                store,
-                now: 0,
-                script: Box::new(script),
-                publish_error: None,
-                publishes: 0,
-            }
-        }
-        fn get(&self, k: &str) -> Option<&str> {
-            self.store.get(k).map(String::as_str)
-        }
-        fn set(&mut self, k: &str, v: &str) {
-            self.store.insert(k.to_string(), v.to_string());
-        }
-    }
-
-    impl Bus for Fake {
-        fn read(&mut self, path: &str) -> Result<String, XsError> {
-            self.store
-                .get(path)
-                .cloned()
-                .ok_or(XsError::Error(XenError::ENOENT))
-        }
-        fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
-            self.publishes += 1;
-            if let Some(e) = self.publish_error.clone() {
-                return Err(e);
-            }
-            for (k, v) in entries {
-                self.store.insert(format!("{dir}/{k}"), v.clone());
-            }
-            (self.script)(&mut self.store, self.now);
-            Ok(())
-        }
-        fn now_ms(&mut self) -> u64 {
-            self.now
-        }
-        fn sleep_ms(&mut self, ms: u64) {
-            self.now += ms;
-            (self.script)(&mut self.store, self.now);
-        }
-    }
-
-    /// A well-behaved netback: InitWait after `delay` ms, Connected once the
-    /// frontend says Connected.
-    fn netback(delay: u64) -> impl FnMut(&mut BTreeMap<String, String>, u64) {
-        move |s, now| {
-            let st = s.get("backend/vif/7/0/state").cloned().unwrap_or_default();
-            if now >= delay && st == "1" {
-                s.insert("backend/vif/7/0/state".into(), "2".into());
-            }
-            if st == "2" && s.get("device/vif/0/state").map(String::as_str) == Some("4") {
-                s.insert("backend/vif/7/0/state".into(), "4".into());
-            }
-        }
+    fn blkback(delay: u64) -> impl FnMut(&mut alloc::collections::BTreeMap<String, String>, u64) {
+        fake::backend("vbd", delay, state::INITIALISED)
     }
 
     /// Stands for granted pages: counts the live ones.
@@ -407,21 +385,18 @@ mod tests {
         }
     }
 
-    const RINGS: Rings = Rings {
-        tx_ring_ref: 8,
-        rx_ring_ref: 9,
-        event_channel: 5,
-    };
-
     fn run(bus: &mut Fake) -> (Result<Device, HandshakeError>, Rc<Cell<i32>>, u32) {
         let live = Rc::new(Cell::new(0));
         let calls = Rc::new(Cell::new(0u32));
         let (l, c) = (live.clone(), calls.clone());
-        let r = connect(bus, 0, TIMEOUT, move |dev| {
-            assert_eq!(dev.backend_id, 7);
+        let r = connect(bus, &VBD, 0, TIMEOUT, move |dev| {
+            assert_eq!(dev.backend_id, BACKEND_ID);
             c.set(c.get() + 1);
             l.set(l.get() + 1);
-            Ok((Granted(l), RINGS))
+            Ok((
+                Granted(l),
+                vec![("ring-ref", "8".to_string()), ("event-channel", "5".into())],
+            ))
         });
         let r = r.map(|(dev, g)| {
             core::mem::forget(g);
@@ -431,22 +406,15 @@ mod tests {
     }
 
     #[test]
-    fn a_good_backend_gets_our_rings_and_connects() {
-        let mut bus = Fake::new(netback(40));
+    fn a_good_backend_gets_our_keys_and_connects() {
+        let mut bus = fake_bus(blkback(40));
         let (r, live, calls) = run(&mut bus);
         let dev = r.unwrap();
-        assert_eq!(dev.mac, [0, 0x16, 0x3e, 0, 0, 2]);
+        assert_eq!(dev.key("virtual-device"), Some("51712"));
+        assert!(dev.offers("feature-persistent"));
+        assert!(!dev.offers("max-ring-page-order"), "not offered: absent");
         assert_eq!((live.get(), calls, bus.publishes), (1, 1, 1));
-        for (k, v) in [
-            ("tx-ring-ref", "8"),
-            ("rx-ring-ref", "9"),
-            ("event-channel", "5"),
-            ("request-rx-copy", "1"),
-            ("feature-rx-notify", "1"),
-            ("feature-sg", "1"),
-            ("feature-gso-tcpv4", "1"),
-            ("state", "4"),
-        ] {
+        for (k, v) in [("ring-ref", "8"), ("event-channel", "5"), ("state", "3")] {
             assert_eq!(bus.get(&format!("{FE}/{k}")), Some(v), "{k}");
         }
         assert!(bus.now >= 40, "waited for InitWait instead of racing it");
@@ -454,8 +422,8 @@ mod tests {
 
     #[test]
     fn a_backend_already_connected_is_not_waited_on_for_init_wait() {
-        let mut bus = Fake::new(|_, _| {});
-        bus.set("backend/vif/7/0/state", "4");
+        let mut bus = fake_bus(|_, _| {});
+        bus.set(&format!("{BE}/state"), "4");
         let (r, live, _) = run(&mut bus);
         assert!(r.is_ok());
         assert_eq!(live.get(), 1);
@@ -464,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_backend_that_never_starts_times_out_before_anything_is_granted() {
-        let mut bus = Fake::new(|_, _| {});
+        let mut bus = fake_bus(|_, _| {});
         let (r, live, calls) = run(&mut bus);
         assert_eq!(
             r,
@@ -480,8 +448,8 @@ mod tests {
 
     #[test]
     fn a_backend_that_never_connects_times_out_releases_and_closes_us() {
-        let mut bus = Fake::new(|s, _| {
-            s.insert("backend/vif/7/0/state".into(), "2".into());
+        let mut bus = fake_bus(|s, _| {
+            s.insert(format!("{BE}/state"), "2".into());
         });
         let (r, live, calls) = run(&mut bus);
         assert_eq!(
@@ -493,18 +461,22 @@ mod tests {
             })
         );
         assert_eq!((live.get(), calls), (0, 1), "the resources were dropped");
-        assert_eq!(bus.get("device/vif/0/state"), Some("6"), "frontend Closed");
+        assert_eq!(
+            bus.get(&format!("{FE}/state")),
+            Some("6"),
+            "frontend Closed"
+        );
     }
 
     #[test]
     fn a_backend_that_closes_mid_handshake_ends_the_wait_at_once() {
         for bad in ["5", "6"] {
-            let mut bus = Fake::new(move |s, _| {
-                let fe_up = s.get("device/vif/0/state").map(String::as_str) == Some("4");
+            let mut bus = fake_bus(move |s, _| {
+                let fe_up = s.get(&format!("{FE}/state")).map(String::as_str) == Some("3");
                 let v = if fe_up { bad } else { "2" };
-                s.insert("backend/vif/7/0/state".into(), v.into());
+                s.insert(format!("{BE}/state"), v.into());
             });
-            bus.set("backend/vif/7/0/state", "2");
+            bus.set(&format!("{BE}/state"), "2");
             let (r, live, _) = run(&mut bus);
             assert_eq!(
                 r,
@@ -525,8 +497,8 @@ mod tests {
             assert_eq!(parse_state(g), None, "{g:?}");
         }
         assert_eq!(parse_state(" 4\n"), Some(4));
-        let mut bus = Fake::new(|_, _| {});
-        bus.set("backend/vif/7/0/state", "4garbage");
+        let mut bus = fake_bus(|_, _| {});
+        bus.set(&format!("{BE}/state"), "4garbage");
         let (r, live, _) = run(&mut bus);
         assert_eq!(
             r,
@@ -541,11 +513,11 @@ mod tests {
 
     #[test]
     fn a_state_key_that_vanishes_is_waited_out_not_trusted() {
-        let mut bus = Fake::new(|s, now| {
+        let mut bus = fake_bus(|s, now| {
             if now % 20 == 0 {
-                s.remove("backend/vif/7/0/state");
+                s.remove(&format!("{BE}/state"));
             } else {
-                s.insert("backend/vif/7/0/state".into(), "1".into());
+                s.insert(format!("{BE}/state"), "1".into());
             }
         });
         let (r, _, calls) = run(&mut bus);
@@ -554,33 +526,23 @@ mod tests {
     }
 
     #[test]
-    fn bad_frontend_and_backend_keys_are_named() {
-        let cases: [(&str, Option<&str>, &str); 6] = [
-            ("device/vif/0/backend", None, "NoDevice"),
+    fn bad_frontend_keys_are_named() {
+        let cases: [(&str, Option<&str>, &str); 4] = [
+            ("device/vbd/0/backend", None, "NoDevice"),
             (
-                "device/vif/0/backend-id",
+                "device/vbd/0/backend-id",
                 Some("dom0"),
-                "device/vif/0/backend-id",
+                "device/vbd/0/backend-id",
             ),
-            ("device/vif/0/backend-id", None, "device/vif/0/backend-id"),
+            ("device/vbd/0/backend-id", None, "device/vbd/0/backend-id"),
             (
-                "device/vif/0/mac",
-                Some("00:16:3e:00:00"),
-                "device/vif/0/mac",
-            ),
-            (
-                "device/vif/0/mac",
-                Some("00:16:3e:00:00:002"),
-                "device/vif/0/mac",
-            ),
-            (
-                "backend/vif/7/0/feature-rx-copy",
-                Some("0"),
-                "backend/vif/7/0/feature-rx-copy",
+                "device/vbd/0/virtual-device",
+                Some("xvda"),
+                "device/vbd/0/virtual-device",
             ),
         ];
         for (k, v, named) in cases {
-            let mut bus = Fake::new(netback(0));
+            let mut bus = fake_bus(blkback(0));
             match v {
                 Some(v) => bus.set(k, v),
                 None => {
@@ -590,7 +552,9 @@ mod tests {
             let (r, live, _) = run(&mut bus);
             match r {
                 Err(HandshakeError::NoDevice(fe)) => {
-                    assert_eq!((fe.as_str(), named), (FE, "NoDevice"))
+                    assert_eq!((fe.as_str(), named), (FE, "NoDevice"));
+                    let e = HandshakeError::NoDevice(fe).to_string();
+                    assert!(e.starts_with("no vbd (device/vbd/0 is missing"), "{e}");
                 }
                 Err(HandshakeError::Key(path, _)) => assert_eq!(path, named),
                 other => panic!("{k}={v:?}: {other:?}"),
@@ -600,8 +564,33 @@ mod tests {
     }
 
     #[test]
+    fn a_required_feature_the_backend_lacks_is_named_before_anything_is_set_up() {
+        const NEEDS: Spec = Spec {
+            required: &[Required {
+                key: "feature-flush-cache",
+                why: "writes could not be made durable",
+            }],
+            ..VBD
+        };
+        for v in [Some("0"), None] {
+            let mut bus = fake_bus(blkback(0));
+            if let Some(v) = v {
+                bus.set(&format!("{BE}/feature-flush-cache"), v);
+            }
+            let r = connect(&mut bus, &NEEDS, 0, TIMEOUT, |_| -> Result<((), _), _> {
+                panic!("set up although the backend lacks a required feature")
+            });
+            assert!(
+                matches!(&r, Err(HandshakeError::Key(p, _)) if *p == format!("{BE}/feature-flush-cache")),
+                "{v:?}: {r:?}"
+            );
+            assert_eq!(bus.publishes, 0);
+        }
+    }
+
+    #[test]
     fn a_failed_publish_or_setup_releases_everything() {
-        let mut bus = Fake::new(netback(0));
+        let mut bus = fake_bus(blkback(0));
         bus.publish_error = Some(XsError::Error(XenError::EAGAIN));
         let (r, live, _) = run(&mut bus);
         assert!(
@@ -610,9 +599,10 @@ mod tests {
         );
         assert_eq!(live.get(), 0);
 
-        let mut bus = Fake::new(netback(0));
-        let r: Result<(Device, ()), _> =
-            connect(&mut bus, 0, TIMEOUT, |_| Err("no grant entries".into()));
+        let mut bus = fake_bus(blkback(0));
+        let r: Result<(Device, ()), _> = connect(&mut bus, &VBD, 0, TIMEOUT, |_| {
+            Err("no grant entries".into())
+        });
         assert_eq!(r, Err(HandshakeError::Setup("no grant entries".into())));
         assert_eq!(bus.publishes, 0);
     }
@@ -644,13 +634,13 @@ mod tests {
             let script = states.clone();
             let published_at = Rc::new(Cell::new(None::<u64>));
             let p = published_at.clone();
-            let mut bus = Fake::new(move |s, now| {
-                if p.get().is_none() && s.get("device/vif/0/state").map(String::as_str) == Some("4") {
+            let mut bus = fake_bus(move |s, now| {
+                if p.get().is_none() && s.get(&format!("{FE}/state")).map(String::as_str) == Some("3") {
                     p.set(Some(now));
                 }
                 match &script[(now / POLL_MS) as usize % script.len()] {
-                    Some(v) => s.insert("backend/vif/7/0/state".into(), v.clone()),
-                    None => s.remove("backend/vif/7/0/state"),
+                    Some(v) => s.insert(format!("{BE}/state"), v.clone()),
+                    None => s.remove(&format!("{BE}/state")),
                 };
             });
             let (r, live, _) = run(&mut bus);

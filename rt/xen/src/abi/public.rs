@@ -1,4 +1,4 @@
-//! Xen guest ABI: the structures and constants `rt` uses.
+//! Xen's public headers: the structures and constants `rt` uses.
 //!
 //! Where `xen-sys` (bindings of Xen 4.14's public headers) has an item, it is
 //! re-exported from there; the rest (HVM/PVH, memory_op, the console page) is
@@ -31,6 +31,11 @@ pub mod op {
     pub const IRET: u32 = xen_sys::__HYPERVISOR_iret;
     pub const CALLBACK_OP: u32 = xen_sys::__HYPERVISOR_callback_op;
 }
+
+/// log2 of the size of a page, as Xen and the rings count it (`XEN_PAGE_SHIFT`).
+pub const PAGE_SHIFT: u32 = 12;
+/// Bytes of a page (`XEN_PAGE_SIZE`): a frame, a ring page, a grant.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 
 /// `DOMID_SELF` (`public/xen.h`).
 pub const DOMID_SELF: u16 = 0x7ff0;

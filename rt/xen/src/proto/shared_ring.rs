@@ -1,6 +1,15 @@
-//! Netfront's shared rings (`public/io/netif.h`, `public/io/ring.h`), the
-//! frontend's side: requests go out, responses come back, in one page each
-//! for transmit and receive.
+//! The shared request/response ring of `public/io/ring.h`, the frontend's
+//! side: requests go out, responses come back, in one shared page. Every
+//! split driver uses it (netif's TX and RX rings, blkif's ring); a device
+//! says what its slots hold through [`Kind`].
+//!
+//! ```text
+//!  0               16                      64
+//!  | req_prod req_event rsp_prod rsp_event | padding | slot 0 | slot 1 | ...
+//! ```
+//! A slot holds a request or, once the backend answered, a response (a
+//! union in C: the slot is the larger of the two). The number of slots is
+//! the largest power of two that fits the page (`__RING_SIZE`).
 //!
 //! Invariants kept here:
 //! - requests are written into the page before `req_prod` moves (release
@@ -16,151 +25,25 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{Ordering, fence};
 
-/// Slots in each ring (the power of two that fits a page: 256 for both).
-pub const RING_SIZE: u32 = 256;
-/// Where the entries start in the page (after the indices and padding).
-const ENTRIES_AT: usize = 64;
+use crate::abi::PAGE_SIZE;
 
-/// `netif_tx_request`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TxRequest {
-    /// Grant of the page holding the data.
-    pub gref: u32,
-    /// Where the data starts in that page.
-    pub offset: u16,
-    /// `NETTXF_*`.
-    pub flags: u16,
-    /// Echoed in the response.
-    pub id: u16,
-    /// Bytes (for the first slot of a packet: the whole packet).
-    pub size: u16,
-}
+/// Where the slots start in the page (after the four indices and padding).
+pub const ENTRIES_AT: usize = 64;
 
-/// `netif_tx_response`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TxResponse {
-    /// The request's id.
-    pub id: u16,
-    /// `NETIF_RSP_*`.
-    pub status: i16,
-}
-
-/// `netif_rx_request`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RxRequest {
-    /// Echoed in the response.
-    pub id: u16,
-    /// Padding.
-    pub pad: u16,
-    /// Grant of the (writable) page the backend copies the packet into.
-    pub gref: u32,
-}
-
-/// `netif_rx_response`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RxResponse {
-    /// The request's id.
-    pub id: u16,
-    /// Where the data starts in the page.
-    pub offset: u16,
-    /// `NETRXF_*`.
-    pub flags: u16,
-    /// Bytes received (> 0), or `NETIF_RSP_*` (≤ 0).
-    pub status: i16,
-}
-
-const _: () = {
-    assert!(core::mem::size_of::<TxRequest>() == 12);
-    assert!(core::mem::size_of::<TxResponse>() == 4);
-    assert!(core::mem::size_of::<RxRequest>() == 8);
-    assert!(core::mem::size_of::<RxResponse>() == 8);
-    assert!(ENTRIES_AT + 12 * RING_SIZE as usize <= 4096);
-};
-
-/// `NETTXF_csum_blank`: the checksum is to be filled in.
-pub const NETTXF_CSUM_BLANK: u16 = 1;
-/// `NETTXF_data_validated`.
-pub const NETTXF_DATA_VALIDATED: u16 = 1 << 1;
-/// `NETTXF_more_data`: the packet continues in the next slot.
-pub const NETTXF_MORE_DATA: u16 = 1 << 2;
-/// `NETRXF_data_validated`: the checksum was checked (or needs none).
-pub const NETRXF_DATA_VALIDATED: u16 = 1;
-/// `NETRXF_csum_blank`: the checksum was never computed (a local packet).
-pub const NETRXF_CSUM_BLANK: u16 = 1 << 1;
-/// `NETRXF_more_data`: the packet continues in the next slot.
-pub const NETRXF_MORE_DATA: u16 = 1 << 2;
-/// `NETRXF_extra_info`: an extra-info slot follows.
-pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
-/// `NETRXF_gso_prefix`: a GSO prefix slot (only with `feature-gso-*-prefix`,
-/// which we never ask for).
-pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
-/// `NETIF_RSP_OKAY`.
-pub const NETIF_RSP_OKAY: i16 = 0;
-/// `XEN_NETIF_EXTRA_TYPE_GSO`.
-pub const EXTRA_TYPE_GSO: u8 = 1;
-/// One past the last extra-info type netif.h defines (`XEN_NETIF_EXTRA_TYPE_MAX`).
-pub const EXTRA_TYPE_MAX: u8 = 5;
-/// `XEN_NETIF_EXTRA_FLAG_MORE`: another extra-info slot follows.
-pub const EXTRA_FLAG_MORE: u8 = 1;
-/// `XEN_NETIF_GSO_TYPE_TCPV4`.
-pub const GSO_TYPE_TCPV4: u8 = 1;
-
-/// `netif_extra_info`, which the backend writes over an RX response slot
-/// (the slot after a response flagged `NETRXF_extra_info`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExtraInfo {
-    /// `XEN_NETIF_EXTRA_TYPE_*`.
-    pub kind: u8,
-    /// `XEN_NETIF_EXTRA_FLAG_*`.
-    pub flags: u8,
-    /// For GSO: the segment size (`gso.size`).
-    pub gso_size: u16,
-    /// For GSO: `XEN_NETIF_GSO_TYPE_*` (`gso.type`).
-    pub gso_type: u8,
-}
-
-impl ExtraInfo {
-    /// Reads the extra info out of the slot's 8 bytes (taken as a response).
-    pub fn from_slot(r: RxResponse) -> ExtraInfo {
-        let mut b = [0u8; 8];
-        b[0..2].copy_from_slice(&r.id.to_ne_bytes());
-        b[2..4].copy_from_slice(&r.offset.to_ne_bytes());
-        b[4..6].copy_from_slice(&r.flags.to_ne_bytes());
-        b[6..8].copy_from_slice(&r.status.to_ne_bytes());
-        ExtraInfo {
-            kind: b[0],
-            flags: b[1],
-            gso_size: u16::from_ne_bytes([b[2], b[3]]),
-            gso_type: b[4],
-        }
-    }
-
-    /// The slot as the backend would write it (for tests and fakes).
-    pub fn to_slot(self) -> RxResponse {
-        let b = [
-            self.kind,
-            self.flags,
-            self.gso_size.to_ne_bytes()[0],
-            self.gso_size.to_ne_bytes()[1],
-            self.gso_type,
-            0,
-            0,
-            0,
-        ];
-        RxResponse {
-            id: u16::from_ne_bytes([b[0], b[1]]),
-            offset: u16::from_ne_bytes([b[2], b[3]]),
-            flags: u16::from_ne_bytes([b[4], b[5]]),
-            status: i16::from_ne_bytes([b[6], b[7]]),
-        }
+/// Slots of a one-page ring whose slots are `slot` bytes: the largest power
+/// of two that fits (`__RING_SIZE`).
+pub const fn ring_size(slot: usize) -> u32 {
+    let fit = ((PAGE_SIZE - ENTRIES_AT) / slot) as u32;
+    if fit == 0 {
+        0
+    } else {
+        1 << (31 - fit.leading_zeros())
     }
 }
-/// `NETIF_RSP_NULL` (extra-info slots).
-pub const NETIF_RSP_NULL: i16 = 1;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 /// Which entries a ring carries.
 pub trait Kind {
@@ -168,26 +51,10 @@ pub trait Kind {
     type Req: Copy;
     /// Responses (the backend's).
     type Rsp: Copy;
-    /// Bytes per slot (the larger of the two).
-    const SLOT: usize;
-}
-
-/// The transmit ring.
-#[derive(Debug)]
-pub enum Tx {}
-impl Kind for Tx {
-    type Req = TxRequest;
-    type Rsp = TxResponse;
-    const SLOT: usize = 12;
-}
-
-/// The receive ring.
-#[derive(Debug)]
-pub enum Rx {}
-impl Kind for Rx {
-    type Req = RxRequest;
-    type Rsp = RxResponse;
-    const SLOT: usize = 8;
+    /// Bytes per slot: the larger of the two.
+    const SLOT: usize = max(size_of::<Self::Req>(), size_of::<Self::Rsp>());
+    /// Slots in the ring.
+    const SIZE: u32 = ring_size(Self::SLOT);
 }
 
 /// The backend broke the ring protocol.
@@ -238,12 +105,12 @@ impl<K: Kind> FrontRing<K> {
     /// Initialises the shared page (`SHARED_RING_INIT`) and takes it.
     ///
     /// # Safety
-    /// `page` must be a page-aligned, writable 4 KiB page that only this ring
+    /// `page` must be a page-aligned, writable page that only this ring
     /// and the backend use, for as long as the ring lives.
     pub unsafe fn init(page: NonNull<u8>) -> Self {
         // SAFETY: the caller gives us the whole page.
         unsafe {
-            core::ptr::write_bytes(page.as_ptr(), 0, 4096);
+            core::ptr::write_bytes(page.as_ptr(), 0, PAGE_SIZE);
         }
         let r = FrontRing {
             page,
@@ -268,15 +135,15 @@ impl<K: Kind> FrontRing<K> {
     }
 
     fn slot(&self, idx: u32) -> *mut u8 {
-        let n = (idx & (RING_SIZE - 1)) as usize;
-        // SAFETY: ENTRIES_AT + SLOT * RING_SIZE fits the page (checked above
-        // for the larger slot).
+        let n = (idx & (K::SIZE - 1)) as usize;
+        // SAFETY: ENTRIES_AT + SLOT * SIZE fits the page (SIZE is computed
+        // from SLOT so that it does), and `n < SIZE`.
         unsafe { self.page.as_ptr().add(ENTRIES_AT + n * K::SLOT) }
     }
 
     /// Requests that can still be written.
     pub fn free_requests(&self) -> u32 {
-        RING_SIZE - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+        K::SIZE - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
     }
 
     /// The ring index the next request goes to (free-running).
@@ -381,7 +248,40 @@ mod tests {
     use std::boxed::Box;
 
     #[repr(C, align(4096))]
-    struct Page([u8; 4096]);
+    struct Page([u8; PAGE_SIZE]);
+
+    /// A request of 12 bytes and a response of 4 (netif's TX shape): 256 slots.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Req {
+        gref: u32,
+        offset: u16,
+        flags: u16,
+        id: u16,
+        size: u16,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Rsp {
+        id: u16,
+        status: i16,
+    }
+    #[derive(Debug)]
+    enum Test {}
+    impl Kind for Test {
+        type Req = Req;
+        type Rsp = Rsp;
+    }
+    const SLOTS: u32 = Test::SIZE;
+
+    #[test]
+    fn the_ring_size_is_the_power_of_two_that_fits_the_page() {
+        assert_eq!((Test::SLOT, Test::SIZE), (12, 256));
+        assert_eq!(ring_size(8), 256, "netif RX: 504 fit");
+        assert_eq!(ring_size(112), 32, "blkif: 36 fit");
+        assert_eq!(ring_size(4032), 1);
+        assert_eq!(ring_size(4033), 0);
+    }
 
     /// A backend acting on the same page, by the ring.h rules (or not).
     struct Back {
@@ -393,7 +293,7 @@ mod tests {
     impl Back {
         fn new() -> Back {
             Back {
-                page: Box::new(Page([0; 4096])),
+                page: Box::new(Page([0; PAGE_SIZE])),
                 req_cons: 0,
                 rsp_prod_pvt: 0,
             }
@@ -407,20 +307,19 @@ mod tests {
         fn set_idx(&mut self, i: usize, v: u32) {
             self.page.0[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
-        /// Consumes one TX request, answering it with `status`.
-        fn answer_tx(&mut self, status: i16) -> Option<TxRequest> {
+        /// Consumes one request, answering it with `status`.
+        fn answer(&mut self, status: i16) -> Option<Req> {
             if self.req_cons == self.idx(0) {
                 return None;
             }
-            let at = ENTRIES_AT + (self.req_cons & 255) as usize * 12;
+            let at = ENTRIES_AT + (self.req_cons % SLOTS) as usize * Test::SLOT;
             // SAFETY: the slot is inside the boxed page.
-            let req: TxRequest =
-                unsafe { (self.page.0.as_ptr().add(at) as *const TxRequest).read_unaligned() };
+            let req: Req = unsafe { (self.page.0.as_ptr().add(at) as *const Req).read_unaligned() };
             self.req_cons = self.req_cons.wrapping_add(1);
-            let rsp = TxResponse { id: req.id, status };
-            let at = ENTRIES_AT + (self.rsp_prod_pvt & 255) as usize * 12;
+            let rsp = Rsp { id: req.id, status };
+            let at = ENTRIES_AT + (self.rsp_prod_pvt % SLOTS) as usize * Test::SLOT;
             // SAFETY: as above.
-            unsafe { (self.page.0.as_mut_ptr().add(at) as *mut TxResponse).write_unaligned(rsp) };
+            unsafe { (self.page.0.as_mut_ptr().add(at) as *mut Rsp).write_unaligned(rsp) };
             self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
             Some(req)
         }
@@ -434,14 +333,14 @@ mod tests {
         }
     }
 
-    fn front(b: &mut Back) -> FrontRing<Tx> {
+    fn front(b: &mut Back) -> FrontRing<Test> {
         // SAFETY: the boxed page lives as long as the test's backend, which
         // outlives the ring in every test.
         unsafe { FrontRing::init(b.ptr()) }
     }
 
-    fn req(id: u16) -> TxRequest {
-        TxRequest {
+    fn req(id: u16) -> Req {
+        Req {
             gref: 100 + u32::from(id),
             offset: 0,
             flags: 0,
@@ -458,11 +357,11 @@ mod tests {
         assert!(f.push(req(7)));
         assert!(f.publish(), "req_event 1 is in the new range");
         assert!(!f.publish(), "nothing new");
-        assert_eq!(b.answer_tx(0).unwrap().gref, 107);
+        assert_eq!(b.answer(0).unwrap().gref, 107);
         // The backend asks for the next request's event.
         b.set_idx(1, 2);
         assert!(b.push_responses(), "rsp_event 1 is in the new range");
-        assert_eq!(f.take().unwrap(), Some(TxResponse { id: 7, status: 0 }));
+        assert_eq!(f.take().unwrap(), Some(Rsp { id: 7, status: 0 }));
         assert_eq!(f.take().unwrap(), None);
         assert!(!f.final_check());
         assert_eq!(b.idx(3), 2, "asks for the next response");
@@ -476,13 +375,13 @@ mod tests {
     fn the_ring_fills_at_256_and_frees_on_responses() {
         let mut b = Back::new();
         let mut f = front(&mut b);
-        for i in 0..256 {
+        for i in 0..SLOTS as u16 {
             assert!(f.push(req(i)));
         }
         assert!(!f.push(req(999)), "full");
         f.publish();
         for _ in 0..10 {
-            b.answer_tx(0);
+            b.answer(0);
         }
         b.push_responses();
         for _ in 0..10 {
@@ -508,7 +407,7 @@ mod tests {
             }
         );
         // Nothing consumed; a sane index later works.
-        b.answer_tx(0);
+        b.answer(0);
         b.push_responses();
         assert_eq!(f.take().unwrap().map(|r| r.id), Some(1));
     }
@@ -536,7 +435,7 @@ mod tests {
                         if f.push(req(next)) { next = next.wrapping_add(1); }
                         f.publish();
                     }
-                    1 => { b.answer_tx(0); b.push_responses(); }
+                    1 => { b.answer(0); b.push_responses(); }
                     _ => {
                         while let Some(r) = f.take().unwrap() {
                             prop_assert_eq!(r.id, expect);
@@ -544,7 +443,7 @@ mod tests {
                         }
                     }
                 }
-                prop_assert!(f.outstanding() <= RING_SIZE);
+                prop_assert!(f.outstanding() <= SLOTS);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The toolstack's control keys, as pure logic: what `control/shutdown`
 //! asks for, and where `memory/target` puts the reservation (`rt::control`
 //! does the xenstore and hypercall side).
+use crate::abi::PAGE_SIZE;
 
 /// What the toolstack wrote into `control/shutdown`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -27,7 +28,7 @@ pub fn parse_request(v: &str) -> Option<Request> {
 /// given the first target seen and the reservation (pages) at that time.
 pub fn wanted_bytes(base: (u64, u64), target_kib: u64) -> u64 {
     let (base_kib, base_pages) = base;
-    let base_bytes = base_pages.saturating_mul(4096);
+    let base_bytes = base_pages.saturating_mul(PAGE_SIZE as u64);
     if target_kib >= base_kib {
         base_bytes.saturating_add((target_kib - base_kib).saturating_mul(1024))
     } else {
@@ -51,11 +52,12 @@ mod tests {
 
     #[test]
     fn target_moves_the_reservation_by_its_change() {
+        const P: u64 = PAGE_SIZE as u64;
         // PVH: the toolstack's target differs from tot_pages by special pages.
         let base = (65536, 16380);
-        assert_eq!(wanted_bytes(base, 65536), 16380 * 4096);
-        assert_eq!(wanted_bytes(base, 32768), 16380 * 4096 - (32 << 20));
-        assert_eq!(wanted_bytes(base, 98304), 16380 * 4096 + (32 << 20));
+        assert_eq!(wanted_bytes(base, 65536), 16380 * P);
+        assert_eq!(wanted_bytes(base, 32768), 16380 * P - (32 << 20));
+        assert_eq!(wanted_bytes(base, 98304), 16380 * P + (32 << 20));
         assert_eq!(wanted_bytes(base, 0), 0);
     }
 }

@@ -4,7 +4,7 @@
 //! A message is a 16-byte header (`type`, `req_id`, `tx_id`, `len`) and `len`
 //! bytes of payload (at most [`PAYLOAD_MAX`]). Requests go into `req`, replies
 //! and watch events come back in `rsp`. Everything the daemon sends is
-//! checked: ring indices (through [`Ring`]), the payload length (a header that
+//! checked: ring indices (through the byte [`Ring`]), the payload length (a header that
 //! claims more than [`PAYLOAD_MAX`] breaks the connection: the stream can no
 //! longer be framed), and the reply type. Watch events that arrive while a
 //! reply is awaited are queued; replies to no outstanding request are counted
@@ -13,10 +13,11 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::ptr::{NonNull, addr_of_mut};
+use core::mem::offset_of;
+use core::ptr::NonNull;
 
-use crate::XenError;
-use crate::console::{Ring, RingError, RingPage};
+use crate::abi::errno::XenError;
+use crate::proto::byte_ring::{Layout, Ring, RingError, RingPage};
 
 /// Bytes of each ring.
 pub const RING_SIZE: usize = 1024;
@@ -50,33 +51,19 @@ pub struct XenstoreInterface {
 
 const _: () = assert!(core::mem::size_of::<XenstoreInterface>() == 2076);
 
-impl RingPage for XenstoreInterface {
-    const OUT: usize = RING_SIZE;
-    const IN: usize = RING_SIZE;
-    unsafe fn out_buf(p: *mut Self) -> *mut u8 {
-        // SAFETY: address computation within the page the caller mapped.
-        unsafe { addr_of_mut!((*p).req).cast() }
-    }
-    unsafe fn in_buf(p: *mut Self) -> *mut u8 {
-        // SAFETY: as above.
-        unsafe { addr_of_mut!((*p).rsp).cast() }
-    }
-    unsafe fn out_prod(p: *mut Self) -> *mut u32 {
-        // SAFETY: as above.
-        unsafe { addr_of_mut!((*p).req_prod) }
-    }
-    unsafe fn out_cons(p: *mut Self) -> *mut u32 {
-        // SAFETY: as above.
-        unsafe { addr_of_mut!((*p).req_cons) }
-    }
-    unsafe fn in_prod(p: *mut Self) -> *mut u32 {
-        // SAFETY: as above.
-        unsafe { addr_of_mut!((*p).rsp_prod) }
-    }
-    unsafe fn in_cons(p: *mut Self) -> *mut u32 {
-        // SAFETY: as above.
-        unsafe { addr_of_mut!((*p).rsp_cons) }
-    }
+// SAFETY: the offsets and sizes are the struct's own (`offset_of!`, the
+// arrays' lengths); the u32 fields of a repr(C) struct are 4-byte aligned.
+unsafe impl RingPage for XenstoreInterface {
+    const LAYOUT: Layout = Layout {
+        out_buf: offset_of!(XenstoreInterface, req),
+        out_size: RING_SIZE,
+        in_buf: offset_of!(XenstoreInterface, rsp),
+        in_size: RING_SIZE,
+        out_prod: offset_of!(XenstoreInterface, req_prod),
+        out_cons: offset_of!(XenstoreInterface, req_cons),
+        in_prod: offset_of!(XenstoreInterface, rsp_prod),
+        in_cons: offset_of!(XenstoreInterface, rsp_cons),
+    };
 }
 
 /// Message types (`enum xsd_sockmsg_type`) the client uses.

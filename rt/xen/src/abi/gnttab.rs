@@ -84,7 +84,7 @@ impl core::fmt::Display for GrantError {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OpError {
     /// The hypercall failed.
-    Xen(crate::XenError),
+    Xen(crate::abi::errno::XenError),
     /// The operation's status (`GNTST_*`, negative).
     Status(i16),
 }
@@ -117,8 +117,8 @@ impl core::fmt::Display for OpError {
     }
 }
 
-impl From<crate::XenError> for OpError {
-    fn from(e: crate::XenError) -> Self {
+impl From<crate::abi::errno::XenError> for OpError {
+    fn from(e: crate::abi::errno::XenError) -> Self {
         OpError::Xen(e)
     }
 }

@@ -12,13 +12,12 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::XenError;
-use crate::hypercall::Hypervisor;
+use crate::abi::DOMID_SELF;
+use crate::abi::errno::XenError;
+use crate::abi::hypercall::Hypervisor;
 
 /// Ports of the 2-level ABI on 64-bit.
 pub const NR_PORTS: u32 = 4096;
-/// `DOMID_SELF`.
-const DOMID_SELF: u16 = 0x7ff0;
 
 /// `EVTCHNOP_*` (`public/event_channel.h`).
 mod op {
@@ -550,7 +549,7 @@ mod tests {
 
     #[test]
     fn operations_pass_their_struct_and_check_the_port() {
-        use crate::hypercall::fake::Fake as Hv;
+        use crate::abi::hypercall::fake::Fake as Hv;
         let h = Hv {
             capture: Some((1, 12)),
             ..Default::default()

@@ -1,0 +1,26 @@
+//! The buffer pages of a vif and the limits of what passes through them.
+use super::netif::{EXTRA_TYPE_MAX, RING_SIZE};
+use crate::abi::PAGE_SIZE;
+
+/// Largest frame sent (Ethernet without FCS, MTU 1500).
+pub const MAX_FRAME: usize = 1514;
+/// Largest packet accepted: a GSO packet (an IPv4 packet of at most 64 KiB)
+/// with its Ethernet header.
+pub const MAX_PACKET: usize = 14 + 65535;
+/// Smallest frame netback accepts (an Ethernet header).
+pub const MIN_FRAME: usize = 14;
+/// Most data slots of one received packet (`XEN_NETIF_NR_SLOTS_MIN`:
+/// netback fills whole pages, so 64 KiB takes 17).
+pub const MAX_DATA_SLOTS: u32 = 18;
+/// Most extra-info slots of one packet (one of each type).
+pub const MAX_EXTRA_SLOTS: u32 = EXTRA_TYPE_MAX as u32 - 1;
+/// Slots of each ring, and buffers of each direction.
+pub const SLOTS: usize = RING_SIZE as usize;
+
+/// The buffer pages: one per slot and direction.
+pub trait Pages {
+    /// TX page `id`, to copy a frame into.
+    fn tx_page(&mut self, id: u16) -> &mut [u8; PAGE_SIZE];
+    /// RX page `id`, as the backend left it.
+    fn rx_page(&self, id: u16) -> &[u8; PAGE_SIZE];
+}

@@ -1,0 +1,125 @@
+//! A fake xenstore for handshake tests: the frontend's and the backend's
+//! keys in a map, a backend that acts by a script on every tick and every
+//! publish, and a clock that only moves when the frontend sleeps. Any
+//! device class's tests use it (`device/<class>/0`, backend in domain 7).
+extern crate std;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+
+use super::{Bus, state};
+use crate::abi::errno::XenError;
+use crate::proto::xenstore::XsError;
+
+/// What the backend does on a tick: `(store, now_ms)`.
+pub type Script = Box<dyn FnMut(&mut BTreeMap<String, String>, u64)>;
+
+/// The backend's domain in every fake.
+pub const BACKEND_ID: u16 = 7;
+/// Milliseconds each wait of the handshake gets in the tests.
+pub const TIMEOUT: u64 = 1000;
+
+/// xenstore with a scripted backend.
+pub struct Fake {
+    /// Every key, by full path.
+    pub store: BTreeMap<String, String>,
+    /// The clock.
+    pub now: u64,
+    script: Script,
+    /// Publishes fail with this error.
+    pub publish_error: Option<XsError>,
+    /// Publishes tried.
+    pub publishes: u32,
+}
+
+impl Fake {
+    /// A device of `class`, both ends Initialising, with the frontend keys
+    /// `fe_keys` and the backend keys `be_keys` written.
+    pub fn new(
+        class: &str,
+        fe_keys: &[(&str, &str)],
+        be_keys: &[(&str, &str)],
+        script: impl FnMut(&mut BTreeMap<String, String>, u64) + 'static,
+    ) -> Self {
+        let fe = format!("device/{class}/0");
+        let be = format!("backend/{class}/{BACKEND_ID}/0");
+        let mut f = Fake {
+            store: BTreeMap::new(),
+            now: 0,
+            script: Box::new(script),
+            publish_error: None,
+            publishes: 0,
+        };
+        f.set(&format!("{fe}/backend"), &be);
+        f.set(&format!("{fe}/backend-id"), &format!("{BACKEND_ID}"));
+        f.set(&format!("{fe}/state"), "1");
+        f.set(&format!("{be}/state"), "1");
+        for (k, v) in fe_keys {
+            f.set(&format!("{fe}/{k}"), v);
+        }
+        for (k, v) in be_keys {
+            f.set(&format!("{be}/{k}"), v);
+        }
+        f
+    }
+
+    /// The value at `k`.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.store.get(k).map(String::as_str)
+    }
+
+    /// Sets `k`.
+    pub fn set(&mut self, k: &str, v: &str) {
+        self.store.insert(k.to_string(), v.to_string());
+    }
+}
+
+impl Bus for Fake {
+    fn read(&mut self, path: &str) -> Result<String, XsError> {
+        self.store
+            .get(path)
+            .cloned()
+            .ok_or(XsError::Error(XenError::ENOENT))
+    }
+    fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
+        self.publishes += 1;
+        if let Some(e) = self.publish_error.clone() {
+            return Err(e);
+        }
+        for (k, v) in entries {
+            self.store.insert(format!("{dir}/{k}"), v.clone());
+        }
+        (self.script)(&mut self.store, self.now);
+        Ok(())
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.now += ms;
+        (self.script)(&mut self.store, self.now);
+    }
+}
+
+/// A well-behaved backend of `class`: InitWait after `delay` ms, Connected
+/// once the frontend has published `published` (its spec's state).
+pub fn backend(
+    class: &str,
+    delay: u64,
+    published: u32,
+) -> impl FnMut(&mut BTreeMap<String, String>, u64) + 'static {
+    let fe_state = format!("device/{class}/0/state");
+    let be_state = format!("backend/{class}/{BACKEND_ID}/0/state");
+    let published = format!("{published}");
+    move |s, now| {
+        let st = s.get(&be_state).cloned().unwrap_or_default();
+        if now >= delay && st == "1" {
+            s.insert(be_state.clone(), format!("{}", state::INIT_WAIT));
+        }
+        if st == "2" && s.get(&fe_state) == Some(&published) {
+            s.insert(be_state.clone(), format!("{}", state::CONNECTED));
+        }
+    }
+}
