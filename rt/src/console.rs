@@ -5,6 +5,9 @@
 //!   its event channel until xenconsoled frees space.
 //! - PV dom0: `console_io` (Xen's own serial console).
 //! - Bare QEMU PVH: COM1 through `uart_16550`.
+//!
+//! May import: `sched` (input waits in the idle loop), `event` (output waits
+//! on the ring's channel), `xen`, `platform`. Everything above prints here.
 use core::fmt::{self, Write};
 use core::ptr::NonNull;
 
@@ -14,7 +17,8 @@ use spin::Mutex;
 use uart_16550::Uart16550Tty;
 use uart_16550::backend::PioBackend;
 
-use crate::xen::{HYPERVISOR, wait_port};
+use crate::event::{Port, wait_port};
+use crate::xen::HYPERVISOR;
 
 /// How long one wait for the console backend lasts before we look again.
 const BACKEND_WAIT_NS: u64 = 10_000_000;
@@ -24,7 +28,7 @@ const FLUSH_LIMIT_NS: u64 = 2_000_000_000;
 /// A Xen console ring and its event channel.
 pub(crate) struct RingConsole {
     ring: ConsoleRing,
-    port: u32,
+    port: Port,
     /// Set when the backend published impossible indices: we stop writing
     /// rather than scribble over a page we no longer understand.
     broken: bool,
@@ -37,7 +41,7 @@ impl RingConsole {
         Self {
             // SAFETY: forwarded from the caller.
             ring: unsafe { ConsoleRing::new(page) },
-            port,
+            port: Port(port),
             broken: false,
         }
     }
@@ -45,7 +49,7 @@ impl RingConsole {
     /// Signals the backend. A port Xen refuses can never wake it, so the ring
     /// is given up rather than waited on forever.
     fn notify(&mut self) {
-        if hypercall::evtchn_send(&HYPERVISOR, self.port).is_err() {
+        if hypercall::evtchn_send(&HYPERVISOR, self.port.0).is_err() {
             self.broken = true;
         }
     }
@@ -136,7 +140,11 @@ impl Write for Sink {
 
 static CONSOLE: Mutex<Sink> = Mutex::new(Sink::None);
 
+/// Makes `sink` the console (boot code).
 pub(crate) fn set(sink: Sink) {
+    if let Sink::Ring(r) = &sink {
+        crate::event::name_port(r.port, "console");
+    }
     *CONSOLE.lock() = sink;
 }
 
@@ -145,14 +153,6 @@ pub(crate) fn set(sink: Sink) {
 pub(crate) fn flush() {
     if let Sink::Ring(r) = &mut *CONSOLE.lock() {
         r.flush();
-    }
-}
-
-/// The console ring's event channel (domU).
-pub(crate) fn port() -> Option<crate::event::Port> {
-    match &*CONSOLE.lock() {
-        Sink::Ring(r) => Some(crate::event::Port(r.port)),
-        _ => None,
     }
 }
 
@@ -194,16 +194,16 @@ pub fn read_blocking(buf: &mut [u8]) -> usize {
             // arrives after that read leaves an event that ends the block:
             // no timeout needed, and an idle guest uses no CPU.
             Some(p) => {
-                crate::event::clear_pending(crate::event::Port(p));
+                crate::event::clear_pending(p);
                 let n = read(buf);
                 if n > 0 {
                     return n;
                 }
-                if crate::event::idle(None).is_err() {
+                if crate::sched::idle(None).is_err() {
                     crate::xen::yield_cpu();
                 }
             }
-            None if crate::platform().is_xen() => crate::xen::yield_cpu(),
+            None if crate::platform::platform().is_xen() => crate::xen::yield_cpu(),
             None => core::hint::spin_loop(),
         }
     }
@@ -227,16 +227,18 @@ pub fn read_line(buf: &mut [u8]) -> &str {
         for &b in &chunk[..n] {
             match ed.feed(b) {
                 Step::Quiet => {}
-                Step::Echo(s) => crate::print!("{}", core::str::from_utf8(s).unwrap_or("")),
-                Step::EchoByte(c) => crate::print!("{}", char::from(c)),
+                Step::Echo(s) => {
+                    crate::console::print!("{}", core::str::from_utf8(s).unwrap_or(""))
+                }
+                Step::EchoByte(c) => crate::console::print!("{}", char::from(c)),
                 Step::Erase(k) => {
                     for _ in 0..k {
-                        crate::print!("\x08 \x08");
+                        crate::console::print!("\x08 \x08");
                     }
                 }
                 Step::Done(len) => {
                     AFTER_CR.store(ed.ended_with_cr(), Ordering::Relaxed);
-                    crate::println!();
+                    crate::console::println!();
                     break 'line len;
                 }
             }
@@ -272,6 +274,12 @@ macro_rules! print {
 /// Prints a line to the console.
 #[macro_export]
 macro_rules! println {
-    () => ($crate::print!("\n"));
+    () => ($crate::console::_print(format_args!("\n")));
     ($($arg:tt)*) => ($crate::console::_print(format_args!("{}\n", format_args!($($arg)*))));
 }
+
+// The runtime's own modules print through `crate::console::println!`, so
+// their dependency on the console shows as one (the macros themselves are
+// exported at the crate root for apps).
+#[allow(unused_imports)]
+pub(crate) use {print, println};

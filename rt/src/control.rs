@@ -1,19 +1,25 @@
 //! Control by the toolstack: `xl shutdown` and `xl reboot` (the domain's
 //! `control/shutdown` key) and `xl mem-set` (`memory/target`).
 //!
-//! Served from [`crate::event::idle`], i.e. whenever the app waits (console
-//! input, sleeps): the first call watches both keys, later calls take the
-//! watches' events (only ours: other watches stay queued for the app) and act.
-//! An app that never waits is not told; Xen's `xl destroy` still works.
+//! A service of the idle loop ([`start`] registers it with `rt::sched`), so
+//! it runs whenever the app waits (console input, sleeps, the network): the
+//! first run watches both keys, later runs take the watches' events (only
+//! ours: other watches stay queued for the app) and act. An app that never
+//! waits is not told; Xen's `xl destroy` still works.
 //!
 //! The memory target is followed relative to its first value, as Linux does
 //! for HVM guests: the reservation moves by the change of `memory/target`
 //! (KiB), so pages the toolstack counts differently (PVH special pages) do
 //! not make the guest balloon at boot.
+//!
+//! May import: `xenstore`, `mm`, `sched`, `exit`, `console`, `platform`.
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use rt_xen::abi::PAGE_SIZE;
 use rt_xen::proto::control::{Request, parse_request, wanted_bytes};
 use spin::Mutex;
+
+use crate::sched::{ServiceError, Wake};
 
 /// Watch tokens (xenstored echoes them with each event).
 const SHUTDOWN_TOKEN: &str = "rt:control/shutdown";
@@ -32,21 +38,30 @@ static BUSY: AtomicBool = AtomicBool::new(false);
 /// The first `memory/target` (KiB) and the reservation (pages) then.
 static BASE: Mutex<Option<(u64, u64)>> = Mutex::new(None);
 
-/// Takes and acts on the toolstack's requests (see the module doc).
-pub(crate) fn service() {
-    if !crate::platform().is_xen() || STATE.load(Ordering::Acquire) == OFF {
-        return;
+/// Registers the service with the idle loop (boot code, on Xen).
+pub(crate) fn start() -> Result<(), ServiceError> {
+    crate::sched::register_service(service)
+}
+
+/// Takes and acts on the toolstack's requests (see the module doc). Asks
+/// the idle loop not to block when xenstored wrote more meanwhile: a wait
+/// in the service took the port's event, so blocking could miss it.
+fn service() -> Wake {
+    let on = crate::platform::platform().is_xen() && STATE.load(Ordering::Acquire) != OFF;
+    if on && !BUSY.swap(true, Ordering::AcqRel) {
+        if let Err(e) = serve() {
+            crate::console::println!(
+                "rt: control: xenstore failed ({e}): `xl shutdown` and `xl mem-set` are not served"
+            );
+            STATE.store(OFF, Ordering::Release);
+        }
+        BUSY.store(false, Ordering::Release);
     }
-    if BUSY.swap(true, Ordering::AcqRel) {
-        return;
+    if crate::xenstore::unread() {
+        Wake::Now
+    } else {
+        Wake::Sleep
     }
-    if let Err(e) = serve() {
-        crate::println!(
-            "rt: control: xenstore failed ({e}): `xl shutdown` and `xl mem-set` are not served"
-        );
-        STATE.store(OFF, Ordering::Release);
-    }
-    BUSY.store(false, Ordering::Release);
 }
 
 fn serve() -> Result<(), crate::xenstore::XsError> {
@@ -92,15 +107,15 @@ fn shutdown_requested() -> Result<(), crate::xenstore::XsError> {
     crate::xenstore::write(SHUTDOWN_PATH, "")?;
     match req {
         Request::Poweroff => {
-            crate::println!("rt: the toolstack asked to power off ({v:?})");
-            crate::exit(0)
+            crate::console::println!("rt: the toolstack asked to power off ({v:?})");
+            crate::exit::exit(0)
         }
         Request::Reboot => {
-            crate::println!("rt: the toolstack asked to reboot");
+            crate::console::println!("rt: the toolstack asked to reboot");
             crate::exit::reboot()
         }
         Request::Other => {
-            crate::println!("rt: control/shutdown = {v:?} is not supported: ignored");
+            crate::console::println!("rt: control/shutdown = {v:?} is not supported: ignored");
             Ok(())
         }
     }
@@ -111,13 +126,13 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
         return Ok(());
     };
     let Ok(target_kib) = v.trim().parse::<u64>() else {
-        crate::println!("rt: memory/target = {v:?} is not a number of KiB: ignored");
+        crate::console::println!("rt: memory/target = {v:?} is not a number of KiB: ignored");
         return Ok(());
     };
     let before = match crate::mm::reservation() {
         Ok(r) => r,
         Err(e) => {
-            crate::println!("rt: memory target {target_kib} KiB: no reservation ({e})");
+            crate::console::println!("rt: memory target {target_kib} KiB: no reservation ({e})");
             return Ok(());
         }
     };
@@ -125,7 +140,7 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
         .lock()
         .get_or_insert((target_kib, before.current_pages));
     let want = wanted_bytes(base, target_kib);
-    let have = before.current_pages * 4096;
+    let have = before.current_pages * PAGE_SIZE as u64;
     if want == have {
         return Ok(());
     }
@@ -135,12 +150,12 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
         crate::mm::grow_to(want)
     };
     match r {
-        Ok(after) => crate::println!(
+        Ok(after) => crate::console::println!(
             "rt: memory target {target_kib} KiB: reservation {} -> {} KiB",
             before.current_pages * 4,
             after.current_pages * 4
         ),
-        Err(e) => crate::println!(
+        Err(e) => crate::console::println!(
             "rt: memory target {target_kib} KiB: reservation stays at {} KiB ({e})",
             before.current_pages * 4
         ),

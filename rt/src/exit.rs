@@ -1,4 +1,6 @@
 //! Leaving: `rt::exit`, what `main` may return, and the panic handler.
+//!
+//! May import: `console`, `xen`, `qemu`, `platform`.
 use core::fmt::Display;
 use core::panic::PanicInfo;
 
@@ -13,7 +15,7 @@ use crate::xen::HYPERVISOR;
 /// QEMU's exit status through `isa-debug-exit`.
 pub fn exit(code: i32) -> ! {
     if code != 0 {
-        crate::println!("rt: exit code {code}: shutting down as crashed");
+        crate::console::println!("rt: exit code {code}: shutting down as crashed");
     }
     shutdown(code)
 }
@@ -27,7 +29,7 @@ pub fn reboot() -> ! {
         crate::console::print_fatal(format_args!("rt: SCHEDOP_shutdown refused: {err}\n"));
         crash()
     }
-    crate::println!("rt: reboot is not available without Xen: powering off");
+    crate::console::println!("rt: reboot is not available without Xen: powering off");
     shutdown(0)
 }
 
@@ -83,7 +85,7 @@ impl<E: Display> MainResult for Result<(), E> {
         match self {
             Ok(()) => 0,
             Err(e) => {
-                crate::println!("rt: main returned an error: {e}");
+                crate::console::println!("rt: main returned an error: {e}");
                 1
             }
         }

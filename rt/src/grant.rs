@@ -12,9 +12,12 @@
 //! peer still has mapped is kept (with its grant) on a deferred list and
 //! released when a later grant operation finds it unused: memory the
 //! backend may still write is never reused.
+//!
+//! May import: `mm`, `console`, `xen`, `platform`.
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
+use rt_xen::abi::PAGE_SIZE;
 use rt_xen::abi::gnttab::{ENTRIES_PER_FRAME, GrantRef, GrantStats, OpError, Table};
 use spin::Mutex;
 
@@ -76,7 +79,7 @@ fn setup() -> Result<State, GrantError> {
     let n = n.min(FRAMES);
     let mut hw = [0u64; FRAMES as usize];
     let hw = &mut hw[..n as usize];
-    match crate::platform() {
+    match crate::platform::platform() {
         Platform::XenPv | Platform::XenPvDom0 => {
             rt_xen::abi::hypercall::gnttab_setup_table(h, hw)?;
         }
@@ -114,7 +117,7 @@ fn setup() -> Result<State, GrantError> {
 /// Runs `f` with the table (set up on first use), after releasing the
 /// deferred pages the peer has let go of.
 fn with<R>(f: impl FnOnce(&mut State) -> Result<R, GrantError>) -> Result<R, GrantError> {
-    if !crate::platform().is_xen() {
+    if !crate::platform::platform().is_xen() {
         return Err(GrantError::NoHypervisor);
     }
     let mut g = STATE.lock();
@@ -189,18 +192,18 @@ impl GrantedPage {
     }
 
     /// The page's contents.
-    pub fn bytes(&self) -> &[u8; 4096] {
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
         // SAFETY: the page is ours while this value lives, mapped read-write
         // at its identity address; the peer may write it concurrently, which
         // for plain bytes is a data race only in the peer's favour — callers
         // read what the protocol says is stable.
-        unsafe { &*(self.pfn.addr() as *const [u8; 4096]) }
+        unsafe { &*(self.pfn.addr() as *const [u8; PAGE_SIZE]) }
     }
 
     /// The page's contents, writable.
-    pub fn bytes_mut(&mut self) -> &mut [u8; 4096] {
+    pub fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE] {
         // SAFETY: as for `bytes`; `&mut self` makes this the only reference.
-        unsafe { &mut *(self.pfn.addr() as *mut [u8; 4096]) }
+        unsafe { &mut *(self.pfn.addr() as *mut [u8; PAGE_SIZE]) }
     }
 
     /// Whether the peer is using the page now (mapped, or copying).
@@ -227,7 +230,7 @@ impl Drop for GrantedPage {
             Err(e) => Err(GrantError::Table(e)),
         });
         if let Err(e) = r {
-            crate::println!("rt: ending {gref} failed: {e} (its page is kept)");
+            crate::console::println!("rt: ending {gref} failed: {e} (its page is kept)");
         }
     }
 }

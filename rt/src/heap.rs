@@ -9,11 +9,14 @@
 //! lock; code holding that lock (inside `rt::mm::with`) must not allocate — if
 //! it does, the allocation fails loudly instead of deadlocking.
 //!
-//! Invariant: `[HEAP_BASE, HEAP_BASE + mapped_pages * 4096)` is mapped
+//! Invariant: `[HEAP_BASE, HEAP_BASE + mapped_pages * PAGE_SIZE)` is mapped
 //! read-write for the heap alone, and talc's heap ends at or below its end.
+//!
+//! May import: `mm`, `exit`, `console`, `time`, `arch`.
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use rt_mm::PAGE_SIZE;
 use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
@@ -75,20 +78,20 @@ unsafe impl Send for HeapSource {}
 unsafe impl Source for HeapSource {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         let need = layout.size() + layout.align() + talc::min_first_heap_size::<B>() + 64;
-        let need_pages = (need as u64).div_ceil(4096);
+        let need_pages = (need as u64).div_ceil(PAGE_SIZE);
         let mapped = talc.source.mapped_pages;
         let mut pages = need_pages.max(GROW_MIN_PAGES);
         if let Some(limit) = limit_bytes() {
-            let room = (limit / 4096).saturating_sub(mapped);
+            let room = (limit / PAGE_SIZE).saturating_sub(mapped);
             if room < need_pages {
-                out_of_memory(layout, mapped * 4096, Shortage::Limit);
+                out_of_memory(layout, mapped * PAGE_SIZE, Shortage::Limit);
             }
             pages = pages.min(room);
         }
-        let va = HEAP_BASE + mapped * 4096;
+        let va = HEAP_BASE + mapped * PAGE_SIZE;
         let t0 = crate::arch::rdtsc();
         if let Err(e) = crate::mm::grow_region(va, pages) {
-            out_of_memory(layout, mapped * 4096, Shortage::Map(e));
+            out_of_memory(layout, mapped * PAGE_SIZE, Shortage::Map(e));
         }
         let s = &mut talc.source;
         s.grow_us += crate::time::tsc_delta_to_duration(crate::arch::rdtsc().wrapping_sub(t0))
@@ -96,7 +99,7 @@ unsafe impl Source for HeapSource {
         s.growths += 1;
         s.grown_pages += pages;
         s.mapped_pages += pages;
-        let new_end = (va + pages * 4096) as *mut u8;
+        let new_end = (va + pages * PAGE_SIZE) as *mut u8;
         let end = match talc.source.end {
             None => {
                 // SAFETY: [HEAP_BASE, new_end) is mapped read-write for the heap
@@ -196,7 +199,7 @@ pub fn stats() -> HeapStats {
     let t = ALLOCATOR.lock();
     let c = t.counters();
     HeapStats {
-        mapped_bytes: t.source.mapped_pages * 4096,
+        mapped_bytes: t.source.mapped_pages * PAGE_SIZE,
         limit_bytes: limit_bytes(),
         allocated_bytes: c.allocated_bytes as u64,
         allocations: c.allocation_count as u64,
@@ -212,7 +215,7 @@ pub fn stats() -> HeapStats {
 pub fn mapped_bytes() -> u64 {
     ALLOCATOR
         .try_lock()
-        .map_or(0, |t| t.source.mapped_pages * 4096)
+        .map_or(0, |t| t.source.mapped_pages * PAGE_SIZE)
 }
 
 /// Gives the free pages at the top of the heap back to the frame allocator
@@ -226,16 +229,16 @@ pub fn trim() -> u64 {
     // allocated (talc's reserved region).
     let new_end = unsafe { t.truncate(end, HEAP_BASE as *mut u8) };
     t.source.end = new_end;
-    let keep = new_end.map_or(0, |e| (e.as_ptr() as u64 - HEAP_BASE).div_ceil(4096));
+    let keep = new_end.map_or(0, |e| (e.as_ptr() as u64 - HEAP_BASE).div_ceil(PAGE_SIZE));
     let drop = t.source.mapped_pages.saturating_sub(keep);
     if drop == 0 {
         return 0;
     }
-    match crate::mm::shrink_region(HEAP_BASE + keep * 4096, drop) {
+    match crate::mm::shrink_region(HEAP_BASE + keep * PAGE_SIZE, drop) {
         Ok(_) => {
             t.source.mapped_pages = keep;
             t.source.trimmed_pages += drop;
-            drop * 4096
+            drop * PAGE_SIZE
         }
         // The pages stay mapped (and are extended into on the next growth).
         Err(_) => 0,

@@ -13,6 +13,23 @@
 //! The app sees one API whatever it booted as: [`println!`], [`exit`],
 //! [`boot_info`]; [`platform`] tells it the mode only when it asks. A panic
 //! prints its message and location and shuts the domain down as crashed.
+//!
+//! The runtime in layers, bottom up (each module says at its top what it
+//! may import; nothing imports upward — see ARCHITECTURE.md):
+//!
+//! ```text
+//! boot/                          entry paths → main: wires everything
+//! dev/ (net/)                    device frontends, the device registry
+//! control trap                   the toolstack's requests; fatal traps
+//! grant xenstore heap            services over Xen and memory
+//! mm/ exit                       the MMU layer's backends; leaving
+//! console                        output, input (waits through sched)
+//! sched/                         idle loop + services, timer, sleep
+//! event/                         channels, upcalls, polling
+//! time bootinfo                  clocks; what boot learned
+//! xen/ qemu                      the hypervisor (hypercall page, shared_info); bare QEMU
+//! arch/ platform                 the CPU; the boot mode
+//! ```
 #![no_std]
 
 extern crate alloc;
@@ -20,22 +37,25 @@ extern crate kmem; // memcpy & co. for the precompiled core
 
 mod arch;
 mod boot;
+mod bootinfo;
 pub mod console;
 pub mod control;
+pub mod dev;
 pub mod event;
 mod exit;
 pub mod grant;
 pub mod heap;
 pub mod mm;
-pub mod net;
 mod platform;
 mod qemu;
+pub mod sched;
 pub mod time;
 mod trap;
 mod xen;
 pub mod xenstore;
 
-pub use boot::{BootInfo, Timeline, app_name, boot_info, timeline};
+pub use bootinfo::{BootInfo, Timeline, app_name, boot_info, timeline};
+pub use dev::net;
 pub use exit::{MainResult, exit, reboot};
 pub use platform::{Platform, platform};
 pub use xen::hypercalls_issued;

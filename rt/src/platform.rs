@@ -1,5 +1,7 @@
 //! Which way the image was booted. Set once at entry, read by anything that
 //! must behave differently (console, exit), and by apps that ask.
+//!
+//! May import: nothing of `rt` (the bottom layer).
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 

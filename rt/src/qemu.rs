@@ -1,10 +1,11 @@
 //! Bare QEMU (PVH boot without Xen): COM1 console, exit through QEMU's
 //! `isa-debug-exit` device, and a TSC calibrated against the PIT.
+//!
+//! May import: `arch`.
 use spin::Once;
+use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550Tty};
 use x86_64::instructions::port::Port;
-
-use crate::console::Sink;
 
 /// `isa-debug-exit` I/O port used by the test harness (`iobase=0xf4`).
 const DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -13,11 +14,9 @@ const ACPI_PM1A_CNT: u16 = 0x604;
 const ACPI_POWEROFF: u16 = 0x2000;
 
 /// Opens COM1, or returns `None` if no UART answers.
-pub fn serial() -> Option<Sink> {
+pub fn serial() -> Option<Uart16550Tty<PioBackend>> {
     // SAFETY: 0x3f8 is COM1 on PC-compatible machines and nothing else drives it.
-    unsafe { Uart16550Tty::new_port(0x3f8, Config::default()) }
-        .ok()
-        .map(Sink::Serial)
+    unsafe { Uart16550Tty::new_port(0x3f8, Config::default()) }.ok()
 }
 
 /// Ends the QEMU run. With `-device isa-debug-exit,iobase=0xf4` QEMU exits with

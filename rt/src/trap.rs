@@ -2,7 +2,11 @@
 //!
 //! PV: installed as the virtual IDT with `set_trap_table`; the page-fault
 //! address comes from `vcpu_info.arch.cr2`. PVH: installed in the IDT (on IST
-//! stacks, see `arch::idt`); the address comes from CR2.
+//! stacks, see `arch::idt`); the address comes from CR2. Also the PV
+//! failsafe callback: Xen could not return to the guest.
+//!
+//! May import: `mm` (the page-table walk of a fault), `exit`, `console`,
+//! `xen`, `arch`, `platform`.
 use rt_xen::abi::hypercall;
 use rt_xen::abi::{self, trap_info};
 
@@ -128,5 +132,15 @@ extern "C" fn rt_fatal_trap(f: &TrapFrame) -> ! {
         crate::console::print_fatal(format_args!("rt: page fault: {access} at {va:#x}: {why}\n"));
         crate::console::print_fatal(format_args!("{}", FaultWalk(va, f.rsp)));
     }
+    crate::exit::crash()
+}
+
+/// The PV failsafe callback (events.S): Xen could not return to the guest.
+#[unsafe(no_mangle)]
+extern "C" fn rt_failsafe(frame: &[u64; 11]) -> ! {
+    crate::console::print_fatal(format_args!(
+        "\nrt: Xen could not return to the guest (failsafe callback): rip={:#x} cs={:#x} rflags={:#x} rsp={:#x} ss={:#x} ds={:#x} es={:#x} fs={:#x} gs={:#x}\n",
+        frame[6], frame[7], frame[8], frame[9], frame[10], frame[2], frame[3], frame[4], frame[5]
+    ));
     crate::exit::crash()
 }

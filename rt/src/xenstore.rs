@@ -4,6 +4,9 @@
 //! Paths without a leading `/` are relative to the domain's home,
 //! `/local/domain/<domid>`. Every call waits at most [`TIMEOUT`] for its
 //! reply; watch events that arrive meanwhile are queued for [`take_event`].
+//!
+//! May import: `event` (the polling wait on its channel), `time`, `xen`,
+//! `bootinfo`.
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -29,6 +32,7 @@ static PORT: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn set_location(va: u64, port: u32) {
     PORT.store(u64::from(port), Ordering::Relaxed);
     LOCATION.store(va, Ordering::Release);
+    crate::event::name_port(Port(port), "xenstore");
 }
 
 /// Signals xenstored through its event channel; waits on it with a deadline.
@@ -80,7 +84,7 @@ fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Resu
         // SAFETY: boot code recorded the domain's xenstore page, mapped at
         // `va` for the rest of the run; this client is its only user.
         *g = Some(unsafe { Client::new(page, link) });
-        crate::boot::mark("xenstore");
+        crate::bootinfo::mark("xenstore");
     }
     let c = g.as_mut().ok_or(XsError::Broken)?;
     c.link_mut().deadline = Instant::now().after(TIMEOUT);
@@ -125,8 +129,8 @@ pub fn transaction<R>(
 }
 
 /// The oldest watch event that has arrived (reads the ring without waiting).
-/// The runtime's own watches (see [`crate::control`]) are taken by it first,
-/// in [`crate::event::idle`].
+/// The runtime's own watches (`rt::control`'s) are taken by it first, in
+/// the idle loop.
 pub fn take_event() -> Result<Option<WatchEvent>, XsError> {
     with(|c| {
         c.poll()?;

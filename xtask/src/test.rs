@@ -861,7 +861,8 @@ fn judge_cycles(run: &GuestRun) -> Result<String, String> {
 }
 
 /// Judges an httpd guest: dom0 fetched the status page (uptime, memory,
-/// MMU and network counters), a missing page got 404, `xl shutdown` worked.
+/// MMU and network counters, the registered devices), a missing page got
+/// 404, `xl shutdown` worked.
 fn judge_httpd(run: &GuestRun) -> Result<String, String> {
     let page: Vec<&str> = run
         .events
@@ -872,6 +873,15 @@ fn judge_httpd(run: &GuestRun) -> Result<String, String> {
         if !page.iter().any(|l| l.starts_with(want)) {
             return Err(format!("the status page has no {want:?} line: {page:?}"));
         }
+    }
+    // The device registry lists the vif, connected.
+    if !page
+        .iter()
+        .any(|l| l.trim_end() == "devices: vif/0 connected")
+    {
+        return Err(format!(
+            "the status page does not list vif/0 connected: {page:?}"
+        ));
     }
     let missing = run
         .events

@@ -157,5 +157,10 @@ fn page(net: &Net) -> String {
             + n.tx_errors
             + n.tx_ring_full
     );
+    let devices: Vec<String> = rt::dev::list()
+        .into_iter()
+        .map(|(name, up)| alloc::format!("{name} {}", if up { "connected" } else { "closed" }))
+        .collect();
+    let _ = writeln!(p, "devices: {}", devices.join(", "));
     p
 }

@@ -23,13 +23,13 @@ const HELP: &str = "commands: help uptime date mem evtchn [loop] sleep <ms> time
 /// upcall path (the harness runs it on PVH, where QEMU's emulated SVM once
 /// turned such storms into triple faults).
 fn timers(n: u32) {
-    let before = rt::time::sleep_stats();
+    let before = rt::sched::sleep_stats();
     let t0 = rt::time::Instant::now();
     for _ in 0..n {
-        rt::time::sleep(Duration::from_micros(300));
+        rt::sched::sleep(Duration::from_micros(300));
     }
     let took = t0.elapsed();
-    let after = rt::time::sleep_stats();
+    let after = rt::sched::sleep_stats();
     rt::println!(
         "timers: {n} sleeps of 300 us in {} ms; woken {} times by the timer, {} by other events",
         took.as_millis(),
@@ -64,7 +64,7 @@ fn main() {
             "sleep" => match words.next().map(str::parse::<u64>) {
                 Some(Ok(ms)) => {
                     let t0 = rt::time::Instant::now();
-                    rt::time::sleep(Duration::from_millis(ms));
+                    rt::sched::sleep(Duration::from_millis(ms));
                     let took = t0.elapsed();
                     rt::println!(
                         "sleep: asked {ms} ms, slept {}.{:03} ms by pvclock",
@@ -312,7 +312,7 @@ fn evtchn_loop() {
         while LOOP_HITS.load(core::sync::atomic::Ordering::Relaxed) == hits0
             && rt::time::Instant::now() < deadline
         {
-            rt::event::idle(Some(deadline))?;
+            rt::sched::idle(Some(deadline))?;
         }
         let took = t0.elapsed();
         let hits = LOOP_HITS.load(core::sync::atomic::Ordering::Relaxed) - hits0;
@@ -333,7 +333,7 @@ fn evtchn_loop() {
 /// `evtchn`: delivery mode, counters and the ports in use.
 fn evtchn() {
     let e = rt::event::stats();
-    let s = rt::time::sleep_stats();
+    let s = rt::sched::sleep_stats();
     rt::println!(
         "evtchn: delivery by {}; {} upcalls ({} outside idle, {} repeated), {} idle blocks, {} polls; {} handlers, {} delivered, {} unhandled, {} latched",
         e.delivery,

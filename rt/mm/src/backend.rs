@@ -37,6 +37,29 @@ pub trait Backend {
     fn paravirt(&self) -> bool;
 }
 
+/// A backend borrowed for good (the runtime picks PV or native at boot and
+/// hands the MMU a `&'static mut dyn Backend`).
+impl<B: Backend + ?Sized> Backend for &mut B {
+    fn submit(&mut self, ops: &[Op], out: &mut [Outcome]) -> Result<u32, XenError> {
+        (**self).submit(ops, out)
+    }
+    fn read(&self, table: Pfn, index: usize) -> u64 {
+        (**self).read(table, index)
+    }
+    fn hw_frame(&self, pfn: Pfn) -> Option<u64> {
+        (**self).hw_frame(pfn)
+    }
+    fn pfn_of(&self, hw: u64) -> Option<Pfn> {
+        (**self).pfn_of(hw)
+    }
+    fn set_hw_frame(&mut self, pfn: Pfn, hw: Option<u64>) -> bool {
+        (**self).set_hw_frame(pfn, hw)
+    }
+    fn paravirt(&self) -> bool {
+        (**self).paravirt()
+    }
+}
+
 /// Where page-table frames come from and go back to.
 pub trait FrameSource {
     /// A free frame that the backend can read right now.

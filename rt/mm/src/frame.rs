@@ -1,9 +1,9 @@
 //! Frame-number newtypes: a `Pfn` can never be passed where an `Mfn` is meant.
 use core::fmt;
 
-/// log2 of the page size.
-pub const PAGE_SHIFT: u32 = 12;
-/// Bytes per page.
+/// log2 of the page size (Xen's, `rt_xen::abi::PAGE_SHIFT`).
+pub const PAGE_SHIFT: u32 = rt_xen::abi::PAGE_SHIFT;
+/// Bytes per page, as an address step (`rt_xen::abi::PAGE_SIZE`).
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 /// A guest pseudo-physical frame number.

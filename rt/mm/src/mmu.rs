@@ -30,7 +30,7 @@ use rt_xen::XenError;
 use x86_64::structures::paging::PageTableFlags as F;
 
 use crate::backend::{Backend, FrameSource};
-use crate::frame::Pfn;
+use crate::frame::{PAGE_SIZE, Pfn};
 use crate::op::{Op, Outcome, Refused, Stats};
 use crate::pte::{self, ENTRIES, LOWER_HALF_END, Level, Prot};
 
@@ -510,10 +510,12 @@ impl<'t, B: Backend> Mmu<'t, B> {
     }
 
     fn check_range(va: u64, pages: u64) -> Result<(), MapError> {
-        if !va.is_multiple_of(4096) {
+        if !va.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned(va));
         }
-        let end = pages.checked_mul(4096).and_then(|len| va.checked_add(len));
+        let end = pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|len| va.checked_add(len));
         match end {
             Some(end) if pages > 0 && end <= LOWER_HALF_END => Ok(()),
             _ => Err(MapError::OutOfRange(va)),
@@ -689,7 +691,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         let mut l1: Option<(u64, Pfn)> = None;
         let mut run = || -> Result<(), MapError> {
             for i in 0..pages {
-                let v = va + i * 4096;
+                let v = va + i * PAGE_SIZE;
                 let Some(value) = entry_of(self, i)? else {
                     continue;
                 };
@@ -773,7 +775,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         Self::check_range(va, pages)?;
         self.submit()?;
         for i in 0..pages {
-            let v = va + i * 4096;
+            let v = va + i * PAGE_SIZE;
             let e = self.translate(space.l4, v)?;
             if !pte::present(e) {
                 return Err(MapError::NotMapped(v));
@@ -789,7 +791,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         };
         let flags = prot.leaf_flags();
         for i in 0..pages {
-            let v = va + i * 4096;
+            let v = va + i * PAGE_SIZE;
             let (table, idx) = self.find_l1(space.l4, v)?.ok_or(MapError::NotMapped(v))?;
             let e = self.read_entry(table, idx);
             self.push(Op::Write {
@@ -817,7 +819,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         };
         let mut l1: Option<(u64, Option<(Pfn, usize)>)> = None;
         for i in 0..pages {
-            let v = va + i * 4096;
+            let v = va + i * PAGE_SIZE;
             let region = v >> Level::L2.shift();
             let found = match l1 {
                 Some((r, f)) if r == region => f.map(|(t, _)| (t, Level::L1.index(v))),

@@ -5,7 +5,7 @@
 //! goes back to the allocator only after its mapping is gone ([`unmap_fresh`]),
 //! and a growth that fails half-way is undone completely.
 use crate::backend::Backend;
-use crate::frame::Pfn;
+use crate::frame::{PAGE_SIZE, Pfn};
 use crate::frame_alloc::FrameAllocator;
 use crate::mmu::{MapError, Mmu, Space};
 use crate::pte::{self, Prot};
@@ -41,7 +41,7 @@ pub fn map_fresh<B: Backend>(
             }
         }
         let mapped = mmu
-            .map_frames(space, va + done * 4096, &chunk[..n], Prot::RW, frames)
+            .map_frames(space, va + done * PAGE_SIZE, &chunk[..n], Prot::RW, frames)
             .and_then(|p| p.flush());
         if let Err(e) = mapped {
             for &p in &chunk[..n] {
@@ -91,7 +91,7 @@ pub fn unmap_fresh<B: Backend>(
         let mut chunk = [Pfn(0); CHUNK];
         let mut k = 0;
         for i in 0..n {
-            let Ok(e) = mmu.translate(space.root(), va + (at + i) * 4096) else {
+            let Ok(e) = mmu.translate(space.root(), va + (at + i) * PAGE_SIZE) else {
                 continue;
             };
             if !pte::present(e) {
@@ -100,11 +100,11 @@ pub fn unmap_fresh<B: Backend>(
             let p = mmu
                 .backend()
                 .pfn_of(pte::frame(e))
-                .ok_or(MapError::NotMapped(va + (at + i) * 4096))?;
+                .ok_or(MapError::NotMapped(va + (at + i) * PAGE_SIZE))?;
             chunk[k] = p;
             k += 1;
         }
-        mmu.unmap_range(space, va + at * 4096, n)?.flush()?;
+        mmu.unmap_range(space, va + at * PAGE_SIZE, n)?.flush()?;
         for &p in &chunk[..k] {
             let r = frames.free(p);
             debug_assert!(r.is_ok(), "{r:?}");

@@ -13,7 +13,7 @@ use rt_xen::abi::{self, start_info};
 
 use crate::arch::HYPERCALL_PAGE;
 use crate::console::{self, RingConsole, Sink};
-use crate::mm::{BootMemory, Machine, Pfn, Prot, PvBackend, XenM2p};
+use crate::mm::{BootMemory, InitError, Pfn, Prot, PvBackend, XenM2p};
 use crate::platform::{self, Platform};
 use crate::xen::{self, HYPERVISOR, SHARED_INFO_PAGE};
 use rt_mm::Backend;
@@ -39,9 +39,9 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         console::set(Sink::ConsoleIo);
     }
 
-    super::mark("rust");
+    crate::bootinfo::mark("rust");
     let traps = crate::trap::install_pv();
-    super::mark("traps");
+    crate::bootinfo::mark("traps");
 
     // shared_info: remap one page of our .bss onto the machine frame Xen gave.
     let va = (&raw const SHARED_INFO_PAGE) as u64;
@@ -58,21 +58,21 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     if mapped.is_ok() {
         xen::shared_info_mapped();
     }
-    super::mark("shared-info");
+    crate::bootinfo::mark("shared-info");
 
     let console_ok = dom0 || open_console_ring(si).is_some();
     if !dom0 {
         find_store_ring(si);
     }
-    super::mark("console");
+    crate::bootinfo::mark("console");
 
     if let Err(e) = traps {
-        crate::println!(
+        crate::console::println!(
             "rt: set_trap_table failed: {e} (exceptions will kill the domain silently)"
         );
     }
     if let Err(e) = mapped {
-        crate::println!("rt: mapping shared_info failed: {e} (no clock, no events)");
+        crate::console::println!("rt: mapping shared_info failed: {e} (no clock, no events)");
     }
     if !console_ok {
         // Nowhere to print to: say it in Xen's log (debug Xen shows it), then stop.
@@ -84,15 +84,15 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     }
 
     if let Err(e) = init_memory(si) {
-        crate::println!("rt: building the address space failed: {e}");
+        crate::console::println!("rt: building the address space failed: {e}");
         crate::exit::crash();
     }
     if let Err(e) = crate::mm::publish_p2m(si.mfn_list, si.nr_pages) {
-        crate::println!(
+        crate::console::println!(
             "rt: publishing the p2m for the toolstack failed: {e} (xl dump-core will not work)"
         );
     }
-    super::mark("mm");
+    crate::bootinfo::mark("mm");
 
     let cmdline = si.cmd_line.iter().map(|&c| c as u8);
     super::enter_main(
@@ -103,7 +103,7 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
 }
 
 /// Leaves Xen's boot tables for the runtime's own address space.
-fn init_memory(si: &'static start_info) -> Result<(), crate::mm::InitError> {
+fn init_memory(si: &'static start_info) -> Result<(), InitError> {
     // SAFETY: Xen maps the p2m array (nr_pages entries) read-write at mfn_list
     // for us; it is part of the domain's own memory, stays mapped in the new
     // space, and from here on only the backend refers to it (the console's
@@ -130,7 +130,7 @@ fn init_memory(si: &'static start_info) -> Result<(), crate::mm::InitError> {
         boot_root: Some(boot_root),
         free_after: (0, 0),
     };
-    crate::mm::init(Machine::Pv(backend), &boot)
+    crate::mm::init(backend.install().ok_or(InitError::Again)?, &boot)
 }
 
 /// Pages the boot tables map from address 0 (whole L1 tables under L4[0]/L3[0]).

@@ -13,7 +13,7 @@ use x86_64::registers::model_specific::Msr;
 
 use crate::arch::{HYPERCALL_PAGE, cpuid};
 use crate::console::{self, RingConsole, Sink};
-use crate::mm::{BootMemory, Machine, NativeBackend, Prot};
+use crate::mm::{BootMemory, InitError, NativeBackend, PAGE_SIZE, Prot};
 use crate::platform::{self, Platform};
 use crate::xen::{self, HYPERVISOR, SHARED_INFO_PAGE};
 
@@ -33,35 +33,35 @@ fn xen_cpuid_base() -> Option<u32> {
 /// Called once, by `pvh_start32`, with the address the loader passed in `ebx`.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
-    super::mark("rust");
+    crate::bootinfo::mark("rust");
     let xen_base = xen_cpuid_base();
-    super::mark("cpuid");
+    crate::bootinfo::mark("cpuid");
     if xen_base.is_none() {
         // Console first, so that anything going wrong below can be reported.
         platform::set(Platform::QemuPvh);
         if let Some(serial) = crate::qemu::serial() {
-            console::set(serial);
+            console::set(Sink::Serial(serial));
         }
     }
     crate::arch::idt::init();
-    super::mark("idt");
+    crate::bootinfo::mark("idt");
     let special = match xen_base.map(init_xen) {
         Some(Ok(pages)) => pages,
         Some(Err(what)) => {
-            crate::println!("rt: PVH setup failed: {what}");
+            crate::console::println!("rt: PVH setup failed: {what}");
             crate::exit::crash();
         }
         None => [0; 2],
     };
 
     if start_info_pa == 0 || start_info_pa + size_of::<HvmStartInfo>() as u64 > IDENTITY_LIMIT {
-        crate::println!("rt: hvm_start_info at {start_info_pa:#x} is not addressable");
+        crate::console::println!("rt: hvm_start_info at {start_info_pa:#x} is not addressable");
         crate::exit::crash();
     }
     // SAFETY: the loader placed hvm_start_info at this address (checked mapped above).
     let si: &'static HvmStartInfo = unsafe { &*(start_info_pa as *const HvmStartInfo) };
     if let Err(e) = si.validate() {
-        crate::println!("rt: invalid hvm_start_info: {e:?}");
+        crate::console::println!("rt: invalid hvm_start_info: {e:?}");
         crate::exit::crash();
     }
     // Copy what we need out of the loader's data before memory is handed out:
@@ -70,7 +70,10 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
     let mut nram = 0;
     for e in memmap(si).iter().filter(|e| e.kind == MEMMAP_TYPE_RAM) {
         if nram < ram.len() {
-            ram[nram] = (e.addr.div_ceil(4096), (e.addr.saturating_add(e.size)) >> 12);
+            ram[nram] = (
+                e.addr.div_ceil(PAGE_SIZE),
+                (e.addr.saturating_add(e.size)) >> 12,
+            );
             nram += 1;
         }
     }
@@ -83,10 +86,10 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
     let loader_data = loader_pages(si, start_info_pa);
 
     if let Err(e) = init_memory(ram, &loader_data, special) {
-        crate::println!("rt: building the address space failed: {e}");
+        crate::console::println!("rt: building the address space failed: {e}");
         crate::exit::crash();
     }
-    super::mark("mm");
+    crate::bootinfo::mark("mm");
     super::enter_main(platform::platform(), memory, line.into_iter())
 }
 
@@ -104,11 +107,7 @@ fn loader_pages(si: &HvmStartInfo, start_info_pa: u64) -> [u64; 3] {
 }
 
 /// Builds the runtime's address space over the RAM ranges and switches to it.
-fn init_memory(
-    ram: &[(u64, u64)],
-    loader: &[u64; 3],
-    special: [u64; 2],
-) -> Result<(), crate::mm::InitError> {
+fn init_memory(ram: &[(u64, u64)], loader: &[u64; 3], special: [u64; 2]) -> Result<(), InitError> {
     let nr_pages = ram.iter().map(|r| r.1).max().unwrap_or(0);
     let image_end = crate::arch::image_layout().data.1;
     // Free: RAM outside the image and the loader's pages, and never page 0.
@@ -152,7 +151,8 @@ fn init_memory(
         boot_root: None,
         free_after: (boot_tables, boot_tables + 6),
     };
-    crate::mm::init(Machine::Native(NativeBackend::new(nr_pages)), &boot)
+    let machine = NativeBackend::new(nr_pages).install();
+    crate::mm::init(machine.ok_or(InitError::Again)?, &boot)
 }
 
 /// Xen PVH: hypercall page, shared_info, console ring. Returns the frames of
@@ -168,7 +168,7 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
         HYPERVISOR.set(page);
     }
     platform::set(Platform::XenPvh);
-    super::mark("hypercall-page");
+    crate::bootinfo::mark("hypercall-page");
 
     let gpfn = (&raw const SHARED_INFO_PAGE) as u64 >> 12;
     // SAFETY: the page at gpfn is a .bss page reserved for shared_info; nothing
@@ -176,21 +176,21 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
     unsafe { hypercall::map_shared_info_at(&HYPERVISOR, gpfn) }
         .map_err(|_| "XENMEM_add_to_physmap(shared_info)")?;
     xen::shared_info_mapped();
-    super::mark("shared-info");
+    crate::bootinfo::mark("shared-info");
 
     let pfn = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::ConsolePfn)
         .map_err(|_| "HVM_PARAM_CONSOLE_PFN")?;
     let port = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::ConsoleEvtchn)
         .map_err(|_| "HVM_PARAM_CONSOLE_EVTCHN")?;
     let addr = pfn
-        .checked_mul(4096)
+        .checked_mul(PAGE_SIZE)
         .filter(|&a| a != 0 && a < IDENTITY_LIMIT)
         .ok_or("console pfn not mapped")?;
     let port = u32::try_from(port).map_err(|_| "console event channel out of range")?;
     let ring = NonNull::new(addr as *mut _).ok_or("console pfn 0")?;
     // SAFETY: the console page is ours and identity-mapped by the boot tables.
     console::set(Sink::Ring(unsafe { RingConsole::new(ring, port) }));
-    super::mark("console");
+    crate::bootinfo::mark("console");
     let store = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StorePfn)
         .map_err(|_| "HVM_PARAM_STORE_PFN")?;
     let store_port = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StoreEvtchn)
@@ -199,7 +199,7 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
     // runtime's own space: `init_memory` maps it as a machine frame).
     if let (Some(va), Ok(port)) = (
         store
-            .checked_mul(4096)
+            .checked_mul(PAGE_SIZE)
             .filter(|&a| a != 0 && a < IDENTITY_LIMIT),
         u32::try_from(store_port),
     ) {
@@ -222,7 +222,7 @@ fn memmap(si: &HvmStartInfo) -> &'static [MemmapEntry] {
 }
 
 fn cmdline(pa: u64) -> impl Iterator<Item = u8> {
-    let len = if pa == 0 || pa >= IDENTITY_LIMIT - 4096 {
+    let len = if pa == 0 || pa >= IDENTITY_LIMIT - PAGE_SIZE {
         0
     } else {
         1024

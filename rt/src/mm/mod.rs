@@ -8,6 +8,9 @@
 //! is pinned and activated with `MMUEXT_NEW_BASEPTR`, then Xen's boot tables
 //! are unpinned and their frames join the free frames; on PVH the boot tables
 //! in .bss are freed the same way after `mov cr3`.
+//!
+//! May import: `xen`, `time`, `arch`, `platform`. Prints nothing: errors
+//! are returned (boot and the fault reporter print them).
 mod native;
 mod pv;
 
@@ -15,9 +18,10 @@ use core::fmt::Write;
 
 use rt_mm::frames::BitmapFrames;
 use rt_mm::kernel::{self, Layout};
-use rt_mm::op::{Op, Outcome};
 use rt_mm::pte;
-pub use rt_mm::{AllocStats, Balloon, BalloonError, Level, MapError, Mmu, Pfn, Prot, Space, Stats};
+pub use rt_mm::{
+    AllocStats, Balloon, BalloonError, Level, MapError, Mmu, PAGE_SIZE, Pfn, Prot, Space, Stats,
+};
 use rt_mm::{Backend, FrameAllocator, FrameSource};
 use rt_xen::XenError;
 use spin::Mutex;
@@ -25,52 +29,28 @@ use spin::Mutex;
 pub use self::native::NativeBackend;
 pub use self::pv::{PvBackend, XenM2p};
 
+/// Pages that hold `bytes`.
+fn pages_for(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE_SIZE)
+}
+
 /// Ops the MMU queues before it submits on its own.
 pub(crate) const QUEUE: usize = rt_mm::mmu::QUEUE;
 
-/// The backend of this boot.
-#[derive(Debug)]
-pub enum Machine {
-    /// Xen PV: hypercalls, read-only tables, pinning.
-    Pv(PvBackend),
-    /// PVH or bare QEMU: the guest's own page tables.
-    Native(NativeBackend),
-}
+/// The backend of this boot — PV or native, chosen by the boot path — as
+/// the MMU layer holds it: one trait object, installed once ([`install`]).
+pub type Machine = &'static mut (dyn Backend + Send);
 
-impl Backend for Machine {
-    fn submit(&mut self, ops: &[Op], out: &mut [Outcome]) -> Result<u32, XenError> {
-        match self {
-            Machine::Pv(b) => b.submit(ops, out),
-            Machine::Native(b) => b.submit(ops, out),
-        }
-    }
-    fn read(&self, table: Pfn, index: usize) -> u64 {
-        match self {
-            Machine::Pv(b) => b.read(table, index),
-            Machine::Native(b) => b.read(table, index),
-        }
-    }
-    fn hw_frame(&self, pfn: Pfn) -> Option<u64> {
-        match self {
-            Machine::Pv(b) => b.hw_frame(pfn),
-            Machine::Native(b) => b.hw_frame(pfn),
-        }
-    }
-    fn pfn_of(&self, hw: u64) -> Option<Pfn> {
-        match self {
-            Machine::Pv(b) => b.pfn_of(hw),
-            Machine::Native(b) => b.pfn_of(hw),
-        }
-    }
-    fn set_hw_frame(&mut self, pfn: Pfn, hw: Option<u64>) -> bool {
-        match self {
-            Machine::Pv(b) => b.set_hw_frame(pfn, hw),
-            Machine::Native(b) => b.set_hw_frame(pfn, hw),
-        }
-    }
-    fn paravirt(&self) -> bool {
-        matches!(self, Machine::Pv(_))
-    }
+/// Moves `backend` into `slot` for the rest of the run and lends it out for
+/// good; `None` if that slot was filled already (a backend is installed
+/// once per boot).
+pub(crate) fn install<B: Backend + Send>(
+    slot: &'static Mutex<Option<B>>,
+    backend: B,
+) -> Option<Machine> {
+    // The lock is never released: the backend belongs to the MMU from now on.
+    let guard = slot.try_lock()?;
+    Some(spin::MutexGuard::leak(guard).insert(backend))
 }
 
 /// The memory state apps reach through [`with`].
@@ -120,7 +100,7 @@ pub fn stats() -> Stats {
 /// on PVH, where Xen keeps the physmap.
 pub fn p2m_info() -> Option<(u64, u64, u64)> {
     if !matches!(
-        crate::platform(),
+        crate::platform::platform(),
         crate::platform::Platform::XenPv | crate::platform::Platform::XenPvDom0
     ) {
         return None;
@@ -128,7 +108,7 @@ pub fn p2m_info() -> Option<(u64, u64, u64)> {
     let g = MM.try_lock()?;
     let m = g.as_ref()?;
     let absent = m.balloon.as_ref().map_or(0, |b| b.absent());
-    Some((m.nr_pages, (m.nr_pages * 8).div_ceil(4096), absent))
+    Some((m.nr_pages, pages_for(m.nr_pages * 8), absent))
 }
 
 /// What boot code knows about memory when it hands over to [`init`].
@@ -182,6 +162,8 @@ fn image_prot(pfn: u64) -> Option<Prot> {
 /// Why the address space could not be set up.
 #[derive(Debug)]
 pub enum InitError {
+    /// A backend was installed already (the address space is built once).
+    Again,
     /// Not enough free frames below the boot mapping for the bookkeeping.
     NoBootFrames,
     /// The mapper failed.
@@ -191,6 +173,7 @@ pub enum InitError {
 impl core::fmt::Display for InitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            InitError::Again => f.write_str("the address space was built already"),
             InitError::NoBootFrames => f.write_str("no free frames for the page-table bookkeeping"),
             InitError::Map(e) => write!(f, "{e}"),
         }
@@ -203,7 +186,7 @@ fn take_boot_frames(free: &mut [(u64, u64)], n: u64, limit: u64) -> Option<&'sta
     let r = free.iter_mut().find(|r| r.0 + n <= r.1.min(limit))?;
     let start = r.0;
     r.0 += n;
-    let bytes = (n * 4096) as usize;
+    let bytes = (n * PAGE_SIZE) as usize;
     // SAFETY: the frames were free RAM, are mapped read-write at their identity
     // address by the boot tables (below `limit`), and leave the free ranges here
     // so nothing else will ever use them.
@@ -219,9 +202,9 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
     let n = boot.free.len().min(free.len());
     free[..n].copy_from_slice(&boot.free[..n]);
     let free = &mut free[..n];
-    let types_pages = boot.nr_pages.div_ceil(4096);
+    let types_pages = pages_for(boot.nr_pages);
     let words = BitmapFrames::words_for(boot.nr_pages);
-    let bits_pages = (words as u64 * 8).div_ceil(4096);
+    let bits_pages = pages_for(words as u64 * 8);
     let types =
         take_boot_frames(free, types_pages, boot.readable).ok_or(InitError::NoBootFrames)?;
     let bits = take_boot_frames(free, bits_pages, boot.readable).ok_or(InitError::NoBootFrames)?;
@@ -262,7 +245,7 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
     // the frame allocator in one pass over the boot bitmap.
     let t1 = crate::arch::rdtsc();
     let words = FrameAllocator::words_needed(boot.nr_pages);
-    let pages = (words as u64 * 8).div_ceil(4096);
+    let pages = pages_for(words as u64 * 8);
     let storage = frames.take_run(pages).ok_or(InitError::NoBootFrames)?;
     // SAFETY: `pages` consecutive free frames just taken out of the free set,
     // mapped read-write at their identity address; used only by the allocator.
@@ -406,7 +389,7 @@ impl core::fmt::Display for ReservationError {
 
 /// The domain's reservation.
 pub fn reservation() -> Result<Reservation, ReservationError> {
-    if !crate::platform().is_xen() {
+    if !crate::platform::platform().is_xen() {
         return Err(ReservationError::NoHypervisor);
     }
     let h = &crate::xen::HYPERVISOR;
@@ -433,7 +416,7 @@ fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
     let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
     if mm.balloon.is_none() {
         let words = Balloon::words_needed(mm.nr_pages);
-        let frames = (words as u64 * 8).div_ceil(4096);
+        let frames = pages_for(words as u64 * 8);
         let at = mm
             .frames
             .alloc_contiguous(frames, 1)
@@ -465,10 +448,10 @@ fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
 /// (rounded down to pages): free frames leave the frame allocator and go back
 /// with `XENMEM_decrease_reservation` (PV: their p2m entries are invalidated;
 /// PVH: Xen removes them from the physmap). Returns the reservation after.
-/// Frames in use (by the heap too: see [`crate::heap::trim`]) stay.
+/// Frames in use (by the heap too: see `rt::heap::trim`) stay.
 pub fn release_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
     let r = reservation()?;
-    let target = target_bytes / 4096;
+    let target = target_bytes / PAGE_SIZE;
     if target < r.current_pages {
         move_reservation(r.current_pages - target, true)?;
     }
@@ -481,7 +464,7 @@ pub fn release_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
 /// allocator. Returns the reservation after.
 pub fn grow_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
     let r = reservation()?;
-    let target = (target_bytes / 4096).min(r.max_pages);
+    let target = (target_bytes / PAGE_SIZE).min(r.max_pages);
     if target > r.current_pages {
         move_reservation(target - r.current_pages, false)?;
     }
@@ -501,7 +484,7 @@ pub fn frame_stats() -> rt_mm::AllocStats {
 pub(crate) fn publish_p2m(p2m_va: u64, nr_pages: u64) -> Result<(), MapError> {
     let mut guard = MM.lock();
     let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
-    let p2m_pages = (nr_pages * 8).div_ceil(4096);
+    let p2m_pages = pages_for(nr_pages * 8);
     let mids = p2m_pages.div_ceil(512);
     if mids > 512 {
         return Err(MapError::OutOfRange(p2m_va));
@@ -568,7 +551,7 @@ pub(crate) fn map_machine_frames(va: u64, hw: &[u64]) -> Result<(), MapError> {
         mm.mmu
             .map_machine(
                 &mm.kernel,
-                va + i as u64 * 4096,
+                va + i as u64 * PAGE_SIZE,
                 f,
                 1,
                 Prot::RW,
@@ -585,7 +568,7 @@ pub fn alloc_frames(n: u64) -> Option<Pfn> {
     let at = MM.try_lock()?.as_mut()?.frames.alloc_contiguous(n, 1)?;
     // SAFETY: the frames were free: ordinary RAM of ours, mapped read-write
     // at their identity address, used by nothing else yet.
-    unsafe { core::ptr::write_bytes(at.addr() as *mut u8, 0, (n * 4096) as usize) };
+    unsafe { core::ptr::write_bytes(at.addr() as *mut u8, 0, (n * PAGE_SIZE) as usize) };
     Some(at)
 }
 

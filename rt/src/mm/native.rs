@@ -2,11 +2,14 @@
 //! outright — entries hold guest frame numbers, writes are plain stores,
 //! activation is `mov cr3`, invalidation `invlpg`. Nothing is pinned.
 use rt_mm::op::{Op, Outcome};
-use rt_mm::{Backend, Pfn};
+use rt_mm::{Backend, PAGE_SIZE, Pfn};
 use rt_xen::XenError;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
+
+/// Where the native backend lives once installed.
+static SLOT: spin::Mutex<Option<NativeBackend>> = spin::Mutex::new(None);
 
 /// The native backend. `limit` is the first pfn that is not RAM of ours.
 #[derive(Debug)]
@@ -18,6 +21,11 @@ impl NativeBackend {
     /// A backend for RAM frames below `limit`.
     pub fn new(limit: u64) -> NativeBackend {
         NativeBackend { limit }
+    }
+
+    /// Hands the backend to the MMU layer for the rest of the run (once).
+    pub(crate) fn install(self) -> Option<super::Machine> {
+        super::install(&SLOT, self)
     }
 
     fn slot(table: Pfn, index: usize) -> *mut u64 {
@@ -41,7 +49,9 @@ impl Backend for NativeBackend {
                 Op::ClearPage { frame } => {
                     // SAFETY: a frame the mapper just took for a new table, mapped
                     // at its identity address and not in use.
-                    unsafe { core::ptr::write_bytes(frame.addr() as *mut u8, 0, 4096) }
+                    unsafe {
+                        core::ptr::write_bytes(frame.addr() as *mut u8, 0, PAGE_SIZE as usize)
+                    }
                 }
                 Op::Pin { .. } | Op::Unpin { .. } => {}
                 Op::Activate { l4 } => {

@@ -62,6 +62,9 @@ impl M2p for XenM2p {
     }
 }
 
+/// Where the PV backend lives once installed.
+static SLOT: spin::Mutex<Option<PvBackend>> = spin::Mutex::new(None);
+
 /// The PV backend.
 #[derive(Debug)]
 pub struct PvBackend {
@@ -76,6 +79,11 @@ impl PvBackend {
         PvBackend {
             p2m: P2mMut::new(p2m),
         }
+    }
+
+    /// Hands the backend to the MMU layer for the rest of the run (once).
+    pub(crate) fn install(self) -> Option<super::Machine> {
+        super::install(&SLOT, self)
     }
 
     fn mfn(&self, pfn: Pfn) -> Result<u64, XenError> {

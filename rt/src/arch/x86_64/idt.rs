@@ -6,12 +6,13 @@
 //! get their own IST so a fault while handling a fault still has a good stack.
 //! Handlers are the assembly stubs of traps.S (`set_handler_fn` needs the
 //! nightly x86-interrupt ABI).
+use rt_xen::abi::PAGE_SIZE;
 use spin::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
-use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::idt::{Entry, InterruptDescriptorTable};
 use x86_64::structures::tss::TaskStateSegment;
 
 use super::trap_stubs;
@@ -30,21 +31,22 @@ pub const EVENT_VECTOR: u8 = 0xf3;
 /// address space is active).
 #[repr(C, align(4096))]
 struct Stack {
-    guard: [u8; 4096],
+    guard: [u8; PAGE_SIZE],
     stack: [u8; IST_SIZE],
 }
-static mut IST_EXCEPTION_STACK: Stack = Stack {
-    guard: [0; 4096],
-    stack: [0; IST_SIZE],
-};
-static mut IST_CRITICAL_STACK: Stack = Stack {
-    guard: [0; 4096],
-    stack: [0; IST_SIZE],
-};
-static mut IST_EVENT_STACK: Stack = Stack {
-    guard: [0; 4096],
-    stack: [0; IST_SIZE],
-};
+
+impl Stack {
+    const fn new() -> Stack {
+        Stack {
+            guard: [0; PAGE_SIZE],
+            stack: [0; IST_SIZE],
+        }
+    }
+}
+
+static mut IST_EXCEPTION_STACK: Stack = Stack::new();
+static mut IST_CRITICAL_STACK: Stack = Stack::new();
+static mut IST_EVENT_STACK: Stack = Stack::new();
 
 /// Frames of the IST stacks' guard pages.
 pub fn guard_pages() -> [u64; 3] {
@@ -105,46 +107,25 @@ pub fn init() {
     }
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
-        // SAFETY: trap_stubs is a read-only table assembled into the image.
-        let stub = |v: usize| VirtAddr::new(unsafe { trap_stubs[v] });
-        // SAFETY: each stub is a valid exception entry point that never returns,
-        // and each IST index used below is set in the TSS.
+        // SAFETY: each stub is a valid exception entry point that never
+        // returns, and each IST index used is set in the TSS above.
         unsafe {
             for v in [0u8, 1, 3, 4, 5, 6, 7, 9, 16, 19, 20] {
-                idt[v]
-                    .set_handler_addr(stub(usize::from(v)))
-                    .set_stack_index(IST_EXCEPTION);
+                gate(&mut idt[v], v, IST_EXCEPTION);
             }
-            idt.non_maskable_interrupt
-                .set_handler_addr(stub(2))
-                .set_stack_index(IST_CRITICAL);
-            idt.double_fault
-                .set_handler_addr(stub(8))
-                .set_stack_index(IST_CRITICAL);
-            idt.invalid_tss
-                .set_handler_addr(stub(10))
-                .set_stack_index(IST_EXCEPTION);
-            idt.segment_not_present
-                .set_handler_addr(stub(11))
-                .set_stack_index(IST_EXCEPTION);
-            idt.stack_segment_fault
-                .set_handler_addr(stub(12))
-                .set_stack_index(IST_EXCEPTION);
-            idt.general_protection_fault
-                .set_handler_addr(stub(13))
-                .set_stack_index(IST_EXCEPTION);
-            idt.page_fault
-                .set_handler_addr(stub(14))
-                .set_stack_index(IST_EXCEPTION);
-            idt.alignment_check
-                .set_handler_addr(stub(17))
-                .set_stack_index(IST_EXCEPTION);
-            idt.machine_check
-                .set_handler_addr(stub(18))
-                .set_stack_index(IST_CRITICAL);
-            idt.cp_protection_exception
-                .set_handler_addr(stub(21))
-                .set_stack_index(IST_EXCEPTION);
+            // The gates the x86_64 crate types by their frames (error codes,
+            // a page-fault address, no return): #DF, NMI and #MC on the
+            // critical stack.
+            gate(&mut idt.non_maskable_interrupt, 2, IST_CRITICAL);
+            gate(&mut idt.double_fault, 8, IST_CRITICAL);
+            gate(&mut idt.machine_check, 18, IST_CRITICAL);
+            gate(&mut idt.invalid_tss, 10, IST_EXCEPTION);
+            gate(&mut idt.segment_not_present, 11, IST_EXCEPTION);
+            gate(&mut idt.stack_segment_fault, 12, IST_EXCEPTION);
+            gate(&mut idt.general_protection_fault, 13, IST_EXCEPTION);
+            gate(&mut idt.page_fault, 14, IST_EXCEPTION);
+            gate(&mut idt.alignment_check, 17, IST_EXCEPTION);
+            gate(&mut idt.cp_protection_exception, 21, IST_EXCEPTION);
             // Interrupts are only enabled inside `rt_hvm_idle`; the gate
             // clears IF, so the handler is never re-entered.
             idt[EVENT_VECTOR]
@@ -154,4 +135,19 @@ pub fn init() {
         idt
     });
     idt.load();
+}
+
+/// Points gate `e` at the stub of exception vector `v` (traps.S), on IST
+/// stack `ist`.
+///
+/// # Safety
+/// `e` must be vector `v`'s gate, and `ist` an IST index set in the TSS.
+unsafe fn gate<F>(e: &mut Entry<F>, v: u8, ist: u16) {
+    // SAFETY: trap_stubs is a read-only table assembled into the image.
+    let stub = unsafe { trap_stubs[usize::from(v)] };
+    // SAFETY: the stub is the exception entry point for `v` (traps.S), it
+    // never returns, and the caller vouches for `ist`.
+    unsafe {
+        e.set_handler_addr(VirtAddr::new(stub)).set_stack_index(ist);
+    }
 }

@@ -2,6 +2,8 @@
 //! instructions the runtime uses.
 use core::arch::global_asm;
 
+use rt_xen::abi::PAGE_SIZE;
+
 pub mod idt;
 
 global_asm!(include_str!("entry.S"), options(att_syntax));
@@ -20,7 +22,7 @@ pub const TRAP_VECTORS: usize = 22;
 
 unsafe extern "C" {
     /// The hypercall page (entry.S).
-    pub static HYPERCALL_PAGE: [u8; 4096];
+    pub static HYPERCALL_PAGE: [u8; PAGE_SIZE];
     /// TSC at the first instruction of either entry point (entry.S).
     pub static boot_tsc: u64;
     /// Exception stubs for an IDT (PVH), one per vector (traps.S).
@@ -41,9 +43,9 @@ unsafe extern "C" {
     /// CR2 as the trap stub found it (traps.S).
     pub static trap_cr2: u64;
     /// The PVH boot page tables (6 pages: PML4, PDPT, 4 PDs), entry.S.
-    pub static boot_pml4: [u8; 4096];
+    pub static boot_pml4: [u8; PAGE_SIZE];
     /// The unmapped page below the boot stack.
-    pub static boot_stack_guard: [u8; 4096];
+    pub static boot_stack_guard: [u8; PAGE_SIZE];
     /// Linker-script symbols: the image's segments.
     pub static __image_start: u8;
     /// End of code.
@@ -72,7 +74,7 @@ pub struct ImageLayout {
 /// Where the image's segments are (all page aligned by the linker script).
 pub fn image_layout() -> ImageLayout {
     let pfn = |p: *const u8| p as u64 >> 12;
-    let up = |p: *const u8| (p as u64).div_ceil(4096);
+    let up = |p: *const u8| (p as u64).div_ceil(PAGE_SIZE as u64);
     ImageLayout {
         text: (pfn(&raw const __image_start), up(&raw const __text_end)),
         rodata: (pfn(&raw const __rodata_start), up(&raw const __rodata_end)),

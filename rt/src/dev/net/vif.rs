@@ -1,20 +1,25 @@
 //! The Xen vif: netfront's xenstore handshake with netback (the logic is
-//! [`rt_xen::dev::net::xenbus::connect`], host-tested against misbehaving backends),
-//! its granted pages and event channel, over the data path of
-//! [`rt_xen::dev::net`].
+//! [`rt_xen::dev::net::xenbus::connect`] over the generic handshake,
+//! host-tested against misbehaving backends), its granted pages and event
+//! channel, over the data path of [`rt_xen::dev::net`]. The vif's state is
+//! shared with the device registry ([`crate::dev`]).
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use rt_xen::abi::PAGE_SIZE;
 use rt_xen::dev::net::netif::RING_SIZE;
 use rt_xen::dev::net::xenbus::{self as vif_keys, Rings};
-use rt_xen::dev::net::{Netfront, Pages};
+use rt_xen::dev::net::{NetStats, Netfront, Pages};
 use rt_xen::proto::shared_ring::FrontRing;
 use rt_xen::proto::xenbus::{self, Bus, HandshakeError, Link, state};
 use rt_xen::proto::xenstore::XsError;
+use spin::Mutex;
 
-use crate::event::Channel;
+use crate::dev::{Device, Registration};
+use crate::event::{Channel, Port};
 use crate::grant::GrantedPage;
 use crate::time::Instant;
 
@@ -43,7 +48,7 @@ impl Bus for RtBus {
         Instant::now().as_nanos() / 1_000_000
     }
     fn sleep_ms(&mut self, ms: u64) {
-        crate::time::sleep(Duration::from_millis(ms));
+        crate::sched::sleep(Duration::from_millis(ms));
     }
 }
 
@@ -54,20 +59,19 @@ struct Bufs {
 }
 
 impl Pages for Bufs {
-    fn tx_page(&mut self, id: u16) -> &mut [u8; 4096] {
+    fn tx_page(&mut self, id: u16) -> &mut [u8; PAGE_SIZE] {
         self.tx[usize::from(id)].bytes_mut()
     }
-    fn rx_page(&self, id: u16) -> &[u8; 4096] {
+    fn rx_page(&self, id: u16) -> &[u8; PAGE_SIZE] {
         self.rx[usize::from(id)].bytes()
     }
 }
 
-/// A connected vif.
-pub struct Vif {
+/// What the vif and the device registry share.
+struct State {
     nf: Netfront,
     bufs: Bufs,
     chan: Channel,
-    mac: [u8; 6],
     frontend: String,
     backend: String,
     /// The ring pages; kept (granted) for the life of the vif.
@@ -76,16 +80,46 @@ pub struct Vif {
     closed: bool,
 }
 
+impl Device for State {
+    fn name(&self) -> &str {
+        self.frontend
+            .strip_prefix("device/")
+            .unwrap_or(&self.frontend)
+    }
+    fn connected(&self) -> bool {
+        !self.closed
+    }
+}
+
+impl State {
+    fn notify(&self) {
+        // A refused send leaves the backend to its own polling; counted by
+        // the missing traffic, nothing to undo here.
+        if self.chan.notify().is_err() {
+            crate::console::println!("rt: net: notifying the backend failed");
+        }
+    }
+}
+
+/// A connected vif.
+pub struct Vif {
+    state: Arc<Mutex<State>>,
+    mac: [u8; 6],
+    port: Port,
+    _registration: Registration,
+}
+
 /// The watch token for the backend's state.
 const BACKEND_TOKEN: &str = "rt:net:backend-state";
 
 impl core::fmt::Debug for Vif {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = self.state.lock();
         f.debug_struct("Vif")
-            .field("frontend", &self.frontend)
-            .field("backend", &self.backend)
-            .field("port", &self.chan.port())
-            .field("stats", &self.nf.stats)
+            .field("frontend", &s.frontend)
+            .field("backend", &s.backend)
+            .field("port", &self.port)
+            .field("stats", &s.nf.stats)
             .finish()
     }
 }
@@ -98,26 +132,35 @@ impl Vif {
             vif_keys::connect(&mut RtBus, devid, timeout, |dev| {
                 Self::set_up(dev.backend_id)
             })?;
-        let dev = found.device;
         chan.unmask()
             .map_err(|e| HandshakeError::Setup(format!("{e}")))?;
-        let vif = Vif {
+        let port = chan.port();
+        crate::event::name_port(port, "vif");
+        let dev = found.device;
+        let state = Arc::new(Mutex::new(State {
             nf,
             bufs,
             chan,
-            mac: found.mac,
             frontend: dev.frontend,
             backend: dev.backend,
             _rings: rings,
             closed: false,
+        }));
+        let vif = Vif {
+            _registration: crate::dev::register(&state),
+            state,
+            mac: found.mac,
+            port,
         };
-        if let Err(e) = crate::xenstore::watch(&format!("{}/state", vif.backend), BACKEND_TOKEN) {
-            crate::println!(
+        let s = vif.state.lock();
+        if let Err(e) = crate::xenstore::watch(&format!("{}/state", s.backend), BACKEND_TOKEN) {
+            crate::console::println!(
                 "rt: net: cannot watch the backend's state ({e}): a disconnect will go unnoticed"
             );
         }
         // The RX buffers were posted before the backend connected.
-        vif.notify();
+        s.notify();
+        drop(s);
         Ok(vif)
     }
 
@@ -147,7 +190,7 @@ impl Vif {
         let ring_ptr = |p: &GrantedPage| {
             core::ptr::NonNull::new(p.pfn().addr() as *mut u8).ok_or(String::from("page 0"))
         };
-        // SAFETY: each ring page is ours (owned by `rings`, which the Vif
+        // SAFETY: each ring page is ours (owned by `rings`, which the vif
         // keeps for its life), mapped read-write at its identity address, and
         // shared only with the backend it is granted to.
         let (tx, rx) = unsafe {
@@ -171,7 +214,8 @@ impl Vif {
     /// using the rings; the pages stay granted (the backend may still have
     /// them mapped). Returns whether the vif is still connected.
     pub fn check_backend(&mut self) -> bool {
-        if self.closed {
+        let mut s = self.state.lock();
+        if s.closed {
             return false;
         }
         let mut changed = false;
@@ -181,38 +225,29 @@ impl Vif {
         if !changed {
             return true;
         }
-        let now = xenbus::backend_state(&mut RtBus, &self.backend);
+        let now = xenbus::backend_state(&mut RtBus, &s.backend);
         match xenbus::link_after(now) {
             Link::Up => return true,
-            Link::Closed(s) => {
-                crate::println!(
-                    "rt: net: the backend closed {} (state {s}): the network is down",
-                    self.frontend
+            Link::Closed(st) => {
+                crate::console::println!(
+                    "rt: net: the backend closed {} (state {st}): the network is down",
+                    s.frontend
                 );
                 for st in [state::CLOSING, state::CLOSED] {
-                    if let Err(e) = crate::xenstore::write(
-                        &format!("{}/state", self.frontend),
-                        &format!("{st}"),
-                    ) {
-                        crate::println!("rt: net: writing the frontend state failed: {e}");
+                    if let Err(e) =
+                        crate::xenstore::write(&format!("{}/state", s.frontend), &format!("{st}"))
+                    {
+                        crate::console::println!("rt: net: writing the frontend state failed: {e}");
                     }
                 }
             }
-            Link::Gone => crate::println!(
+            Link::Gone => crate::console::println!(
                 "rt: net: the backend of {} is gone: the network is down",
-                self.frontend
+                s.frontend
             ),
         }
-        self.closed = true;
+        s.closed = true;
         false
-    }
-
-    fn notify(&self) {
-        // A refused send leaves the backend to its own polling; counted by
-        // the missing traffic, nothing to undo here.
-        if self.chan.notify().is_err() {
-            crate::println!("rt: net: notifying the backend failed");
-        }
     }
 
     /// The MAC address (from xenstore).
@@ -221,25 +256,27 @@ impl Vif {
     }
 
     /// The event channel the backend signals.
-    pub fn port(&self) -> crate::event::Port {
-        self.chan.port()
+    pub fn port(&self) -> Port {
+        self.port
     }
 
     /// Takes the backend's event (true if there was one).
     pub fn take_event(&self) -> bool {
-        self.chan.take_pending()
+        self.state.lock().chan.take_pending()
     }
 
     /// Sends a frame that `fill` writes into `len` bytes.
     pub fn send(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        if self.closed {
+        let mut g = self.state.lock();
+        let s = &mut *g;
+        if s.closed {
             return false;
         }
-        self.nf.collect_tx();
-        match self.nf.send(&mut self.bufs, len, fill) {
+        s.nf.collect_tx();
+        match s.nf.send(&mut s.bufs, len, fill) {
             Ok(notify) => {
                 if notify {
-                    self.notify();
+                    s.notify();
                 }
                 true
             }
@@ -249,38 +286,41 @@ impl Vif {
 
     /// Whether a frame can be sent now (reclaiming answered buffers first).
     pub fn can_send(&mut self) -> bool {
-        if self.closed {
+        let mut s = self.state.lock();
+        if s.closed {
             return false;
         }
-        self.nf.collect_tx();
-        self.nf.can_send()
+        s.nf.collect_tx();
+        s.nf.can_send()
     }
 
     /// Hands at most one received frame to `f`.
     pub fn receive_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        if self.closed {
+        let mut g = self.state.lock();
+        let s = &mut *g;
+        if s.closed {
             return None;
         }
         let mut f = Some(f);
         let mut out = None;
-        let (_, notify) = self.nf.receive_at_most(&self.bufs, 1, |d| {
+        let (_, notify) = s.nf.receive_at_most(&s.bufs, 1, |d| {
             if let Some(f) = f.take() {
                 out = Some(f(d));
             }
         });
         if notify {
-            self.notify();
+            s.notify();
         }
         out
     }
 
     /// Counters.
-    pub fn stats(&self) -> rt_xen::dev::net::NetStats {
-        self.nf.stats
+    pub fn stats(&self) -> NetStats {
+        self.state.lock().nf.stats
     }
 
     /// TX buffers in flight, RX buffers posted.
     pub fn buffers(&self) -> (usize, usize) {
-        self.nf.buffers()
+        self.state.lock().nf.buffers()
     }
 }

@@ -1,4 +1,4 @@
-//! Networking for apps: the Xen vif ([`vif`]) under smoltcp.
+//! Networking for apps: the Xen vif ([`vif`]) under smoltcp (`rt::net`).
 //!
 //! [`Net::up`] connects `device/vif/0`, configures the address — `ip=` and
 //! `gw=` on the kernel command line, else `[network]` from `image.toml`
@@ -7,6 +7,9 @@
 //! set. [`Net::poll`] moves frames both ways and runs the stack (ICMP echo is
 //! answered by it); [`Net::wait`] blocks the vCPU until the backend signals
 //! or smoltcp's next timer, so an idle server uses no CPU.
+//!
+//! May import: `sched`, `event`, `grant`, `xenstore`, `time`, `console`,
+//! `bootinfo`, the registry of [`crate::dev`].
 pub mod vif;
 
 use alloc::vec;
@@ -79,7 +82,7 @@ pub fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
 /// The address configuration: the command line's `ip=`/`gw=` first, then
 /// the image's `[network]`.
 pub fn config() -> Result<Addressing, NetError> {
-    let cmd = crate::boot_info().cmdline();
+    let cmd = crate::bootinfo::boot_info().cmdline();
     let word = |k: &str| cmd.split_whitespace().find_map(|w| w.strip_prefix(k));
     let ip = word("ip=").or(built_in("ip"));
     let gw = word("gw=").or(built_in("gateway"));
@@ -232,7 +235,7 @@ impl Net {
     pub fn up() -> Result<Net, NetError> {
         let addressing = config()?;
         let vif = Vif::connect(0).map_err(NetError::Vif)?;
-        crate::boot::mark("netfront");
+        crate::bootinfo::mark("netfront");
         let mut device = VifDevice {
             vif,
             rx: vec![0; rt_xen::dev::net::MAX_PACKET],
@@ -275,7 +278,7 @@ impl Net {
                 }
             }
         }
-        crate::boot::mark("ip");
+        crate::bootinfo::mark("ip");
         Ok(net)
     }
 
@@ -312,7 +315,7 @@ impl Net {
         let change = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
             None => return,
             Some(dhcpv4::Event::Configured(c)) => {
-                crate::println!(
+                crate::console::println!(
                     "net: DHCP lease {} router {} from {}",
                     c.address,
                     c.router.map_or("none".into(), |r| alloc::format!("{r}")),
@@ -328,17 +331,17 @@ impl Net {
                 return;
             }
             Some(dhcpv4::Event::Deconfigured) => {
-                crate::println!("net: DHCP lease lost, address removed");
+                crate::console::println!("net: DHCP lease lost, address removed");
                 None
             }
         };
         if let Err(e) = self.apply(change) {
-            crate::println!("net: {e}");
+            crate::console::println!("net: {e}");
         }
     }
 
     /// Blocks until the backend signals or smoltcp's next timer (at most
-    /// `limit`), serving the toolstack meanwhile (see [`crate::event::idle`]).
+    /// `limit`), serving the toolstack meanwhile (see [`crate::sched::idle`]).
     pub fn wait(&mut self, limit: Option<Duration>) {
         let delay = self
             .iface
@@ -357,7 +360,7 @@ impl Net {
             return;
         }
         let deadline = d.map(|d| Instant::now().after(d));
-        if crate::event::idle(deadline).is_err() {
+        if crate::sched::idle(deadline).is_err() {
             crate::xen::yield_cpu();
         }
     }

@@ -1,0 +1,208 @@
+//! What the runtime learned while booting — the mode, the memory, the
+//! command line — and the boot timeline: named TSC stamps from the entry
+//! point to `main` and on (the runtime marks its first xenstore connection,
+//! the connected vif and a configured address).
+//!
+//! May import: `time`, `arch`, `platform`. Boot code records; anyone reads.
+use core::fmt;
+use core::time::Duration;
+
+use spin::Once;
+
+use crate::platform::Platform;
+
+/// Longest command line we keep (Xen's `MAX_GUEST_CMDLINE`).
+const CMDLINE_MAX: usize = 1024;
+
+/// Most marks a boot timeline holds.
+const MAX_MARKS: usize = 16;
+
+/// Named TSC stamps taken during boot, in order (the first is the entry point).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    marks: [(&'static str, u64); MAX_MARKS],
+    len: usize,
+}
+
+impl Timeline {
+    const fn new() -> Self {
+        Timeline {
+            marks: [("", 0); MAX_MARKS],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, name: &'static str, tsc: u64) {
+        if self.len < MAX_MARKS {
+            self.marks[self.len] = (name, tsc);
+            self.len += 1;
+        }
+    }
+
+    /// The marks as (name, time since the entry point).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Option<Duration>)> + '_ {
+        let t0 = self.marks[0].1;
+        self.marks[..self.len]
+            .iter()
+            .map(move |&(n, t)| (n, crate::time::tsc_delta_to_duration(t.wrapping_sub(t0))))
+    }
+}
+
+impl fmt::Display for Timeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("boot timeline (us since entry):")?;
+        for (name, d) in self.iter() {
+            match d {
+                Some(d) => write!(f, " {name}={}", d.as_micros())?,
+                None => write!(f, " {name}=?")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+static TIMELINE: spin::Mutex<Timeline> = spin::Mutex::new(Timeline::new());
+
+/// Records a boot milestone (the entry point is recorded first, automatically).
+/// After `main` the runtime marks its first xenstore connection (`xenstore`),
+/// the connected vif (`netfront`) and a configured address (`ip`); see
+/// [`timeline`].
+pub(crate) fn mark(name: &'static str) {
+    let mut t = TIMELINE.lock();
+    if t.len == 0 {
+        t.push("entry", crate::arch::entry_tsc());
+    }
+    t.push(name, crate::arch::rdtsc());
+}
+
+/// The boot milestones so far: [`BootInfo::timeline`]'s marks up to `main`
+/// and those the runtime recorded since (e.g. `xenstore`, `netfront`, `ip`
+/// once the network is up).
+pub fn timeline() -> Timeline {
+    *TIMELINE.lock()
+}
+
+/// What the runtime learned while booting.
+#[derive(Debug)]
+pub struct BootInfo {
+    platform: Platform,
+    memory_bytes: u64,
+    cmdline: Cmdline,
+    entry_tsc: u64,
+    main_tsc: u64,
+    timeline: Timeline,
+}
+
+#[derive(Debug)]
+struct Cmdline {
+    buf: [u8; CMDLINE_MAX],
+    len: usize,
+}
+
+impl Cmdline {
+    /// Copies a command line, stopping at NUL or the limit; invalid UTF-8 is cut
+    /// at the first bad byte.
+    fn new(raw: impl Iterator<Item = u8>) -> Self {
+        let mut c = Cmdline {
+            buf: [0; CMDLINE_MAX],
+            len: 0,
+        };
+        for b in raw.take(CMDLINE_MAX).take_while(|&b| b != 0) {
+            c.buf[c.len] = b;
+            c.len += 1;
+        }
+        c.len = match core::str::from_utf8(&c.buf[..c.len]) {
+            Ok(_) => c.len,
+            Err(e) => e.valid_up_to(),
+        };
+        c
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl BootInfo {
+    /// The boot mode.
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    /// RAM given to the domain, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+
+    /// The command line the image was started with.
+    pub fn cmdline(&self) -> &str {
+        self.cmdline.as_str()
+    }
+
+    /// The boot milestones up to `main`.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Time from the first instruction of the entry point to `main`.
+    pub fn entry_to_main(&self) -> Option<Duration> {
+        crate::time::tsc_delta_to_duration(self.main_tsc.wrapping_sub(self.entry_tsc))
+    }
+}
+
+impl fmt::Display for BootInfo {
+    /// The one-line boot report.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "boot: mode={} memory={} MiB",
+            self.platform,
+            self.memory_bytes >> 20
+        )?;
+        match self.entry_to_main() {
+            Some(d) => write!(f, " entry-to-main={} us", d.as_micros())?,
+            None => write!(
+                f,
+                " entry-to-main={} tsc-ticks",
+                self.main_tsc.wrapping_sub(self.entry_tsc)
+            )?,
+        }
+        write!(f, " cmdline={:?}", self.cmdline())
+    }
+}
+
+static BOOT: Once<BootInfo> = Once::new();
+
+unsafe extern "Rust" {
+    /// Defined by `rt::main!`: the app's crate name.
+    static __RT_APP_NAME: &'static str;
+}
+
+/// What the runtime learned while booting (available from the start of `main`).
+pub fn boot_info() -> &'static BootInfo {
+    BOOT.get().expect("rt::boot_info() called before main")
+}
+
+/// The application's crate name.
+pub fn app_name() -> &'static str {
+    // SAFETY: `rt::main!` defines this immutable static in every image.
+    unsafe { __RT_APP_NAME }
+}
+
+/// Records the boot facts (boot code, once, right before `main`): marks
+/// `main` on the timeline.
+pub(crate) fn record(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item = u8>) {
+    let entry_tsc = crate::arch::entry_tsc();
+    let cmdline = Cmdline::new(cmdline);
+    mark("main");
+    let timeline = *TIMELINE.lock();
+    let main_tsc = timeline.marks[timeline.len - 1].1;
+    BOOT.call_once(|| BootInfo {
+        platform,
+        memory_bytes,
+        cmdline,
+        entry_tsc,
+        main_tsc,
+        timeline,
+    });
+}

@@ -1,0 +1,32 @@
+//! The hypervisor as this domain sees it (the mirror of `rt_xen::abi`): the
+//! hypercall page every call goes through, and the shared_info page Xen
+//! keeps the event bitmaps and the vCPU's clock in.
+//!
+//! May import: `arch`, `platform`. Prints nothing: the layers above report.
+mod shared;
+
+use rt_xen::abi::hypercall::{self, HypercallPage};
+
+pub use self::shared::{
+    SHARED_INFO_PAGE, publish_p2m, shared_info, shared_info_mapped, system_time_ns, time_info,
+    vcpu0, wall_clock_base,
+};
+
+/// The one hypercall page of the image; unset (every call `ENOSYS`) until boot
+/// code publishes it.
+pub static HYPERVISOR: HypercallPage = HypercallPage::new();
+
+/// Gives the CPU away for a moment (`SCHEDOP_yield`). Only a hint: if Xen
+/// refuses it, the caller simply polls once more, so the result carries no
+/// information worth acting on.
+pub fn yield_cpu() {
+    if hypercall::sched_yield(&HYPERVISOR).is_err() {
+        core::hint::spin_loop();
+    }
+}
+
+/// Hypercalls issued so far: of number `op` (see `rt_xen::abi::op`), or of
+/// every number when `op` is `None`.
+pub fn hypercalls_issued(op: Option<u32>) -> u64 {
+    op.map_or_else(|| HYPERVISOR.issued_total(), |op| HYPERVISOR.issued(op))
+}
