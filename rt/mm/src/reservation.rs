@@ -186,12 +186,11 @@ impl<'a> Balloon<'a> {
         res: &mut dyn Reservation<B>,
         pages: u64,
     ) -> Result<u64, BalloonError> {
-        let mut done = 0;
-        while done < pages {
-            let want = (pages - done).min(BATCH as u64) as usize;
-            let (pfns, got) = take_batch(frames, want as u64);
+        let empty = |done| BalloonError::NoFreeFrames { done };
+        in_batches(pages, "decrease_reservation", empty, |want| {
+            let (pfns, got) = take_batch(frames, want);
             if got == 0 {
-                return Err(BalloonError::NoFreeFrames { done });
+                return Ok(Batch::NONE);
             }
             let pfns = &pfns[..got];
             // Frame numbers first: nothing is unmapped yet if one is missing.
@@ -220,20 +219,13 @@ impl<'a> Balloon<'a> {
                 let r = self.absent.free(p);
                 debug_assert!(r.is_ok(), "{r:?}");
             }
-            done += took as u64;
-            if took < got {
-                back_to_allocator(mmu, space, frames, &pfns[took..])?;
-                return Err(BalloonError::Xen {
-                    op: "decrease_reservation",
-                    done,
-                    error: r.err(),
-                });
-            }
-            if got < want {
-                return Err(BalloonError::NoFreeFrames { done });
-            }
-        }
-        Ok(done)
+            back_to_allocator(mmu, space, frames, &pfns[took..])?;
+            Ok(Batch {
+                got,
+                took,
+                error: r.err(),
+            })
+        })
     }
 
     /// Takes `pages` frames back from Xen for pfns given back earlier; they
@@ -246,12 +238,11 @@ impl<'a> Balloon<'a> {
         res: &mut dyn Reservation<B>,
         pages: u64,
     ) -> Result<u64, BalloonError> {
-        let mut done = 0;
-        while done < pages {
-            let want = (pages - done).min(BATCH as u64) as usize;
-            let (pfns, got) = take_batch(&mut self.absent, want as u64);
+        let empty = |done| BalloonError::NothingAbsent { done };
+        in_batches(pages, "populate_physmap", empty, |want| {
+            let (pfns, got) = take_batch(&mut self.absent, want);
             if got == 0 {
-                return Err(BalloonError::NothingAbsent { done });
+                return Ok(Batch::NONE);
             }
             let pfns = &pfns[..got];
             let mut list = [0u64; BATCH];
@@ -270,18 +261,57 @@ impl<'a> Balloon<'a> {
                 }
             }
             back_to_allocator(mmu, space, frames, &pfns[..took])?;
-            done += took as u64;
-            if took < got {
-                return Err(BalloonError::Xen {
-                    op: "populate_physmap",
-                    done,
-                    error: r.err(),
-                });
-            }
-            if got < want {
-                return Err(BalloonError::NothingAbsent { done });
-            }
-        }
-        Ok(done)
+            Ok(Batch {
+                got,
+                took,
+                error: r.err(),
+            })
+        })
     }
+}
+
+/// What one batch did: frames taken from its source (`got`), frames Xen
+/// moved (`took`, the rest went back to the source), and Xen's error if it
+/// failed outright.
+struct Batch {
+    got: usize,
+    took: usize,
+    error: Option<XenError>,
+}
+
+impl Batch {
+    /// The source had nothing: no call was made.
+    const NONE: Batch = Batch {
+        got: 0,
+        took: 0,
+        error: None,
+    };
+}
+
+/// Moves `pages` frames in batches of at most [`BATCH`] with `batch`
+/// (given how many to move), stopping at the first batch that falls short:
+/// its source ran dry (`empty(done)`) or Xen stopped (`op` names the call).
+fn in_batches(
+    pages: u64,
+    op: &'static str,
+    empty: impl Fn(u64) -> BalloonError,
+    mut batch: impl FnMut(u64) -> Result<Batch, BalloonError>,
+) -> Result<u64, BalloonError> {
+    let mut done = 0;
+    while done < pages {
+        let want = (pages - done).min(BATCH as u64) as usize;
+        let b = batch(want as u64)?;
+        done += b.took as u64;
+        if b.took < b.got {
+            return Err(BalloonError::Xen {
+                op,
+                done,
+                error: b.error,
+            });
+        }
+        if b.got < want {
+            return Err(empty(done));
+        }
+    }
+    Ok(done)
 }

@@ -1,0 +1,266 @@
+//! The range operations: map, protect, unmap — one L1's worth of updates
+//! costs one queue entry, never a hypercall per page.
+use super::pending::{FlushPlan, Pending};
+use super::{MapError, Mmu, Space};
+use crate::backend::{Backend, FrameSource};
+use crate::frame::{PAGE_SIZE, Pfn};
+use crate::op::Op;
+use crate::pte::{self, Level, Prot};
+
+impl<'t, B: Backend> Mmu<'t, B> {
+    /// Maps `pages` consecutive frames from `first` at `va` with `prot`.
+    pub fn map_range(
+        &mut self,
+        space: &Space,
+        va: u64,
+        first: Pfn,
+        pages: u64,
+        prot: Prot,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        self.map_pfns(space, va, pages, &|i| Pfn(first.0 + i), prot, frames)
+    }
+
+    /// Maps the frames of `list`, in order, at consecutive pages from `va`.
+    pub fn map_frames(
+        &mut self,
+        space: &Space,
+        va: u64,
+        list: &[Pfn],
+        prot: Prot,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        self.map_pfns(
+            space,
+            va,
+            list.len() as u64,
+            &|i| list[i as usize],
+            prot,
+            frames,
+        )
+    }
+
+    /// Maps page `i` of the range to RAM frame `pfn_at(i)`.
+    pub(super) fn map_pfns(
+        &mut self,
+        space: &Space,
+        va: u64,
+        pages: u64,
+        pfn_at: &dyn Fn(u64) -> Pfn,
+        prot: Prot,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(va, pages)?;
+        // Pass 1: our own checks, before anything is queued.
+        for i in 0..pages {
+            let pfn = pfn_at(i);
+            self.hw(pfn)?;
+            if prot.write && self.table_level(pfn).is_some() {
+                return Err(MapError::PageTableFrame(pfn));
+            }
+        }
+        self.submit()?;
+        let flags = prot.leaf_flags();
+        self.map_with(space, va, pages, frames, |m, i| {
+            let pfn = pfn_at(i);
+            // A frame the frame source just turned into a table of this very
+            // range would be a caller bug; refuse rather than map it writable.
+            if prot.write && m.table_level(pfn).is_some() {
+                return Err(MapError::PageTableFrame(pfn));
+            }
+            Ok(Some(pte::make(m.hw(pfn)?, flags)))
+        })
+    }
+
+    /// Maps `pages` consecutive machine frames from `hw` (frames that are not
+    /// RAM of ours, such as shared_info) at `va`.
+    pub fn map_machine(
+        &mut self,
+        space: &Space,
+        va: u64,
+        hw: u64,
+        pages: u64,
+        prot: Prot,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(va, pages)?;
+        // Machine frames can still be our RAM; the same rule applies to each.
+        if prot.write {
+            let table = (0..pages)
+                .filter_map(|i| self.backend.pfn_of(hw + i))
+                .find(|&p| self.table_level(p).is_some());
+            if let Some(pfn) = table {
+                return Err(MapError::PageTableFrame(pfn));
+            }
+        }
+        self.submit()?;
+        let flags = prot.leaf_flags();
+        self.map_with(space, va, pages, frames, |_, i| {
+            Ok(Some(pte::make(hw + i, flags)))
+        })
+    }
+
+    /// Maps frames `[start, end)` at their identity addresses (va = pfn << 12)
+    /// with the rights `prot_of` gives each (`None`: leave a hole). Frames that
+    /// are page tables — including tables created while this runs — are mapped
+    /// read-only whatever `prot_of` says.
+    pub fn map_direct(
+        &mut self,
+        space: &Space,
+        start: Pfn,
+        end: Pfn,
+        prot_of: &dyn Fn(Pfn) -> Option<Prot>,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(start.addr(), end.0.saturating_sub(start.0))?;
+        self.map_with(space, start.addr(), end.0 - start.0, frames, |m, i| {
+            let pfn = Pfn(start.0 + i);
+            let Some(mut prot) = prot_of(pfn) else {
+                return Ok(None);
+            };
+            // PV: tables are read-only everywhere. Native: the direct map is
+            // how the mapper writes its tables, so they stay writable there.
+            if m.backend.paravirt() && m.table_level(pfn).is_some() {
+                prot.write = false;
+            }
+            Ok(Some(pte::make(m.hw(pfn)?, prot.leaf_flags())))
+        })
+    }
+
+    /// Queues one leaf write per page (`entry_of` gives the entry, `None` for a
+    /// hole). On error, what this call queued and did not submit yet is dropped.
+    pub(super) fn map_with(
+        &mut self,
+        space: &Space,
+        va: u64,
+        pages: u64,
+        frames: &mut dyn FrameSource,
+        entry_of: impl Fn(&Self, u64) -> Result<Option<u64>, MapError>,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        let mark = self.len;
+        let mut plan = FlushPlan {
+            active: self.active == Some(space.l4),
+            ..FlushPlan::default()
+        };
+        let mut l1: Option<(u64, Pfn)> = None;
+        let mut run = || -> Result<(), MapError> {
+            for i in 0..pages {
+                let v = va + i * PAGE_SIZE;
+                let Some(value) = entry_of(self, i)? else {
+                    continue;
+                };
+                let region = v >> Level::L2.shift();
+                let table = match l1 {
+                    Some((r, t)) if r == region => t,
+                    _ => {
+                        let t = self.ensure_l1(space.l4, v, frames)?;
+                        l1 = Some((region, t));
+                        t
+                    }
+                };
+                let idx = Level::L1.index(v);
+                // Each page is visited once, so no op of this call wrote it yet;
+                // only ops queued before the call need the full overlay.
+                let old = if mark == 0 {
+                    self.read_unqueued(table, idx)
+                } else {
+                    self.read_entry(table, idx)
+                };
+                self.push(Op::Write {
+                    table,
+                    index: idx as u16,
+                    value,
+                })?;
+                if pte::present(old) {
+                    plan.add(v);
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            self.len = self.len.min(mark);
+            return Err(e);
+        }
+        Ok(Pending { mmu: self, plan })
+    }
+
+    /// Changes the rights of every page in the range; all must be mapped.
+    pub fn protect_range(
+        &mut self,
+        space: &Space,
+        va: u64,
+        pages: u64,
+        prot: Prot,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(va, pages)?;
+        self.submit()?;
+        for i in 0..pages {
+            let v = va + i * PAGE_SIZE;
+            let e = self.translate(space.l4, v)?;
+            if !pte::present(e) {
+                return Err(MapError::NotMapped(v));
+            }
+            let pfn = self.backend.pfn_of(pte::frame(e));
+            if let Some(pfn) = pfn.filter(|&p| prot.write && self.table_level(p).is_some()) {
+                return Err(MapError::PageTableFrame(pfn));
+            }
+        }
+        let mut plan = FlushPlan {
+            active: self.active == Some(space.l4),
+            ..FlushPlan::default()
+        };
+        let flags = prot.leaf_flags();
+        for i in 0..pages {
+            let v = va + i * PAGE_SIZE;
+            let (table, idx) = self.find_l1(space.l4, v)?.ok_or(MapError::NotMapped(v))?;
+            let e = self.read_entry(table, idx);
+            self.push(Op::Write {
+                table,
+                index: idx as u16,
+                value: pte::make(pte::frame(e), flags),
+            })?;
+            plan.add(v);
+        }
+        Ok(Pending { mmu: self, plan })
+    }
+
+    /// Removes every mapping in the range (holes are fine). Tables stay.
+    pub fn unmap_range(
+        &mut self,
+        space: &Space,
+        va: u64,
+        pages: u64,
+    ) -> Result<Pending<'_, 't, B>, MapError> {
+        Self::check_range(va, pages)?;
+        self.submit()?;
+        let mut plan = FlushPlan {
+            active: self.active == Some(space.l4),
+            ..FlushPlan::default()
+        };
+        let mut l1: Option<(u64, Option<(Pfn, usize)>)> = None;
+        for i in 0..pages {
+            let v = va + i * PAGE_SIZE;
+            let region = v >> Level::L2.shift();
+            let found = match l1 {
+                Some((r, f)) if r == region => f.map(|(t, _)| (t, Level::L1.index(v))),
+                _ => {
+                    let f = self.find_l1(space.l4, v)?;
+                    l1 = Some((region, f));
+                    f
+                }
+            };
+            let Some((table, idx)) = found else { continue };
+            // Clear to 0, not just "not present": Xen checks non-present entries
+            // with address bits on L1TF-vulnerable CPUs.
+            if pte::present(self.read_entry(table, idx)) {
+                self.push(Op::Write {
+                    table,
+                    index: idx as u16,
+                    value: 0,
+                })?;
+                plan.add(v);
+            }
+        }
+        Ok(Pending { mmu: self, plan })
+    }
+}
