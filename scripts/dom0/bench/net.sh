@@ -1,0 +1,26 @@
+#!/bin/bash
+# Run once the guest says `harness: net-ready` (the bench): 100 pings, 300
+# UDP echoes one at a time, 64 MiB to the TCP discard port, `xl shutdown`.
+ip=10.0.0.2
+up() { read -r UP _ </proc/uptime; }
+ping -c 100 -i 0.05 -W 2 $ip 2>/dev/null | grep -o 'time=[0-9.]*' | cut -d= -f2 | sort -n |
+    awk '{a[NR] = $1} END {if (NR) printf "rtt100: median %s ms, p99 %s ms, %d replies\n", a[int((NR + 1) / 2)], a[int(NR * 0.99 + 0.5)], NR}'
+if exec 3<>/dev/udp/$ip/7; then
+    n=0
+    up; a=$UP
+    for _ in $(seq 300); do
+        printf x >&3
+        read -r -N 1 -t 1 _ <&3 && n=$((n + 1))
+    done
+    up
+    awk -v n=$n -v a="$a" -v b="$UP" 'BEGIN {printf "udp: %d of 300 echoed, %.0f per s\n", n, n / (b - a)}'
+    exec 3>&-
+fi
+up; a=$UP
+if timeout 300 head -c 67108864 /dev/zero >/dev/tcp/$ip/9; then
+    up
+    awk -v a="$a" -v b="$UP" 'BEGIN {printf "tcp64: %.2f MB/s\n", 67.108864 / (b - a)}'
+else
+    echo "tcp64: failed"
+fi
+timeout -k 5 30 xl shutdown "$NAME"

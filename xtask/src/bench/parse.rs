@@ -1,0 +1,120 @@
+//! Reading a run's figures: what dom0's scripts reported (`early| ...`,
+//! `dom0| ...`) and what the guest printed (memory in use, its boot
+//! timeline, mmtest's MMU figures).
+use crate::harness::GuestRun;
+
+/// The first number in `text` after `key`.
+pub(super) fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let num: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    num.parse().ok()
+}
+
+/// The figures one run reported: (first reply s, rtt median, rtt p99, udp/s,
+/// tcp MB/s, memory in use KiB, first console line s, main s); absent ones
+/// are left out.
+pub(super) fn figures(run: &GuestRun) -> [Option<f64>; 8] {
+    let ev = |p: &str| run.events.iter().find_map(|e| e.strip_prefix(p));
+    let rtt = ev("dom0| rtt100: ");
+    let mem = run
+        .console
+        .iter()
+        .find(|l| l.contains("memory in use"))
+        .and_then(|l| number_after(l, "memory in use"));
+    [
+        ev("early| first-reply: ").and_then(|l| number_after(l, "")),
+        rtt.and_then(|l| number_after(l, "median")),
+        rtt.and_then(|l| number_after(l, "p99")),
+        ev("dom0| udp: ").and_then(|l| number_after(l, "echoed,")),
+        ev("dom0| tcp64: ").and_then(|l| number_after(l, "")),
+        mem,
+        ev("early| first-line: ").and_then(|l| number_after(l, "")),
+        ev("early| main: ").and_then(|l| number_after(l, "")),
+    ]
+}
+
+/// The in-guest boot timeline our echo prints (`echo: boot timeline (us
+/// since entry): entry=0 rust=... ip=...`): (mark, µs) in order.
+pub(super) fn timeline(run: &GuestRun) -> Vec<(String, f64)> {
+    let Some(l) = run
+        .console
+        .iter()
+        .find_map(|l| l.split_once("boot timeline (us since entry):"))
+    else {
+        return vec![];
+    };
+    l.1.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// The MMU figures mmtest reports: (batched hypercalls, page-by-page
+/// hypercalls, batched µs, page-by-page µs, batched updates/s, page-by-page
+/// updates/s) for mapping 64 MiB.
+pub(super) fn mmu_figures(run: &GuestRun) -> [Option<f64>; 6] {
+    let line = |k: &str| {
+        run.console
+            .iter()
+            .find(|l| l.starts_with("mm-bench:") && l.contains(k))
+    };
+    let a = line("batched_hypercalls=");
+    let b = line("batched_us=");
+    let at = |l: Option<&String>, k: &str| l.and_then(|l| number_after(l, k));
+    [
+        at(a, "batched_hypercalls="),
+        at(a, "naive_hypercalls="),
+        at(b, "batched_us="),
+        at(b, "naive_us="),
+        at(b, "batched_updates_per_s="),
+        at(b, "naive_updates_per_s="),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness;
+
+    #[test]
+    fn figures_are_read_from_the_reports() {
+        let run = GuestRun {
+            name: "echo-pv-1".into(),
+            console: vec!["echo: memory in use 1234 KiB of 32768 KiB".into()],
+            end: harness::End::Poweroff,
+            t_end: None,
+            diagnostics: vec![],
+            events: vec![
+                "early| first-reply: 1.250 s".into(),
+                "dom0| rtt100: median 2.10 ms, p99 3.90 ms, 100 replies".into(),
+                "dom0| udp: 299 of 300 echoed, 250 per s".into(),
+                "dom0| tcp64: 5.25 MB/s".into(),
+                "early| first-line: 0.500 s".into(),
+                "early| main: 0.750 s".into(),
+            ],
+            stalled: false,
+        };
+        assert_eq!(
+            figures(&run),
+            [
+                Some(1.25),
+                Some(2.1),
+                Some(3.9),
+                Some(250.0),
+                Some(5.25),
+                Some(1234.0),
+                Some(0.5),
+                Some(0.75)
+            ]
+        );
+        let linux = GuestRun {
+            console: vec!["linux: network up at 3.1 s; memory in use 20480 KiB".into()],
+            ..run
+        };
+        assert_eq!(figures(&linux)[5], Some(20480.0));
+    }
+}

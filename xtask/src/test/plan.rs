@@ -1,0 +1,415 @@
+//! The plan of the guest tests, as data: which images to build, and for each
+//! test the image, how it boots, its domain, what drives it and who judges
+//! it. The runner builds the images, boots the bare and dom0 tests on their
+//! own and every domU test in one Xen session, in this order.
+use crate::harness::{End, GuestRun};
+use crate::manifest::Mode;
+
+use super::judge::boot::{
+    HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest,
+};
+use super::judge::net::{judge_cycles, judge_detach, judge_dhcp, judge_echo, judge_httpd};
+use super::judge::shell::{
+    SHELL_MIB, SHELL_SESSION, TIMERS_SESSION, judge_ended_by, judge_shell, judge_timers,
+};
+
+/// An image the tests boot: built from `app` (with a heap limit in MiB if
+/// given) under `name`.
+pub struct Image {
+    /// The image's name (what tests refer to).
+    pub name: &'static str,
+    /// The app crate.
+    pub app: &'static str,
+    /// The heap limit built in.
+    pub heap: Option<u32>,
+}
+
+/// Every image the tests boot, in build order.
+pub const IMAGES: &[Image] = &[
+    Image::app("hello"),
+    Image::app("faulttest"),
+    Image::app("mmtest"),
+    Image::app("memtest"),
+    Image::app("shell"),
+    Image::app("echo"),
+    Image::app("httpd"),
+    Image {
+        name: "memtest-heap24",
+        app: "memtest",
+        heap: Some(MEMTEST_HEAP_MIB),
+    },
+];
+
+impl Image {
+    const fn app(name: &'static str) -> Image {
+        Image {
+            name,
+            app: name,
+            heap: None,
+        }
+    }
+}
+
+/// How a test boots its image.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Boot {
+    /// Bare QEMU through its PVH loader.
+    Bare,
+    /// Given to Xen as its PV dom0.
+    Dom0,
+    /// A domU of the shared Xen + Debian dom0 session.
+    DomU(Mode),
+}
+
+/// Decides a run: `Ok(detail)` or `Err(why it failed)`.
+pub type Judge = Box<dyn Fn(&GuestRun) -> Result<String, String>>;
+
+/// One guest test.
+pub struct GuestTest {
+    /// The test's name (and the domain's).
+    pub name: &'static str,
+    /// The image ([`IMAGES`]' name).
+    pub image: &'static str,
+    /// How it boots.
+    pub boot: Boot,
+    /// The domain's memory, MiB.
+    pub memory: u32,
+    /// The kernel command line.
+    pub cmdline: &'static str,
+    /// Seconds it may take.
+    pub timeout: u32,
+    /// A console line at which the harness takes an `xl dump-core`.
+    pub dump_at: Option<&'static str>,
+    /// Lines typed into its console, one per prompt (`@` lines the harness
+    /// does itself).
+    pub input: &'static [&'static str],
+    /// The dom0 script of a network test (the guest then gets a vif).
+    pub dom0: Option<&'static str>,
+    /// Its judge.
+    pub judge: Judge,
+}
+
+impl GuestTest {
+    fn new(
+        name: &'static str,
+        image: &'static str,
+        boot: Boot,
+        memory: u32,
+        timeout: u32,
+        judge: impl Fn(&GuestRun) -> Result<String, String> + 'static,
+    ) -> GuestTest {
+        GuestTest {
+            name,
+            image,
+            boot,
+            memory,
+            cmdline: "",
+            timeout,
+            dump_at: None,
+            input: &[],
+            dom0: None,
+            judge: Box::new(judge),
+        }
+    }
+
+    fn cmdline(self, cmdline: &'static str) -> GuestTest {
+        GuestTest { cmdline, ..self }
+    }
+
+    fn input(self, input: &'static [&'static str]) -> GuestTest {
+        GuestTest { input, ..self }
+    }
+
+    fn dom0(self, script: &'static str) -> GuestTest {
+        GuestTest {
+            dom0: Some(script),
+            ..self
+        }
+    }
+
+    fn dump_at(self, line: &'static str) -> GuestTest {
+        GuestTest {
+            dump_at: Some(line),
+            ..self
+        }
+    }
+}
+
+/// The network guests' address (dom0 is 10.0.0.1 on xenbr0) and vif.
+pub const NET_CMDLINE: &str = "ip=10.0.0.2/24 gw=10.0.0.1";
+/// See [`NET_CMDLINE`].
+pub const NET_VIF: &str = "bridge=xenbr0,mac=00:16:3e:00:00:02";
+
+/// What dom0 runs against each kind of network guest, once its network is
+/// up (`scripts/dom0/tests/`).
+mod dom0 {
+    pub const ECHO: &str = include_str!("../../../scripts/dom0/tests/echo.sh");
+    pub const HTTPD: &str = include_str!("../../../scripts/dom0/tests/httpd.sh");
+    pub const DETACH: &str = include_str!("../../../scripts/dom0/tests/detach.sh");
+    pub const DHCP: &str = include_str!("../../../scripts/dom0/tests/dhcp.sh");
+    pub const CYCLES: &str = include_str!("../../../scripts/dom0/tests/cycles.sh");
+}
+
+fn hello(name: &'static str, boot: Boot, want: &'static str, memory: (u64, u64)) -> GuestTest {
+    let timeout = if boot == Boot::Dom0 { 120 } else { 30 };
+    let expect = HelloExpect { mode: want, memory };
+    GuestTest::new(name, "hello", boot, memory.1 as u32, timeout, move |r| {
+        judge_hello(r, &expect)
+    })
+    .cmdline("timeline")
+}
+
+fn mmtest(name: &'static str, mode: Mode) -> GuestTest {
+    let pv = mode == Mode::Pv;
+    let t = GuestTest::new(name, "mmtest", Boot::DomU(mode), 128, 180, move |r| {
+        judge_mmtest(r, pv)
+    });
+    // The p2m a dump-core walks is PV's; a PVH core (through HVM foreign
+    // mappings) takes minutes under TCG.
+    if pv {
+        t.cmdline("dump-core").dump_at("ready for dump-core")
+    } else {
+        t
+    }
+}
+
+fn memtest(name: &'static str, mode: Mode, memory: u32) -> GuestTest {
+    GuestTest::new(
+        name,
+        "memtest",
+        Boot::DomU(mode),
+        memory,
+        240,
+        judge_memtest,
+    )
+}
+
+fn memtest_oom(name: &'static str, mode: Mode) -> GuestTest {
+    GuestTest::new(name, "memtest-heap24", Boot::DomU(mode), 64, 120, |r| {
+        let want = format!("limit {} KiB;", MEMTEST_HEAP_MIB * 1024);
+        if !r.console.iter().any(|l| l.contains(&want)) {
+            return Err(format!("the report does not name the limit ({want})"));
+        }
+        judge_fault(r, "rt: out of memory: asked for", false)
+    })
+    .cmdline("oom")
+}
+
+fn shell(name: &'static str, mode: Mode) -> GuestTest {
+    GuestTest::new(
+        name,
+        "shell",
+        Boot::DomU(mode),
+        SHELL_MIB as u32,
+        150,
+        judge_shell,
+    )
+    .input(SHELL_SESSION)
+}
+
+/// A short shell session ended by one request: `xl reboot`, or the shell's
+/// own `halt`/`reboot`.
+fn ended_by(
+    name: &'static str,
+    mode: Mode,
+    input: &'static [&'static str],
+    want: End,
+    line: &'static str,
+) -> GuestTest {
+    GuestTest::new(
+        name,
+        "shell",
+        Boot::DomU(mode),
+        SHELL_MIB as u32,
+        60,
+        move |r| judge_ended_by(r, &want, line),
+    )
+    .input(input)
+}
+
+fn net(
+    name: &'static str,
+    image: &'static str,
+    mode: Mode,
+    timeout: u32,
+    script: &'static str,
+    judge: impl Fn(&GuestRun) -> Result<String, String> + 'static,
+) -> GuestTest {
+    GuestTest::new(name, image, Boot::DomU(mode), 32, timeout, judge)
+        .cmdline(NET_CMDLINE)
+        .dom0(script)
+}
+
+fn fault(
+    name: &'static str,
+    mode: Mode,
+    cmdline: &'static str,
+    want: &'static str,
+    walk: bool,
+) -> GuestTest {
+    GuestTest::new(name, "faulttest", Boot::DomU(mode), 32, 30, move |r| {
+        judge_fault(r, want, walk)
+    })
+    .cmdline(cmdline)
+}
+
+/// Every guest test, in the order it runs.
+pub fn guest_tests() -> Vec<GuestTest> {
+    use Mode::{Pv, Pvh};
+    vec![
+        hello("hello-qemu-pvh", Boot::Bare, "qemu-pvh", (60, 64)),
+        hello("hello-pv-dom0", Boot::Dom0, "pv-dom0", (32, 32)),
+        net("echo-pv", "echo", Pv, 300, dom0::ECHO, judge_echo),
+        net("echo-pvh", "echo", Pvh, 300, dom0::ECHO, judge_echo),
+        net("httpd-pv", "httpd", Pv, 120, dom0::HTTPD, judge_httpd),
+        net("httpd-pvh", "httpd", Pvh, 120, dom0::HTTPD, judge_httpd),
+        net(
+            "echo-detach-pv",
+            "echo",
+            Pv,
+            120,
+            dom0::DETACH,
+            judge_detach,
+        ),
+        net("echo-dhcp-pv", "echo", Pv, 90, dom0::DHCP, judge_dhcp).cmdline("ip=dhcp"),
+        net(
+            "echo-cycles-pvh",
+            "echo",
+            Pvh,
+            600,
+            dom0::CYCLES,
+            judge_cycles,
+        ),
+        hello("hello-pv", Boot::DomU(Pv), "pv", (32, 32)),
+        shell("shell-pv", Pv),
+        shell("shell-pvh", Pvh),
+        ended_by(
+            "xl-reboot-pv",
+            Pv,
+            &["@xl reboot"],
+            End::Reboot,
+            "rt: the toolstack asked to reboot",
+        ),
+        ended_by(
+            "xl-reboot-pvh",
+            Pvh,
+            &["@xl reboot"],
+            End::Reboot,
+            "rt: the toolstack asked to reboot",
+        ),
+        ended_by(
+            "shell-halt-pv",
+            Pv,
+            &["halt"],
+            End::Poweroff,
+            "shell: halting",
+        ),
+        ended_by(
+            "shell-reboot-pvh",
+            Pvh,
+            &["reboot"],
+            End::Reboot,
+            "shell: rebooting",
+        ),
+        GuestTest::new(
+            "timers-pvh",
+            "shell",
+            Boot::DomU(Pvh),
+            SHELL_MIB as u32,
+            180,
+            judge_timers,
+        )
+        .input(TIMERS_SESSION),
+        hello("hello-pvh", Boot::DomU(Pvh), "pvh", (28, 32)),
+        // The smallest domains hello boots in: PV needs 4 MiB because Xen's
+        // PV builder rounds the initial mapping up to 4 MiB; PVH boots in 2
+        // (at 1 MiB the image, loaded at 1 MiB, does not fit).
+        hello("hello-pv-4mib", Boot::DomU(Pv), "pv", (4, 4)),
+        hello("hello-pvh-2mib", Boot::DomU(Pvh), "pvh", (1, 2)),
+        mmtest("mmtest-pv", Pv),
+        mmtest("mmtest-pvh", Pvh),
+        memtest("memtest-pvh", Pvh, 64),
+        memtest("memtest-1gib-pvh", Pvh, 1024),
+        memtest_oom("memtest-oom-pv", Pv),
+        memtest_oom("memtest-oom-pvh", Pvh),
+        fault(
+            "fault-guard-pv",
+            Pv,
+            "guard",
+            "stack guard page: stack overflow",
+            true,
+        ),
+        fault(
+            "fault-overflow-pvh",
+            Pvh,
+            "overflow",
+            "in a stack guard page: stack overflow",
+            true,
+        ),
+        fault(
+            "fault-wx-pv",
+            Pv,
+            "write-text",
+            "page fault: write at",
+            true,
+        ),
+        fault(
+            "fault-wx-pvh",
+            Pvh,
+            "exec-data",
+            "page fault: instruction fetch at",
+            true,
+        ),
+        fault(
+            "fault-null-pv",
+            Pv,
+            "null",
+            "in page 0: null pointer dereference",
+            true,
+        ),
+        fault("oom-pv", Pv, "oom", "rt: out of memory: asked for", false),
+        // Last: twice the dom0 toolstack wedged right after a PV guest that
+        // had ballooned was destroyed (see the closing note of issue 4);
+        // placed here, such a wedge cannot take other tests with it.
+        memtest("memtest-1gib-pv", Pv, 1024),
+        memtest("memtest-pv", Pv, 64),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_is_whole() {
+        let plan = guest_tests();
+        let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
+        assert_eq!(names.len(), 47 - 13, "every guest test of the suite");
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), plan.len(), "names are unique");
+        for t in &plan {
+            assert!(
+                IMAGES.iter().any(|i| i.name == t.image),
+                "{}: no image {}",
+                t.name,
+                t.image
+            );
+            assert!(
+                t.dom0.is_none() || matches!(t.boot, Boot::DomU(_)),
+                "{}: only a domU gets a vif",
+                t.name
+            );
+        }
+        // The dom0 scripts are whole bash scripts.
+        for s in [
+            dom0::ECHO,
+            dom0::HTTPD,
+            dom0::DETACH,
+            dom0::DHCP,
+            dom0::CYCLES,
+        ] {
+            assert!(s.starts_with("#!/bin/bash\n") && s.contains("xl shutdown \"$NAME\""));
+        }
+    }
+}
