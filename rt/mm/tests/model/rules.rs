@@ -1,0 +1,200 @@
+//! What Xen refuses and accepts, as the model says and the mapper obeys, and
+//! batching.
+
+use rt_mm::model::{Ty, errno};
+use rt_mm::pte::{self, Level, table_flags};
+use rt_mm::{Backend, MapError, Pfn, Prot};
+use rt_xen::XenError;
+use x86_64::structures::paging::PageTableFlags as F;
+
+use crate::common::*;
+
+#[test]
+fn the_mapper_refuses_a_writable_mapping_of_a_table_and_keeps_working() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        let table = (0..4096)
+            .map(Pfn)
+            .find(|&p| mmu.table_level(p) == Some(Level::L1))
+            .unwrap();
+        let before = mmu.stats();
+        let r = mmu.map_range(&k, 1 << 30, table, 1, Prot::RW, frames);
+        assert_eq!(r.err(), Some(MapError::PageTableFrame(table)));
+        assert_eq!(mmu.stats().queued, before.queued, "nothing was queued");
+        // Read-only is fine, and the mapper still works afterwards.
+        mmu.map_range(&k, 1 << 30, table, 1, Prot::R, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        mmu.map_range(&k, (1 << 30) + 4096, Pfn(3000), 4, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn the_model_refuses_what_xen_refuses() {
+    let b = boot(4096, 1024);
+    let mut xen = b.backend.xen.clone();
+    let kernel = xen.mfn(b.kernel).unwrap();
+    // Find an L1 of the kernel space and a leaf slot that maps an ordinary frame.
+    let l3 = pte::frame(xen.read(kernel, 0));
+    let l2 = pte::frame(xen.read(l3, 0));
+    let l1 = pte::frame(xen.read(l2, 1));
+    assert_eq!(xen.type_of(l1).unwrap().0, Ty::Table(Level::L1));
+    // A writable mapping of a frame that is an L1.
+    let rw = pte::make(l1, Prot::RW.leaf_flags());
+    assert_eq!(xen.update(l1, 5, rw), Err(errno::WRITABLE_TABLE));
+    // ... read-only is accepted.
+    let old = xen.read(l1, 5);
+    xen.update(l1, 5, pte::make(l1, Prot::R.leaf_flags()))
+        .unwrap();
+    xen.update(l1, 5, old).unwrap();
+    // Pinning a pinned table; unpinning one that is not pinned.
+    assert_eq!(xen.pin(Level::L4, kernel), Err(errno::PIN_STATE));
+    assert_eq!(xen.unpin(l1), Err(errno::PIN_STATE));
+    // An entry in Xen's L4 slots.
+    assert_eq!(
+        xen.update(kernel, 256, pte::make(l3, table_flags())),
+        Err(errno::XEN_SLOT)
+    );
+    assert_eq!(xen.update(kernel, 271, 0), Err(errno::XEN_SLOT));
+    // A superpage in an L2.
+    let pse = pte::make(xen.mfn(Pfn(2048)).unwrap(), table_flags() | F::HUGE_PAGE);
+    assert_eq!(xen.update(l2, 7, pse), Err(errno::BAD_FLAGS));
+    // Linking a frame that is mapped writable as a table.
+    let data = xen.mfn(Pfn(2000)).unwrap();
+    assert_eq!(
+        xen.update(l2, 8, pte::make(data, table_flags())),
+        Err(errno::TYPE_CONFLICT)
+    );
+    // Clearing a page that is a table.
+    assert_eq!(xen.clear_page(l1), Err(errno::CLEAR_TABLE));
+    // Frames that are not ours: as an L1 target, and as an L2 target.
+    assert_eq!(
+        xen.update(l1, 6, pte::make(0x7_0000_0000, Prot::R.leaf_flags())),
+        Err(errno::L1_NOT_OURS)
+    );
+    assert_eq!(
+        xen.update(l2, 6, pte::make(0x7_0000_0000, table_flags())),
+        Err(errno::NOT_OURS)
+    );
+    // Cache attributes in an L1 entry.
+    let pcd = pte::make(
+        xen.mfn(Pfn(2001)).unwrap(),
+        Prot::R.leaf_flags() | F::NO_CACHE,
+    );
+    assert_eq!(xen.update(l1, 6, pcd), Err(errno::BAD_FLAGS));
+    xen.check_invariants().unwrap();
+}
+
+#[test]
+fn the_model_accepts_what_xen_accepts_and_counts_full_validations() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        // A second space sharing the direct map; activating it unpinned is legal
+        // for Xen and costs a full validation, which the model counts.
+        let s = mmu.new_space(frames, Some((&k, 0..1))).unwrap();
+        let root = mmu.backend().xen.mfn(s.root()).unwrap();
+        let before = mmu.backend().xen.counters.baseptr_full_validations;
+        mmu.backend_mut().xen.new_baseptr(root).unwrap();
+        assert_eq!(
+            mmu.backend().xen.counters.baseptr_full_validations,
+            before + 1
+        );
+        // Back to the pinned kernel root: no full validation.
+        let kroot = mmu.backend().xen.mfn(k.root()).unwrap();
+        mmu.backend_mut().xen.new_baseptr(kroot).unwrap();
+        assert_eq!(
+            mmu.backend().xen.counters.baseptr_full_validations,
+            before + 1
+        );
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn sixty_four_mib_in_few_hypercalls() {
+    let b = boot(32768, 1024); // 128 MiB
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        let before = mmu.stats();
+        let va = 0x100_0000_0000; // 1 TiB: its own L4 slot
+        mmu.map_range(&k, va, Pfn(8192), 16384, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        let s = mmu.stats();
+        let calls = s.hypercalls - before.hypercalls;
+        assert!(calls <= 64, "64 MiB took {calls} hypercalls");
+        assert_eq!(
+            s.tables_allocated - before.tables_allocated,
+            32 + 1 + 1,
+            "32 L1 + L2 + L3"
+        );
+        // Unmapping a mapped range of the active space flushes the TLB once.
+        mmu.unmap_range(&k, va, 16384).unwrap().flush().unwrap();
+        assert_eq!(mmu.stats().flushes - s.flushes, 1);
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn scattered_frames_map_in_one_batch() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, frames, k| {
+        let list = [Pfn(3001), Pfn(2500), Pfn(3999), Pfn(2222)];
+        let before = mmu.stats().hypercalls;
+        mmu.map_frames(&k, 1 << 40, &list, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        assert_eq!(mmu.stats().hypercalls - before, 1);
+        for (i, p) in list.iter().enumerate() {
+            let e = mmu
+                .translate(k.root(), (1 << 40) + i as u64 * 4096)
+                .unwrap();
+            assert_eq!(pte::frame(e), mmu.backend().hw_frame(*p).unwrap());
+        }
+        let table = k.root();
+        assert_eq!(
+            mmu.map_frames(&k, 1 << 40, &[table], Prot::RW, frames)
+                .err(),
+            Some(MapError::PageTableFrame(table))
+        );
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
+#[test]
+fn a_refused_op_is_named() {
+    let b = boot(4096, 1024);
+    let mut w = World::from(&b);
+    with_mmu(&mut w, |mmu, _frames, k| {
+        // Bypass the mapper's check: queue a raw writable mapping of the root.
+        let root_mfn = mmu.backend().hw_frame(k.root()).unwrap();
+        let (l1, i) = mmu.find_l1(k.root(), 5 << 12).unwrap().unwrap();
+        let mut out = [rt_mm::Outcome::Skipped; 2];
+        let ops = [
+            rt_mm::Op::Write {
+                table: l1,
+                index: i as u16,
+                value: pte::make(root_mfn, Prot::RW.leaf_flags()),
+            },
+            rt_mm::Op::FlushTlb,
+        ];
+        mmu.backend_mut().submit(&ops, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                rt_mm::Outcome::Failed(XenError::EBUSY),
+                rt_mm::Outcome::Done
+            ]
+        );
+    });
+}
