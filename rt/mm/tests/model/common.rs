@@ -39,6 +39,8 @@ pub(crate) fn prot_of(p: Pfn) -> Option<Prot> {
     }
 }
 
+/// The booted domain; tests work on copies of it.
+#[derive(Clone)]
 pub(crate) struct Booted {
     pub(crate) backend: ModelBackend,
     pub(crate) types: Vec<u8>,
@@ -90,29 +92,8 @@ pub(crate) fn boot(nr_pages: u64, region: u64) -> Booted {
     }
 }
 
-/// A fresh Mmu over a copy of the booted state.
-pub(crate) struct World {
-    pub(crate) backend: ModelBackend,
-    pub(crate) types: Vec<u8>,
-    pub(crate) bits: Vec<u64>,
-    pub(crate) kernel: Pfn,
-    pub(crate) nr_pages: u64,
-}
-
-impl World {
-    pub(crate) fn from(b: &Booted) -> World {
-        World {
-            backend: b.backend.clone(),
-            types: b.types.clone(),
-            bits: b.bits.clone(),
-            kernel: b.kernel,
-            nr_pages: b.nr_pages,
-        }
-    }
-}
-
 pub(crate) fn with_mmu<R>(
-    w: &mut World,
+    w: &mut Booted,
     f: impl FnOnce(&mut Mmu<'_, ModelBackend>, &mut BitmapFrames<'_>, Space) -> R,
 ) -> R {
     let backend = w.backend.clone();

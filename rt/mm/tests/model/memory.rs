@@ -20,7 +20,7 @@ const HEAP_VA: u64 = 0x4000_0000_0000;
 /// Runs `f` with the booted world's MMU, a frame allocator over its free
 /// frames, and an empty balloon.
 fn with_memory<R>(
-    w: &mut World,
+    w: &mut Booted,
     f: impl FnOnce(&mut Mmu<'_, ModelBackend>, &mut FrameAllocator<'_>, &mut Balloon<'_>, Space) -> R,
 ) -> R {
     let nr = w.nr_pages;
@@ -63,8 +63,7 @@ fn check_memory(
 
 #[test]
 fn heap_growth_maps_fresh_frames_and_gives_them_back() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_memory(&mut w, |mmu, frames, balloon, k| {
         let free0 = frames.free_count();
         let t0 = mmu.stats().tables_allocated;
@@ -94,8 +93,7 @@ fn heap_growth_maps_fresh_frames_and_gives_them_back() {
 
 #[test]
 fn heap_growth_that_runs_out_is_undone() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_memory(&mut w, |mmu, frames, balloon, k| {
         let free0 = frames.free_count();
         let t0 = mmu.stats().tables_allocated;
@@ -116,8 +114,7 @@ fn heap_growth_that_runs_out_is_undone() {
 
 #[test]
 fn the_balloon_moves_the_reservation_both_ways() {
-    let b = boot(8192, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(8192, 1024);
     with_memory(&mut w, |mmu, frames, balloon, k| {
         let tot0 = mmu.backend().xen.tot_pages();
         let free0 = frames.free_count();
@@ -149,8 +146,7 @@ fn the_balloon_moves_the_reservation_both_ways() {
 
 #[test]
 fn the_balloon_stops_cleanly_at_each_limit() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_memory(&mut w, |mmu, frames, balloon, k| {
         let free0 = frames.free_count();
         // Releasing more than is free gives back what is free, and says so.
@@ -186,8 +182,7 @@ fn the_balloon_stops_cleanly_at_each_limit() {
 
 #[test]
 fn a_frame_xen_would_keep_is_not_given_back() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_memory(&mut w, |mmu, frames, balloon, k| {
         // A caller bug: a free frame still mapped elsewhere. Xen would keep the
         // page (and the reservation) alive; the balloon must notice and undo.
@@ -244,7 +239,7 @@ proptest! {
     #[test]
     fn heap_and_balloon_random_sequences(steps in prop::collection::vec(mem_step(), 1..12)) {
         let b = boot(4096, 1024);
-        let mut w = World::from(&b);
+        let mut w = b.clone();
         with_memory(&mut w, |mmu, frames, balloon, k| {
             let free0 = frames.free_count();
             let t0 = mmu.stats().tables_allocated;

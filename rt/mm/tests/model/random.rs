@@ -75,7 +75,7 @@ thread_local! {
 }
 
 fn run(steps: &[Step]) -> Result<(), TestCaseError> {
-    let mut w = BOOTED.with(World::from);
+    let mut w = BOOTED.with(Booted::clone);
     // Keep the data frames out of the frame source.
     let mut f = BitmapFrames::resume(&mut w.bits, w.nr_pages);
     for p in DATA..DATA + 256 {

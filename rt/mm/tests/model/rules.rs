@@ -11,8 +11,7 @@ use crate::common::*;
 
 #[test]
 fn the_mapper_refuses_a_writable_mapping_of_a_table_and_keeps_working() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_mmu(&mut w, |mmu, frames, k| {
         let table = (0..4096)
             .map(Pfn)
@@ -93,8 +92,7 @@ fn the_model_refuses_what_xen_refuses() {
 
 #[test]
 fn the_model_accepts_what_xen_accepts_and_counts_full_validations() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_mmu(&mut w, |mmu, frames, k| {
         // A second space sharing the direct map; activating it unpinned is legal
         // for Xen and costs a full validation, which the model counts.
@@ -120,7 +118,7 @@ fn the_model_accepts_what_xen_accepts_and_counts_full_validations() {
 #[test]
 fn sixty_four_mib_in_few_hypercalls() {
     let b = boot(32768, 1024); // 128 MiB
-    let mut w = World::from(&b);
+    let mut w = b.clone();
     with_mmu(&mut w, |mmu, frames, k| {
         let before = mmu.stats();
         let va = 0x100_0000_0000; // 1 TiB: its own L4 slot
@@ -145,8 +143,7 @@ fn sixty_four_mib_in_few_hypercalls() {
 
 #[test]
 fn scattered_frames_map_in_one_batch() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_mmu(&mut w, |mmu, frames, k| {
         let list = [Pfn(3001), Pfn(2500), Pfn(3999), Pfn(2222)];
         let before = mmu.stats().hypercalls;
@@ -173,8 +170,7 @@ fn scattered_frames_map_in_one_batch() {
 
 #[test]
 fn a_refused_op_is_named() {
-    let b = boot(4096, 1024);
-    let mut w = World::from(&b);
+    let mut w = boot(4096, 1024);
     with_mmu(&mut w, |mmu, _frames, k| {
         // Bypass the mapper's check: queue a raw writable mapping of the root.
         let root_mfn = mmu.backend().hw_frame(k.root()).unwrap();

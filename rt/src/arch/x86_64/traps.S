@@ -9,16 +9,21 @@
  * PV:  Xen pushes rcx r11 [error] rip cs rflags rsp ss on the current stack;
  *      the pv_ stubs pop rcx/r11 first, then share the PVH stubs.
  */
+    /* A vector's PV stub: drop the rcx/r11 Xen pushed, go to its PVH stub. */
+    .macro PV_TRAP vec
+pv_trap_stub_\vec:
+    pop  %rcx
+    pop  %r11
+    jmp  trap_stub_\vec
+    .endm
+
     .macro TRAP_NOERR vec
     .globl trap_stub_\vec
 trap_stub_\vec:
     pushq $0
     pushq $\vec
     jmp  trap_common
-pv_trap_stub_\vec:
-    pop  %rcx
-    pop  %r11
-    jmp  trap_stub_\vec
+    PV_TRAP \vec
     .endm
 
     .macro TRAP_ERR vec
@@ -26,10 +31,7 @@ pv_trap_stub_\vec:
 trap_stub_\vec:
     pushq $\vec
     jmp  trap_common
-pv_trap_stub_\vec:
-    pop  %rcx
-    pop  %r11
-    jmp  trap_stub_\vec
+    PV_TRAP \vec
     .endm
 
     .section .text.traps, "ax", @progbits

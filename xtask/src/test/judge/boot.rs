@@ -72,16 +72,7 @@ pub fn judge_fault(run: &GuestRun, want: &str, walk: bool) -> Result<String, Str
 /// Judges an mmtest run: the guest's own verdict, the batching figure, (PV)
 /// the `xl dump-core` the harness took while it ran, and a clean poweroff.
 pub fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
-    if let Some(l) = run
-        .console
-        .iter()
-        .find(|l| l.starts_with("mmtest: FAIL") || l.starts_with("rt: "))
-    {
-        return Err(l.clone());
-    }
-    if !run.console.iter().any(|l| l == "test result: PASS mmtest") {
-        return Err("no `test result: PASS mmtest` from the guest".into());
-    }
+    guest_verdict(run, "mmtest")?;
     let re = Regex::new(r"^mm-bench: pages=16384 batched_hypercalls=(\d+) naive_hypercalls=(\d+) batched_cycles=(\d+) naive_cycles=(\d+)$")
         .expect("valid regex");
     let Some(c) = run.console.iter().find_map(|l| re.captures(l)) else {
@@ -118,16 +109,7 @@ pub const MEMTEST_HEAP_MIB: u32 = 24;
 /// Judges a memtest run: the guest's verdict, `xl list` following the
 /// balloon as the harness saw it, and a clean poweroff.
 pub fn judge_memtest(run: &GuestRun) -> Result<String, String> {
-    if let Some(l) = run
-        .console
-        .iter()
-        .find(|l| l.starts_with("memtest: FAIL") || l.starts_with("rt: "))
-    {
-        return Err(l.clone());
-    }
-    if !run.console.iter().any(|l| l == "test result: PASS memtest") {
-        return Err("no `test result: PASS memtest` from the guest".into());
-    }
+    guest_verdict(run, "memtest")?;
     let mem: Vec<u64> = ["start", "released", "regrown"]
         .iter()
         .filter_map(|tag| {
@@ -161,6 +143,24 @@ pub fn judge_memtest(run: &GuestRun) -> Result<String, String> {
         after("allocator set-up "),
         after("growth ")
     ))
+}
+
+/// A self-checking guest test's own verdict: no `<app>: FAIL` or runtime
+/// error line, and its `test result: PASS <app>`.
+fn guest_verdict(run: &GuestRun, app: &str) -> Result<(), String> {
+    let fail = format!("{app}: FAIL");
+    if let Some(l) = run
+        .console
+        .iter()
+        .find(|l| l.starts_with(&fail) || l.starts_with("rt: "))
+    {
+        return Err(l.clone());
+    }
+    let pass = format!("test result: PASS {app}");
+    if !run.console.contains(&pass) {
+        return Err(format!("no `{pass}` from the guest"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
