@@ -186,6 +186,19 @@ impl<'a> Balloon<'a> {
         res: &mut dyn Reservation<B>,
         pages: u64,
     ) -> Result<u64, BalloonError> {
+        self.release_recorded(mmu, space, frames, res, pages, &mut |_| {})
+    }
+
+    /// [`Self::release`], telling `given` each pfn given back.
+    pub fn release_recorded<B: Backend>(
+        &mut self,
+        mmu: &mut Mmu<'_, B>,
+        space: &Space,
+        frames: &mut FrameAllocator<'_>,
+        res: &mut dyn Reservation<B>,
+        pages: u64,
+        given: &mut dyn FnMut(Pfn),
+    ) -> Result<u64, BalloonError> {
         let empty = |done| BalloonError::NoFreeFrames { done };
         in_batches(pages, "decrease_reservation", empty, |want| {
             let (pfns, got) = take_batch(frames, want);
@@ -218,6 +231,7 @@ impl<'a> Balloon<'a> {
                 }
                 let r = self.absent.free(p);
                 debug_assert!(r.is_ok(), "{r:?}");
+                given(p);
             }
             back_to_allocator(mmu, space, frames, &pfns[took..])?;
             Ok(Batch {
@@ -226,6 +240,43 @@ impl<'a> Balloon<'a> {
                 error: r.err(),
             })
         })
+    }
+
+    /// After the domain came back in a new one: of `pfns` (given back
+    /// earlier), those the new domain holds anyway rejoin the allocator
+    /// without a hypercall. A live migration copies the domain's pages while
+    /// it runs, and the restorer keeps every page it once populated, so the
+    /// pages a domain gives back at its final suspend are there again. Such
+    /// a pfn has a frame (`Backend::hw_frame`: on PV the p2m entry the
+    /// restorer wrote; a PVH caller passes only gfns it knows are
+    /// populated). Pfns not absent are skipped. Returns how many rejoined.
+    pub fn adopt<B: Backend>(
+        &mut self,
+        mmu: &mut Mmu<'_, B>,
+        space: &Space,
+        frames: &mut FrameAllocator<'_>,
+        pfns: &[Pfn],
+    ) -> Result<u64, MapError> {
+        let mut batch = [Pfn(0); BATCH];
+        let mut n = 0;
+        let mut adopted = 0;
+        for &p in pfns {
+            if !self.absent.is_free(p) || mmu.backend().hw_frame(p).is_none() {
+                continue;
+            }
+            if !self.absent.take(p) {
+                continue;
+            }
+            batch[n] = p;
+            n += 1;
+            if n == BATCH {
+                back_to_allocator(mmu, space, frames, &batch[..n])?;
+                adopted += n as u64;
+                n = 0;
+            }
+        }
+        back_to_allocator(mmu, space, frames, &batch[..n])?;
+        Ok(adopted + n as u64)
     }
 
     /// Takes `pages` frames back from Xen for pfns given back earlier; they

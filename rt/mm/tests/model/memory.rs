@@ -13,7 +13,7 @@ use crate::common::*;
 
 use rt_mm::model::ModelReservation;
 use rt_mm::region::{map_fresh, unmap_fresh};
-use rt_mm::{Balloon, BalloonError, FrameAllocator};
+use rt_mm::{Balloon, BalloonError, FrameAllocator, Reservation};
 
 const HEAP_VA: u64 = 0x4000_0000_0000;
 
@@ -176,6 +176,53 @@ fn the_balloon_stops_cleanly_at_each_limit() {
         );
         assert_eq!(balloon.absent(), 200);
         assert_eq!(frames.free_count(), free0 - 200);
+        check_memory(mmu, frames, balloon, &k).unwrap();
+    });
+}
+
+#[test]
+fn pages_the_restorer_kept_are_adopted_the_rest_grown() {
+    let mut w = boot(4096, 1024);
+    with_memory(&mut w, |mmu, frames, balloon, k| {
+        let free0 = frames.free_count();
+        let mut given = Vec::new();
+        balloon
+            .release_recorded(mmu, &k, frames, &mut ModelReservation, 300, &mut |p| {
+                given.push(p)
+            })
+            .unwrap();
+        assert_eq!(given.len(), 300);
+        // A live migration's restorer populated the even ones again (it had
+        // copied them before the domain gave them back).
+        let kept: Vec<Pfn> = given.iter().copied().step_by(2).collect();
+        let mut list: Vec<u64> = kept.iter().map(|p| p.0).collect();
+        let n = ModelReservation
+            .populate(mmu.backend_mut(), &mut list)
+            .unwrap();
+        assert_eq!(n, kept.len());
+        for (&p, &hw) in kept.iter().zip(&list) {
+            assert!(mmu.backend_mut().set_hw_frame(p, Some(hw)));
+        }
+        let tot = mmu.backend().xen.tot_pages();
+        // Pfns not absent (in use, free) are left alone.
+        let mut asked = given.clone();
+        asked.push(Pfn(0));
+        assert_eq!(balloon.adopt(mmu, &k, frames, &asked).unwrap(), 150);
+        assert_eq!(
+            mmu.backend().xen.tot_pages(),
+            tot,
+            "no hypercall took a page"
+        );
+        assert_eq!(balloon.absent(), 150);
+        check_memory(mmu, frames, balloon, &k).unwrap();
+        // The rest come from Xen as usual.
+        assert_eq!(
+            balloon
+                .grow(mmu, &k, frames, &mut ModelReservation, 150)
+                .unwrap(),
+            150
+        );
+        assert_eq!(frames.free_count(), free0);
         check_memory(mmu, frames, balloon, &k).unwrap();
     });
 }
