@@ -148,6 +148,17 @@ pub(crate) fn set(sink: Sink) {
     *CONSOLE.lock() = sink;
 }
 
+/// The domain came back in a new one (restored or migrated): xenconsoled
+/// signals on `port` now; the ring page is the same one.
+pub(crate) fn resume(port: u32) {
+    if let Sink::Ring(r) = &mut *CONSOLE.lock() {
+        r.port = Port(port);
+        r.ring.resync();
+        r.broken = false;
+        crate::event::name_port(r.port, "console");
+    }
+}
+
 /// Waits (bounded) until the backend has consumed everything written, so the
 /// last lines are not lost when the domain goes away right after.
 pub(crate) fn flush() {

@@ -1,5 +1,6 @@
-//! Control by the toolstack: `xl shutdown` and `xl reboot` (the domain's
-//! `control/shutdown` key) and `xl mem-set` (`memory/target`).
+//! Control by the toolstack: `xl shutdown`, `xl reboot`, `xl save` and `xl
+//! migrate` (the domain's `control/shutdown` key) and `xl mem-set`
+//! (`memory/target`).
 //!
 //! A service of the idle loop ([`start`] registers it with `rt::sched`), so
 //! it runs whenever the app waits (console input, sleeps, the network): the
@@ -12,13 +13,20 @@
 //! (KiB), so pages the toolstack counts differently (PVH special pages) do
 //! not make the guest balloon at boot.
 //!
-//! May import: `xenstore`, `mm`, `sched`, `exit`, `console`, `platform`.
+//! A suspend (`xl save`, `xl migrate`) comes as `control/shutdown =
+//! "suspend"` or, quicker, as an event on the suspend channel the domain
+//! offers in `device/suspend/event-channel`; either runs `rt::suspend`.
+//!
+//! May import: `suspend`, `xenstore`, `mm`, `sched`, `exit`, `console`,
+//! `dev`, `event`, `platform`.
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rt_xen::abi::PAGE_SIZE;
 use rt_xen::proto::control::{Request, parse_request, wanted_bytes};
 use spin::Mutex;
 
+use crate::dev::Resumed;
+use crate::event::Channel;
 use crate::sched::{ServiceError, Wake};
 
 /// Watch tokens (xenstored echoes them with each event).
@@ -70,13 +78,20 @@ fn serve() -> Result<(), crate::xenstore::XsError> {
         return Ok(());
     }
     if STATE.load(Ordering::Acquire) == IDLE {
-        // What Linux advertises: the toolstack may ask for these.
-        crate::xenstore::write("control/feature-poweroff", "1")?;
-        crate::xenstore::write("control/feature-reboot", "1")?;
+        advertise()?;
         // Each watch fires once at once: the first target becomes the base.
         crate::xenstore::watch(SHUTDOWN_PATH, SHUTDOWN_TOKEN)?;
         crate::xenstore::watch(TARGET_PATH, TARGET_TOKEN)?;
         STATE.store(WATCHING, Ordering::Release);
+    }
+    if suspend_signalled() {
+        crate::console::println!("rt: the toolstack signalled a suspend (save or migrate)");
+        suspend_now()?;
+    }
+    if SUSPEND_WAITING.load(Ordering::Acquire) && !crate::dev::connecting() {
+        SUSPEND_WAITING.store(false, Ordering::Release);
+        crate::console::println!("rt: the device is up: suspending now");
+        suspend_now()?;
     }
     while crate::xenstore::take_event_for(SHUTDOWN_TOKEN)?.is_some() {
         shutdown_requested()?;
@@ -114,11 +129,100 @@ fn shutdown_requested() -> Result<(), crate::xenstore::XsError> {
             crate::console::println!("rt: the toolstack asked to reboot");
             crate::exit::reboot()
         }
+        Request::Suspend => {
+            crate::console::println!("rt: the toolstack asked to suspend (save or migrate)");
+            suspend_now()
+        }
         Request::Other => {
             crate::console::println!("rt: control/shutdown = {v:?} is not supported: ignored");
             Ok(())
         }
     }
+}
+
+/// What the domain offers the toolstack, written into its xenstore
+/// directory at the first run and again in each new domain (a restored or
+/// migrated domain's directory is the toolstack's new one).
+fn advertise() -> Result<(), crate::xenstore::XsError> {
+    // What Linux advertises: the toolstack may ask for these.
+    crate::xenstore::write("control/feature-poweroff", "1")?;
+    crate::xenstore::write("control/feature-reboot", "1")?;
+    if crate::platform::platform() != crate::platform::Platform::XenPvDom0 {
+        crate::xenstore::write("control/feature-suspend", "1")?;
+        offer_suspend_channel()?;
+    }
+    Ok(())
+}
+
+/// The suspend event channel: when the toolstack made the node
+/// `device/suspend/event-channel` (libxl does), a port for dom0 is written
+/// there and the toolstack signals it instead of writing
+/// `control/shutdown` (quicker: no xenstore round trip). The toolstack
+/// binds it; Xen tells the toolstack when the domain has suspended.
+static SUSPEND_CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
+const SUSPEND_CHANNEL_PATH: &str = "device/suspend/event-channel";
+
+fn offer_suspend_channel() -> Result<(), crate::xenstore::XsError> {
+    // The old domain's channel (if any) went with it.
+    let old = SUSPEND_CHANNEL.lock().take();
+    drop(old);
+    if read_key(SUSPEND_CHANNEL_PATH)?.is_none() {
+        return Ok(());
+    }
+    let chan = match Channel::alloc_unbound(TOOLSTACK_DOMAIN) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::console::println!(
+                "rt: control: no suspend event channel ({e}): suspends come through xenstore"
+            );
+            return Ok(());
+        }
+    };
+    crate::event::name_port(chan.port(), "suspend");
+    crate::xenstore::write(SUSPEND_CHANNEL_PATH, &alloc::format!("{}", chan.port().0))?;
+    *SUSPEND_CHANNEL.lock() = Some(chan);
+    Ok(())
+}
+
+/// The domain that runs the toolstack.
+const TOOLSTACK_DOMAIN: u16 = 0;
+
+/// Whether the toolstack signalled the suspend channel since the last look.
+fn suspend_signalled() -> bool {
+    SUSPEND_CHANNEL
+        .lock()
+        .as_ref()
+        .is_some_and(|c| !c.is_stale() && c.take_pending())
+}
+
+/// A suspend was asked for while a device connected; it runs once the
+/// device is up (the idle loop serves it again as soon as the handshake
+/// waits no more).
+static SUSPEND_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Suspends the domain (see `rt::suspend`) and says how it came back; in a
+/// new domain, offers the toolstack what it offered before. While a device
+/// connects to its backend the suspend waits (see `rt::dev::Connecting`).
+fn suspend_now() -> Result<(), crate::xenstore::XsError> {
+    if crate::dev::connecting() {
+        if !SUSPEND_WAITING.swap(true, Ordering::AcqRel) {
+            crate::console::println!(
+                "rt: a device is connecting to its backend: the suspend waits until it is up"
+            );
+        }
+        return Ok(());
+    }
+    match crate::suspend::suspend() {
+        Ok(Resumed::Cancelled) => crate::console::println!(
+            "rt: resumed in the same domain (the save was a checkpoint or failed)"
+        ),
+        Ok(Resumed::NewDomain) => {
+            crate::console::println!("rt: resumed in a new domain (restored or migrated)");
+            advertise()?;
+        }
+        Err(e) => crate::console::println!("rt: suspend failed: {e}"),
+    }
+    Ok(())
 }
 
 fn target_changed() -> Result<(), crate::xenstore::XsError> {

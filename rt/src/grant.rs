@@ -70,18 +70,17 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
-/// Sets the table up: `FRAMES` frames (or as many as Xen allows).
-fn setup() -> Result<State, GrantError> {
+/// Has Xen provide the table's first `n` frames and says where they are:
+/// PV their MFNs (`GNTTABOP_setup_table`), PVH the guest frames past RAM
+/// where Xen places them (`XENMAPSPACE_grant_table`).
+fn place_frames(n: u32) -> Result<[u64; FRAMES as usize], GrantError> {
     use crate::platform::Platform;
     let h = &HYPERVISOR;
-    let (cur, max) = rt_xen::abi::hypercall::gnttab_query_size(h)?;
-    let n = FRAMES.min(max).max(cur).max(1);
-    let n = n.min(FRAMES);
     let mut hw = [0u64; FRAMES as usize];
-    let hw = &mut hw[..n as usize];
+    let frames = &mut hw[..n as usize];
     match crate::platform::platform() {
         Platform::XenPv | Platform::XenPvDom0 => {
-            rt_xen::abi::hypercall::gnttab_setup_table(h, hw)?;
+            rt_xen::abi::hypercall::gnttab_setup_table(h, frames)?;
         }
         Platform::XenPvh => {
             // Guest frames that are not RAM: past the end of RAM and of the
@@ -89,7 +88,7 @@ fn setup() -> Result<State, GrantError> {
             // over RAM would give those pages back to Xen behind the
             // balloon's back.
             let first = crate::mm::with(|m| m.nr_pages).max(1 << 20) + 1;
-            for (i, f) in hw.iter_mut().enumerate() {
+            for (i, f) in frames.iter_mut().enumerate() {
                 *f = first + i as u64;
                 // SAFETY: nothing of ours is at these gfns (beyond RAM).
                 unsafe { rt_xen::abi::hypercall::map_grant_frame_at(h, i as u64, *f) }
@@ -98,20 +97,64 @@ fn setup() -> Result<State, GrantError> {
         }
         _ => return Err(GrantError::NoHypervisor),
     }
-    crate::mm::map_machine_frames(crate::mm::GRANT_TABLE_VA, hw).map_err(GrantError::Map)?;
+    Ok(hw)
+}
+
+/// Sets the table up: `FRAMES` frames (or as many as Xen allows).
+fn setup() -> Result<State, GrantError> {
+    let (cur, max) = rt_xen::abi::hypercall::gnttab_query_size(&HYPERVISOR)?;
+    let n = FRAMES.min(max).max(cur).max(1);
+    let n = n.min(FRAMES);
+    let hw = place_frames(n)?;
+    crate::mm::map_machine_frames(crate::mm::GRANT_TABLE_VA, &hw[..n as usize])
+        .map_err(GrantError::Map)?;
     let entries = crate::mm::GRANT_TABLE_VA;
     let frames = n;
     let ptr = NonNull::new(entries as *mut rt_xen::abi::gnttab::GrantEntry)
         .ok_or(GrantError::NoFrames)?;
     // SAFETY: `frames` grant-table frames are mapped writable at `entries`
-    // for the rest of the run, and only this table writes entries past the
-    // reserved ones.
+    // for the rest of the run (but for a suspend: see `suspend`), and only
+    // this table writes entries past the reserved ones.
     let table = unsafe { Table::new(ptr, frames * ENTRIES_PER_FRAME) };
     Ok(State {
         table,
         frames,
         deferred: Vec::new(),
     })
+}
+
+/// Before the domain is suspended (PV): unmaps the table's frames — they
+/// are Xen's, not the domain's, and the saver refuses a page table that
+/// maps them. Nothing may grant until [`resume`].
+pub(crate) fn suspend() -> Result<(), GrantError> {
+    let Some(frames) = STATE.lock().as_ref().map(|s| s.frames) else {
+        return Ok(());
+    };
+    if crate::platform::platform().is_pv() {
+        crate::mm::unmap_machine_frames(crate::mm::GRANT_TABLE_VA, frames.into())
+            .map_err(GrantError::Map)?;
+    }
+    Ok(())
+}
+
+/// After the suspend hypercall returned: the table's frames again. PV maps
+/// them (in a new domain at new MFNs); PVH has Xen place them again in a new
+/// domain (its mapping of those guest frames stays). In a new domain every
+/// entry is empty: the grants made before are void — their owners drop
+/// them, which frees their pages — and the pages kept for a peer that used
+/// them are freed at the next grant operation.
+pub(crate) fn resume(new_domain: bool) -> Result<(), GrantError> {
+    let Some(frames) = STATE.lock().as_ref().map(|s| s.frames) else {
+        return Ok(());
+    };
+    if crate::platform::platform().is_pv() {
+        let hw = place_frames(frames)?;
+        crate::mm::map_machine_frames(crate::mm::GRANT_TABLE_VA, &hw[..frames as usize])
+            .map_err(GrantError::Map)?;
+    } else if new_domain {
+        place_frames(frames)?;
+    }
+    Ok(())
 }
 
 /// Runs `f` with the table (set up on first use), after releasing the

@@ -21,6 +21,7 @@
 //! boot/                          entry paths → main: wires everything
 //! dev/ (net/)                    device frontends, the device registry
 //! control trap                   the toolstack's requests; fatal traps
+//! suspend                        save, checkpoint, migrate: suspend and come back
 //! grant xenstore heap            services over Xen and memory
 //! mm/ exit                       the MMU layer's backends; leaving
 //! console                        output, input (waits through sched)
@@ -49,6 +50,7 @@ pub mod mm;
 mod platform;
 mod qemu;
 pub mod sched;
+mod suspend;
 pub mod time;
 mod trap;
 mod xen;

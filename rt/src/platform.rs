@@ -47,6 +47,12 @@ impl Platform {
         )
     }
 
+    /// Whether this is a PV guest (domU or dom0): MFNs, a p2m, foreign
+    /// mappings the saver must not meet.
+    pub fn is_pv(self) -> bool {
+        matches!(self, Platform::XenPv | Platform::XenPvDom0)
+    }
+
     /// Short name, as in `xl`'s `type =` where one applies.
     pub fn name(self) -> &'static str {
         match self {

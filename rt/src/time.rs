@@ -92,7 +92,10 @@ pub fn wall_clock() -> Option<Duration> {
         return None;
     }
     let (sec, nsec) = crate::xen::wall_clock_base()?;
-    let ns = rt_xen::abi::pvclock::wall_ns(sec, nsec, crate::xen::system_time_ns());
+    // Xen's own time: the wall clock record goes with it, not with the
+    // runtime's clock, which may run behind after a restore.
+    let xen_now = crate::xen::xen_time(crate::xen::system_time_ns());
+    let ns = rt_xen::abi::pvclock::wall_ns(sec, nsec, xen_now);
     Some(Duration::from_nanos(ns))
 }
 

@@ -111,14 +111,48 @@ pub fn remove(path: &str) -> Result<(), XsError> {
     with(|c| c.remove(0, path))
 }
 
+/// The watches set, to set again when the domain comes back in a new one
+/// (xenstored knows nothing of them there).
+static WATCHES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
 /// Watches `path`; events carry `token` (one fires at once).
 pub fn watch(path: &str, token: &str) -> Result<(), XsError> {
-    with(|c| c.watch(path, token))
+    with(|c| c.watch(path, token))?;
+    let mut w = WATCHES.lock();
+    if !w.iter().any(|(p, t)| p == path && t == token) {
+        w.push((path.into(), token.into()));
+    }
+    Ok(())
 }
 
 /// Removes a watch.
 pub fn unwatch(path: &str, token: &str) -> Result<(), XsError> {
+    WATCHES.lock().retain(|(p, t)| !(p == path && t == token));
     with(|c| c.unwatch(path, token))
+}
+
+/// The domain came back in a new one (restored or migrated): xenstored
+/// signals on `port` now. The ring page is the same one; every watch is set
+/// again (each fires once, as when first set).
+pub(crate) fn resume(port: u32) -> Result<(), XsError> {
+    PORT.store(u64::from(port), Ordering::Relaxed);
+    crate::event::name_port(Port(port), "xenstore");
+    if let Some(c) = CLIENT.lock().as_mut() {
+        c.link_mut().port = Port(port);
+        c.reconnect();
+    }
+    // Every watch is tried: one refused (its path gone with the old
+    // domain) does not cost the others; the first refusal is returned.
+    let watches = WATCHES.lock().clone();
+    let mut first = Ok(());
+    for (path, token) in &watches {
+        if let Err(e) = with(|c| c.watch(path, token))
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
+    }
+    first
 }
 
 /// Runs `f` (given the transaction id) as a transaction, retried on EAGAIN.

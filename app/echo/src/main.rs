@@ -157,7 +157,7 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
     let h = rt::heap::stats();
     let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations; grants {}",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; reconnects {}, ports open {}, free frames {}; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations, {} KiB mapped; grants {}",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -179,8 +179,12 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
         e.stray_at.0,
         e.stray_at.1,
         rt::hypercalls_issued(None),
+        net.reconnects(),
+        e.open,
+        rt::mm::frame_stats().free,
         h.allocated_bytes,
         h.allocations,
+        h.mapped_bytes / 1024,
         rt::grant::stats().map_or(0, |(g, _, _)| g.active)
     )
 }

@@ -18,9 +18,6 @@ use crate::platform::{self, Platform};
 use crate::xen::{self, HYPERVISOR, SHARED_INFO_PAGE};
 use rt_mm::Backend;
 
-/// PTE bits for a present, writable, accessed and dirty 4 KiB mapping.
-const PTE_RW_DATA: u64 = 0x63;
-
 /// # Safety
 /// Called once, by `pv_start64`, with the `start_info` pointer Xen passed.
 #[unsafe(no_mangle)]
@@ -44,20 +41,8 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     crate::bootinfo::mark("traps");
 
     // shared_info: remap one page of our .bss onto the machine frame Xen gave.
-    let va = (&raw const SHARED_INFO_PAGE) as u64;
-    // SAFETY: nothing references SHARED_INFO_PAGE's old contents; after this the
-    // page is only accessed through raw pointers as shared_info.
-    let mapped = unsafe {
-        hypercall::update_va_mapping(
-            &HYPERVISOR,
-            va,
-            si.shared_info | PTE_RW_DATA,
-            abi::UVMF_INVLPG,
-        )
-    };
-    if mapped.is_ok() {
-        xen::shared_info_mapped();
-    }
+    xen::set_start_info(si);
+    let mapped = xen::map_shared_info_pv(si.shared_info);
     crate::bootinfo::mark("shared-info");
 
     let console_ok = dom0 || open_console_ring(si).is_some();

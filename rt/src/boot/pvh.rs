@@ -15,7 +15,7 @@ use crate::arch::{HYPERCALL_PAGE, cpuid};
 use crate::console::{self, RingConsole, Sink};
 use crate::mm::{BootMemory, InitError, NativeBackend, PAGE_SIZE, Prot};
 use crate::platform::{self, Platform};
-use crate::xen::{self, HYPERVISOR, SHARED_INFO_PAGE};
+use crate::xen::{self, HYPERVISOR};
 
 /// Everything below this is identity-mapped by the boot page tables.
 const IDENTITY_LIMIT: u64 = 4 << 30;
@@ -170,12 +170,7 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
     platform::set(Platform::XenPvh);
     crate::bootinfo::mark("hypercall-page");
 
-    let gpfn = (&raw const SHARED_INFO_PAGE) as u64 >> 12;
-    // SAFETY: the page at gpfn is a .bss page reserved for shared_info; nothing
-    // else uses its contents.
-    unsafe { hypercall::map_shared_info_at(&HYPERVISOR, gpfn) }
-        .map_err(|_| "XENMEM_add_to_physmap(shared_info)")?;
-    xen::shared_info_mapped();
+    xen::map_shared_info_pvh().map_err(|_| "XENMEM_add_to_physmap(shared_info)")?;
     crate::bootinfo::mark("shared-info");
 
     let pfn = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::ConsolePfn)

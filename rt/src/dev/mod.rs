@@ -3,7 +3,9 @@
 //! driver logic of `rt_xen::dev::<class>` given the runtime's pages, grants,
 //! event channels and xenstore — and the one registry of them, which code
 //! that must reach every device walks ([`for_each`]: the listing of
-//! devices now, suspend and resume next).
+//! devices, and `rt::suspend` telling each of a suspend and its outcome).
+//! A device connecting to its backend says so ([`Connecting`]): a suspend
+//! asked for meanwhile waits until it is done.
 //!
 //! May import: the runtime's services (`event`, `sched`, `grant`,
 //! `xenstore`, `time`, `console`, `bootinfo`); nothing imports a device but
@@ -14,11 +16,13 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 
 pub mod net;
+
+pub use rt_xen::abi::hypercall::SuspendReturn as Resumed;
 
 /// What every registered device offers the code that walks the registry.
 pub trait Device: Send {
@@ -27,6 +31,42 @@ pub trait Device: Send {
     fn name(&self) -> &str;
     /// Whether it is connected to its backend.
     fn connected(&self) -> bool;
+    /// The domain is about to be suspended: stop using the rings, keep what
+    /// is queued.
+    fn suspend(&mut self);
+    /// The domain runs again: in the same domain (the suspend was
+    /// cancelled: carry on with the same rings) or in a new one (connect to
+    /// the new backend: new rings, grants and channel).
+    fn resume(&mut self, how: Resumed);
+}
+
+/// Devices in the middle of a handshake with their backend.
+static CONNECTING: AtomicU32 = AtomicU32::new(0);
+
+/// Held by a device while it connects to its backend (a handshake waits in
+/// the idle loop, where the toolstack's requests are served): the domain
+/// is not suspended meanwhile — a handshake cut by a suspend would go on
+/// against a backend that is gone, and the device is not registered yet.
+#[derive(Debug)]
+pub struct Connecting(());
+
+impl Connecting {
+    /// Marks a connection under way until the value is dropped.
+    pub fn start() -> Connecting {
+        CONNECTING.fetch_add(1, Ordering::AcqRel);
+        Connecting(())
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        CONNECTING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether a device is connecting to its backend now (see [`Connecting`]).
+pub fn connecting() -> bool {
+    CONNECTING.load(Ordering::Acquire) > 0
 }
 
 /// A registered device, as the registry holds it (weakly).

@@ -18,12 +18,24 @@ use crate::xen::HYPERVISOR;
 #[derive(Debug)]
 pub struct Channel {
     port: Port,
+    /// The set of ports it belongs to (see `deliver::epoch`).
+    epoch: u64,
 }
 
 impl Channel {
     fn track(port: Port) -> Channel {
         ports::opened(port);
-        Channel { port }
+        Channel {
+            port,
+            epoch: deliver::epoch(),
+        }
+    }
+
+    /// Whether the channel was lost with its domain: the domain was
+    /// restored (or migrated) since it was opened, so its port is gone.
+    /// A stale channel closes nothing when dropped.
+    pub fn is_stale(&self) -> bool {
+        self.epoch != deliver::epoch()
     }
 
     /// Binds virtual IRQ `virq` on vCPU 0.
@@ -96,9 +108,9 @@ impl Channel {
     /// Closes the channel now, saying whether Xen agreed (dropping it
     /// closes it too, and counts a refusal).
     pub fn close(self) -> Result<(), EventError> {
-        let port = self.port;
+        let (port, stale) = (self.port, self.is_stale());
         core::mem::forget(self);
-        release(port)
+        if stale { Ok(()) } else { release(port) }
     }
 }
 
@@ -111,6 +123,9 @@ fn release(port: Port) -> Result<(), EventError> {
 
 impl Drop for Channel {
     fn drop(&mut self) {
+        if self.is_stale() {
+            return;
+        }
         if let Err(e) = release(self.port) {
             deliver::count_close_error(self.port, e);
         }

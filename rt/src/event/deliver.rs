@@ -39,6 +39,36 @@ static LAST_CLOSE_ERROR: AtomicU64 = AtomicU64::new(0);
 /// How events reach the runtime (see [`Delivery`]).
 static DELIVERY: AtomicU8 = AtomicU8::new(Delivery::Polling as u8);
 
+/// Which set of ports is current: a restore into a new domain closes every
+/// port at once, and a channel opened before it must not close the new
+/// port that happens to bear its number.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current set of ports (see `EPOCH`): it changes when the domain is
+/// restored into a new one.
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// After a restore into a new domain: every port is gone. Forgets the
+/// handlers, the latched events, the named and open ports, and moves to a
+/// new epoch (channels opened before become stale: dropping one closes
+/// nothing). The caller binds what the runtime needs again and registers
+/// the upcall ([`init_upcalls`]) with the new shared_info.
+pub(crate) fn reset() {
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+    HANDLERS.lock().clear();
+    LATCH.clear();
+    ports::reset();
+    // A PV restore leaves every port masked; the new domain's ports start
+    // unmasked, as at boot.
+    for w in 0..64 {
+        if let Some(m) = Shared.word(true, w) {
+            m.store(0, Ordering::Release);
+        }
+    }
+}
+
 /// How events reach the runtime.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -224,7 +254,7 @@ fn hvm_poll_idle(deadline_ns: Option<u64>) -> Result<(), EventError> {
     for (r, p) in raw.iter_mut().zip(&ports[..n]) {
         *r = p.0;
     }
-    hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline_ns.unwrap_or(0))?;
+    hypercall::sched_poll(&HYPERVISOR, &raw[..n], poll_timeout(deadline_ns))?;
     poll();
     take_into_latch(&ports[..n]);
     Ok(())
@@ -294,7 +324,14 @@ pub fn wait(ports: &[Port], deadline_ns: Option<u64>) -> Result<(), EventError> 
     for (r, p) in raw.iter_mut().zip(ports) {
         *r = p.0;
     }
-    hypercall::sched_poll(&HYPERVISOR, &raw[..n], deadline_ns.unwrap_or(0)).map_err(Into::into)
+    hypercall::sched_poll(&HYPERVISOR, &raw[..n], poll_timeout(deadline_ns)).map_err(Into::into)
+}
+
+/// `SCHEDOP_poll`'s timeout for a deadline of the runtime's clock: Xen's
+/// time then (see `xen::xen_time`), 0 for none — and never 0 for a real
+/// deadline, which would mean none.
+fn poll_timeout(deadline_ns: Option<u64>) -> u64 {
+    deadline_ns.map_or(0, |d| crate::xen::xen_time(d).max(1))
 }
 
 /// Waits until `port` is signalled or `timeout_ns` passes, then takes its
@@ -338,6 +375,8 @@ pub struct EventStats {
     pub latched: u32,
     /// Ports with a handler.
     pub handlers: u32,
+    /// Ports the runtime has open (its own and its channels').
+    pub open: u32,
     /// Channels whose close Xen refused when they were dropped, and the
     /// last one's (port, errno).
     pub close_errors: u64,
@@ -365,6 +404,7 @@ pub fn stats() -> EventStats {
         repeated: REPEATED.load(Ordering::Relaxed),
         latched: LATCH.ports().count() as u32,
         handlers: t.ports().count() as u32,
+        open: ports::all().count() as u32,
         close_errors: CLOSE_ERRORS.load(Ordering::Relaxed),
         last_close_error: ((last >> 32) as u32, last as u32),
         delivery: delivery(),

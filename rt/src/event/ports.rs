@@ -59,3 +59,9 @@ pub(super) fn all() -> impl Iterator<Item = Port> {
         .map(|(_, p)| p)
         .chain(open.into_iter().filter(|&p| p != 0).map(Port))
 }
+
+/// Forgets every port (they are gone: the domain was restored).
+pub(super) fn reset() {
+    *NAMES.lock() = [(0, ""); NAMED];
+    *CHANNELS.lock() = [0; OPEN];
+}

@@ -15,6 +15,7 @@ mod native;
 mod pv;
 
 use core::fmt::Write;
+use core::mem::MaybeUninit;
 
 use rt_mm::frames::BitmapFrames;
 use rt_mm::kernel::{self, Layout};
@@ -70,9 +71,53 @@ pub struct Mm {
     pub alloc_setup_us: u64,
     /// Frames given back to Xen (created on the first [`release_to`]).
     pub balloon: Option<Balloon<'static>>,
+    /// PV: the p2m's frame list for the toolstack ([`publish_p2m`]).
+    pub p2m_list: Option<P2mList>,
+    /// The pfns the last suspend gave back ([`shed`]), one bit each; made
+    /// with the balloon, reused by every suspend (no heap use).
+    shed_bits: Option<&'static mut [u64]>,
 }
 
-static MM: Mutex<Option<Mm>> = Mutex::new(None);
+/// The memory state once boot made it. All zero bytes until then, so the
+/// static lives in .bss: an `Option<Mm>`'s `None` is not all zero (its
+/// niche sits in a field), which put the whole 17 KiB of it into every
+/// image's file as .data.
+struct Slot {
+    ready: bool,
+    mm: MaybeUninit<Mm>,
+}
+
+impl Slot {
+    /// The memory state, once boot made it.
+    fn as_ref(&self) -> Option<&Mm> {
+        // SAFETY: `ready` is set only by `set`, after `mm` was written.
+        self.ready.then(|| unsafe { self.mm.assume_init_ref() })
+    }
+
+    /// The memory state, once boot made it.
+    fn as_mut(&mut self) -> Option<&mut Mm> {
+        if !self.ready {
+            return None;
+        }
+        // SAFETY: as in `as_ref`.
+        Some(unsafe { self.mm.assume_init_mut() })
+    }
+
+    /// Boot's memory state (set once; a second call replaces it).
+    fn set(&mut self, mm: Mm) {
+        if self.ready {
+            // SAFETY: `ready` says `mm` holds a value; it is replaced next.
+            unsafe { self.mm.assume_init_drop() };
+        }
+        self.mm.write(mm);
+        self.ready = true;
+    }
+}
+
+static MM: Mutex<Slot> = Mutex::new(Slot {
+    ready: false,
+    mm: MaybeUninit::zeroed(),
+});
 
 /// Runs `f` with the memory state. Panics if called before boot set it up.
 pub fn with<R>(f: impl FnOnce(&mut Mm) -> R) -> R {
@@ -99,10 +144,7 @@ pub fn stats() -> Stats {
 /// many entries are invalid because their frames went back to Xen. `None`
 /// on PVH, where Xen keeps the physmap.
 pub fn p2m_info() -> Option<(u64, u64, u64)> {
-    if !matches!(
-        crate::platform::platform(),
-        crate::platform::Platform::XenPv | crate::platform::Platform::XenPvDom0
-    ) {
+    if !crate::platform::platform().is_pv() {
         return None;
     }
     let g = MM.try_lock()?;
@@ -254,7 +296,7 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
     let alloc = FrameAllocator::from_bitmap(storage, boot.nr_pages, frames.bits())
         .ok_or(InitError::NoBootFrames)?;
     let alloc_setup_us = us(t1);
-    *MM.lock() = Some(Mm {
+    MM.lock().set(Mm {
         mmu,
         frames: alloc,
         kernel,
@@ -262,6 +304,8 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
         build_us,
         alloc_setup_us,
         balloon: None,
+        shed_bits: None,
+        p2m_list: None,
     });
     Ok(())
 }
@@ -409,11 +453,8 @@ pub fn reservation() -> Result<Reservation, ReservationError> {
     })
 }
 
-/// Moves the reservation by `pages` (release: down; else up) with the
-/// balloon, creating its bookkeeping on first use.
-fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
-    let mut guard = MM.lock();
-    let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
+/// Creates the balloon's bookkeeping on first use.
+fn ensure_balloon(mm: &mut Mm) -> Result<(), ReservationError> {
     if mm.balloon.is_none() {
         let words = Balloon::words_needed(mm.nr_pages);
         let frames = pages_for(words as u64 * 8);
@@ -428,6 +469,27 @@ fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
             unsafe { core::slice::from_raw_parts_mut(at.addr() as *mut u64, words) };
         mm.balloon = Some(Balloon::new(storage, mm.nr_pages).ok_or(ReservationError::NoStorage)?);
     }
+    if mm.shed_bits.is_none() {
+        let words = mm.nr_pages.div_ceil(64) as usize;
+        let at = mm
+            .frames
+            .alloc_contiguous(pages_for(words as u64 * 8), 1)
+            .ok_or(ReservationError::NoStorage)?;
+        // SAFETY: as for the balloon's storage: fresh frames, mapped
+        // read-write at their identity address, used only for this.
+        let bits: &'static mut [u64] =
+            unsafe { core::slice::from_raw_parts_mut(at.addr() as *mut u64, words) };
+        mm.shed_bits = Some(bits);
+    }
+    Ok(())
+}
+
+/// Moves the reservation by `pages` (release: down; else up) with the
+/// balloon.
+fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
+    let mut guard = MM.lock();
+    let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
+    ensure_balloon(mm)?;
     let Mm {
         mmu,
         frames,
@@ -458,6 +520,110 @@ pub fn release_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
     reservation()
 }
 
+/// What a suspend gave back to Xen ([`shed`]), to take back after it (the
+/// pfns themselves are marked in `Mm::shed_bits`).
+#[derive(Debug, Default)]
+pub(crate) struct Shed {
+    pages: u64,
+}
+
+impl Shed {
+    /// How many pages were given.
+    pub(crate) fn pages(&self) -> u64 {
+        self.pages
+    }
+}
+
+/// Gives the free frames beyond `keep` back to Xen before a suspend (the
+/// saver then copies only what the domain holds), marking which.
+pub(crate) fn shed(keep: u64) -> Shed {
+    let mut out = Shed::default();
+    let mut guard = MM.lock();
+    let Some(mm) = guard.as_mut() else {
+        return out;
+    };
+    let give = mm.frames.free_count().saturating_sub(keep);
+    if give == 0 || ensure_balloon(mm).is_err() {
+        return out;
+    }
+    let Mm {
+        mmu,
+        frames,
+        kernel,
+        balloon,
+        shed_bits,
+        ..
+    } = mm;
+    if let (Some(balloon), Some(bits)) = (balloon.as_mut(), shed_bits.as_mut()) {
+        bits.fill(0);
+        // A release that stops short gave back part: the bits say which.
+        let _ =
+            balloon.release_recorded(mmu, kernel, frames, &mut XenReservation, give, &mut |p| {
+                bits[(p.0 / 64) as usize] |= 1 << (p.0 % 64);
+                out.pages += 1;
+            });
+    }
+    out
+}
+
+/// Takes back what [`shed`] gave, after the suspend. Pages the domain holds
+/// again (`held`: a live migration's restorer copied them before they were
+/// given, and kept them; PV finds them in the p2m it wrote, PVH only knows
+/// from the reservation) rejoin the allocator as they are; the others come
+/// from Xen. Returns how many were adopted.
+pub(crate) fn unshed(shed: Shed, held: bool) -> Result<u64, ReservationError> {
+    if shed.pages == 0 {
+        return Ok(0);
+    }
+    let pv = crate::platform::platform().is_pv();
+    let adopted = {
+        let mut guard = MM.lock();
+        let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
+        let Mm {
+            mmu,
+            frames,
+            kernel,
+            balloon,
+            shed_bits,
+            ..
+        } = mm;
+        let (Some(b), Some(bits)) = (balloon.as_mut(), shed_bits.as_mut()) else {
+            return Err(ReservationError::NoStorage);
+        };
+        let mut adopted = 0;
+        if pv || held {
+            // The marked pfns, a batch at a time.
+            let mut batch = [Pfn(0); rt_mm::reservation::BATCH];
+            let mut n = 0;
+            for (w, word) in bits.iter().enumerate() {
+                let mut rest = *word;
+                while rest != 0 {
+                    let bit = rest.trailing_zeros() as u64;
+                    rest &= rest - 1;
+                    batch[n] = Pfn(w as u64 * 64 + bit);
+                    n += 1;
+                    if n == batch.len() {
+                        adopted += b
+                            .adopt(mmu, kernel, frames, &batch)
+                            .map_err(|e| ReservationError::Balloon(e.into()))?;
+                        n = 0;
+                    }
+                }
+            }
+            adopted += b
+                .adopt(mmu, kernel, frames, &batch[..n])
+                .map_err(|e| ReservationError::Balloon(e.into()))?;
+        }
+        bits.fill(0);
+        adopted
+    };
+    let rest = shed.pages - adopted;
+    if rest > 0 {
+        move_reservation(rest, false)?;
+    }
+    Ok(adopted)
+}
+
 /// Takes memory back from Xen (`XENMEM_populate_physmap`) until the domain
 /// holds `target_bytes`, up to what [`release_to`] gave away: the domain
 /// cannot grow past the memory it booted with. The frames join the frame
@@ -478,38 +644,79 @@ pub fn frame_stats() -> rt_mm::AllocStats {
         .unwrap_or_default()
 }
 
+/// Where the toolstack's view of the p2m lives (PV): the p2m itself and the
+/// frames of the three-level list of its MFNs.
+#[derive(Clone, Copy, Debug)]
+pub struct P2mList {
+    /// The p2m (`start_info.mfn_list`) and its entries.
+    p2m_va: u64,
+    nr_pages: u64,
+    /// The top page of the list, and the first of its middle pages (taken
+    /// as one contiguous run).
+    top: Pfn,
+    mids: Pfn,
+    n_mids: u64,
+}
+
 /// Publishes the p2m for the toolstack (PV): a three-level list of the MFNs of
 /// the p2m's own pages, and `max_pfn`, in `shared_info.arch` — what `xl
-/// dump-core`, save and migration walk.
+/// dump-core`, save and migration walk. The list's frames are kept: a
+/// restore moves every page to a new MFN, and [`republish_p2m`] writes the
+/// list anew.
 pub(crate) fn publish_p2m(p2m_va: u64, nr_pages: u64) -> Result<(), MapError> {
     let mut guard = MM.lock();
     let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
-    let p2m_pages = pages_for(nr_pages * 8);
-    let mids = p2m_pages.div_ceil(512);
-    if mids > 512 {
+    let n_mids = pages_for(nr_pages * 8).div_ceil(512);
+    if n_mids > 512 {
         return Err(MapError::OutOfRange(p2m_va));
     }
     let top = mm.frames.alloc_frame().ok_or(MapError::NoFrames)?;
-    let mfn = |m: &Mm, p: Pfn| m.mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p));
-    // SAFETY: `top` is a frame we just took: ordinary RAM, mapped read-write at
-    // its identity address, used by nothing else.
-    let top_page = unsafe { core::slice::from_raw_parts_mut(top.addr() as *mut u64, 512) };
+    let Some(mids) = mm.frames.alloc_contiguous(n_mids, 1) else {
+        mm.frames.free_frame(top);
+        return Err(MapError::NoFrames);
+    };
+    mm.p2m_list = Some(P2mList {
+        p2m_va,
+        nr_pages,
+        top,
+        mids,
+        n_mids,
+    });
+    write_p2m_list(mm)
+}
+
+/// Writes the p2m's frame list with the MFNs of now and publishes it (PV,
+/// after a restore: every MFN changed).
+pub(crate) fn republish_p2m() -> Result<(), MapError> {
+    let mut guard = MM.lock();
+    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
+    write_p2m_list(mm)
+}
+
+fn write_p2m_list(mm: &mut Mm) -> Result<(), MapError> {
+    let Some(l) = mm.p2m_list else {
+        return Ok(());
+    };
+    let p2m_pages = pages_for(l.nr_pages * 8);
+    let mfn = |p: Pfn| mm.mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p));
+    // SAFETY: the list's frames were taken for it alone (`publish_p2m`):
+    // ordinary RAM, mapped read-write at their identity address.
+    let top_page = unsafe { core::slice::from_raw_parts_mut(l.top.addr() as *mut u64, 512) };
     top_page.fill(0);
-    for m in 0..mids {
-        let mid = mm.frames.alloc_frame().ok_or(MapError::NoFrames)?;
-        // SAFETY: as for `top`.
+    for m in 0..l.n_mids {
+        let mid = Pfn(l.mids.0 + m);
+        // SAFETY: as for `top_page`.
         let mid_page = unsafe { core::slice::from_raw_parts_mut(mid.addr() as *mut u64, 512) };
         mid_page.fill(0);
         for (i, slot) in mid_page.iter_mut().enumerate() {
             let page = m * 512 + i as u64;
             if page < p2m_pages {
-                *slot = mfn(mm, Pfn((p2m_va >> 12) + page))?;
+                *slot = mfn(Pfn((l.p2m_va >> 12) + page))?;
             }
         }
-        top_page[m as usize] = mfn(mm, mid)?;
+        top_page[m as usize] = mfn(mid)?;
     }
-    let top_mfn = mfn(mm, top)?;
-    crate::xen::publish_p2m(nr_pages, top_mfn);
+    crate::xen::publish_p2m(l.nr_pages, mfn(l.top)?);
     Ok(())
 }
 
@@ -562,6 +769,14 @@ pub(crate) fn map_machine_frames(va: u64, hw: &[u64]) -> Result<(), MapError> {
     Ok(())
 }
 
+/// Unmaps `pages` pages mapped by [`map_machine_frames`] from `va` (the
+/// frames are Xen's: nothing goes back to the frame allocator).
+pub(crate) fn unmap_machine_frames(va: u64, pages: u64) -> Result<(), MapError> {
+    let mut guard = MM.try_lock().ok_or(MapError::Busy)?;
+    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
+    mm.mmu.unmap_range(&mm.kernel, va, pages)?.flush()
+}
+
 /// Takes `n` consecutive free frames (zeroed, mapped read-write at their
 /// identity address), or `None` if there are none.
 pub fn alloc_frames(n: u64) -> Option<Pfn> {
@@ -575,4 +790,10 @@ pub fn alloc_frames(n: u64) -> Option<Pfn> {
 /// The number Xen knows frame `pfn` by: its MFN on PV, the pfn itself on PVH.
 pub fn xen_frame(pfn: Pfn) -> Option<u64> {
     MM.try_lock()?.as_ref()?.mmu.backend().hw_frame(pfn)
+}
+
+/// The pfn of one of our frames as Xen knows it (PV: an MFN, through the
+/// M2P checked against the p2m), if it is ours.
+pub fn pfn_of_frame(hw: u64) -> Option<Pfn> {
+    MM.try_lock()?.as_ref()?.mmu.backend().pfn_of(hw)
 }

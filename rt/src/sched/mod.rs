@@ -15,4 +15,4 @@ mod timer;
 
 pub use self::idle::{ServiceError, Wake, idle, register_service};
 pub use self::sleep::{SleepStats, sleep, sleep_stats};
-pub(crate) use self::timer::init as init_timer;
+pub(crate) use self::timer::{init as init_timer, lost as timer_lost, stop as stop_timer};

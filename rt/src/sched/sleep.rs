@@ -38,16 +38,14 @@ pub fn sleep(d: Duration) {
     let deadline = Instant::now().after(d);
     SLEEP.lock().sleeps += 1;
     if crate::platform::platform().is_xen() {
-        if let Some(t) = timer::channel() {
-            // A timer event left over from an earlier, interrupted sleep.
-            t.take_pending();
-        }
+        // A timer event left over from an earlier, interrupted sleep.
+        timer::take_fired();
         while Instant::now() < deadline {
             if idle(Some(deadline)).is_err() {
                 // Xen refused to block: spin to the deadline rather than fail.
                 break;
             }
-            let fired = timer::channel().is_some_and(|t| t.take_pending());
+            let fired = timer::take_fired();
             let mut s = SLEEP.lock();
             if fired {
                 s.timer_wakeups += 1;

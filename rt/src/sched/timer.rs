@@ -4,6 +4,10 @@
 //! Invariant: [`arm`] is the only code that arms the timer (one vCPU), and
 //! `ARMED_FOR` is the deadline it last armed for; while that lies ahead,
 //! Xen holds a one-shot timer for exactly it.
+//!
+//! A restore into a new domain loses the timer and its channel: the channel
+//! is bound again on first use in the new domain, and `ARMED_FOR` is
+//! forgotten ([`lost`]) so the next wait arms afresh.
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use rt_xen::XenError;
@@ -13,20 +17,40 @@ use crate::event::{Channel, VIRQ_TIMER};
 use crate::time::Instant;
 use crate::xen::HYPERVISOR;
 
-/// The `VIRQ_TIMER` channel, bound on first use.
-static TIMER: spin::Once<Option<Channel>> = spin::Once::new();
+/// The `VIRQ_TIMER` channel, bound (or not: `None`) once per set of ports
+/// — the event epoch it was bound in.
+static TIMER: spin::Mutex<Option<(u64, Option<Channel>)>> = spin::Mutex::new(None);
 
-/// The timer's channel (bound, and its port named, on first use).
-pub(super) fn channel() -> Option<&'static Channel> {
-    TIMER
-        .call_once(|| {
-            let c = Channel::bind_virq(VIRQ_TIMER).ok();
-            if let Some(c) = &c {
-                crate::event::name_port(c.port(), "timer (VIRQ_TIMER)");
-            }
-            c
-        })
-        .as_ref()
+/// Runs `f` with the timer's channel, bound (and its port named) on first
+/// use in this domain; `None` when it cannot be bound.
+fn with_channel<R>(f: impl FnOnce(Option<&Channel>) -> R) -> R {
+    let mut t = TIMER.lock();
+    let epoch = crate::event::epoch();
+    if t.as_ref().is_none_or(|(e, _)| *e != epoch) {
+        let c = Channel::bind_virq(VIRQ_TIMER).ok();
+        if let Some(c) = &c {
+            crate::event::name_port(c.port(), "timer (VIRQ_TIMER)");
+        }
+        *t = Some((epoch, c));
+    }
+    f(t.as_ref().and_then(|(_, c)| c.as_ref()))
+}
+
+/// Takes the timer's event: true if it fired since the last look.
+pub(super) fn take_fired() -> bool {
+    with_channel(|c| c.is_some_and(Channel::take_pending))
+}
+
+/// The domain is about to be suspended: no timer is left armed.
+pub(crate) fn stop() -> Result<(), XenError> {
+    ARMED_FOR.store(0, Ordering::Relaxed);
+    hypercall::stop_timer(&HYPERVISOR, 0, false)
+}
+
+/// The domain came back (restored, or its suspend cancelled): whatever was
+/// armed is gone; the next wait arms the timer again.
+pub(crate) fn lost() {
+    ARMED_FOR.store(0, Ordering::Relaxed);
 }
 
 /// Makes the vCPU tickless: PV vCPUs start with a 10 ms periodic timer that
@@ -66,7 +90,7 @@ const KEEP_MARGIN_NS: u64 = 1_000_000;
 /// waits "10 s or the next packet" over and over thus arms once per 10 s,
 /// not once per packet — on PVH every hypercall is a VM exit.
 pub(super) fn arm(deadline: Instant) -> Armed {
-    if channel().is_none() {
+    if !with_channel(|c| c.is_some()) {
         return Armed::No;
     }
     let now = Instant::now();
@@ -77,7 +101,8 @@ pub(super) fn arm(deadline: Instant) -> Armed {
     if armed > now.as_nanos().saturating_add(KEEP_MARGIN_NS) && armed <= deadline.as_nanos() {
         return Armed::Yes;
     }
-    let r = hypercall::set_singleshot_timer(&HYPERVISOR, 0, deadline.as_nanos());
+    let xen_deadline = crate::xen::xen_time(deadline.as_nanos());
+    let r = hypercall::set_singleshot_timer(&HYPERVISOR, 0, xen_deadline);
     ARMED_FOR.store(
         if r.is_ok() { deadline.as_nanos() } else { 0 },
         Ordering::Relaxed,

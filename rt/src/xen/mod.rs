@@ -8,8 +8,9 @@ mod shared;
 use rt_xen::abi::hypercall::{self, HypercallPage};
 
 pub use self::shared::{
-    SHARED_INFO_PAGE, publish_p2m, shared_info, shared_info_mapped, system_time_ns, time_info,
-    vcpu0, wall_clock_base,
+    SHARED_INFO_PAGE, keep_time_from, map_shared_info_pv, map_shared_info_pvh, publish_p2m,
+    set_start_info, settle_clock, shared_info, start_info_ptr, system_time_ns, time_info,
+    unmap_shared_info_pv, vcpu0, wall_clock_base, xen_time,
 };
 
 /// The one hypercall page of the image; unset (every call `ENOSYS`) until boot

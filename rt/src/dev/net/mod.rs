@@ -214,6 +214,8 @@ pub struct Net {
     pub config: IpConfig,
     /// The DHCP client, when the address comes from one.
     dhcp: Option<SocketHandle>,
+    /// The vif's reconnections already announced to the network.
+    announced: u64,
 }
 
 impl core::fmt::Debug for Net {
@@ -263,6 +265,7 @@ impl Net {
             sockets,
             config,
             dhcp,
+            announced: 0,
         };
         match addressing {
             Addressing::Static(c) => net.apply(Some(c))?,
@@ -310,6 +313,11 @@ impl Net {
     pub fn poll(&mut self) {
         self.device.vif.take_event();
         self.device.vif.check_backend();
+        let reconnects = self.device.vif.reconnects();
+        if reconnects != self.announced {
+            self.announced = reconnects;
+            self.announce();
+        }
         self.iface.poll(now(), &mut self.device, &mut self.sockets);
         let Some(h) = self.dhcp else { return };
         let change = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
@@ -347,10 +355,11 @@ impl Net {
             .iface
             .poll_delay(now(), &self.sockets)
             .map(|d| Duration::from_micros(d.total_micros()));
-        let d = match (delay, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // While the vif reconnects, its next attempt is a deadline too.
+        let d = [delay, limit, self.device.vif.retry_in()]
+            .into_iter()
+            .flatten()
+            .min();
         if d == Some(Duration::ZERO) {
             return;
         }
@@ -365,9 +374,48 @@ impl Net {
         }
     }
 
+    /// Tells the network where the domain is now (after a restore or a
+    /// migration, on another host or another bridge port): a gratuitous
+    /// ARP, so switches learn the MAC's new place and peers refresh it.
+    fn announce(&mut self) {
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr};
+        let mac = EthernetAddress(self.device.vif.mac());
+        let ip = self.config.cidr.address();
+        if ip.is_unspecified() {
+            return;
+        }
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: mac,
+            source_protocol_addr: ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        let eth = EthernetRepr {
+            src_addr: mac,
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: smoltcp::wire::EthernetProtocol::Arp,
+        };
+        let len = eth.buffer_len() + arp.buffer_len();
+        let sent = self.device.vif.send(len, |buf| {
+            let mut f = EthernetFrame::new_unchecked(buf);
+            eth.emit(&mut f);
+            arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+        });
+        if !sent {
+            crate::console::println!("net: the gratuitous ARP after reconnecting was not sent");
+        }
+    }
+
     /// Whether the vif is connected (false once the backend closed it).
     pub fn is_up(&mut self) -> bool {
         self.device.vif.check_backend()
+    }
+
+    /// Times the vif connected again after the first (one per restore or
+    /// migration).
+    pub fn reconnects(&self) -> u64 {
+        self.device.vif.reconnects()
     }
 
     /// Vif counters.

@@ -2,7 +2,11 @@
 //! [`rt_xen::dev::net::xenbus::connect`] over the generic handshake,
 //! host-tested against misbehaving backends), its granted pages and event
 //! channel, over the data path of [`rt_xen::dev::net`]. The vif's state is
-//! shared with the device registry ([`crate::dev`]).
+//! shared with the device registry ([`crate::dev`]), through which the
+//! domain's suspend reaches it: its phase follows
+//! [`rt_xen::dev::net::lifecycle`] — after a restore or migration it
+//! connects to the new backend (new rings, grants and channel, the same
+//! MAC), retrying until it can; the app's sockets live on.
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -10,15 +14,16 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use rt_xen::abi::PAGE_SIZE;
+use rt_xen::dev::net::lifecycle::{Action, Event, Phase};
 use rt_xen::dev::net::netif::RING_SIZE;
 use rt_xen::dev::net::xenbus::{self as vif_keys, Rings};
 use rt_xen::dev::net::{NetStats, Netfront, Pages};
 use rt_xen::proto::shared_ring::FrontRing;
-use rt_xen::proto::xenbus::{self, Bus, HandshakeError, Link, state};
+use rt_xen::proto::xenbus::{self, Bus, HandshakeError, state};
 use rt_xen::proto::xenstore::XsError;
 use spin::Mutex;
 
-use crate::dev::{Device, Registration};
+use crate::dev::{Device, Registration, Resumed};
 use crate::event::{Channel, Port};
 use crate::grant::GrantedPage;
 use crate::time::Instant;
@@ -67,17 +72,29 @@ impl Pages for Bufs {
     }
 }
 
-/// What the vif and the device registry share.
-struct State {
+/// One connection to a backend: its rings, buffers and channel. Dropped
+/// whole when the vif connects anew (its pages end their grants then).
+struct Connection {
     nf: Netfront,
     bufs: Bufs,
     chan: Channel,
-    frontend: String,
     backend: String,
-    /// The ring pages; kept (granted) for the life of the vif.
+    /// The ring pages; kept (granted) for the life of the connection.
     _rings: [GrantedPage; 2],
-    /// The backend closed the connection: the rings are no longer used.
-    closed: bool,
+}
+
+/// What the vif and the device registry share.
+struct State {
+    link: Connection,
+    devid: u32,
+    frontend: String,
+    mac: [u8; 6],
+    /// Where the vif stands: the rings are used only when it is usable.
+    phase: Phase,
+    /// Counters carried over from earlier connections.
+    earlier: NetStats,
+    /// Connections made after the first (restores, migrations).
+    reconnects: u64,
 }
 
 impl Device for State {
@@ -87,17 +104,114 @@ impl Device for State {
             .unwrap_or(&self.frontend)
     }
     fn connected(&self) -> bool {
-        !self.closed
+        self.phase.usable()
     }
+    fn suspend(&mut self) {
+        self.act(Event::Suspend);
+    }
+    fn resume(&mut self, how: Resumed) {
+        let ev = match how {
+            Resumed::Cancelled => Event::Cancelled,
+            Resumed::NewDomain => Event::NewDomain { now_ms: now_ms() },
+        };
+        self.act(ev);
+    }
+}
+
+fn now_ms() -> u64 {
+    Instant::now().as_nanos() / 1_000_000
 }
 
 impl State {
     fn notify(&self) {
         // A refused send leaves the backend to its own polling; counted by
         // the missing traffic, nothing to undo here.
-        if self.chan.notify().is_err() {
+        if self.link.chan.notify().is_err() {
             crate::console::println!("rt: net: notifying the backend failed");
         }
+    }
+
+    /// Moves the phase on by `ev` and does what it says.
+    fn act(&mut self, ev: Event) {
+        let (phase, action) = self.phase.step(ev);
+        self.phase = phase;
+        match action {
+            Action::None => {}
+            Action::Notify => self.notify(),
+            Action::Connect => self.reconnect(),
+        }
+    }
+
+    /// Connects to the backend anew (after a restore or migration): the
+    /// handshake, new rings, grants and channel; the old connection is
+    /// dropped. On failure the phase says when to try again.
+    fn reconnect(&mut self) {
+        let old_backend = self.link.backend.clone();
+        match Vif::handshake(self.devid) {
+            Ok((link, mac)) => {
+                if mac != self.mac {
+                    crate::console::println!(
+                        "rt: net: {} came back with MAC {mac:02x?} (was {:02x?}): keeping ours",
+                        self.frontend,
+                        self.mac
+                    );
+                }
+                let mut earlier = self.earlier;
+                add_stats(&mut earlier, &self.link.nf.stats);
+                self.earlier = earlier;
+                self.link = link;
+                self.reconnects += 1;
+                // The old backend's state watch is void: watch the new one.
+                let _ = crate::xenstore::unwatch(&format!("{old_backend}/state"), BACKEND_TOKEN);
+                watch_backend(&self.link.backend);
+                crate::console::println!(
+                    "rt: net: {} connected to {} again",
+                    self.frontend,
+                    self.link.backend
+                );
+                self.act(Event::Connected);
+            }
+            Err(e) => {
+                // Logged once per outage: the retries back off quietly.
+                if matches!(self.phase, Phase::Reconnecting { failures: 0, .. }) {
+                    crate::console::println!(
+                        "rt: net: reconnecting {} failed: {e} (the network is down; retrying quietly)",
+                        self.frontend
+                    );
+                }
+                self.act(Event::ConnectFailed { now_ms: now_ms() });
+            }
+        }
+    }
+}
+
+/// Adds a connection's counters to the running totals.
+fn add_stats(total: &mut NetStats, s: &NetStats) {
+    total.tx_frames += s.tx_frames;
+    total.tx_bytes += s.tx_bytes;
+    total.tx_errors += s.tx_errors;
+    total.tx_ring_full += s.tx_ring_full;
+    total.rx_frames += s.rx_frames;
+    total.rx_bytes += s.rx_bytes;
+    total.rx_gso += s.rx_gso;
+    total.rx_csum_checked += s.rx_csum_checked;
+    total.rx_errors += s.rx_errors;
+    total.bad_ids += s.bad_ids;
+    total.bad_lengths += s.bad_lengths;
+    total.bad_flags += s.bad_flags;
+    total.bad_extras += s.bad_extras;
+    total.bad_chains += s.bad_chains;
+    total.bad_checksums += s.bad_checksums;
+    total.ring_errors += s.ring_errors;
+    total.notifies += s.notifies;
+}
+
+/// Watches the backend's state (a close, a detach).
+fn watch_backend(backend: &str) {
+    if let Err(e) = crate::xenstore::watch(&format!("{backend}/state"), BACKEND_TOKEN) {
+        crate::console::println!(
+            "rt: net: cannot watch the backend's state ({e}): a disconnect will go unnoticed"
+        );
     }
 }
 
@@ -105,7 +219,6 @@ impl State {
 pub struct Vif {
     state: Arc<Mutex<State>>,
     mac: [u8; 6],
-    port: Port,
     _registration: Registration,
 }
 
@@ -117,9 +230,9 @@ impl core::fmt::Debug for Vif {
         let s = self.state.lock();
         f.debug_struct("Vif")
             .field("frontend", &s.frontend)
-            .field("backend", &s.backend)
-            .field("port", &self.port)
-            .field("stats", &s.nf.stats)
+            .field("backend", &s.link.backend)
+            .field("port", &s.link.chan.port())
+            .field("phase", &s.phase)
             .finish()
     }
 }
@@ -127,6 +240,33 @@ impl core::fmt::Debug for Vif {
 impl Vif {
     /// Connects `device/vif/<devid>` to its backend.
     pub fn connect(devid: u32) -> Result<Vif, VifError> {
+        let (link, mac) = Self::handshake(devid)?;
+        let frontend = format!("device/vif/{devid}");
+        watch_backend(&link.backend);
+        let state = Arc::new(Mutex::new(State {
+            link,
+            devid,
+            frontend,
+            mac,
+            phase: Phase::Connected,
+            earlier: NetStats::default(),
+            reconnects: 0,
+        }));
+        let vif = Vif {
+            _registration: crate::dev::register(&state),
+            state,
+            mac,
+        };
+        // The RX buffers were posted before the backend connected.
+        vif.state.lock().notify();
+        Ok(vif)
+    }
+
+    /// The xenbus handshake with `device/vif/<devid>`'s backend: the
+    /// connection, and the MAC the toolstack gave.
+    fn handshake(devid: u32) -> Result<(Connection, [u8; 6]), VifError> {
+        // No suspend while the backend is half-connected (see `Connecting`).
+        let _connecting = crate::dev::Connecting::start();
         let timeout = HANDSHAKE_TIMEOUT.as_millis() as u64;
         let (found, (rings, bufs, nf, chan)) =
             vif_keys::connect(&mut RtBus, devid, timeout, |dev| {
@@ -134,34 +274,15 @@ impl Vif {
             })?;
         chan.unmask()
             .map_err(|e| HandshakeError::Setup(format!("{e}")))?;
-        let port = chan.port();
-        crate::event::name_port(port, "vif");
-        let dev = found.device;
-        let state = Arc::new(Mutex::new(State {
+        crate::event::name_port(chan.port(), "vif");
+        let link = Connection {
             nf,
             bufs,
             chan,
-            frontend: dev.frontend,
-            backend: dev.backend,
+            backend: found.device.backend,
             _rings: rings,
-            closed: false,
-        }));
-        let vif = Vif {
-            _registration: crate::dev::register(&state),
-            state,
-            mac: found.mac,
-            port,
         };
-        let s = vif.state.lock();
-        if let Err(e) = crate::xenstore::watch(&format!("{}/state", s.backend), BACKEND_TOKEN) {
-            crate::console::println!(
-                "rt: net: cannot watch the backend's state ({e}): a disconnect will go unnoticed"
-            );
-        }
-        // The RX buffers were posted before the backend connected.
-        s.notify();
-        drop(s);
-        Ok(vif)
+        Ok((link, found.mac))
     }
 
     /// Grants the two ring pages and the 2 x 256 buffer pages to the backend
@@ -212,23 +333,27 @@ impl Vif {
     /// Follows the backend's state: when it closes (`xl network-detach`, a
     /// backend that dies), the frontend answers Closing then Closed and stops
     /// using the rings; the pages stay granted (the backend may still have
-    /// them mapped). Returns whether the vif is still connected.
+    /// them mapped). After a restore, retries a reconnection that is due.
+    /// Returns whether the vif is usable.
     pub fn check_backend(&mut self) -> bool {
         let mut s = self.state.lock();
-        if s.closed {
+        if let Phase::Reconnecting { .. } = s.phase {
+            s.act(Event::Tick { now_ms: now_ms() });
+        }
+        if s.phase == Phase::Closed {
             return false;
         }
         let mut changed = false;
         while let Ok(Some(_)) = crate::xenstore::take_event_for(BACKEND_TOKEN) {
             changed = true;
         }
-        if !changed {
-            return true;
+        if !changed || !s.phase.usable() {
+            return s.phase.usable();
         }
-        let now = xenbus::backend_state(&mut RtBus, &s.backend);
+        let now = xenbus::backend_state(&mut RtBus, &s.link.backend);
         match xenbus::link_after(now) {
-            Link::Up => return true,
-            Link::Closed(st) => {
+            xenbus::Link::Up => return true,
+            xenbus::Link::Closed(st) => {
                 crate::console::println!(
                     "rt: net: the backend closed {} (state {st}): the network is down",
                     s.frontend
@@ -241,13 +366,20 @@ impl Vif {
                     }
                 }
             }
-            Link::Gone => crate::console::println!(
+            xenbus::Link::Gone => crate::console::println!(
                 "rt: net: the backend of {} is gone: the network is down",
                 s.frontend
             ),
         }
-        s.closed = true;
+        s.act(Event::BackendClosed);
         false
+    }
+
+    /// How long until the next reconnection attempt, while the vif is
+    /// reconnecting after a restore: a wait should end by then.
+    pub fn retry_in(&self) -> Option<Duration> {
+        let due = self.state.lock().phase.retry_due()?;
+        Some(Duration::from_millis(due.saturating_sub(now_ms())))
     }
 
     /// The MAC address (from xenstore).
@@ -255,25 +387,26 @@ impl Vif {
         self.mac
     }
 
-    /// The event channel the backend signals.
+    /// The event channel the backend signals (a new one after a restore).
     pub fn port(&self) -> Port {
-        self.port
+        self.state.lock().link.chan.port()
     }
 
     /// Takes the backend's event (true if there was one).
     pub fn take_event(&self) -> bool {
-        self.state.lock().chan.take_pending()
+        self.state.lock().link.chan.take_pending()
     }
 
     /// Sends a frame that `fill` writes into `len` bytes.
     pub fn send(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
         let mut g = self.state.lock();
         let s = &mut *g;
-        if s.closed {
+        if !s.phase.usable() {
             return false;
         }
-        s.nf.collect_tx();
-        match s.nf.send(&mut s.bufs, len, fill) {
+        let l = &mut s.link;
+        l.nf.collect_tx();
+        match l.nf.send(&mut l.bufs, len, fill) {
             Ok(notify) => {
                 if notify {
                     s.notify();
@@ -287,23 +420,24 @@ impl Vif {
     /// Whether a frame can be sent now (reclaiming answered buffers first).
     pub fn can_send(&mut self) -> bool {
         let mut s = self.state.lock();
-        if s.closed {
+        if !s.phase.usable() {
             return false;
         }
-        s.nf.collect_tx();
-        s.nf.can_send()
+        s.link.nf.collect_tx();
+        s.link.nf.can_send()
     }
 
     /// Hands at most one received frame to `f`.
     pub fn receive_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let mut g = self.state.lock();
         let s = &mut *g;
-        if s.closed {
+        if !s.phase.usable() {
             return None;
         }
         let mut f = Some(f);
         let mut out = None;
-        let (_, notify) = s.nf.receive_at_most(&s.bufs, 1, |d| {
+        let l = &mut s.link;
+        let (_, notify) = l.nf.receive_at_most(&l.bufs, 1, |d| {
             if let Some(f) = f.take() {
                 out = Some(f(d));
             }
@@ -314,13 +448,21 @@ impl Vif {
         out
     }
 
-    /// Counters.
+    /// Counters, over every connection so far.
     pub fn stats(&self) -> NetStats {
-        self.state.lock().nf.stats
+        let s = self.state.lock();
+        let mut total = s.earlier;
+        add_stats(&mut total, &s.link.nf.stats);
+        total
     }
 
-    /// TX buffers in flight, RX buffers posted.
+    /// TX buffers in flight, RX buffers posted (of the current connection).
     pub fn buffers(&self) -> (usize, usize) {
-        self.state.lock().nf.buffers()
+        self.state.lock().link.nf.buffers()
+    }
+
+    /// Connections made after the first: one per restore or migration.
+    pub fn reconnects(&self) -> u64 {
+        self.state.lock().reconnects
     }
 }

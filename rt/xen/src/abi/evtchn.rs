@@ -190,6 +190,13 @@ impl Latch {
         (port.0 < NR_PORTS).then(|| ((port.0 / 64) as usize, 1u64 << (port.0 % 64)))
     }
 
+    /// Forgets every latched event (the ports are gone: a restore).
+    pub fn clear(&self) {
+        for w in &self.words {
+            w.store(0, Ordering::Release);
+        }
+    }
+
     /// Records an event on `port` (ports beyond the ABI are ignored).
     pub fn set(&self, port: Port) {
         if let Some((w, b)) = Self::at(port) {
@@ -341,6 +348,12 @@ impl<const N: usize> Handlers<N> {
                 false
             }
         }
+    }
+
+    /// Forgets every handler (the ports are gone: a restore); the counters
+    /// stay.
+    pub fn clear(&mut self) {
+        self.slots = [None; N];
     }
 
     /// Registered ports, in table order.

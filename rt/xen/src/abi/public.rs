@@ -52,6 +52,10 @@ pub const FLAT_KERNEL_CS: u16 = 0xe033;
 /// `start_info.flags`: this is the control domain.
 pub const SIF_INITDOMAIN: u32 = xen_sys::SIF_INITDOMAIN;
 
+/// `SHUTDOWN_suspend` (`public/sched.h`): the domain is to be saved; see
+/// [`hypercall::suspend`](crate::abi::hypercall::suspend).
+pub const SHUTDOWN_SUSPEND: u32 = 2;
+
 /// `SCHEDOP_*` commands (`public/sched.h`).
 pub mod sched {
     #![allow(missing_docs)]

@@ -86,6 +86,15 @@ impl<P: RingPage> Ring<P> {
         r
     }
 
+    /// Takes up the page's indices again, as [`Self::new`] does: after the
+    /// domain was restored, the toolstack may have reset the page (a new
+    /// xenstored or xenconsoled starts it from zero), and our own copies
+    /// would then claim bytes that are not there.
+    pub fn resync(&mut self) {
+        self.out_prod = self.index(P::LAYOUT.out_prod);
+        self.in_cons = self.index(P::LAYOUT.in_cons);
+    }
+
     /// The byte at `offset` of the page.
     fn at(&self, offset: usize) -> *mut u8 {
         // SAFETY: every offset passed is inside `P` (the RingPage contract),

@@ -121,6 +121,29 @@ mod tests {
         assert_eq!(unsafe { (*pp).out_prod }, 1, "our own producer index wins");
     }
 
+    #[test]
+    fn a_page_reset_by_the_toolstack_is_taken_up_again() {
+        let mut p = page();
+        // A domain that has run a while: the indices are far from zero.
+        p.out_prod = 100_000;
+        p.out_cons = 100_000;
+        let pp: *mut XenconsInterface = &mut *p;
+        let mut r = ring(&mut p);
+        assert_eq!(r.write(&[b'x'; 1500]), Ok(1500));
+        // SAFETY: the test plays the toolstack of a restored domain, which
+        // starts the page from zero.
+        unsafe {
+            (*pp).out_prod = 0;
+            (*pp).out_cons = 0;
+        }
+        assert!(matches!(r.write(b"a"), Err(RingError::Corrupt { .. })));
+        r.resync();
+        assert_eq!(r.write(b"after"), Ok(5));
+        // SAFETY: reading back what was published.
+        assert_eq!(unsafe { (*pp).out_prod }, 5);
+        assert_eq!(&p.output[..5], b"after");
+    }
+
     proptest! {
         /// Random interleavings of guest writes/reads and backend consumption/production
         /// deliver every byte exactly once, in order, in both directions.

@@ -10,7 +10,9 @@ pub enum Request {
     Poweroff,
     /// `xl reboot`.
     Reboot,
-    /// Anything else ("suspend", ...): not supported, logged.
+    /// `xl save`, `xl migrate`: save the domain.
+    Suspend,
+    /// Anything else: not supported, logged.
     Other,
 }
 
@@ -20,6 +22,7 @@ pub fn parse_request(v: &str) -> Option<Request> {
         "" => None,
         "poweroff" | "halt" => Some(Request::Poweroff),
         "reboot" => Some(Request::Reboot),
+        "suspend" => Some(Request::Suspend),
         _ => Some(Request::Other),
     }
 }
@@ -47,7 +50,8 @@ mod tests {
         assert_eq!(parse_request("poweroff"), Some(Request::Poweroff));
         assert_eq!(parse_request("halt"), Some(Request::Poweroff));
         assert_eq!(parse_request("reboot"), Some(Request::Reboot));
-        assert_eq!(parse_request("suspend"), Some(Request::Other));
+        assert_eq!(parse_request("suspend"), Some(Request::Suspend));
+        assert_eq!(parse_request("s3"), Some(Request::Other));
     }
 
     #[test]

@@ -169,6 +169,9 @@ pub struct XsStats {
     pub stray_replies: u64,
     /// Watch events received.
     pub events: u64,
+    /// Watch events dropped, oldest first, because [`MAX_QUEUED_EVENTS`]
+    /// were waiting for their owners.
+    pub dropped_events: u64,
     /// Transactions retried after `EAGAIN`.
     pub retries: u64,
 }
@@ -176,6 +179,11 @@ pub struct XsStats {
 /// Transactions end in `EAGAIN` when another writer got in first; they are
 /// retried this many times.
 pub const TRANSACTION_RETRIES: u32 = 16;
+
+/// Watch events kept for their owners at most; a daemon that fires more
+/// than are taken loses the oldest (counted), it does not grow the heap.
+/// The queue's room is taken once, up front, so its size never changes.
+pub const MAX_QUEUED_EVENTS: usize = 32;
 
 /// A xenstore connection over a ring page.
 #[derive(Debug)]
@@ -218,10 +226,20 @@ impl<L: Link> Client<L> {
             link,
             next_id: 1,
             rx: Vec::new(),
-            events: VecDeque::new(),
+            events: VecDeque::with_capacity(MAX_QUEUED_EVENTS),
             broken: false,
             stats: XsStats::default(),
         }
+    }
+
+    /// Starts over on the same page (the domain was restored: the daemon
+    /// and maybe the page's indices are new): the ring's indices are taken
+    /// up again, a message half read is dropped, and so is a broken state.
+    /// Queued watch events stay for their owners.
+    pub fn reconnect(&mut self) {
+        self.ring.resync();
+        self.rx.clear();
+        self.broken = false;
     }
 
     /// The link (to reach the port it signals).
@@ -295,6 +313,10 @@ impl<L: Link> Client<L> {
             return;
         };
         self.stats.events += 1;
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+            self.stats.dropped_events += 1;
+        }
         self.events.push_back(WatchEvent {
             path: text(path),
             token: text(token),
@@ -362,7 +384,14 @@ impl<L: Link> Client<L> {
     }
 
     /// Removes a watch.
+    /// Events of that watch still queued are dropped with it.
     pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
+        self.events.retain(|e| {
+            let under = e.path.strip_prefix(path).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || path.ends_with('/')
+            });
+            !(e.token == token && under)
+        });
         self.request(
             ty::UNWATCH,
             0,
@@ -680,6 +709,86 @@ mod tests {
         assert_eq!(c.take_event_for("other"), None);
         assert_eq!(c.take_event().unwrap().token, "ctl");
         assert_eq!(c.take_event(), None);
+    }
+
+    /// What a restore does to the page: a new daemon, the indices from zero
+    /// (the old ones were far along), a half-sent reply lost.
+    fn restore(d: &Rc<RefCell<Daemon>>) {
+        let mut d = d.borrow_mut();
+        d.inbox.clear();
+        d.outbox.clear();
+        // SAFETY: the test owns the page; client and daemon take turns.
+        let p = unsafe { &mut *d.page };
+        (p.req_cons, p.req_prod, p.rsp_cons, p.rsp_prod) = (0, 0, 0, 0);
+    }
+
+    #[test]
+    fn after_a_restore_the_client_talks_to_the_new_daemon() {
+        let (mut c, d, _p) = client(Faults::default());
+        for i in 0..40 {
+            c.write(0, &std::format!("data/{i}"), &[b'v'; 100]).unwrap();
+        }
+        c.watch("control/shutdown", "ctl").unwrap();
+        c.poll().unwrap();
+        restore(&d);
+        // Without taking up the new indices, the client cannot go on.
+        assert!(c.read(0, "data/1").is_err());
+        c.reconnect();
+        assert_eq!(c.read(0, "data/1").unwrap(), "v".repeat(100));
+        c.write(0, "data/new", b"x").unwrap();
+        assert_eq!(c.read(0, "data/new").unwrap(), "x");
+        assert_eq!(
+            c.take_event_for("ctl").map(|e| e.path),
+            Some("control/shutdown".into()),
+            "events queued before the restore stay for their owner"
+        );
+    }
+
+    #[test]
+    fn a_restore_mid_reply_is_recovered_by_reconnect() {
+        let (mut c, d, _p) = client(Faults::default());
+        c.write(0, "k", b"v").unwrap();
+        d.borrow_mut().faults.mute = true;
+        assert!(c.read(0, "k").is_err(), "no reply: the client gives up");
+        restore(&d);
+        d.borrow_mut().faults.mute = false;
+        c.reconnect();
+        assert_eq!(c.read(0, "k").unwrap(), "v");
+    }
+
+    #[test]
+    fn a_flood_of_events_keeps_the_newest_and_counts_the_rest() {
+        let (mut c, _d, _p) = client(Faults::default());
+        let n = MAX_QUEUED_EVENTS + 8;
+        for i in 0..n {
+            c.watch(&std::format!("data/{i}"), "flood").unwrap();
+        }
+        c.poll().unwrap();
+        assert_eq!(c.stats.events, n as u64);
+        assert_eq!(c.stats.dropped_events, 8);
+        assert_eq!(c.take_event().unwrap().path, "data/8");
+        let mut left = 1;
+        while c.take_event().is_some() {
+            left += 1;
+        }
+        assert_eq!(left, MAX_QUEUED_EVENTS);
+    }
+
+    #[test]
+    fn unwatch_drops_the_watchs_queued_events_only() {
+        let (mut c, _d, _p) = client(Faults::default());
+        c.watch("a/b", "t").unwrap();
+        c.watch("a/bc", "t").unwrap();
+        c.watch("a/b", "u").unwrap();
+        c.poll().unwrap();
+        c.unwatch("a/b", "t").unwrap();
+        let left: Vec<_> = core::iter::from_fn(|| c.take_event())
+            .map(|e| (e.path, e.token))
+            .collect();
+        assert_eq!(
+            left,
+            [("a/bc".into(), "t".into()), ("a/b".into(), "u".into())]
+        );
     }
 
     #[test]

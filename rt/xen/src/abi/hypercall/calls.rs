@@ -58,6 +58,49 @@ pub fn shutdown<H: Hypervisor + ?Sized>(h: &H, reason: ShutdownReason) -> XenErr
     }
 }
 
+/// How a suspend came back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SuspendReturn {
+    /// The domain goes on where it was: the save was a checkpoint
+    /// (`xl save -c`) or failed. Its devices, ports and grants are intact.
+    Cancelled,
+    /// The domain runs in a new domain (restored, or migrated): every port,
+    /// grant and backend is gone.
+    NewDomain,
+}
+
+/// `SCHEDOP_shutdown(SHUTDOWN_suspend)`: the domain is saved, and this
+/// returns when it runs again — in the same domain (a cancelled suspend:
+/// Xen returns 1) or in a new one (0). A PV guest passes the MFN of its
+/// start_info (`start_info_mfn`), where the saver finds it and the
+/// restorer writes the new domain's; a PVH guest passes none. Fails if Xen
+/// refused to suspend the domain (it then goes on as if cancelled).
+pub fn suspend<H: Hypervisor + ?Sized>(
+    h: &H,
+    start_info_mfn: Option<u64>,
+) -> Result<SuspendReturn, XenError> {
+    let arg = abi::sched_shutdown {
+        reason: abi::SHUTDOWN_SUSPEND,
+    };
+    let mut args = [abi::sched::SHUTDOWN, ptr(&arg), 0];
+    let n = match start_info_mfn {
+        Some(mfn) => {
+            args[2] = mfn;
+            3
+        }
+        None => 2,
+    };
+    // SAFETY: Xen reads the `sched_shutdown` struct, which outlives the
+    // call; the MFN is a plain number. The domain's memory is saved and
+    // restored whole around the call.
+    let r = XenError::check(unsafe { h.hypercall(op::SCHED_OP, &args[..n]) })?;
+    Ok(if r == 0 {
+        SuspendReturn::NewDomain
+    } else {
+        SuspendReturn::Cancelled
+    })
+}
+
 /// `SCHEDOP_yield`.
 pub fn sched_yield<H: Hypervisor + ?Sized>(h: &H) -> Result<(), XenError> {
     // SAFETY: no pointer arguments.
@@ -492,6 +535,25 @@ mod tests {
         assert_eq!(stop_timer(&h, 0, false), Err(XenError::EINVAL));
         let calls = h.calls.borrow();
         assert_eq!((calls[0].args[0], calls[1].args[0]), (7, 9));
+    }
+
+    #[test]
+    fn suspend_passes_start_info_on_pv_and_reads_both_returns() {
+        let h = Fake {
+            capture: Some((1, 4)),
+            ..Default::default()
+        };
+        h.replies.borrow_mut().extend([0, 1, -22]);
+        assert_eq!(suspend(&h, Some(0x1234)), Ok(SuspendReturn::NewDomain));
+        assert_eq!(suspend(&h, None), Ok(SuspendReturn::Cancelled));
+        assert_eq!(suspend(&h, None), Err(XenError::EINVAL));
+        let calls = h.calls.borrow();
+        assert_eq!(
+            calls[0].args,
+            [abi::sched::SHUTDOWN, calls[0].args[1], 0x1234]
+        );
+        assert_eq!(calls[0].pointee, 2u32.to_le_bytes(), "SHUTDOWN_suspend");
+        assert_eq!(calls[1].args.len(), 2, "PVH passes no start_info");
     }
 
     #[test]

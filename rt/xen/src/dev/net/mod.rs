@@ -9,6 +9,8 @@
 //!   - `rx`: receive and the gathering of multi-slot (GSO) packets,
 //!   - `csum`: the TCP/UDP checksum check of what the backend did not
 //!     validate;
+//! - [`lifecycle`]: the vif across suspends, restores and its backend
+//!   closing, as a state machine;
 //! - [`buffers`]: the buffer pages and the limits of a frame; [`stats`]:
 //!   the counters;
 //! - `fake` (tests): the fake netback all of them are tested against.
@@ -16,6 +18,7 @@ pub mod buffers;
 mod csum;
 #[cfg(test)]
 mod fake;
+pub mod lifecycle;
 pub mod netfront;
 pub mod netif;
 mod rx;
