@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-#! Provision the Xen-in-QEMU harness from Debian packages only, and cache it.
+#! Provision the Xen-in-QEMU harness from Debian packages, and cache it.
 #
 # Produces, under a cache folder OUTSIDE the source tree, keyed on the Debian
 # package versions it was built from (and on this script's own content):
 #
-#   $CACHE/<key>/xen.elf              Xen hypervisor (multiboot ELF, for QEMU -kernel)
+#   $CACHE/<key>/xen.elf              Xen hypervisor (multiboot ELF, for QEMU -kernel):
+#                                     Debian's source and Debian's own .config, with one
+#                                     change: CONFIG_SHADOW_PAGING=y. Debian's binary
+#                                     leaves shadow paging out, and without it Xen cannot
+#                                     track a PV guest's dirty pages: `xl migrate` of any
+#                                     PV guest (Linux too) fails with "Failed to enable
+#                                     logdirty: 95". PVH guests use HAP and are not affected.
 #   $CACHE/<key>/vmlinux-dom0.elf     dom0 Linux kernel, uncompressed ELF
 #   $CACHE/<key>/dom0-rootfs.cpio.zst dom0 initramfs: Debian minbase + xl toolstack + modules
 #   $CACHE/<key>/linux-domu.vmlinuz   Debian's kernel (the dom0 one, as shipped) for the
@@ -17,7 +23,9 @@
 #
 # Host packages it installs when missing (as root, with apt): qemu-system-x86 10
 # (from bookworm-backports: the suite is added by copying this machine's own
-# Debian entry), debootstrap, cpio, zstd, python3.
+# Debian entry), debootstrap, cpio, zstd, python3, and what building Xen takes
+# (gcc, make, flex, bison, dpkg-dev). Xen's source comes with `apt-get source`:
+# a deb-src entry is added by copying this machine's own Debian entries.
 #
 # Environment: RT_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt)
 set -euo pipefail
@@ -26,10 +34,10 @@ SELF=$(readlink -f "$0")
 CACHE_ROOT=${RT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt}/harness
 XEN_PKG=xen-hypervisor-4.17-amd64
 TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,procps,iputils-ping
-DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback bridge tun"
+DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback bridge tun virtio_pci virtio_net"
 T0=$(date +%s)
 STEP=0
-STEPS=8
+STEPS=9
 
 step() {
     STEP=$((STEP + 1))
@@ -77,6 +85,29 @@ EOF
     APT_UPDATED=0
 }
 
+ensure_deb_src() {
+    # Xen's source: the machine's own Debian entries (deb822 stanzas of the
+    # bookworm suites), copied as deb-src.
+    if grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ ||
+       grep -qs '^deb-src .* bookworm' /etc/apt/sources.list; then
+        return
+    fi
+    local f out=/etc/apt/sources.list.d/xen-rt-src.sources
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -e "$f" ] && [ "$f" != "$out" ] || continue
+        awk 'BEGIN{RS=""; ORS="\n\n"} /Types:[^\n]*deb/ && /Suites:[^\n]*bookworm/ {
+                 sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f"
+    done >"$out.new"
+    if [ ! -s "$out.new" ] && [ -e /etc/apt/sources.list ]; then
+        awk '$1=="deb" && $3 ~ /^bookworm/ {
+                 printf "Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\n\n", $2, $3 }' \
+            /etc/apt/sources.list >"$out.new"
+    fi
+    [ -s "$out.new" ] || { rm -f "$out.new"; die "found no Debian bookworm entry in /etc/apt/sources.list* to copy as deb-src"; }
+    mv "$out.new" "$out"
+    APT_UPDATED=0
+}
+
 qemu_major() {
     command -v qemu-system-x86_64 >/dev/null || { echo 0; return; }
     qemu-system-x86_64 --version | awk 'NR==1{split($4, v, "."); print v[1]+0}'
@@ -89,11 +120,12 @@ apt_update_once() {
     APT_UPDATED=1
 }
 
-step "host packages (qemu-system-x86 >= 10, debootstrap, cpio, zstd, python3)"
+step "host packages (qemu-system-x86 >= 10, debootstrap, cpio, zstd, python3, a C toolchain)"
 need=()
-for tool in debootstrap cpio zstd python3; do
+for tool in debootstrap cpio zstd python3 gcc make flex bison; do
     command -v "$tool" >/dev/null || need+=("$tool")
 done
+command -v dpkg-source >/dev/null || need+=(dpkg-dev)
 if [ "$(qemu_major)" -lt 10 ] || [ ${#need[@]} -gt 0 ]; then
     need_root "installing ${need[*]:-} qemu-system-x86"
     ensure_backports
@@ -149,7 +181,42 @@ ls "$W"/debs/"$XEN_PKG"_*.deb "$W"/debs/linux-image-"$KVER"_*.deb "$W"/debs/busy
 mkdir -p "$W/x/xen" "$W/x/linux"
 dpkg-deb -x "$W"/debs/"$XEN_PKG"_*.deb "$W/x/xen"
 dpkg-deb -x "$W"/debs/linux-image-"$KVER"_*.deb "$W/x/linux"
-gunzip -c "$W"/x/xen/boot/xen-4.17-amd64.gz >"$W/xen.elf"
+
+# ---------------------------------------------------------------------------
+# 4. Xen itself, from Debian's source with Debian's .config plus shadow
+#    paging (see the top of this file); the binary package's own config is
+#    the starting point, so nothing else differs
+# ---------------------------------------------------------------------------
+XEN_WANT=$(candidate "$XEN_PKG")
+step "building Xen from Debian's source, with shadow paging (a minute or two)"
+ensure_deb_src
+apt_update_once
+S=$W/xen-src
+mkdir -p "$S"
+XEN_SRC=
+# The binary's own version first; the mirror may not carry every source
+# (security updates), then the newest 4.17 it has.
+for v in "$XEN_WANT" $(apt-cache showsrc xen 2>/dev/null | awk '/^Version: 4\.17\./{print $2}' | sort -rV | uniq); do
+    if (cd "$S" && apt-get source --download-only -qq "xen=$v" >/dev/null 2>&1); then
+        XEN_SRC=$v
+        break
+    fi
+    rm -f "$S"/*
+done
+[ -n "$XEN_SRC" ] || die "apt-get source xen: no Xen 4.17 source could be downloaded"
+[ "$XEN_SRC" = "$XEN_WANT" ] ||
+    printf '[provision] note: source of Xen %s unavailable; building %s (same 4.17 ABI as the tools)\n' \
+        "$XEN_WANT" "$XEN_SRC" >&2
+dpkg-source -x "$S"/xen_*.dsc "$S/src" >"$W/xen-build.log" 2>&1 ||
+    { tail -20 "$W/xen-build.log" >&2; die "unpacking Xen's source failed"; }
+cp "$W/x/xen/boot/xen-4.17-amd64.config" "$S/src/xen/.config"
+sed -i 's/^# CONFIG_SHADOW_PAGING is not set$/CONFIG_SHADOW_PAGING=y/' "$S/src/xen/.config"
+{ make -C "$S/src/xen" olddefconfig && make -C "$S/src/xen" -j"$(nproc)"; } >>"$W/xen-build.log" 2>&1 ||
+    { tail -30 "$W/xen-build.log" >&2; die "building Xen failed (log: $W/xen-build.log)"; }
+grep -qx 'CONFIG_SHADOW_PAGING=y' "$S/src/xen/.config" || die "Xen's .config lost CONFIG_SHADOW_PAGING"
+cp "$S/src/xen/xen" "$W/xen.elf"
+printf 'xen-source %s CONFIG_SHADOW_PAGING=y\n' "$XEN_SRC" >>"$W/versions"
+rm -rf "$S"
 # Xen unpacks an xz bzImage ~5 s slower under TCG than we can here: hand it the ELF.
 python3 - "$W/x/linux/boot/vmlinuz-$KVER" "$W/vmlinux-dom0.elf" <<'PY'
 import lzma, sys
@@ -168,7 +235,7 @@ open(sys.argv[2], "wb").write(elf)
 PY
 
 # ---------------------------------------------------------------------------
-# 4. dom0 root filesystem: Debian minbase + toolstack
+# 5. dom0 root filesystem: Debian minbase + toolstack
 # ---------------------------------------------------------------------------
 MIRROR=$(debian_uri | head -n1)
 [ -n "$MIRROR" ] || die "found no Debian archive entry in /etc/apt/sources.list*"
@@ -178,7 +245,7 @@ debootstrap --variant=minbase --include="$TOOLS_PKGS" bookworm "$R" "$MIRROR" >"
     { tail -20 "$W/debootstrap.log" >&2; die "debootstrap failed (log: $W/debootstrap.log)"; }
 
 # ---------------------------------------------------------------------------
-# 5. kernel modules a Xen dom0 needs, with their dependencies
+# 6. kernel modules a Xen dom0 needs, with their dependencies
 # ---------------------------------------------------------------------------
 step "adding dom0 kernel modules"
 mkdir -p "$R/stage/lib/modules" "$R/lib/modules/$KVER"
@@ -196,7 +263,7 @@ rm -rf "$R/stage"
 chroot "$R" depmod "$KVER"
 
 # ---------------------------------------------------------------------------
-# 6. trim what a test dom0 never uses (keeps the initramfs small and fast)
+# 7. trim what a test dom0 never uses (keeps the initramfs small and fast)
 # ---------------------------------------------------------------------------
 step "trimming the dom0 root filesystem"
 rm -rf "$R"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} \
@@ -209,7 +276,7 @@ mkdir -p "$R/var/log/xen/console" "$R/var/lib/xen" "$R/root" "$R/harness"
 echo dom0 >"$R/etc/hostname"
 
 # ---------------------------------------------------------------------------
-# 7. the Linux PV domU of the benchmarks: Debian's kernel as shipped, and a
+# 8. the Linux PV domU of the benchmarks: Debian's kernel as shipped, and a
 #    busybox initramfs that brings up eth0 (bench.ip= on the kernel command
 #    line) and starts /bin/bench-echo (UDP/TCP echo 7, discard 9, like
 #    app/echo), which the bench appends as a second cpio archive
@@ -248,7 +315,7 @@ cp "$W/x/linux/boot/vmlinuz-$KVER" "$W/linux-domu.vmlinuz"
 rm -rf "$L"
 
 # ---------------------------------------------------------------------------
-# 8. pack
+# 9. pack
 # ---------------------------------------------------------------------------
 step "packing dom0-rootfs.cpio.zst"
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) |

@@ -106,6 +106,7 @@ pub fn run(reps: u32) -> Result<()> {
             dom0: Some(dom0.into()),
             early: early.then(|| EARLY.into()),
             ramdisk: linux.then(|| linux_initrd.clone()),
+            peer: false,
         }
     };
     let mut guests = Vec::new();

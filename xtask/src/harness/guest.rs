@@ -34,6 +34,9 @@ pub struct GuestSpec {
     pub early: Option<String>,
     /// An initramfs for the kernel (`ramdisk` in the xl config).
     pub ramdisk: Option<PathBuf>,
+    /// Whether it needs the second harness host (two-host migration): the
+    /// session then starts one (see `harness::run`).
+    pub peer: bool,
 }
 
 impl GuestSpec {
@@ -52,6 +55,7 @@ impl GuestSpec {
             dom0: None,
             early: None,
             ramdisk: None,
+            peer: false,
         }
     }
 }
@@ -111,7 +115,7 @@ pub struct GuestRun {
 
 impl GuestRun {
     /// A run that has not reported yet.
-    pub(super) fn new(name: &str) -> GuestRun {
+    pub fn new(name: &str) -> GuestRun {
         GuestRun {
             name: name.into(),
             console: vec![],

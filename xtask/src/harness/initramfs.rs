@@ -27,7 +27,8 @@ pub(super) fn check_path(p: &Path) -> Result<()> {
 }
 
 /// Builds the initramfs for one run: the cached rootfs plus an overlay holding
-/// `/init`, `/harness/run-guest.sh` and `files` (path in /harness → contents).
+/// `/init`, `/harness/run-guest.sh`, `/harness/peer-agent.sh` and `files`
+/// (path in /harness → contents).
 pub(super) fn initramfs(
     a: &Artifacts,
     session: &str,
@@ -52,11 +53,13 @@ pub(super) fn initramfs(
         &std::fs::read(root().join("scripts/dom0/init"))?,
         true,
     )?;
-    install(
-        "harness/run-guest.sh",
-        &std::fs::read(root().join("scripts/dom0/run-guest.sh"))?,
-        true,
-    )?;
+    for script in ["run-guest.sh", "peer-agent.sh"] {
+        install(
+            &format!("harness/{script}"),
+            &std::fs::read(root().join("scripts/dom0").join(script))?,
+            true,
+        )?;
+    }
     for (rel, data, exec) in files {
         install(&format!("harness/{rel}"), data, *exec)?;
     }

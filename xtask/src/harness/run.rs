@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::console;
 use super::guest::{End, GuestRun, GuestSpec};
@@ -99,6 +99,103 @@ fn xen_dom0_linux_args(a: &Artifacts, initrd: &Path, dom0_args: &str) -> Result<
             initrd.display()
         ),
     ))
+}
+
+/// The link between the two hosts of a two-host session: each QEMU's NIC
+/// sends its frames as UDP datagrams to the other's port on 127.0.0.1.
+struct HostLink {
+    /// This machine's port and the other's.
+    ports: (u16, u16),
+    /// The NIC's MAC.
+    mac: &'static str,
+}
+
+impl HostLink {
+    /// Two free UDP ports on 127.0.0.1 (taken and let go: another program
+    /// could take one meanwhile; QEMU then fails to start, and says so).
+    fn pair() -> Result<(HostLink, HostLink)> {
+        let free = || -> Result<u16> {
+            Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (a, b) = (free()?, free()?);
+        Ok((
+            HostLink {
+                ports: (a, b),
+                mac: "52:54:00:00:01:01",
+            },
+            HostLink {
+                ports: (b, a),
+                mac: "52:54:00:00:01:02",
+            },
+        ))
+    }
+
+    /// QEMU's arguments for the NIC.
+    fn args(&self) -> Vec<OsString> {
+        let (local, remote) = self.ports;
+        os(&[
+            "-netdev",
+            &format!(
+                "dgram,id=hosts,local.type=inet,local.host=127.0.0.1,local.port={local},remote.type=inet,remote.host=127.0.0.1,remote.port={remote}"
+            ),
+            "-device",
+            &format!("virtio-net-pci,netdev=hosts,mac={}", self.mac),
+        ])
+    }
+}
+
+/// The second host of a two-host session: the same Xen and dom0 (and the
+/// same initramfs) in `harness.mode=peer`, its serial console in a file.
+/// Stopped when dropped.
+struct PeerHost {
+    child: std::process::Child,
+}
+
+impl PeerHost {
+    fn start(
+        a: &Artifacts,
+        initrd: &Path,
+        link: &HostLink,
+        session: &str,
+        total: u64,
+    ) -> Result<PeerHost> {
+        let mut args = xen_dom0_linux_args(
+            a,
+            initrd,
+            &format!("harness.mode=peer harness.timeout={total}"),
+        )?;
+        // Its console goes to a file, not to the session's stream.
+        let log = harness_dir(session).join("peer-serial.log");
+        let at = args
+            .iter()
+            .position(|x| x == "stdio")
+            .context("the machine's serial argument")?;
+        args[at] = format!("file:{}", log.display()).into();
+        args.extend(link.args());
+        // Niced: the first host runs the tests and their clocks; the second
+        // only receives and sends back a guest. Sessions with a second host
+        // met the harness's stalls (both CPUs idle, dom0's programs no
+        // longer woken) more often; the suspect is two TCG machines on two
+        // cores starving the first one's timers.
+        let child = std::process::Command::new("nice")
+            .args(["-n", "10", "qemu-system-x86_64"])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting the second harness host (qemu-system-x86_64)")?;
+        Ok(PeerHost { child })
+    }
+}
+
+impl Drop for PeerHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The longest silence of a healthy harness session.
@@ -208,15 +305,31 @@ pub fn run_domus(
     plan.push_str("exit $rc\n");
     files.push(("plan".into(), plan.into_bytes(), true));
     let initrd = initramfs(a, session, &files)?;
-    let args = xen_dom0_linux_args(
-        a,
-        &initrd,
-        &format!("harness.mode=test harness.timeout={total}"),
-    )?;
+    // Two-host migrations: a second host on a link with this one, started
+    // with the session (it boots while the first guests run).
+    let mut dom0_args = format!("harness.mode=test harness.timeout={total}");
+    let (link, _peer) = if guests.iter().any(|g| g.peer) {
+        let (here, there) = HostLink::pair()?;
+        let peer = PeerHost::start(a, &initrd, &there, session, total)?;
+        show(
+            0.0,
+            &format!(
+                "harness: second host started (its console: {})",
+                harness_dir(session).join("peer-serial.log").display()
+            ),
+        );
+        dom0_args.push_str(" harness.peer=10.0.0.254");
+        (Some(here), Some(peer))
+    } else {
+        (None, None)
+    };
+    let mut args = xen_dom0_linux_args(a, &initrd, &dom0_args)?;
+    if let Some(l) = &link {
+        args.extend(l.args());
+    }
     // A monitor socket, to see where the CPUs are if the session stalls.
     let monitor = harness_dir(session).join("monitor.sock");
     let _ = std::fs::remove_file(&monitor);
-    let mut args = args;
     args.push("-monitor".into());
     args.push(format!("unix:{},server=on,wait=off", monitor.display()).into());
     let mut q = Qemu::spawn(&args, &harness_dir(session).join("serial.log"), true)?;

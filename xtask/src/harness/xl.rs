@@ -49,18 +49,8 @@ mod tests {
     #[test]
     fn test_configs_preserve_every_shutdown() {
         let g = GuestSpec {
-            name: "t".into(),
-            elf: "/x".into(),
-            mode: Mode::Pvh,
-            memory: 16,
-            input: vec![],
             cmdline: "a".into(),
-            timeout: 5,
-            dump_at: None,
-            vif: None,
-            dom0: None,
-            early: None,
-            ramdisk: None,
+            ..GuestSpec::new("t", "/x".as_ref(), Mode::Pvh, 16, 5)
         };
         let c = test_xl_config(
             &g,
