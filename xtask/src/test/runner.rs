@@ -293,6 +293,7 @@ fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode) -> Guest
         input: t.input.iter().map(|l| l.to_string()).collect(),
         vif: t.dom0.map(|_| NET_VIF.to_string()),
         dom0: t.dom0.map(str::to_string),
+        peer: t.peer,
         ..GuestSpec::new(t.name, &img.elf, mode, t.memory, t.timeout)
     }
 }

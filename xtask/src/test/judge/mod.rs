@@ -5,11 +5,13 @@
 //! - `boot`: hello (every way of booting), fault reports, the MMU and
 //!   memory tests;
 //! - `shell`: the scripted shell sessions, the timer storm, single requests;
-//! - `net`: echo, httpd, the vif detach, DHCP, create/destroy cycles.
+//! - `net`: echo, httpd, the vif detach, DHCP, create/destroy cycles;
+//! - `lifecycle`: save/restore, checkpoints, migration.
 //!
 //! The scripts a judge's guest is driven by sit with the judge: the
 //! console input here, dom0's network checks in `scripts/dom0/tests/`.
 pub mod boot;
+pub mod lifecycle;
 pub mod net;
 pub mod shell;
 
