@@ -13,7 +13,7 @@ mod parse;
 mod render;
 mod stats;
 
-use self::parse::{figures, mmu_figures, timeline};
+use self::parse::{figures, lifecycle_figures, mmu_figures, timeline};
 use self::render::{render, render_mmu, timeline_svg};
 use self::stats::smallest;
 
@@ -25,6 +25,8 @@ use crate::manifest::Mode;
 /// `xl create` and times the boot, `net` measures once the guest is ready.
 const EARLY: &str = include_str!("../../../scripts/dom0/bench/early.sh");
 const NET: &str = include_str!("../../../scripts/dom0/bench/net.sh");
+/// Save/restore and migration figures, once the guest is ready.
+const LIFECYCLE: &str = include_str!("../../../scripts/dom0/bench/lifecycle.sh");
 
 /// dom0's side of the guests' vif (the echo guests' MAC and address).
 const VIF: &str = "bridge=xenbr0,mac=00:16:3e:00:00:02";
@@ -146,9 +148,24 @@ pub fn run(reps: u32) -> Result<()> {
     for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
         guests.push(GuestSpec::new(name, &mmtest.elf, mode, 128, 180));
     }
+    // Save/restore and migration: every guest with the Linux domU's memory
+    // (a save file's size is compared for the same memory).
+    let lifecycle_at = guests.len();
+    for r in 1..=reps {
+        for k in Kind::ALL {
+            guests.push(spec(
+                k,
+                format!("life-{}-{r}", k.tag()),
+                linux::MIB,
+                LIFECYCLE,
+                false,
+                600,
+            ));
+        }
+    }
     println!(
         "\n== {} guests in one harness session: {reps} timed boots of each (ours as PV and PVH, Linux PV), \
-         {} on the memory ladder, mmtest as PV and PVH",
+         {} on the memory ladder, mmtest as PV and PVH, {reps} save/restore and migration runs of each",
         guests.len(),
         ladder.len()
     );
@@ -242,11 +259,17 @@ pub fn run(reps: u32) -> Result<()> {
         }
     }
     let mut table = render(&metrics, reps);
-    let mmu: Vec<[Option<f64>; 6]> = runs[timed + ladder.len()..]
+    let mmu: Vec<[Option<f64>; 6]> = runs[timed + ladder.len()..lifecycle_at]
         .iter()
         .map(mmu_figures)
         .collect();
     table.push_str(&render_mmu(&mmu));
+    table.push_str(&lifecycle_table(
+        &guests[lifecycle_at..],
+        &runs[lifecycle_at..],
+        reps,
+        &mut failures,
+    )?);
     let svg = timeline_svg(&dom0_view, &timelines);
     let dir = image::root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -263,4 +286,53 @@ pub fn run(reps: u32) -> Result<()> {
         println!("warning: {f}");
     }
     Ok(())
+}
+
+/// The save/restore and migration table: each guest kind's figures, ratios
+/// to Linux.
+fn lifecycle_table(
+    guests: &[GuestSpec],
+    runs: &[harness::GuestRun],
+    reps: u32,
+    failures: &mut Vec<String>,
+) -> Result<String> {
+    let mut metrics = [
+        ("migration downtime, gap in a 10 ms ping stream", "ms"),
+        ("migration downtime, gap in a 10 ms TCP echo stream", "ms"),
+        ("xl migrate (to the same host), start to end", "s"),
+        ("xl save file", "MiB"),
+        ("xl save", "s"),
+        ("xl restore", "s"),
+    ]
+    .map(|(name, unit)| Metric {
+        name,
+        unit,
+        higher_better: false,
+        samples: [vec![], vec![], vec![]],
+    });
+    for (g, run) in guests.iter().zip(runs) {
+        let i = g
+            .name
+            .strip_prefix("life-")
+            .and_then(|n| n.rsplit_once('-'))
+            .and_then(|(k, _)| Kind::ALL.iter().position(|x| x.tag() == k))
+            .context("lifecycle bench guest name")?;
+        let f = lifecycle_figures(run);
+        if f.iter().any(Option::is_none) {
+            failures.push(format!(
+                "{}: ended {}; some save/restore or migration figures missing {f:?}",
+                g.name, run.end
+            ));
+        }
+        for (m, v) in metrics.iter_mut().zip(f) {
+            if let Some(v) = v {
+                m.samples[i].push(v);
+            }
+        }
+    }
+    Ok(format!(
+        "\nSave, restore and migration, every guest with {} MiB (the same session):\n\n{}",
+        linux::MIB,
+        render(&metrics, reps)
+    ))
 }

@@ -37,6 +37,28 @@ pub(super) fn figures(run: &GuestRun) -> [Option<f64>; 8] {
     ]
 }
 
+/// The save/restore and migration figures (`scripts/dom0/bench/lifecycle.sh`):
+/// (ping gap ms, TCP gap ms, `xl migrate` s, save file MiB, `xl save` s,
+/// `xl restore` s); a step that failed (rc != 0) gives none of its own.
+pub(super) fn lifecycle_figures(run: &GuestRun) -> [Option<f64>; 6] {
+    let ev = |p: &str| {
+        run.events
+            .iter()
+            .find_map(|e| e.strip_prefix("dom0| ")?.strip_prefix(p))
+    };
+    let ok = |p: &str| ev(p).filter(|l| l.starts_with("rc=0 "));
+    [
+        ev("downtime-ping: ").and_then(|l| number_after(l, "gap=")),
+        ev("downtime-tcp: ").and_then(|l| number_after(l, "gap=")),
+        ok("migrate: ").and_then(|l| number_after(l, "seconds=")),
+        ok("save: ")
+            .and_then(|l| number_after(l, "bytes="))
+            .map(|b| b / 1048576.0),
+        ok("save: ").and_then(|l| number_after(l, "seconds=")),
+        ok("restore: ").and_then(|l| number_after(l, "seconds=")),
+    ]
+}
+
 /// The in-guest boot timeline our echo prints (`echo: boot timeline (us
 /// since entry): entry=0 rust=... ip=...`): (mark, µs) in order.
 pub(super) fn timeline(run: &GuestRun) -> Vec<(String, f64)> {
@@ -79,6 +101,32 @@ pub(super) fn mmu_figures(run: &GuestRun) -> [Option<f64>; 6] {
 mod tests {
     use super::*;
     use crate::harness;
+
+    #[test]
+    fn lifecycle_figures_are_read_and_failed_steps_left_out() {
+        let mut run = GuestRun::new("life-echo-pv-1");
+        run.events = [
+            "migrate: rc=0 seconds=6.50",
+            "downtime-ping: gap=420 lost=12 replies=900",
+            "downtime-tcp: gap=610 echoes=700",
+            "save: rc=0 seconds=3.25 bytes=8388608",
+            "restore: rc=1 seconds=0.50 ping-after=0.00",
+        ]
+        .iter()
+        .map(|l| format!("dom0| {l}"))
+        .collect();
+        assert_eq!(
+            lifecycle_figures(&run),
+            [
+                Some(420.0),
+                Some(610.0),
+                Some(6.5),
+                Some(8.0),
+                Some(3.25),
+                None
+            ]
+        );
+    }
 
     #[test]
     fn figures_are_read_from_the_reports() {
