@@ -469,6 +469,12 @@ fn ensure_balloon(mm: &mut Mm) -> Result<(), ReservationError> {
             unsafe { core::slice::from_raw_parts_mut(at.addr() as *mut u64, words) };
         mm.balloon = Some(Balloon::new(storage, mm.nr_pages).ok_or(ReservationError::NoStorage)?);
     }
+    Ok(())
+}
+
+/// Creates the bitmap of shed pfns on the first suspend (a guest that never
+/// suspends never pays for it).
+fn ensure_shed_bits(mm: &mut Mm) -> Result<(), ReservationError> {
     if mm.shed_bits.is_none() {
         let words = mm.nr_pages.div_ceil(64) as usize;
         let at = mm
@@ -543,7 +549,7 @@ pub(crate) fn shed(keep: u64) -> Shed {
         return out;
     };
     let give = mm.frames.free_count().saturating_sub(keep);
-    if give == 0 || ensure_balloon(mm).is_err() {
+    if give == 0 || ensure_balloon(mm).is_err() || ensure_shed_bits(mm).is_err() {
         return out;
     }
     let Mm {
