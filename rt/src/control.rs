@@ -212,16 +212,29 @@ fn suspend_now() -> Result<(), crate::xenstore::XsError> {
         }
         return Ok(());
     }
-    match crate::suspend::suspend() {
-        Ok(Resumed::Cancelled) => crate::console::println!(
-            "rt: resumed in the same domain (the save was a checkpoint or failed)"
-        ),
-        Ok(Resumed::NewDomain) => {
+    let timing = match crate::suspend::suspend() {
+        Ok((Resumed::Cancelled, t)) => {
+            crate::console::println!(
+                "rt: resumed in the same domain (the save was a checkpoint or failed)"
+            );
+            t
+        }
+        Ok((Resumed::NewDomain, t)) => {
             crate::console::println!("rt: resumed in a new domain (restored or migrated)");
             advertise()?;
+            t
         }
-        Err(e) => crate::console::println!("rt: suspend failed: {e}"),
-    }
+        Err(e) => {
+            crate::console::println!("rt: suspend failed: {e}");
+            return Ok(());
+        }
+    };
+    crate::console::println!(
+        "rt: suspend: quiesced in {} us ({} free pages handed to Xen), running again {} us after the hypercall returned",
+        timing.quiesce_us,
+        timing.shed_pages,
+        timing.back_us
+    );
     Ok(())
 }
 

@@ -72,10 +72,30 @@ impl core::fmt::Display for SuspendError {
     }
 }
 
-/// Suspends the domain and brings it back; says how it came back. On an
-/// error before the hypercall nothing changed; after it, the domain runs
-/// but may lack what the error names.
-pub(crate) fn suspend() -> Result<Resumed, SuspendError> {
+/// Where a suspend's time went, on the guest's side (the rest of a save's
+/// or migration's pause is the toolstack's).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// From the request to the hypercall: shedding, devices, timer, console.
+    pub(crate) quiesce_us: u64,
+    /// From the hypercall's return until every device carried on or
+    /// reconnected (the vif's handshake with its new backend included).
+    pub(crate) back_us: u64,
+    /// Free pages handed to Xen for the suspend.
+    pub(crate) shed_pages: u64,
+}
+
+/// Microseconds between two TSC readings of one domain.
+fn us_between(from: u64, to: u64) -> u64 {
+    crate::time::tsc_delta_to_duration(to.saturating_sub(from)).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Suspends the domain and brings it back; says how it came back and how
+/// long the guest's own steps took. On an error before the hypercall
+/// nothing changed; after it, the domain runs but may lack what the error
+/// names.
+pub(crate) fn suspend() -> Result<(Resumed, Timing), SuspendError> {
+    let t0 = crate::time::cycles();
     let pv = match crate::platform::platform() {
         Platform::XenPv => true,
         Platform::XenPvh => false,
@@ -90,6 +110,7 @@ pub(crate) fn suspend() -> Result<Resumed, SuspendError> {
     };
 
     let given = shed();
+    let shed_pages = given.shed.pages();
     crate::dev::for_each(|d| d.suspend());
     // A timer still armed would fire into the old domain; if Xen refuses to
     // stop it, the next wait arms it again anyway.
@@ -108,6 +129,7 @@ pub(crate) fn suspend() -> Result<Resumed, SuspendError> {
         rings_in_start_info(|mfn| crate::mm::pfn_of_frame(mfn).map(|p| p.0));
     }
 
+    let t1 = crate::time::cycles();
     let how = match hypercall::suspend(&HYPERVISOR, start_info_mfn) {
         Ok(SuspendReturn::NewDomain) => Resumed::NewDomain,
         Ok(SuspendReturn::Cancelled) => Resumed::Cancelled,
@@ -117,8 +139,15 @@ pub(crate) fn suspend() -> Result<Resumed, SuspendError> {
             return Err(SuspendError::Refused(e));
         }
     };
+    // The TSC may differ in a new domain (another host): read it again.
+    let t2 = crate::time::cycles();
     come_back(pv, how, last, given)?;
-    Ok(how)
+    let timing = Timing {
+        quiesce_us: us_between(t0, t1),
+        back_us: us_between(t2, crate::time::cycles()),
+        shed_pages,
+    };
+    Ok((how, timing))
 }
 
 /// A suspend that failed before the hypercall: devices carry on, the

@@ -7,6 +7,11 @@
 #   downtime-tcp: gap=MS           the longest gap between echoes of a line
 #                                  sent every 10 ms on one TCP connection
 #                                  (last byte before -> first byte after)
+#   guest-suspend: ...             our guest's own line on its suspend
+#                                  for the migration (`rt: suspend:
+#                                  quiesced in N us ... running again N us
+#                                  after ...`: the guest's share of the
+#                                  pause; Linux prints none)
 #   save: rc=N seconds=S bytes=B   `xl save` to a file (dom0's tmpfs)
 #   restore: rc=N seconds=S ping-after=S
 # then `xl shutdown`.
@@ -47,6 +52,10 @@ if [ -n "${wpid:-}" ]; then
 else
     echo "downtime-tcp: no connection"
 fi
+
+# xenconsoled logs the migrated-in domain under the name it had then.
+grep -h 'rt: suspend:' /var/log/xen/console/guest-"$NAME"--incoming.log 2>/dev/null |
+    tr -d '\r' | tail -n 1 | sed 's/^.*rt: suspend: /guest-suspend: /'
 
 # --- save and restore
 f=/tmp/$NAME.save

@@ -2,11 +2,15 @@
 # (After lib.sh: up, since, ask, connect_echo, $ip.)
 # Against an echo guest: one TCP connection open across `xl save` and `xl
 # restore` (the guest comes back in a new domain and reconnects its vif),
-# echoing before and after, the guest's counters before and after, the save
+# echoing before and after (and after an unknown control/shutdown value), the guest's counters before and after, the save
 # file's size and the times, then `xl shutdown`.
 connect_echo
 ask "hello before the save" 5 "tcp before"
 ask stats 5 stats-before
+# A value of control/shutdown the guest does not know: logged and ignored,
+# the domain carries on (and the save after it still works).
+xenstore-write /local/domain/"$(xl domid "$NAME")"/control/shutdown frobnicate
+ask "hello after an unknown request" 5 "tcp unknown"
 up; t=$UP
 timeout -k 5 120 xl save "$NAME" /tmp/"$NAME".save >/tmp/"$NAME".save.log 2>&1
 echo "save: rc=$? seconds=$(since "$t") bytes=$(stat -c %s /tmp/"$NAME".save 2>/dev/null || echo 0)"

@@ -13,7 +13,7 @@ mod parse;
 mod render;
 mod stats;
 
-use self::parse::{figures, lifecycle_figures, mmu_figures, timeline};
+use self::parse::{figures, guest_suspend_ms, lifecycle_figures, mmu_figures, timeline};
 use self::render::{render, render_mmu, timeline_svg};
 use self::stats::smallest;
 
@@ -303,6 +303,14 @@ fn lifecycle_table(
         ("xl save file", "MiB"),
         ("xl save", "s"),
         ("xl restore", "s"),
+        (
+            "migration: the guest's own quiesce (request to suspend hypercall)",
+            "ms",
+        ),
+        (
+            "migration: the guest's own resume (hypercall return to vif reconnected)",
+            "ms",
+        ),
     ]
     .map(|(name, unit)| Metric {
         name,
@@ -324,7 +332,14 @@ fn lifecycle_table(
                 g.name, run.end
             ));
         }
-        for (m, v) in metrics.iter_mut().zip(f) {
+        let guest = guest_suspend_ms(run);
+        if i != Kind::LinuxPv as usize && guest.iter().any(Option::is_none) {
+            failures.push(format!(
+                "{}: no `rt: suspend:` line from the guest after the migration",
+                g.name
+            ));
+        }
+        for (m, v) in metrics.iter_mut().zip(f.into_iter().chain(guest)) {
             if let Some(v) = v {
                 m.samples[i].push(v);
             }

@@ -59,6 +59,22 @@ pub(super) fn lifecycle_figures(run: &GuestRun) -> [Option<f64>; 6] {
     ]
 }
 
+/// Our guest's own steps of the migration's suspend, in ms: (quiesce, from
+/// the request to the hypercall; back, from its return until the devices
+/// carried on), from its `rt: suspend: quiesced in N us (..), running again
+/// N us after ..` line as dom0 found it; Linux prints none.
+pub(super) fn guest_suspend_ms(run: &GuestRun) -> [Option<f64>; 2] {
+    let line = run
+        .events
+        .iter()
+        .find_map(|e| e.strip_prefix("dom0| guest-suspend: "));
+    [
+        line.and_then(|l| number_after(l, "quiesced in")),
+        line.and_then(|l| number_after(l, "running again")),
+    ]
+    .map(|us| us.map(|us| us / 1000.0))
+}
+
 /// The in-guest boot timeline our echo prints (`echo: boot timeline (us
 /// since entry): entry=0 rust=... ip=...`): (mark, µs) in order.
 pub(super) fn timeline(run: &GuestRun) -> Vec<(String, f64)> {
@@ -126,6 +142,16 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn the_guests_share_of_a_suspend_is_read() {
+        let mut run = GuestRun::new("life-echo-pv-1");
+        assert_eq!(guest_suspend_ms(&run), [None, None]);
+        run.events = vec![
+            "dom0| guest-suspend: quiesced in 32479 us (7249 free pages handed to Xen), running again 326073 us after the hypercall returned".into(),
+        ];
+        assert_eq!(guest_suspend_ms(&run), [Some(32.479), Some(326.073)]);
     }
 
     #[test]

@@ -23,11 +23,25 @@ pub fn stat(line: &str, name: &str) -> Option<u64> {
 
 /// Judges a save and restore: the TCP connection opened before the save
 /// echoes after the restore, the guest reconnected once and said it came
-/// back in a new domain, and it powered off on `xl shutdown`.
+/// back in a new domain, and it powered off on `xl shutdown`; before the
+/// save an unknown `control/shutdown` value was logged and ignored.
 pub fn judge_saverestore(run: &GuestRun) -> Result<String, String> {
     let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
     if one("tcp before: ") != "hello before the save" {
         return Err(format!("echo before the save: {:?}", one("tcp before: ")));
+    }
+    if one("tcp unknown: ") != "hello after an unknown request" {
+        return Err(format!(
+            "echo after control/shutdown = frobnicate: {:?}",
+            one("tcp unknown: ")
+        ));
+    }
+    if !run
+        .console
+        .iter()
+        .any(|l| l == "rt: control/shutdown = \"frobnicate\" is not supported: ignored")
+    {
+        return Err("the guest did not log the unknown control/shutdown value".into());
     }
     let save = one("save: ");
     if !save.starts_with("rc=0 ") {
@@ -294,6 +308,34 @@ mod tests {
         assert_eq!(stat(STATS, "heap "), Some(617664));
         assert_eq!(stat(STATS, "grants "), Some(514));
         assert_eq!(stat(STATS, "missing "), None);
+    }
+
+    #[test]
+    fn a_save_and_restore_is_judged_by_the_connection_and_the_log() {
+        let good = [
+            "tcp before: hello before the save",
+            "tcp unknown: hello after an unknown request",
+            "save: rc=0 seconds=2.0 bytes=4000000",
+            "restore: rc=0 seconds=3.0",
+            "tcp after: hello after the restore",
+            "stats-after: reconnects 1, ports open 6",
+        ];
+        let said = [
+            "rt: control/shutdown = \"frobnicate\" is not supported: ignored",
+            "rt: resumed in a new domain (restored or migrated)",
+        ];
+        assert!(judge_saverestore(&run(&good, &said)).is_ok());
+        let unlogged = judge_saverestore(&run(&good, &said[1..]));
+        assert!(unlogged.is_err_and(|e| e.contains("unknown control/shutdown")));
+        let mut dropped = good;
+        dropped[4] = "tcp after: ";
+        assert!(judge_saverestore(&run(&dropped, &said)).is_err());
+        let mut twice = good;
+        twice[5] = "stats-after: reconnects 2";
+        assert!(judge_saverestore(&run(&twice, &said)).is_err());
+        let mut failed = good;
+        failed[2] = "save: rc=1 seconds=0.5 bytes=0";
+        assert!(judge_saverestore(&run(&failed, &said)).is_err());
     }
 
     #[test]
