@@ -235,6 +235,11 @@ fn suspend_now() -> Result<(), crate::xenstore::XsError> {
         timing.shed_pages,
         timing.back_us
     );
+    if let Some(e) = timing.shed_stopped {
+        crate::console::println!(
+            "rt: suspend: handing free pages to Xen stopped short ({e}): the save held more"
+        );
+    }
     Ok(())
 }
 

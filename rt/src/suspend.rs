@@ -83,6 +83,8 @@ pub(crate) struct Timing {
     pub(crate) back_us: u64,
     /// Free pages handed to Xen for the suspend.
     pub(crate) shed_pages: u64,
+    /// Why fewer free pages went than there were (the save is larger).
+    pub(crate) shed_stopped: Option<crate::mm::BalloonError>,
 }
 
 /// Microseconds between two TSC readings of one domain.
@@ -111,6 +113,7 @@ pub(crate) fn suspend() -> Result<(Resumed, Timing), SuspendError> {
 
     let given = shed();
     let shed_pages = given.shed.pages();
+    let shed_stopped = given.shed.stopped();
     crate::dev::for_each(|d| d.suspend());
     // A timer still armed would fire into the old domain; if Xen refuses to
     // stop it, the next wait arms it again anyway.
@@ -146,6 +149,7 @@ pub(crate) fn suspend() -> Result<(Resumed, Timing), SuspendError> {
         quiesce_us: us_between(t0, t1),
         back_us: us_between(t2, crate::time::cycles()),
         shed_pages,
+        shed_stopped,
     };
     Ok((how, timing))
 }

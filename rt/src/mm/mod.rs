@@ -11,7 +11,9 @@
 //!
 //! May import: `xen`, `time`, `arch`, `platform`. Prints nothing: errors
 //! are returned (boot and the fault reporter print them).
+mod balloon;
 mod native;
+mod p2m;
 mod pv;
 
 use core::fmt::Write;
@@ -27,7 +29,11 @@ use rt_mm::{Backend, FrameAllocator, FrameSource};
 use rt_xen::XenError;
 use spin::Mutex;
 
+pub use self::balloon::{Reservation, ReservationError, grow_to, release_to, reservation};
+pub(crate) use self::balloon::{Shed, shed, unshed};
 pub use self::native::NativeBackend;
+pub use self::p2m::P2mList;
+pub(crate) use self::p2m::{publish_p2m, republish_p2m};
 pub use self::pv::{PvBackend, XenM2p};
 
 /// Pages that hold `bytes`.
@@ -74,7 +80,7 @@ pub struct Mm {
     /// PV: the p2m's frame list for the toolstack ([`publish_p2m`]).
     pub p2m_list: Option<P2mList>,
     /// The pfns the last suspend gave back ([`shed`]), one bit each; made
-    /// with the balloon, reused by every suspend (no heap use).
+    /// on the first suspend, reused by every one after (no heap use).
     shed_bits: Option<&'static mut [u64]>,
 }
 
@@ -381,349 +387,11 @@ pub(crate) fn shrink_region(va: u64, pages: u64) -> Result<u64, MapError> {
     rt_mm::region::unmap_fresh(&mut mm.mmu, &mm.kernel, &mut mm.frames, va, pages)
 }
 
-/// The memory hypercalls on real Xen.
-struct XenReservation;
-
-impl<B> rt_mm::reservation::Reservation<B> for XenReservation {
-    fn decrease(&mut self, _: &mut B, frames: &[u64]) -> Result<usize, XenError> {
-        // SAFETY: the balloon hands over frames it took out of the allocator
-        // and unmapped from the direct map: nothing uses them.
-        unsafe { rt_xen::abi::hypercall::decrease_reservation(&crate::xen::HYPERVISOR, frames) }
-    }
-
-    fn populate(&mut self, _: &mut B, list: &mut [u64]) -> Result<usize, XenError> {
-        rt_xen::abi::hypercall::populate_physmap(&crate::xen::HYPERVISOR, list)
-    }
-}
-
-/// The domain's memory as Xen counts it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Reservation {
-    /// Pages the domain holds now (`tot_pages`; `xl list`'s memory column).
-    pub current_pages: u64,
-    /// Most pages it may hold (`max_pages`, xl's `maxmem`).
-    pub max_pages: u64,
-    /// Pages given back with [`release_to`] and not taken again.
-    pub released_pages: u64,
-}
-
-/// Why the reservation could not be read or moved.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum ReservationError {
-    /// Not running on Xen (bare QEMU): there is no reservation.
-    NoHypervisor,
-    /// Xen refused to report the reservation.
-    Query(XenError),
-    /// No frames for the balloon's bookkeeping.
-    NoStorage,
-    /// The move stopped part-way.
-    Balloon(BalloonError),
-}
-
-impl core::fmt::Display for ReservationError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ReservationError::NoHypervisor => f.write_str("not running on Xen"),
-            ReservationError::Query(e) => write!(f, "reading the reservation: {e}"),
-            ReservationError::NoStorage => f.write_str("no frames for the balloon's bookkeeping"),
-            ReservationError::Balloon(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// The domain's reservation.
-pub fn reservation() -> Result<Reservation, ReservationError> {
-    if !crate::platform::platform().is_xen() {
-        return Err(ReservationError::NoHypervisor);
-    }
-    let h = &crate::xen::HYPERVISOR;
-    let current_pages =
-        rt_xen::abi::hypercall::reservation(h, false).map_err(ReservationError::Query)?;
-    let max_pages =
-        rt_xen::abi::hypercall::reservation(h, true).map_err(ReservationError::Query)?;
-    let released_pages = MM
-        .lock()
-        .as_ref()
-        .and_then(|m| m.balloon.as_ref().map(|b| b.absent()))
-        .unwrap_or(0);
-    Ok(Reservation {
-        current_pages,
-        max_pages,
-        released_pages,
-    })
-}
-
-/// Creates the balloon's bookkeeping on first use.
-fn ensure_balloon(mm: &mut Mm) -> Result<(), ReservationError> {
-    if mm.balloon.is_none() {
-        let words = Balloon::words_needed(mm.nr_pages);
-        let frames = pages_for(words as u64 * 8);
-        let at = mm
-            .frames
-            .alloc_contiguous(frames, 1)
-            .ok_or(ReservationError::NoStorage)?;
-        // SAFETY: `frames` consecutive free frames just taken from the
-        // allocator, mapped read-write at their identity address; used only
-        // by the balloon, which lives as long as the memory state.
-        let storage: &'static mut [u64] =
-            unsafe { core::slice::from_raw_parts_mut(at.addr() as *mut u64, words) };
-        mm.balloon = Some(Balloon::new(storage, mm.nr_pages).ok_or(ReservationError::NoStorage)?);
-    }
-    Ok(())
-}
-
-/// Creates the bitmap of shed pfns on the first suspend (a guest that never
-/// suspends never pays for it).
-fn ensure_shed_bits(mm: &mut Mm) -> Result<(), ReservationError> {
-    if mm.shed_bits.is_none() {
-        let words = mm.nr_pages.div_ceil(64) as usize;
-        let at = mm
-            .frames
-            .alloc_contiguous(pages_for(words as u64 * 8), 1)
-            .ok_or(ReservationError::NoStorage)?;
-        // SAFETY: as for the balloon's storage: fresh frames, mapped
-        // read-write at their identity address, used only for this.
-        let bits: &'static mut [u64] =
-            unsafe { core::slice::from_raw_parts_mut(at.addr() as *mut u64, words) };
-        mm.shed_bits = Some(bits);
-    }
-    Ok(())
-}
-
-/// Moves the reservation by `pages` (release: down; else up) with the
-/// balloon.
-fn move_reservation(pages: u64, release: bool) -> Result<(), ReservationError> {
-    let mut guard = MM.lock();
-    let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
-    ensure_balloon(mm)?;
-    let Mm {
-        mmu,
-        frames,
-        kernel,
-        balloon,
-        ..
-    } = mm;
-    let balloon = balloon.as_mut().ok_or(ReservationError::NoStorage)?;
-    let r = if release {
-        balloon.release(mmu, kernel, frames, &mut XenReservation, pages)
-    } else {
-        balloon.grow(mmu, kernel, frames, &mut XenReservation, pages)
-    };
-    r.map(drop).map_err(ReservationError::Balloon)
-}
-
-/// Gives memory back to Xen until the domain holds at most `target_bytes`
-/// (rounded down to pages): free frames leave the frame allocator and go back
-/// with `XENMEM_decrease_reservation` (PV: their p2m entries are invalidated;
-/// PVH: Xen removes them from the physmap). Returns the reservation after.
-/// Frames in use (by the heap too: see `rt::heap::trim`) stay.
-pub fn release_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
-    let r = reservation()?;
-    let target = target_bytes / PAGE_SIZE;
-    if target < r.current_pages {
-        move_reservation(r.current_pages - target, true)?;
-    }
-    reservation()
-}
-
-/// What a suspend gave back to Xen ([`shed`]), to take back after it (the
-/// pfns themselves are marked in `Mm::shed_bits`).
-#[derive(Debug, Default)]
-pub(crate) struct Shed {
-    pages: u64,
-}
-
-impl Shed {
-    /// How many pages were given.
-    pub(crate) fn pages(&self) -> u64 {
-        self.pages
-    }
-}
-
-/// Gives the free frames beyond `keep` back to Xen before a suspend (the
-/// saver then copies only what the domain holds), marking which.
-pub(crate) fn shed(keep: u64) -> Shed {
-    let mut out = Shed::default();
-    let mut guard = MM.lock();
-    let Some(mm) = guard.as_mut() else {
-        return out;
-    };
-    let give = mm.frames.free_count().saturating_sub(keep);
-    if give == 0 || ensure_balloon(mm).is_err() || ensure_shed_bits(mm).is_err() {
-        return out;
-    }
-    let Mm {
-        mmu,
-        frames,
-        kernel,
-        balloon,
-        shed_bits,
-        ..
-    } = mm;
-    if let (Some(balloon), Some(bits)) = (balloon.as_mut(), shed_bits.as_mut()) {
-        bits.fill(0);
-        // A release that stops short gave back part: the bits say which.
-        let _ =
-            balloon.release_recorded(mmu, kernel, frames, &mut XenReservation, give, &mut |p| {
-                bits[(p.0 / 64) as usize] |= 1 << (p.0 % 64);
-                out.pages += 1;
-            });
-    }
-    out
-}
-
-/// Takes back what [`shed`] gave, after the suspend. Pages the domain holds
-/// again (`held`: a live migration's restorer copied them before they were
-/// given, and kept them; PV finds them in the p2m it wrote, PVH only knows
-/// from the reservation) rejoin the allocator as they are; the others come
-/// from Xen. Returns how many were adopted.
-pub(crate) fn unshed(shed: Shed, held: bool) -> Result<u64, ReservationError> {
-    if shed.pages == 0 {
-        return Ok(0);
-    }
-    let pv = crate::platform::platform().is_pv();
-    let adopted = {
-        let mut guard = MM.lock();
-        let mm = guard.as_mut().ok_or(ReservationError::NoStorage)?;
-        let Mm {
-            mmu,
-            frames,
-            kernel,
-            balloon,
-            shed_bits,
-            ..
-        } = mm;
-        let (Some(b), Some(bits)) = (balloon.as_mut(), shed_bits.as_mut()) else {
-            return Err(ReservationError::NoStorage);
-        };
-        let mut adopted = 0;
-        if pv || held {
-            // The marked pfns, a batch at a time.
-            let mut batch = [Pfn(0); rt_mm::reservation::BATCH];
-            let mut n = 0;
-            for (w, word) in bits.iter().enumerate() {
-                let mut rest = *word;
-                while rest != 0 {
-                    let bit = rest.trailing_zeros() as u64;
-                    rest &= rest - 1;
-                    batch[n] = Pfn(w as u64 * 64 + bit);
-                    n += 1;
-                    if n == batch.len() {
-                        adopted += b
-                            .adopt(mmu, kernel, frames, &batch)
-                            .map_err(|e| ReservationError::Balloon(e.into()))?;
-                        n = 0;
-                    }
-                }
-            }
-            adopted += b
-                .adopt(mmu, kernel, frames, &batch[..n])
-                .map_err(|e| ReservationError::Balloon(e.into()))?;
-        }
-        bits.fill(0);
-        adopted
-    };
-    let rest = shed.pages - adopted;
-    if rest > 0 {
-        move_reservation(rest, false)?;
-    }
-    Ok(adopted)
-}
-
-/// Takes memory back from Xen (`XENMEM_populate_physmap`) until the domain
-/// holds `target_bytes`, up to what [`release_to`] gave away: the domain
-/// cannot grow past the memory it booted with. The frames join the frame
-/// allocator. Returns the reservation after.
-pub fn grow_to(target_bytes: u64) -> Result<Reservation, ReservationError> {
-    let r = reservation()?;
-    let target = (target_bytes / PAGE_SIZE).min(r.max_pages);
-    if target > r.current_pages {
-        move_reservation(target - r.current_pages, false)?;
-    }
-    reservation()
-}
-
 /// Frame-allocator counters (all zero before the address space exists).
 pub fn frame_stats() -> rt_mm::AllocStats {
     MM.try_lock()
         .and_then(|g| g.as_ref().map(|m| m.frames.stats()))
         .unwrap_or_default()
-}
-
-/// Where the toolstack's view of the p2m lives (PV): the p2m itself and the
-/// frames of the three-level list of its MFNs.
-#[derive(Clone, Copy, Debug)]
-pub struct P2mList {
-    /// The p2m (`start_info.mfn_list`) and its entries.
-    p2m_va: u64,
-    nr_pages: u64,
-    /// The top page of the list, and the first of its middle pages (taken
-    /// as one contiguous run).
-    top: Pfn,
-    mids: Pfn,
-    n_mids: u64,
-}
-
-/// Publishes the p2m for the toolstack (PV): a three-level list of the MFNs of
-/// the p2m's own pages, and `max_pfn`, in `shared_info.arch` — what `xl
-/// dump-core`, save and migration walk. The list's frames are kept: a
-/// restore moves every page to a new MFN, and [`republish_p2m`] writes the
-/// list anew.
-pub(crate) fn publish_p2m(p2m_va: u64, nr_pages: u64) -> Result<(), MapError> {
-    let mut guard = MM.lock();
-    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
-    let n_mids = pages_for(nr_pages * 8).div_ceil(512);
-    if n_mids > 512 {
-        return Err(MapError::OutOfRange(p2m_va));
-    }
-    let top = mm.frames.alloc_frame().ok_or(MapError::NoFrames)?;
-    let Some(mids) = mm.frames.alloc_contiguous(n_mids, 1) else {
-        mm.frames.free_frame(top);
-        return Err(MapError::NoFrames);
-    };
-    mm.p2m_list = Some(P2mList {
-        p2m_va,
-        nr_pages,
-        top,
-        mids,
-        n_mids,
-    });
-    write_p2m_list(mm)
-}
-
-/// Writes the p2m's frame list with the MFNs of now and publishes it (PV,
-/// after a restore: every MFN changed).
-pub(crate) fn republish_p2m() -> Result<(), MapError> {
-    let mut guard = MM.lock();
-    let mm = guard.as_mut().ok_or(MapError::NoFrames)?;
-    write_p2m_list(mm)
-}
-
-fn write_p2m_list(mm: &mut Mm) -> Result<(), MapError> {
-    let Some(l) = mm.p2m_list else {
-        return Ok(());
-    };
-    let p2m_pages = pages_for(l.nr_pages * 8);
-    let mfn = |p: Pfn| mm.mmu.backend().hw_frame(p).ok_or(MapError::NoSuchFrame(p));
-    // SAFETY: the list's frames were taken for it alone (`publish_p2m`):
-    // ordinary RAM, mapped read-write at their identity address.
-    let top_page = unsafe { core::slice::from_raw_parts_mut(l.top.addr() as *mut u64, 512) };
-    top_page.fill(0);
-    for m in 0..l.n_mids {
-        let mid = Pfn(l.mids.0 + m);
-        // SAFETY: as for `top_page`.
-        let mid_page = unsafe { core::slice::from_raw_parts_mut(mid.addr() as *mut u64, 512) };
-        mid_page.fill(0);
-        for (i, slot) in mid_page.iter_mut().enumerate() {
-            let page = m * 512 + i as u64;
-            if page < p2m_pages {
-                *slot = mfn(Pfn((l.p2m_va >> 12) + page))?;
-            }
-        }
-        top_page[m as usize] = mfn(mid)?;
-    }
-    crate::xen::publish_p2m(l.nr_pages, mfn(l.top)?);
-    Ok(())
 }
 
 /// Rewrites the L1 entry mapping `va` in the active tables with one
