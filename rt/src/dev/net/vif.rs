@@ -156,9 +156,7 @@ impl State {
                         self.mac
                     );
                 }
-                let mut earlier = self.earlier;
-                add_stats(&mut earlier, &self.link.nf.stats);
-                self.earlier = earlier;
+                add_stats(&mut self.earlier, &self.link.nf.stats);
                 self.link = link;
                 self.reconnects += 1;
                 // The old backend's state watch is void: watch the new one.

@@ -12,6 +12,17 @@ fn dom0<'a>(run: &'a GuestRun, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Whether dom0's TCP connection echoed `want` at the step `key` names
+/// (`tcp before: `, ...); if not, says so with `what` and what came back.
+fn echoed(run: &GuestRun, key: &str, want: &str, what: &str) -> Result<(), String> {
+    let got = dom0(run, key).first().copied().unwrap_or("");
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: {got:?}"))
+    }
+}
+
 /// The value of `name` in one of echo's stats lines (`... name N ...`).
 pub fn stat(line: &str, name: &str) -> Option<u64> {
     let rest = &line[line.find(name)? + name.len()..];
@@ -27,15 +38,18 @@ pub fn stat(line: &str, name: &str) -> Option<u64> {
 /// save an unknown `control/shutdown` value was logged and ignored.
 pub fn judge_saverestore(run: &GuestRun) -> Result<String, String> {
     let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
-    if one("tcp before: ") != "hello before the save" {
-        return Err(format!("echo before the save: {:?}", one("tcp before: ")));
-    }
-    if one("tcp unknown: ") != "hello after an unknown request" {
-        return Err(format!(
-            "echo after control/shutdown = frobnicate: {:?}",
-            one("tcp unknown: ")
-        ));
-    }
+    echoed(
+        run,
+        "tcp before: ",
+        "hello before the save",
+        "echo before the save",
+    )?;
+    echoed(
+        run,
+        "tcp unknown: ",
+        "hello after an unknown request",
+        "echo after control/shutdown = frobnicate",
+    )?;
     if !run
         .console
         .iter()
@@ -54,13 +68,16 @@ pub fn judge_saverestore(run: &GuestRun) -> Result<String, String> {
             dom0(run, "restore-log: ")
         ));
     }
-    if one("tcp after: ") != "hello after the restore" {
-        return Err(format!(
-            "the connection after the restore: {:?} (console: {:?})",
-            one("tcp after: "),
-            run.console.iter().rev().take(5).collect::<Vec<_>>()
-        ));
-    }
+    echoed(
+        run,
+        "tcp after: ",
+        "hello after the restore",
+        "the connection after the restore",
+    )
+    .map_err(|e| {
+        let tail: Vec<_> = run.console.iter().rev().take(5).collect();
+        format!("{e} (console: {tail:?})")
+    })?;
     let after = one("stats-after: ");
     if stat(&after, "reconnects ") != Some(1) {
         return Err(format!(
@@ -198,12 +215,12 @@ pub fn judge_migrate(run: &GuestRun) -> Result<String, String> {
             ));
         }
     }
-    if one("tcp after: ") != "hello after migrating" {
-        return Err(format!(
-            "the connection after ten migrations: {:?}",
-            one("tcp after: ")
-        ));
-    }
+    echoed(
+        run,
+        "tcp after: ",
+        "hello after migrating",
+        "the connection after ten migrations",
+    )?;
     if run.end != End::Poweroff {
         return Err(format!(
             "ended {} after xl shutdown (want poweroff)",
@@ -224,13 +241,13 @@ pub fn judge_migrate(run: &GuestRun) -> Result<String, String> {
 /// resumed in a new domain, and it powered off on `xl shutdown`.
 pub fn judge_migrate_2host(run: &GuestRun) -> Result<String, String> {
     let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
-    if one("tcp before: ") != "hello before migrating" {
-        return Err(format!(
-            "echo before migrating: {:?} (peer: {:?})",
-            one("tcp before: "),
-            dom0(run, "peer")
-        ));
-    }
+    echoed(
+        run,
+        "tcp before: ",
+        "hello before migrating",
+        "echo before migrating",
+    )
+    .map_err(|e| format!("{e} (peer: {:?})", dom0(run, "peer")))?;
     let away = one("away: ");
     if field(&away, "rc") != Some(0.0) {
         return Err(format!(
@@ -238,12 +255,12 @@ pub fn judge_migrate_2host(run: &GuestRun) -> Result<String, String> {
             dom0(run, "migrate-log: ")
         ));
     }
-    if one("tcp away: ") != "hello from the other host" {
-        return Err(format!(
-            "the connection while on the second host: {:?}",
-            one("tcp away: ")
-        ));
-    }
+    echoed(
+        run,
+        "tcp away: ",
+        "hello from the other host",
+        "the connection while on the second host",
+    )?;
     let back = one("peer: migrate ");
     if field(&back, "rc") != Some(0.0) {
         return Err(format!(
@@ -251,12 +268,12 @@ pub fn judge_migrate_2host(run: &GuestRun) -> Result<String, String> {
             dom0(run, "peer: log: ")
         ));
     }
-    if one("tcp home: ") != "hello back home" {
-        return Err(format!(
-            "the connection after coming back: {:?}",
-            one("tcp home: ")
-        ));
-    }
+    echoed(
+        run,
+        "tcp home: ",
+        "hello back home",
+        "the connection after coming back",
+    )?;
     let reconnects = (
         stat(&one("stats-away: "), "reconnects "),
         stat(&one("stats-home: "), "reconnects "),
