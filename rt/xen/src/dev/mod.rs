@@ -6,5 +6,7 @@
 //! the fake backend of its folder. `rt` supplies the pages, grants and
 //! event channels (`rt/src/dev/<class>`).
 //!
-//! - [`net`]: netfront (vif).
+//! - [`net`]: netfront (vif);
+//! - [`blk`]: blkfront (vbd).
+pub mod blk;
 pub mod net;
