@@ -15,7 +15,7 @@
 #   $CACHE/<key>/dom0-rootfs.cpio.zst dom0 initramfs: Debian minbase + xl toolstack + modules
 #   $CACHE/<key>/linux-domu.vmlinuz   Debian's kernel (the dom0 one, as shipped) for the
 #                                     Linux PV domU the benchmarks compare against
-#   $CACHE/<key>/linux-domu.cpio.gz   its initramfs: busybox-static, xen-netfront, /init
+#   $CACHE/<key>/linux-domu.cpio.gz   its initramfs: busybox-static, xen-netfront, xen-blkfront, /init
 #   $CACHE/<key>/versions             the package versions the key was made from
 #
 # and prints `HARNESS_DIR=<dir>` as its last line. A second run with the same
@@ -33,8 +33,8 @@ set -euo pipefail
 SELF=$(readlink -f "$0")
 CACHE_ROOT=${RT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt}/harness
 XEN_PKG=xen-hypervisor-4.17-amd64
-TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,procps,iputils-ping
-DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback bridge tun virtio_pci virtio_net"
+TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,procps,iputils-ping,dosfstools,mtools
+DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback loop bridge tun virtio_pci virtio_net virtio_blk"
 T0=$(date +%s)
 STEP=0
 STEPS=9
@@ -290,6 +290,9 @@ mknod -m 600 "$L/dev/console" c 5 1
 netfront=$(find "$W/x/linux/lib/modules/$KVER" -name 'xen-netfront.ko*' | head -n1)
 case $netfront in *.ko) ;; *) die "xen-netfront.ko not found (or compressed: $netfront)";; esac
 cp "$netfront" "$L/lib/modules/xen-netfront.ko"
+blkfront=$(find "$W/x/linux/lib/modules/$KVER" -name 'xen-blkfront.ko*' | head -n1)
+case $blkfront in *.ko) ;; *) die "xen-blkfront.ko not found (or compressed: $blkfront)";; esac
+cp "$blkfront" "$L/lib/modules/xen-blkfront.ko"
 cat >"$L/init" <<'EOF'
 #!/bin/busybox sh
 # Linux PV domU for the benchmarks: network up, then the echo and discard
@@ -300,6 +303,8 @@ printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' >/sbin/poweroff; chmod +x /s
 echo "linux: init at $(cut -d' ' -f1 /proc/uptime) s"
 ip=$(sed -n 's/.*[[:space:]]bench.ip=\([^[:space:]]*\).*/\1/p' /proc/cmdline)
 insmod /lib/modules/xen-netfront.ko
+# The disks of the storage bench (none otherwise: blkfront then just waits).
+insmod /lib/modules/xen-blkfront.ko
 for _ in $(seq 100); do [ -e /sys/class/net/eth0 ] && break; sleep 0.05; done
 ip addr add "$ip" dev eth0 && ip link set eth0 up && ip link set lo up
 # The echo/discard server: xtask/bench-echo, appended by `cargo xtask bench`.

@@ -39,6 +39,13 @@
 # (not echoed): line i's payload is the alphabet from letter i mod 26 onwards,
 # repeated, as long as the first line's. Reported as
 #   HARNESS: guest NAME burst lines=K good=G bytes=B
+# If /harness/NAME.before exists, dom0 runs it (bash, NAME set) before `xl
+# create` (e.g. to make the guest's disk images), reported as
+#   HARNESS: guest NAME before| <line>   and   HARNESS: guest NAME before rc=N
+# a failing one ends the guest as create-failed without creating it. If
+# /harness/NAME.after exists, dom0 runs it once the domain is destroyed (its
+# disks released: checks of what the guest left on them), reported as
+#   HARNESS: guest NAME after| <line>    and   HARNESS: guest NAME after rc=N
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
@@ -117,6 +124,15 @@ check_burst() {
         END { printf "HARNESS: guest %s burst lines=%d good=%d bytes=%d\n", name, n, good, bytes }
     '
 }
+if [ -f "/harness/$name.before" ]; then
+    NAME=$name timeout -k 5 "$limit" bash "/harness/$name.before" 2>&1 | sed "s/^/HARNESS: guest $name before| /"
+    brc=${PIPESTATUS[0]}
+    h "guest $name before rc=$brc"
+    if [ "$brc" != 0 ]; then
+        h "guest $name end state=create-failed reason=- seconds=0"
+        exit 1
+    fi
+fi
 t0=$(now)
 # xl 4.17's monitor can crash (rc 3 or 139) when a guest shuts down within a
 # fraction of a second, and `xl create` has been seen to block for a minute
@@ -148,7 +164,10 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
     elif [ -z "$rc" ] && [ -z "${slow:-}" ] && [ "${UP%.*}" -gt "$(( ${t0%.*} + 15 ))" ]; then
         slow=1
         h "warning: xl create $name still running after 15 s"
-        { xlt 10 list; xlt 10 info | grep -E 'free_memory|total_memory'; ps -eo pid,etime,args | grep -E '[x]l |[x]enstore'; } \
+        { xlt 10 list; xlt 10 info | grep -E 'free_memory|total_memory'
+          ps -eo pid,ppid,etime,wchan:24,args | grep -v '\[' | tail -n 15
+          timeout 5 xenstore-ls -f /local/domain/0/backend 2>&1 | grep -E 'vbd.*/(state|hotplug-status|params|physical-device)' | head -n 20
+          tail -n 12 /var/log/xen/xen-hotplug.log 2>/dev/null; } \
             2>&1 | sed "s/^/HARNESS: diag: /"
     fi
     emit
@@ -261,4 +280,12 @@ if kill -0 "$dpid" 2>/dev/null; then
         sed "s/^/HARNESS: diag: stack $p: /" "/proc/$p/stack" 2>/dev/null
     done
     timeout 5 xl list 2>&1 | sed 's/^/HARNESS: diag: /'
+fi
+if [ -f "/harness/$name.after" ]; then
+    if kill -0 "$dpid" 2>/dev/null; then
+        h "guest $name after rc=skipped (the domain is not destroyed yet)"
+    else
+        NAME=$name timeout -k 5 "$limit" bash "/harness/$name.after" 2>&1 | sed "s/^/HARNESS: guest $name after| /"
+        h "guest $name after rc=${PIPESTATUS[0]}"
+    fi
 fi

@@ -104,13 +104,23 @@ pub fn run_quiet(c: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn load_manifest(path: &PathBuf) -> Result<Manifest> {
-    let path = if path.is_relative() {
+fn manifest_path(path: &PathBuf) -> PathBuf {
+    if path.is_relative() {
         image::root().join(path)
     } else {
         path.clone()
-    };
-    Ok(Manifest::load(&path)?)
+    }
+}
+
+fn load_manifest(path: &PathBuf) -> Result<Manifest> {
+    Ok(Manifest::load(&manifest_path(path))?)
+}
+
+/// The folder relative disk paths of the manifest at `path` start from.
+fn manifest_dir(path: &PathBuf) -> PathBuf {
+    manifest_path(path)
+        .parent()
+        .map_or_else(image::root, PathBuf::from)
 }
 
 /// Builds the manifest's image and its xl config; returns (manifest, built, cfg path).
@@ -119,7 +129,16 @@ fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
     let app = m.image.app.0.clone();
     let built = image::build_manifest(&m)?;
     let cfg = built.elf.with_extension("cfg");
-    std::fs::write(&cfg, image::xl_config(&m, &app, &built.elf, m.image.mode))?;
+    let base = manifest_dir(manifest);
+    let disks: Vec<String> = m
+        .disks
+        .iter()
+        .map(|d| d.file(&base).display().to_string())
+        .collect();
+    std::fs::write(
+        &cfg,
+        image::xl_config(&m, &app, &built.elf, m.image.mode, &disks),
+    )?;
     println!(
         "image   {} ({} bytes stripped)",
         built.elf.display(),
@@ -145,6 +164,7 @@ fn xl_works() -> bool {
 
 fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
     let (m, built, cfg) = build(manifest)?;
+    let files = image::make_disks(&m, &manifest_dir(manifest))?;
     if !force_harness && xl_works() {
         println!("xl works here: xl create -c {}", cfg.display());
         return run(Command::new("xl").arg("create").arg("-c").arg(&cfg));
@@ -156,14 +176,24 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
         cmdline: m.image.cmdline.0.clone(),
         ..harness::GuestSpec::new(&app, &built.elf, m.image.mode, m.resources.memory.0, 0)
     };
-    // In dom0 the image sits at /harness/<app>.elf.
+    // In dom0 the image sits at /harness/<app>.elf, and the disks are its
+    // virtio disks (the files on this host, so what the guest writes stays).
+    let targets: Vec<String> = (0..files.len())
+        .map(|i| format!("/dev/vd{}", (b'a' + i as u8) as char))
+        .collect();
     let cfg_text = image::xl_config(
         &m,
         &app,
         &PathBuf::from(format!("/harness/{app}.elf")),
         m.image.mode,
+        &targets,
     );
-    harness::attach(&a, &g, &cfg_text)
+    let drives: Vec<(PathBuf, bool)> = files
+        .into_iter()
+        .zip(&m.disks)
+        .map(|(f, d)| (f, d.read_only))
+        .collect();
+    harness::attach(&a, &g, &cfg_text, &drives)
 }
 
 fn main() {

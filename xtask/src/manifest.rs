@@ -24,6 +24,107 @@ pub struct Manifest {
     pub resources: Resources,
     /// Optional network interface.
     pub network: Option<Network>,
+    /// Disks (`[[disk]]`, in order: the first is usually `xvda`).
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<Disk>,
+}
+
+/// `[[disk]]`: a raw disk image the guest sees as a Xen vbd.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// The image file (relative paths from the manifest's folder).
+    pub path: DiskPath,
+    /// Size in MiB: `cargo xtask run` creates a missing file of this size
+    /// (zeros, sparse). Without it the file must exist.
+    pub size: Option<DiskMib>,
+    /// The file's format: only `raw`.
+    #[serde(default)]
+    pub format: DiskFormat,
+    /// Whether the guest gets it read-only.
+    #[serde(default, rename = "read-only")]
+    pub read_only: bool,
+    /// The guest's name for it: `xvda` ... `xvdz`.
+    pub vdev: Vdev,
+}
+
+/// A disk image path: not empty, no quotes, commas or line breaks (it is
+/// written into an xl `disk` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DiskPath(pub PathBuf);
+
+impl TryFrom<String> for DiskPath {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.is_empty() || s.contains(['"', '\'', ',', '\n', '\r', '\\', '=']) {
+            return Err(format!(
+                "invalid disk path {s:?}: it must be non-empty, without quotes, commas, '=', backslashes or line breaks"
+            ));
+        }
+        Ok(DiskPath(PathBuf::from(s)))
+    }
+}
+
+/// Disk size in MiB (1 to 16777216, i.e. up to 16 TiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct DiskMib(pub u64);
+
+impl TryFrom<i64> for DiskMib {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u64::try_from(v) {
+            Ok(m @ 1..=16_777_216) => Ok(DiskMib(m)),
+            _ => Err(format!("size = {v} MiB is out of range (1 to 16777216)")),
+        }
+    }
+}
+
+/// A disk image's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// The bytes of the disk, as they are (what blkback serves).
+    #[default]
+    Raw,
+}
+
+/// A Xen virtual disk name, `xvda` to `xvdz`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Vdev(pub String);
+
+impl TryFrom<String> for Vdev {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = s.len() == 4 && s.starts_with("xvd") && s.as_bytes()[3].is_ascii_lowercase();
+        if ok {
+            Ok(Vdev(s))
+        } else {
+            Err(format!("invalid vdev {s:?}: expected xvda to xvdz"))
+        }
+    }
+}
+
+impl Disk {
+    /// The image file, relative paths taken from `base` (the manifest's folder).
+    pub fn file(&self, base: &Path) -> PathBuf {
+        if self.path.0.is_absolute() {
+            self.path.0.clone()
+        } else {
+            base.join(&self.path.0)
+        }
+    }
+
+    /// The xl `disk` entry with the backend's path `target`.
+    pub fn xl_entry(&self, target: &str) -> String {
+        let access = if self.read_only { "ro" } else { "rw" };
+        format!(
+            "format=raw,vdev={},access={access},target={target}",
+            self.vdev.0
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -364,6 +465,15 @@ impl Manifest {
                 message: "gateway is only meaningful with a static ip".into(),
             });
         }
+        for (i, d) in m.disks.iter().enumerate() {
+            if m.disks[..i].iter().any(|e| e.vdev == d.vdev) {
+                return Err(ManifestError {
+                    path: path.to_path_buf(),
+                    location: nth_key(text, "vdev", i).map(|o| line_col(text, o)),
+                    message: format!("vdev {:?} is given to two disks", d.vdev.0),
+                });
+            }
+        }
         if let Some(h) = m.resources.heap
             && h.0 >= m.resources.memory.0
         {
@@ -392,13 +502,22 @@ impl Manifest {
 
 /// Offset of the line that sets `key` (`key =` at the start of a line).
 fn find_key(text: &str, key: &str) -> Option<usize> {
+    nth_key(text, key, 0)
+}
+
+/// Offset of the `n`th (from 0) line that sets `key`.
+fn nth_key(text: &str, key: &str, n: usize) -> Option<usize> {
     let mut off = 0;
+    let mut seen = 0;
     for line in text.split_inclusive('\n') {
         let t = line.trim_start();
         if t.strip_prefix(key)
             .is_some_and(|r| r.trim_start().starts_with('='))
         {
-            return Some(off + line.len() - t.len());
+            if seen == n {
+                return Some(off + line.len() - t.len());
+            }
+            seen += 1;
         }
         off += line.len();
     }
@@ -534,6 +653,51 @@ mod tests {
             e.starts_with("image.toml:11:1: gateway is only meaningful"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn disks_are_a_list_checked_key_by_key() {
+        let d = "[[disk]]\npath = \"data.img\"\nsize = 256\nvdev = \"xvda\"\n\
+                 [[disk]]\npath = \"/srv/ro.img\"\nread-only = true\nvdev = \"xvdb\"\n";
+        let m = parse(&format!("{GOOD}{d}")).unwrap();
+        assert_eq!(m.disks.len(), 2);
+        assert_eq!(m.disks[0].size, Some(DiskMib(256)));
+        assert_eq!(m.disks[0].format, DiskFormat::Raw);
+        assert!(!m.disks[0].read_only && m.disks[1].read_only);
+        assert_eq!(
+            m.disks[0].file(Path::new("/p")),
+            PathBuf::from("/p/data.img")
+        );
+        assert_eq!(
+            m.disks[1].file(Path::new("/p")),
+            PathBuf::from("/srv/ro.img")
+        );
+        assert_eq!(
+            m.disks[1].xl_entry("/dev/vdb"),
+            "format=raw,vdev=xvdb,access=ro,target=/dev/vdb"
+        );
+        let e = parse(&format!("{GOOD}{}", d.replace("xvdb", "xvda"))).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:16:1: vdev \"xvda\" is given to two disks"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}{}", d.replace("xvdb", "sdb"))).unwrap_err();
+        assert!(e.starts_with("image.toml:16:8: invalid vdev"), "{e}");
+        let e = parse(&format!("{GOOD}{}", d.replace("256", "0"))).unwrap_err();
+        assert!(e.starts_with("image.toml:11:8: size = 0 MiB"), "{e}");
+        let e = parse(&format!("{GOOD}{}", d.replace("data.img", "a,b.img"))).unwrap_err();
+        assert!(e.starts_with("image.toml:10:8: invalid disk path"), "{e}");
+        let e = parse(&format!(
+            "{GOOD}{}",
+            d.replace("size = 256", "format = \"qcow2\"")
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("image.toml:11:10: unknown variant `qcow2`"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}{}", d.replace("read-only", "readonly"))).unwrap_err();
+        assert!(e.contains("unknown field `readonly`"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub fn run(reps: u32) -> Result<()> {
             vif: Some(VIF.into()),
             dom0: Some(dom0.into()),
             early: early.then(|| EARLY.into()),
+            disks: vec![],
+            before: None,
+            after: None,
             ramdisk: linux.then(|| linux_initrd.clone()),
             peer: false,
         }

@@ -40,6 +40,8 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
         "burst ",
         "dom0",
         "early",
+        "before",
+        "after",
     ]
     .iter()
     .any(|p| event.starts_with(p))

@@ -32,6 +32,14 @@ pub struct GuestSpec {
     /// A script dom0 starts in the background as `xl create` starts (bash,
     /// `$NAME` set), reported as `early| <line>`: timings from creation.
     pub early: Option<String>,
+    /// The xl `disk` entries (e.g. `format=raw,vdev=xvda,access=rw,target=/tmp/d.img`).
+    pub disks: Vec<String>,
+    /// A script dom0 runs before `xl create` (bash, `$NAME` set), reported
+    /// as `before| <line>`; if it fails the guest is not created.
+    pub before: Option<String>,
+    /// A script dom0 runs once the domain is destroyed (bash, `$NAME` set),
+    /// reported as `after| <line>`: checks of the guest's disks.
+    pub after: Option<String>,
     /// An initramfs for the kernel (`ramdisk` in the xl config).
     pub ramdisk: Option<PathBuf>,
     /// Whether it needs the second harness host (two-host migration): the
@@ -54,6 +62,9 @@ impl GuestSpec {
             vif: None,
             dom0: None,
             early: None,
+            disks: vec![],
+            before: None,
+            after: None,
             ramdisk: None,
             peer: false,
         }

@@ -4,7 +4,7 @@
 //! Xen's PV dom0 ([`run_dom0`]), bare QEMU through its PVH loader
 //! ([`run_bare`]) — plus an interactive session ([`attach`]).
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -90,9 +90,9 @@ fn xen_dom0_linux_args(a: &Artifacts, initrd: &Path, dom0_args: &str) -> Result<
     check_path(&a.vmlinux)?;
     check_path(initrd)?;
     Ok(with_xen(
-        machine(2, 2048, true),
+        machine(2, 3072, true),
         a,
-        xen_cmdline(512, 2),
+        xen_cmdline(1024, 2),
         format!(
             "{} console=hvc0 earlyprintk=xen panic=1 loglevel=4 {dom0_args},{}",
             a.vmlinux.display(),
@@ -278,12 +278,18 @@ pub fn run_domus(
                 true,
             ));
         }
-        if let Some(script) = &g.early {
-            files.push((
-                format!("{}.early", g.name),
-                script.clone().into_bytes(),
-                true,
-            ));
+        for (script, suffix) in [
+            (&g.early, "early"),
+            (&g.before, "before"),
+            (&g.after, "after"),
+        ] {
+            if let Some(script) = script {
+                files.push((
+                    format!("{}.{suffix}", g.name),
+                    script.clone().into_bytes(),
+                    true,
+                ));
+            }
         }
         if !g.input.is_empty() {
             let mut text = g.input.join("\n");
@@ -522,15 +528,33 @@ pub fn run_bare(
 }
 
 /// Boots Xen + dom0 and attaches the terminal to the guest's console
-/// (`xl create -c` in dom0). Ctrl-] leaves.
-pub fn attach(a: &Artifacts, g: &GuestSpec, xl_cfg: &str) -> Result<()> {
+/// (`xl create -c` in dom0). Ctrl-] leaves. `drives` (file, read-only)
+/// become dom0's virtio disks `/dev/vda`, `/dev/vdb`, ... in order.
+pub fn attach(
+    a: &Artifacts,
+    g: &GuestSpec,
+    xl_cfg: &str,
+    drives: &[(PathBuf, bool)],
+) -> Result<()> {
     let files = vec![
         (format!("{}.elf", g.name), std::fs::read(&g.elf)?, false),
         ("attach.cfg".to_string(), xl_cfg.as_bytes().to_vec(), false),
     ];
     let initrd = initramfs(a, "run", &files)?;
     // No watchdog to speak of: an interactive session lasts as long as the user wants.
-    let args = xen_dom0_linux_args(a, &initrd, "harness.mode=attach harness.timeout=86400")?;
+    let mut args = xen_dom0_linux_args(a, &initrd, "harness.mode=attach harness.timeout=86400")?;
+    for (file, ro) in drives {
+        check_path(file)?;
+        let mut d = format!(
+            "file={},if=virtio,format=raw,cache=writeback",
+            file.display()
+        );
+        if *ro {
+            d.push_str(",readonly=on");
+        }
+        args.push("-drive".into());
+        args.push(d.into());
+    }
     let q = Qemu::spawn(&args, &harness_dir("run").join("serial.log"), true)?;
     crate::terminal::attach(q)
 }

@@ -31,6 +31,10 @@ pub fn test_xl_config(g: &GuestSpec, kernel: &str, ramdisk: Option<&str>) -> Str
     if let Some(r) = ramdisk {
         extra.push_str(&format!("ramdisk = \"{r}\"\n"));
     }
+    if !g.disks.is_empty() {
+        let list: Vec<String> = g.disks.iter().map(|d| format!("'{d}'")).collect();
+        extra.push_str(&format!("disk = [ {} ]\n", list.join(", ")));
+    }
     format!(
         "name = \"{}\"\ntype = \"{}\"\nkernel = \"{kernel}\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n{GUEST_CPUS}\
          on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{TSC_NATIVE}{extra}",
@@ -50,6 +54,10 @@ mod tests {
     fn test_configs_preserve_every_shutdown() {
         let g = GuestSpec {
             cmdline: "a".into(),
+            disks: vec![
+                "vdev=xvda,target=/tmp/a.img".into(),
+                "vdev=xvdb,access=r,target=/tmp/b.img".into(),
+            ],
             ..GuestSpec::new("t", "/x".as_ref(), Mode::Pvh, 16, 5)
         };
         let c = test_xl_config(
@@ -60,5 +68,8 @@ mod tests {
         assert!(c.contains("type = \"pvh\"") && c.contains("kernel = \"/harness/shared-0.elf\""));
         assert!(c.contains("ramdisk = \"/harness/shared-1.ramdisk\""));
         assert_eq!(c.matches("\"preserve\"").count(), 3);
+        assert!(c.contains(
+            "disk = [ 'vdev=xvda,target=/tmp/a.img', 'vdev=xvdb,access=r,target=/tmp/b.img' ]\n"
+        ));
     }
 }
