@@ -57,6 +57,7 @@ mod xen;
 pub mod xenstore;
 
 pub use bootinfo::{BootInfo, Timeline, app_name, boot_info, timeline};
+pub use dev::blk as block;
 pub use dev::net;
 pub use exit::{MainResult, exit, reboot};
 pub use platform::{Platform, platform};

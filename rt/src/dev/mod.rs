@@ -20,6 +20,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 
+pub mod blk;
+pub(crate) mod bus;
 pub mod net;
 
 pub use rt_xen::abi::hypercall::SuspendReturn as Resumed;

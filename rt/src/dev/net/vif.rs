@@ -19,10 +19,10 @@ use rt_xen::dev::net::netif::RING_SIZE;
 use rt_xen::dev::net::xenbus::{self as vif_keys, Rings};
 use rt_xen::dev::net::{NetStats, Netfront, Pages};
 use rt_xen::proto::shared_ring::FrontRing;
-use rt_xen::proto::xenbus::{self, Bus, HandshakeError, state};
-use rt_xen::proto::xenstore::XsError;
+use rt_xen::proto::xenbus::HandshakeError;
 use spin::Mutex;
 
+use crate::dev::bus::RtBus;
 use crate::dev::{Device, Registration, Resumed};
 use crate::event::{Channel, Port};
 use crate::grant::GrantedPage;
@@ -33,29 +33,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the vif could not be brought up.
 pub type VifError = HandshakeError;
-
-/// The handshake's xenstore and clock: the runtime's own.
-struct RtBus;
-
-impl Bus for RtBus {
-    fn read(&mut self, path: &str) -> Result<String, XsError> {
-        crate::xenstore::read(path)
-    }
-    fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
-        crate::xenstore::transaction(|c, t| {
-            for (k, v) in entries {
-                c.write(t, &format!("{dir}/{k}"), v.as_bytes())?;
-            }
-            Ok(())
-        })
-    }
-    fn now_ms(&mut self) -> u64 {
-        Instant::now().as_nanos() / 1_000_000
-    }
-    fn sleep_ms(&mut self, ms: u64) {
-        crate::sched::sleep(Duration::from_millis(ms));
-    }
-}
 
 /// The buffer pages, one per slot and direction.
 struct Bufs {
@@ -348,26 +325,13 @@ impl Vif {
         if !changed || !s.phase.usable() {
             return s.phase.usable();
         }
-        let now = xenbus::backend_state(&mut RtBus, &s.link.backend);
-        match xenbus::link_after(now) {
-            xenbus::Link::Up => return true,
-            xenbus::Link::Closed(st) => {
-                crate::console::println!(
-                    "rt: net: the backend closed {} (state {st}): the network is down",
-                    s.frontend
-                );
-                for st in [state::CLOSING, state::CLOSED] {
-                    if let Err(e) =
-                        crate::xenstore::write(&format!("{}/state", s.frontend), &format!("{st}"))
-                    {
-                        crate::console::println!("rt: net: writing the frontend state failed: {e}");
-                    }
-                }
-            }
-            xenbus::Link::Gone => crate::console::println!(
-                "rt: net: the backend of {} is gone: the network is down",
-                s.frontend
-            ),
+        if crate::dev::bus::backend_still_up(
+            "net",
+            &s.frontend,
+            &s.link.backend,
+            "the network is down",
+        ) {
+            return true;
         }
         s.act(Event::BackendClosed);
         false

@@ -1,0 +1,63 @@
+//! The xenbus handshake's xenstore and clock (a `rt_xen::proto::xenbus::Bus`):
+//! the runtime's own, for every device's handshake; and what a connected
+//! device does when its backend closes.
+use alloc::format;
+use alloc::string::String;
+use core::time::Duration;
+
+use rt_xen::proto::xenbus::{self, Bus, state};
+use rt_xen::proto::xenstore::XsError;
+
+use crate::time::Instant;
+
+/// The runtime's xenstore and clock, as the handshake sees them.
+#[derive(Debug)]
+pub(crate) struct RtBus;
+
+impl Bus for RtBus {
+    fn read(&mut self, path: &str) -> Result<String, XsError> {
+        crate::xenstore::read(path)
+    }
+    fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
+        crate::xenstore::transaction(|c, t| {
+            for (k, v) in entries {
+                c.write(t, &format!("{dir}/{k}"), v.as_bytes())?;
+            }
+            Ok(())
+        })
+    }
+    fn now_ms(&mut self) -> u64 {
+        Instant::now().as_nanos() / 1_000_000
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        crate::sched::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// Looks at `backend`'s state after its watch fired, for the connected
+/// frontend `frontend` (`class` and `down` name it in the log: "net", "the
+/// network is down"). True while the backend is still up; when it closed or
+/// vanished, says so once and answers Closing then Closed (the backend then
+/// tears its side down) — the caller stops using the rings.
+pub(crate) fn backend_still_up(class: &str, frontend: &str, backend: &str, down: &str) -> bool {
+    let now = xenbus::backend_state(&mut RtBus, backend);
+    match xenbus::link_after(now) {
+        xenbus::Link::Up => return true,
+        xenbus::Link::Closed(st) => {
+            crate::console::println!(
+                "rt: {class}: the backend closed {frontend} (state {st}): {down}"
+            );
+            for st in [state::CLOSING, state::CLOSED] {
+                if let Err(e) =
+                    crate::xenstore::write(&format!("{frontend}/state"), &format!("{st}"))
+                {
+                    crate::console::println!("rt: {class}: writing the frontend state failed: {e}");
+                }
+            }
+        }
+        xenbus::Link::Gone => {
+            crate::console::println!("rt: {class}: the backend of {frontend} is gone: {down}")
+        }
+    }
+    false
+}
