@@ -5,6 +5,7 @@
 use crate::harness::{End, GuestRun};
 use crate::manifest::Mode;
 
+use super::judge::blk::{judge_blk, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest,
 };
@@ -36,6 +37,8 @@ pub const IMAGES: &[Image] = &[
     Image::app("shell"),
     Image::app("echo"),
     Image::app("httpd"),
+    Image::app("blktest"),
+    Image::app("store"),
     Image {
         name: "memtest-heap24",
         app: "memtest",
@@ -90,6 +93,12 @@ pub struct GuestTest {
     pub dom0: Option<&'static str>,
     /// Whether it needs the second harness host (two-host migration).
     pub peer: bool,
+    /// Its xl `disk` entries; `{NAME}` stands for the test's name.
+    pub disks: &'static [&'static str],
+    /// dom0 scripts run before `xl create` and after the domain is gone.
+    pub before: Option<&'static str>,
+    /// See [`Self::before`].
+    pub after: Option<&'static str>,
     /// Its judge.
     pub judge: Judge,
 }
@@ -114,6 +123,9 @@ impl GuestTest {
             input: &[],
             dom0: None,
             peer: false,
+            disks: &[],
+            before: None,
+            after: None,
             judge: Box::new(judge),
         }
     }
@@ -129,6 +141,20 @@ impl GuestTest {
     fn dom0(self, script: &'static str) -> GuestTest {
         GuestTest {
             dom0: Some(script),
+            ..self
+        }
+    }
+
+    fn disks(
+        self,
+        disks: &'static [&'static str],
+        before: &'static str,
+        after: &'static str,
+    ) -> GuestTest {
+        GuestTest {
+            disks,
+            before: Some(before),
+            after: Some(after),
             ..self
         }
     }
@@ -171,6 +197,43 @@ mod dom0 {
     pub const CHECKPOINT: &str = with_lib!("checkpoint.sh");
     pub const MIGRATE: &str = with_lib!("migrate.sh");
     pub const MIGRATE_2HOST: &str = with_lib!("migrate2host.sh");
+    pub const BLK_BEFORE: &str = include_str!("../../../scripts/dom0/tests/blk-before.sh");
+    pub const BLK_AFTER: &str = include_str!("../../../scripts/dom0/tests/blk-after.sh");
+    pub const STORE_BEFORE: &str = include_str!("../../../scripts/dom0/tests/store-before.sh");
+    pub const STORE_AFTER: &str = include_str!("../../../scripts/dom0/tests/store-after.sh");
+    pub const STORE_CRASH: &str = include_str!("../../../scripts/dom0/tests/store-crash.sh");
+}
+
+/// The store's disk.
+const STORE_DISKS: &[&str] =
+    &["format=raw,vdev=xvda,access=rw,backendtype=phy,target=/tmp/{NAME}-a.img"];
+
+/// The store under a client, cut down by `xl destroy` mid-stream and booted
+/// again on its disk.
+fn store_crash(name: &'static str, mode: Mode) -> GuestTest {
+    net(
+        name,
+        "store",
+        mode,
+        600,
+        dom0::STORE_CRASH,
+        judge_store_crash,
+    )
+    .disks(STORE_DISKS, dom0::STORE_BEFORE, dom0::STORE_AFTER)
+}
+
+/// blktest's disks: a 256 MiB one to write, a small read-only one.
+const BLK_DISKS: &[&str] = &[
+    "format=raw,vdev=xvda,access=rw,backendtype=phy,target=/tmp/{NAME}-a.img",
+    "format=raw,vdev=xvdb,access=ro,backendtype=phy,target=/tmp/{NAME}-ro.img",
+];
+
+fn blk(name: &'static str, mode: Mode) -> GuestTest {
+    GuestTest::new(name, "blktest", Boot::DomU(mode), 64, 600, judge_blk).disks(
+        BLK_DISKS,
+        dom0::BLK_BEFORE,
+        dom0::BLK_AFTER,
+    )
 }
 
 fn hello(name: &'static str, boot: Boot, want: &'static str, memory: (u64, u64)) -> GuestTest {
@@ -362,6 +425,10 @@ pub fn guest_tests() -> Vec<GuestTest> {
             judge_migrate_2host,
         )
         .peer(),
+        blk("blk-pv", Pv),
+        blk("blk-pvh", Pvh),
+        store_crash("blk-crash-pv", Pv),
+        store_crash("blk-crash-pvh", Pvh),
         hello("hello-pv", Boot::DomU(Pv), "pv", (32, 32)),
         shell("shell-pv", Pv),
         shell("shell-pvh", Pvh),
@@ -466,7 +533,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 42, "every guest test of the suite");
+        assert_eq!(names.len(), 46, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

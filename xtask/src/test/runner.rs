@@ -294,6 +294,13 @@ fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode) -> Guest
         vif: t.dom0.map(|_| NET_VIF.to_string()),
         dom0: t.dom0.map(str::to_string),
         peer: t.peer,
+        disks: t
+            .disks
+            .iter()
+            .map(|d| d.replace("{NAME}", t.name))
+            .collect(),
+        before: t.before.map(str::to_string),
+        after: t.after.map(str::to_string),
         ..GuestSpec::new(t.name, &img.elf, mode, t.memory, t.timeout)
     }
 }
