@@ -270,8 +270,12 @@ rm -rf "$R"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} \
        "$R"/var/cache/apt/* "$R"/var/lib/apt/lists/* "$R"/usr/lib/udev/hwdb.bin "$R"/usr/lib/udev/hwdb.d \
        "$R"/usr/lib/python3* "$R"/usr/bin/python3* "$R"/usr/share/python3 \
        "$R"/usr/bin/perl* "$R"/usr/lib/x86_64-linux-gnu/perl* "$R"/usr/share/perl* \
-       "$R"/usr/lib/x86_64-linux-gnu/gconv "$R"/usr/share/zoneinfo \
+       "$R"/usr/share/zoneinfo \
        "$R"/usr/lib/apt "$R"/usr/bin/apt* "$R"/var/lib/dpkg/info "$R"/var/cache/debconf
+# Character-set converters: only the DOS code pages mtools converts FAT
+# names with (it fails without them) and glibc's module lists.
+find "$R/usr/lib/x86_64-linux-gnu/gconv" -maxdepth 1 -name '*.so' \
+    ! -name IBM850.so ! -name IBM437.so -delete
 mkdir -p "$R/var/log/xen/console" "$R/var/lib/xen" "$R/root" "$R/harness"
 echo dom0 >"$R/etc/hostname"
 

@@ -66,6 +66,9 @@ enum Cmd {
         /// Boots of each guest (figures are median, min and max over them).
         #[arg(long, default_value_t = 5)]
         reps: u32,
+        /// Only the storage rows (the disk guests).
+        #[arg(long)]
+        storage_only: bool,
     },
     /// Decode and check the Xen ELF notes of an image (default: the manifest's app).
     Notes {
@@ -202,7 +205,7 @@ fn main() {
         Cmd::Build { manifest } => build(&manifest).map(drop),
         Cmd::Run { manifest, harness } => cmd_run(&manifest, harness),
         Cmd::Test { host_only, only } => test::run_all(host_only, only.as_deref()),
-        Cmd::Bench { reps } => bench::run(reps),
+        Cmd::Bench { reps, storage_only } => bench::run(reps, storage_only),
         Cmd::Notes { elf } => (|| {
             let elf = match elf {
                 Some(e) => e,

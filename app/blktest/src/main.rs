@@ -44,6 +44,22 @@ macro_rules! check {
 }
 
 fn main() -> i32 {
+    if rt::boot_info()
+        .cmdline()
+        .split_whitespace()
+        .any(|w| w == "bench")
+    {
+        return match bench() {
+            Ok(line) => {
+                rt::println!("{line}");
+                0
+            }
+            Err(Fail(why)) => {
+                rt::println!("bench-disk: {why}");
+                1
+            }
+        };
+    }
     match run() {
         Ok(()) => {
             rt::println!("test result: PASS blk");
@@ -217,6 +233,72 @@ fn run() -> Result<(), Fail> {
     read_only_disk()?;
     rt::println!("blk: crc32 {} {}", sum.value(), cap);
     Ok(())
+}
+
+/// Bytes written, then read, sequentially by the bench.
+const SEQ_BYTES: u64 = 128 << 20;
+
+/// The storage bench (`bench` on the command line): what `bench-echo` does
+/// on the Linux domU (`xtask/bench-echo/src/disk.rs`) — 128 MiB written in
+/// 1 MiB requests and flushed, read back, 1000 random 4 KiB reads one at a
+/// time and 4096 in batches of 32 — and the grants issued per MiB moved.
+fn bench() -> Result<String, Fail> {
+    let granted = || rt::grant::stats().map(|(s, _, _)| s.granted).unwrap_or(0);
+    let before_open = granted();
+    let mut d = Disk::open("xvda").map_err(|e| Fail(format!("opening xvda: {e}")))?;
+    let ss = u64::from(d.sector_size());
+    let grants0 = granted();
+    let mut buf = vec![0u8; MIB];
+    fill(&mut buf, 0);
+    let rate = |n: f64, t: Instant| n * 1e9 / (t.elapsed().as_nanos().max(1) as f64);
+    let t = Instant::now();
+    let mut at = 0;
+    while at < SEQ_BYTES {
+        d.write(at / ss, &buf)
+            .map_err(|e| Fail(format!("write at {at}: {e}")))?;
+        at += MIB as u64;
+    }
+    d.flush().map_err(|e| Fail(format!("flush: {e}")))?;
+    let write = rate(SEQ_BYTES as f64 / 1e6, t);
+    let t = Instant::now();
+    let mut at = 0;
+    while at < SEQ_BYTES {
+        d.read(at / ss, &mut buf)
+            .map_err(|e| Fail(format!("read at {at}: {e}")))?;
+        at += MIB as u64;
+    }
+    let read = rate(SEQ_BYTES as f64 / 1e6, t);
+    let blocks = SEQ_BYTES / 4096;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % blocks) * 4096
+    };
+    let t = Instant::now();
+    for _ in 0..1000 {
+        let at = next();
+        d.read(at / ss, &mut buf[..4096])
+            .map_err(|e| Fail(format!("read at {at}: {e}")))?;
+    }
+    let qd1 = rate(1000.0, t);
+    let mut bufs = vec![[0u8; 4096]; 32];
+    let t = Instant::now();
+    for _ in 0..4096 / 32 {
+        let mut reads: Vec<(u64, &mut [u8])> =
+            bufs.iter_mut().map(|b| (next() / ss, &mut b[..])).collect();
+        d.read_many(&mut reads)
+            .map_err(|e| Fail(format!("32 reads: {e}")))?;
+    }
+    let qd32 = rate(4096.0, t);
+    let grants = granted() - grants0;
+    let moved = (2 * SEQ_BYTES + 5096 * 4096) as f64 / MIB as f64;
+    Ok(format!(
+        "bench-disk: seq-write {write:.2} MB/s seq-read {read:.2} MB/s qd1 {qd1:.0} IOPS qd32 {qd32:.0} IOPS grants-per-MiB {:.3} ({} granted once at connect for {moved:.0} MiB)",
+        grants as f64 / moved,
+        grants0 - before_open
+    ))
 }
 
 fn read_only_disk() -> Result<(), Fail> {

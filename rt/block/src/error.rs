@@ -73,6 +73,8 @@ impl core::fmt::Display for BlockError {
     }
 }
 
+impl core::error::Error for BlockError {}
+
 impl From<IoError> for BlockError {
     fn from(e: IoError) -> Self {
         match e {

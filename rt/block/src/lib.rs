@@ -1,6 +1,7 @@
 //! Block storage, as pure logic over any disk: the API a disk offers
 //! ([`BlockDevice`], its typed errors [`BlockError`]) and what is built on it
-//! — [`store`], a crash-safe append-only record store. `rt` implements the
+//! — [`store`], a crash-safe append-only record store, and [`fat`], FAT16/32
+//! through the `embedded-sdmmc` crate. `rt` implements the
 //! trait for the Xen vbd (`rt::block::Disk`) and re-exports this crate as
 //! `rt::block`; the host tests run the store on [`mem::MemDisk`], a disk in
 //! memory with a volatile write cache that a simulated crash tears.
@@ -10,6 +11,7 @@ extern crate alloc;
 
 pub mod crc32;
 pub mod error;
+pub mod fat;
 pub mod mem;
 pub mod store;
 

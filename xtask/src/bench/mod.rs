@@ -12,6 +12,7 @@ mod linux;
 mod parse;
 mod render;
 mod stats;
+mod storage;
 
 use self::parse::{figures, guest_suspend_ms, lifecycle_figures, mmu_figures, timeline};
 use self::render::{render, render_mmu, timeline_svg};
@@ -72,19 +73,33 @@ pub(super) struct Metric {
 /// the smallest that reaches network-ready.
 const LADDER_OURS: [u32; 5] = [3, 4, 5, 6, 8];
 
-/// Runs the benchmark: `reps` boots of each guest in one harness session.
-pub fn run(reps: u32) -> Result<()> {
+/// Runs the benchmark: `reps` boots of each guest in one harness session
+/// (with `storage_only`, just the storage rows).
+pub fn run(reps: u32, storage_only: bool) -> Result<()> {
     if reps == 0 {
         bail!("--reps must be at least 1");
     }
-    println!("== building the echo and mmtest images");
+    println!("== building the echo, mmtest and blktest images");
     let echo = image::build_app_as("echo", None, "echo")?;
     let mmtest = image::build_app_as("mmtest", None, "mmtest")?;
+    let blktest = image::build_app_as("blktest", None, "blktest")?;
     println!("\n== building bench-echo (the Linux domU's echo server, static)");
     let server = linux::build_bench_echo()?;
     println!("\n== provisioning the Xen harness");
     let a = harness::provision()?;
     let linux_initrd = linux::linux_initrd(&a.linux_initrd, &server)?;
+    let disks = storage::guests(reps, &blktest.elf, &a.linux_kernel, &linux_initrd);
+    if storage_only {
+        println!("\n== {} storage guests in one harness session", disks.len());
+        let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
+        let runs = harness::run_domus_retrying(&a, "bench", &disks, 3, &mut show)?;
+        let mut failures = Vec::new();
+        println!("{}", storage::table(&disks, &runs, reps, &mut failures));
+        for f in &failures {
+            println!("warning: {f}");
+        }
+        return Ok(());
+    }
     let spec = |k: Kind, name: String, memory: u32, dom0: &str, early: bool, timeout: u32| {
         let linux = k == Kind::LinuxPv;
         GuestSpec {
@@ -166,9 +181,12 @@ pub fn run(reps: u32) -> Result<()> {
             ));
         }
     }
+    let storage_at = guests.len();
+    guests.extend(disks);
     println!(
         "\n== {} guests in one harness session: {reps} timed boots of each (ours as PV and PVH, Linux PV), \
-         {} on the memory ladder, mmtest as PV and PVH, {reps} save/restore and migration runs of each",
+         {} on the memory ladder, mmtest as PV and PVH, {reps} save/restore and migration runs of each, \
+         {reps} storage runs of each",
         guests.len(),
         ladder.len()
     );
@@ -268,11 +286,17 @@ pub fn run(reps: u32) -> Result<()> {
         .collect();
     table.push_str(&render_mmu(&mmu));
     table.push_str(&lifecycle_table(
-        &guests[lifecycle_at..],
-        &runs[lifecycle_at..],
+        &guests[lifecycle_at..storage_at],
+        &runs[lifecycle_at..storage_at],
         reps,
         &mut failures,
     )?);
+    table.push_str(&storage::table(
+        &guests[storage_at..],
+        &runs[storage_at..],
+        reps,
+        &mut failures,
+    ));
     let svg = timeline_svg(&dom0_view, &timelines);
     let dir = image::root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

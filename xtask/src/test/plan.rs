@@ -5,7 +5,7 @@
 use crate::harness::{End, GuestRun};
 use crate::manifest::Mode;
 
-use super::judge::blk::{judge_blk, judge_store_crash};
+use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest,
 };
@@ -39,6 +39,7 @@ pub const IMAGES: &[Image] = &[
     Image::app("httpd"),
     Image::app("blktest"),
     Image::app("store"),
+    Image::app("fattest"),
     Image {
         name: "memtest-heap24",
         app: "memtest",
@@ -202,6 +203,20 @@ mod dom0 {
     pub const STORE_BEFORE: &str = include_str!("../../../scripts/dom0/tests/store-before.sh");
     pub const STORE_AFTER: &str = include_str!("../../../scripts/dom0/tests/store-after.sh");
     pub const STORE_CRASH: &str = include_str!("../../../scripts/dom0/tests/store-crash.sh");
+    pub const FAT_BEFORE: &str = include_str!("../../../scripts/dom0/tests/fat-before.sh");
+    pub const FAT_AFTER: &str = include_str!("../../../scripts/dom0/tests/fat-after.sh");
+}
+
+/// fattest's disk: a FAT image dom0 made.
+const FAT_DISKS: &[&str] =
+    &["format=raw,vdev=xvda,access=rw,backendtype=phy,target=/tmp/{NAME}-fat.img"];
+
+fn fat(name: &'static str, mode: Mode) -> GuestTest {
+    GuestTest::new(name, "fattest", Boot::DomU(mode), 32, 300, judge_fat).disks(
+        FAT_DISKS,
+        dom0::FAT_BEFORE,
+        dom0::FAT_AFTER,
+    )
 }
 
 /// The store's disk.
@@ -427,6 +442,8 @@ pub fn guest_tests() -> Vec<GuestTest> {
         .peer(),
         blk("blk-pv", Pv),
         blk("blk-pvh", Pvh),
+        fat("fat-pv", Pv),
+        fat("fat-pvh", Pvh),
         store_crash("blk-crash-pv", Pv),
         store_crash("blk-crash-pvh", Pvh),
         hello("hello-pv", Boot::DomU(Pv), "pv", (32, 32)),
@@ -533,7 +550,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 46, "every guest test of the suite");
+        assert_eq!(names.len(), 48, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

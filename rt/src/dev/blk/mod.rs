@@ -30,7 +30,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-pub use rt_block::{BlockDevice, BlockError, crc32, store};
+pub use rt_block::{BlockDevice, BlockError, crc32, fat, store};
 use rt_xen::dev::blk::blkif::SECTOR;
 use rt_xen::dev::blk::xenbus::vdev_number;
 use rt_xen::dev::blk::{BlkStats, Geometry, Op, SubmitError};

@@ -46,6 +46,55 @@ pub fn judge_blk(run: &GuestRun) -> Result<String, String> {
     ))
 }
 
+/// Judges a `fattest` run: the guest read what dom0 put on the FAT disk and
+/// wrote its files; dom0's `fsck.vfat -n` found the file system clean and the
+/// files the guest wrote as it wrote them.
+pub fn judge_fat(run: &GuestRun) -> Result<String, String> {
+    let said = |p: &str| run.console.iter().find_map(|l| l.strip_prefix(p));
+    let after = |p: &str| {
+        run.events
+            .iter()
+            .find_map(|e| e.strip_prefix("after| ")?.strip_prefix(p))
+    };
+    if let Some(why) = said("fat: FAIL ") {
+        return Err(why.to_string());
+    }
+    if !run.console.iter().any(|l| l == "test result: PASS fat") {
+        return Err(format!("no PASS from the guest (ended {})", run.end));
+    }
+    if after("fsck: ") != Some("rc=0") {
+        let report: Vec<&str> = run
+            .events
+            .iter()
+            .filter_map(|e| e.strip_prefix("after| fsck| "))
+            .collect();
+        return Err(format!(
+            "fsck.vfat -n: {:?} ({})",
+            after("fsck: "),
+            report.join("; ")
+        ));
+    }
+    if after("out: ") != Some("identical") {
+        return Err(format!("OUT.TXT in dom0: {:?}", after("out: ")));
+    }
+    if after("more: ") != Some("written by the unikernel") {
+        return Err(format!("DOCS/SUB/MORE.TXT in dom0: {:?}", after("more: ")));
+    }
+    if after("loops left: ") != Some("0") {
+        return Err(format!(
+            "loop devices left in dom0: {:?}",
+            after("loops left: ")
+        ));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(format!(
+        "{}; fsck clean; OUT.TXT and MORE.TXT as written",
+        said("fat: / holds ").map_or(String::new(), |l| format!("/ holds {l}"))
+    ))
+}
+
 /// Judges a store crash run: the first boot made the store, dom0's client
 /// had records acknowledged before `xl destroy` cut the guest down, and the
 /// second boot on the same disk recovered at least those, every one intact
@@ -180,6 +229,27 @@ mod tests {
             judge_store_crash(&crash_run(second, 3)).is_err(),
             "too few to mean anything"
         );
+    }
+
+    #[test]
+    fn a_fat_run_needs_a_clean_fsck_and_the_files_as_written() {
+        let console = ["fat: / holds HELLO.TXT DOCS/", "test result: PASS fat"];
+        let good = [
+            "fsck: rc=0",
+            "out: identical",
+            "more: written by the unikernel",
+            "loops left: 0",
+        ];
+        assert!(judge_fat(&run(&console, &good)).is_ok());
+        for (i, bad) in ["fsck: rc=1", "out: differs", "more: ", "loops left: 2"]
+            .iter()
+            .enumerate()
+        {
+            let mut a = good;
+            a[i] = bad;
+            assert!(judge_fat(&run(&console, &a)).is_err(), "{bad}");
+        }
+        assert!(judge_fat(&run(&["fat: FAIL x"], &good)).is_err());
     }
 
     #[test]
