@@ -214,7 +214,7 @@ mod tests {
             assert_eq!(b[0].contents, [7; 512]);
             let w = Block::new();
             assert_eq!(
-                f.write(&[w.clone()], BlockIdx(0)),
+                f.write(core::slice::from_ref(&w), BlockIdx(0)),
                 Err(BlockError::ReadOnly)
             );
             f.write(&[w], BlockIdx(6)).unwrap();
