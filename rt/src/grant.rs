@@ -219,6 +219,32 @@ impl GrantedPage {
         })
     }
 
+    /// `n` fresh pages that lie one after another (a multi-page ring),
+    /// each granted to `peer` writable; each frees its own frame when
+    /// dropped.
+    pub fn new_run(peer: u16, n: u64) -> Result<Vec<GrantedPage>, GrantError> {
+        let first = crate::mm::alloc_frames(n).ok_or(GrantError::NoFrames)?;
+        let mut pages = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let pfn = Pfn(first.0 + i);
+            let granted = with(|s| {
+                let frame = crate::mm::xen_frame(pfn).ok_or(GrantError::NoFrames)?;
+                s.table.grant(peer, frame, false).map_err(GrantError::Table)
+            });
+            match granted {
+                Ok(gref) => pages.push(GrantedPage { gref, pfn, peer }),
+                Err(e) => {
+                    // The granted ones end with `pages`; the rest are freed.
+                    for j in i..n {
+                        crate::mm::free_frame(Pfn(first.0 + j));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pages)
+    }
+
     /// The reference to give the peer.
     pub fn gref(&self) -> u32 {
         self.gref.0

@@ -98,7 +98,7 @@ fn run() -> Result<(), Fail> {
     let mut d = Disk::open("xvda").map_err(|e| Fail(format!("opening xvda: {e}")))?;
     let g = d.geometry();
     rt::println!(
-        "blk: xvda connected in {} ms: {} bytes, sectors {}/{} bytes, read-only {}, flush {}, barrier {}, persistent {}, indirect {}, max request {}",
+        "blk: xvda connected in {} ms: {} bytes, sectors {}/{} bytes, read-only {}, flush {}, barrier {}, persistent {}, indirect {}, max request {}, ring {} requests",
         t0.elapsed().as_millis(),
         d.capacity(),
         g.sector_size,
@@ -108,9 +108,14 @@ fn run() -> Result<(), Fail> {
         g.barrier,
         g.persistent,
         g.indirect_segments,
-        d.max_request()
+        d.max_request(),
+        d.ring_slots()
     );
     check!(d.capacity() >= 3 * MIB as u64, "xvda is smaller than 3 MiB");
+    check!(
+        d.ring_slots() > 32,
+        "a one-page ring although blkback offers more"
+    );
     let grants0 = rt::grant::stats().map(|(s, _, _)| s.granted).unwrap_or(0);
     let ss = u64::from(d.sector_size());
     let cap = d.capacity();

@@ -10,7 +10,8 @@
 //! a buffer is a whole number of them. A call returns once the backend
 //! answered every request it made: a large buffer goes out as several
 //! requests of up to 1 MiB in flight together; [`Disk::read_many`] puts
-//! many small reads in flight at once (up to the ring's 32). Waiting blocks
+//! many small reads in flight at once (up to the ring's 32 a page; the
+//! ring has up to 4 pages where the backend offers them). Waiting blocks
 //! the vCPU on the vbd's event channel — no polling loop.
 //!
 //! Guarantees: a write is on the backend's disk once it returned `Ok`, and
@@ -126,6 +127,12 @@ impl Disk {
     /// indirect requests, 44 KiB without).
     pub fn max_request(&self) -> usize {
         self.vbd.state.lock().link.bf.max_request()
+    }
+
+    /// Requests the ring holds (32 a page; 128 with four pages, where the
+    /// backend offers `max-ring-page-order`).
+    pub fn ring_slots(&self) -> usize {
+        self.vbd.state.lock().link.bf.ring_slots()
     }
 
     /// Counters over every connection so far.

@@ -61,7 +61,8 @@ pub(super) struct Connection {
     pub(super) chan: Channel,
     pub(super) backend: String,
     pub(super) geometry: Geometry,
-    _ring: GrantedPage,
+    /// The ring's pages; kept (granted) for the life of the connection.
+    _ring: Vec<GrantedPage>,
 }
 
 /// Where the vbd stands.
@@ -249,17 +250,21 @@ fn handshake(devid: u32, pool: u16) -> Result<Connection, HandshakeError> {
     let timeout = HANDSHAKE_TIMEOUT.as_millis() as u64;
     let (vbd, (ring, fr, chan, backend_id)) =
         vbd_keys::connect(&mut RtBus, devid, timeout, |dev| {
-            let ring = GrantedPage::new(dev.backend_id, false).map_err(|e| format!("{e}"))?;
-            let ptr = core::ptr::NonNull::new(ring.pfn().addr() as *mut u8)
+            // As many ring pages as the backend takes (up to four).
+            let order = vbd_keys::ring_order(dev);
+            let ring =
+                GrantedPage::new_run(dev.backend_id, 1 << order).map_err(|e| format!("{e}"))?;
+            let ptr = core::ptr::NonNull::new(ring[0].pfn().addr() as *mut u8)
                 .ok_or_else(|| String::from("the ring is page 0"))?;
-            // SAFETY: the ring page is ours (kept in the connection for its
-            // life), mapped read-write at its identity address, shared only
-            // with the backend it is granted to; initialised here, before
-            // its reference is published.
-            let fr = unsafe { FrontRing::init(ptr) };
+            // SAFETY: the ring's pages are ours (kept in the connection for
+            // its life), consecutive frames mapped read-write at their
+            // identity addresses, shared only with the backend they are
+            // granted to; initialised here, before their references are
+            // published.
+            let fr = unsafe { FrontRing::init_pages(ptr, order) };
             let chan = Channel::alloc_unbound(dev.backend_id).map_err(|e| format!("{e}"))?;
             let rings = Rings {
-                ring_ref: ring.gref(),
+                ring_refs: ring.iter().map(GrantedPage::gref).collect(),
                 event_channel: chan.port().0,
             };
             Ok(((ring, fr, chan, dev.backend_id), rings))
@@ -276,7 +281,7 @@ fn handshake(devid: u32, pool: u16) -> Result<Connection, HandshakeError> {
     }
     let mut indirect = Vec::new();
     if g.indirect_segments > 0 {
-        for _ in 0..rt_xen::dev::blk::blkif::RING_SIZE {
+        for _ in 0..fr.size() {
             indirect.push(GrantedPage::new(backend_id, false).map_err(setup)?);
         }
     }

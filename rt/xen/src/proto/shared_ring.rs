@@ -9,7 +9,9 @@
 //! ```
 //! A slot holds a request or, once the backend answered, a response (a
 //! union in C: the slot is the larger of the two). The number of slots is
-//! the largest power of two that fits the page (`__RING_SIZE`).
+//! the largest power of two that fits the page (`__RING_SIZE`) — or the
+//! 2^order pages of a multi-page ring (blkif's `ring-page-order`), which
+//! lie one after another in our address space.
 //!
 //! Invariants kept here:
 //! - requests are written into the page before `req_prod` moves (release
@@ -33,7 +35,12 @@ pub const ENTRIES_AT: usize = 64;
 /// Slots of a one-page ring whose slots are `slot` bytes: the largest power
 /// of two that fits (`__RING_SIZE`).
 pub const fn ring_size(slot: usize) -> u32 {
-    let fit = ((PAGE_SIZE - ENTRIES_AT) / slot) as u32;
+    ring_size_in(slot, PAGE_SIZE)
+}
+
+/// Slots of a ring of `bytes` whose slots are `slot` bytes.
+pub const fn ring_size_in(slot: usize, bytes: usize) -> u32 {
+    let fit = ((bytes - ENTRIES_AT) / slot) as u32;
     if fit == 0 {
         0
     } else {
@@ -90,6 +97,9 @@ impl core::fmt::Display for RingError {
 #[derive(Debug)]
 pub struct FrontRing<K: Kind> {
     page: NonNull<u8>,
+    /// Slots (a power of two): `K::SIZE` for one page, more for a
+    /// multi-page ring.
+    size: u32,
     /// Requests written (published or not).
     req_prod_pvt: u32,
     /// Responses consumed.
@@ -108,12 +118,26 @@ impl<K: Kind> FrontRing<K> {
     /// `page` must be a page-aligned, writable page that only this ring
     /// and the backend use, for as long as the ring lives.
     pub unsafe fn init(page: NonNull<u8>) -> Self {
-        // SAFETY: the caller gives us the whole page.
+        // SAFETY: the caller's promise, for one page.
+        unsafe { Self::init_pages(page, 0) }
+    }
+
+    /// Initialises a ring of 2^`order` pages that lie one after another
+    /// from `page` (`SHARED_RING_INIT`) and takes them.
+    ///
+    /// # Safety
+    /// `page` must start 2^`order` page-aligned, writable, consecutive
+    /// pages that only this ring and the backend use, for as long as the
+    /// ring lives.
+    pub unsafe fn init_pages(page: NonNull<u8>, order: u32) -> Self {
+        let bytes = PAGE_SIZE << order;
+        // SAFETY: the caller gives us all the pages.
         unsafe {
-            core::ptr::write_bytes(page.as_ptr(), 0, PAGE_SIZE);
+            core::ptr::write_bytes(page.as_ptr(), 0, bytes);
         }
         let r = FrontRing {
             page,
+            size: ring_size_in(K::SLOT, bytes),
             req_prod_pvt: 0,
             rsp_cons: 0,
             kind: PhantomData,
@@ -135,15 +159,20 @@ impl<K: Kind> FrontRing<K> {
     }
 
     fn slot(&self, idx: u32) -> *mut u8 {
-        let n = (idx & (K::SIZE - 1)) as usize;
-        // SAFETY: ENTRIES_AT + SLOT * SIZE fits the page (SIZE is computed
-        // from SLOT so that it does), and `n < SIZE`.
+        let n = (idx & (self.size - 1)) as usize;
+        // SAFETY: ENTRIES_AT + SLOT * size fits the ring's pages (size is
+        // computed from SLOT and their bytes so that it does), `n < size`.
         unsafe { self.page.as_ptr().add(ENTRIES_AT + n * K::SLOT) }
     }
 
     /// Requests that can still be written.
     pub fn free_requests(&self) -> u32 {
-        K::SIZE - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+        self.size - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+    }
+
+    /// Slots in the ring.
+    pub fn size(&self) -> u32 {
+        self.size
     }
 
     /// The ring index the next request goes to (free-running).
@@ -388,6 +417,33 @@ mod tests {
             assert!(f.take().unwrap().is_some());
         }
         assert_eq!(f.free_requests(), 10);
+    }
+
+    #[test]
+    fn a_ring_of_four_pages_has_four_times_the_slots_less_the_header() {
+        #[repr(C, align(4096))]
+        struct Four([u8; 4 * PAGE_SIZE]);
+        let mut pages = Box::new(Four([0xff; 4 * PAGE_SIZE]));
+        let p = NonNull::new(pages.0.as_mut_ptr()).unwrap();
+        // SAFETY: the four boxed pages outlive the ring.
+        let mut f: FrontRing<Test> = unsafe { FrontRing::init_pages(p, 2) };
+        assert_eq!(f.size(), 1024, "(16384 - 64) / 12 = 1360: 1024 fit");
+        assert_eq!(ring_size_in(112, 4 * PAGE_SIZE), 128, "blkif: 145 fit");
+        assert!(
+            pages.0[64..].iter().all(|&b| b == 0),
+            "all four pages zeroed"
+        );
+        for i in 0..1024 {
+            assert!(f.push(req(i)));
+        }
+        assert!(!f.push(req(0)));
+        // Slot 1023 is in the fourth page.
+        let last = ENTRIES_AT + 1023 * Test::SLOT;
+        assert!(last >= 3 * PAGE_SIZE);
+        assert_eq!(
+            u32::from_ne_bytes(pages.0[last..last + 4].try_into().unwrap()),
+            100 + 1023
+        );
     }
 
     #[test]

@@ -11,14 +11,15 @@ use core::ptr::NonNull;
 
 use super::blkif::{
     MAX_DIRECT_SEGMENTS, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, OP_WRITE_BARRIER,
-    RING_SIZE, RSP_ERROR, RSP_OKAY, Request, Response, SECTOR, indirect_entry,
+    RSP_ERROR, RSP_OKAY, Request, Response, SECTOR, indirect_entry,
 };
 use super::request::{Blkfront, Pages};
 use crate::abi::PAGE_SIZE;
-use crate::proto::shared_ring::{ENTRIES_AT, FrontRing, Kind};
+use crate::proto::shared_ring::{ENTRIES_AT, FrontRing, Kind, ring_size_in};
 
 /// A page of the fake's memory.
 #[repr(C, align(4096))]
+#[derive(Clone)]
 pub struct Page(pub [u8; PAGE_SIZE]);
 
 fn page() -> Box<Page> {
@@ -39,11 +40,11 @@ pub struct Bufs {
 }
 
 impl Bufs {
-    /// A pool of `n` pages.
-    pub fn new(n: u16) -> Bufs {
+    /// A pool of `n` pages, indirect pages for `slots` ring slots.
+    pub fn new(n: u16, slots: u32) -> Bufs {
         Bufs {
             data: (0..n).map(|_| page()).collect(),
-            indirect: (0..RING_SIZE).map(|_| page()).collect(),
+            indirect: (0..slots).map(|_| page()).collect(),
         }
     }
 
@@ -81,7 +82,9 @@ impl Pages for Bufs {
 
 /// The backend's side of the ring and its disk.
 pub struct Back {
-    ring: Box<Page>,
+    /// The ring's 2^order pages, one after another.
+    ring: Vec<Page>,
+    size: u32,
     req_cons: u32,
     rsp_prod: u32,
     /// The disk's bytes.
@@ -91,10 +94,11 @@ pub struct Back {
 }
 
 impl Back {
-    /// A backend of a zeroed disk of `bytes`.
-    pub fn new(bytes: usize) -> Back {
+    /// A backend of a zeroed disk of `bytes`, its ring 2^`order` pages.
+    pub fn new(bytes: usize, order: u32) -> Back {
         Back {
-            ring: page(),
+            ring: vec![Page([0; PAGE_SIZE]); 1 << order],
+            size: ring_size_in(<super::blkif::Blk as Kind>::SLOT, PAGE_SIZE << order),
             req_cons: 0,
             rsp_prod: 0,
             disk: vec![0; bytes],
@@ -103,12 +107,16 @@ impl Back {
     }
 
     fn idx(&self, i: usize) -> u32 {
-        u32::from_ne_bytes(self.ring.0[i * 4..i * 4 + 4].try_into().unwrap())
+        u32::from_ne_bytes(self.ring[0].0[i * 4..i * 4 + 4].try_into().unwrap())
+    }
+
+    fn base(&self) -> *const u8 {
+        self.ring.as_ptr() as *const u8
     }
 
     /// Sets header index `i` (2 = rsp_prod), to misbehave.
     pub fn set_idx(&mut self, i: usize, v: u32) {
-        self.ring.0[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        self.ring[0].0[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
     }
 
     /// The requests published since the last call.
@@ -116,9 +124,9 @@ impl Back {
         let mut v = Vec::new();
         while self.req_cons != self.idx(0) {
             let at = ENTRIES_AT
-                + (self.req_cons % RING_SIZE) as usize * <super::blkif::Blk as Kind>::SLOT;
-            // SAFETY: the slot is inside the boxed ring page.
-            v.push(unsafe { (self.ring.0.as_ptr().add(at) as *const Request).read_unaligned() });
+                + (self.req_cons % self.size) as usize * <super::blkif::Blk as Kind>::SLOT;
+            // SAFETY: the slot is inside the ring's pages (size fits them).
+            v.push(unsafe { (self.base().add(at) as *const Request).read_unaligned() });
             self.req_cons = self.req_cons.wrapping_add(1);
         }
         v
@@ -127,9 +135,14 @@ impl Back {
     /// Writes one response and publishes it.
     pub fn respond(&mut self, rsp: Response) {
         let at =
-            ENTRIES_AT + (self.rsp_prod % RING_SIZE) as usize * <super::blkif::Blk as Kind>::SLOT;
-        // SAFETY: as in `requests`.
-        unsafe { (self.ring.0.as_mut_ptr().add(at) as *mut Response).write_unaligned(rsp) };
+            ENTRIES_AT + (self.rsp_prod % self.size) as usize * <super::blkif::Blk as Kind>::SLOT;
+        // SAFETY: as in `requests`; the pages are ours to write.
+        unsafe {
+            (self.ring.as_mut_ptr() as *mut u8)
+                .add(at)
+                .cast::<Response>()
+                .write_unaligned(rsp)
+        };
         self.rsp_prod = self.rsp_prod.wrapping_add(1);
         let p = self.rsp_prod;
         self.set_idx(2, p);
@@ -205,11 +218,23 @@ pub fn setup_with(
     indirect: u32,
     flush: Option<u8>,
 ) -> (Blkfront, Back, Bufs) {
-    let mut b = Back::new(disk);
-    let ptr = NonNull::new(b.ring.0.as_mut_ptr()).unwrap();
-    // SAFETY: the boxed page lives in `b`, which the tests keep alive for as
-    // long as the request path.
-    let ring = unsafe { FrontRing::init(ptr) };
+    setup_ring(disk, pool, indirect, flush, 0)
+}
+
+/// [`setup_with`] on a ring of 2^`order` pages.
+pub fn setup_ring(
+    disk: usize,
+    pool: u16,
+    indirect: u32,
+    flush: Option<u8>,
+    order: u32,
+) -> (Blkfront, Back, Bufs) {
+    let mut b = Back::new(disk, order);
+    let ptr = NonNull::new(b.ring.as_mut_ptr() as *mut u8).unwrap();
+    // SAFETY: the pages live in `b`, which the tests keep alive for as long
+    // as the request path; they are consecutive (one Vec).
+    let ring = unsafe { FrontRing::init_pages(ptr, order) };
+    let slots = ring.size();
     let f = Blkfront::new(ring, 51712, pool, indirect, flush);
-    (f, b, Bufs::new(pool))
+    (f, b, Bufs::new(pool, slots))
 }

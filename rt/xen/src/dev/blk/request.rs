@@ -19,15 +19,15 @@
 use alloc::vec::Vec;
 
 use super::blkif::{
-    Blk, MAX_DIRECT_SEGMENTS, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RING_SIZE,
-    RSP_EOPNOTSUPP, RSP_OKAY, Request, SECTOR, SECTORS_PER_PAGE, Segment,
+    Blk, MAX_DIRECT_SEGMENTS, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RSP_EOPNOTSUPP,
+    RSP_OKAY, Request, SECTOR, SECTORS_PER_PAGE, Segment,
 };
 use super::stats::BlkStats;
 use crate::abi::PAGE_SIZE;
 use crate::proto::shared_ring::FrontRing;
 
 /// The pages a vbd's requests use: the data pool and one indirect page per
-/// ring slot, each granted to the backend.
+/// ring slot (`FrontRing::size` of them), each granted to the backend.
 pub trait Pages {
     /// Data page `i` of the pool.
     fn data(&mut self, i: u16) -> &mut [u8; PAGE_SIZE];
@@ -163,14 +163,15 @@ impl Blkfront {
         indirect_segments: u32,
         flush_op: Option<u8>,
     ) -> Blkfront {
+        let slots = ring.size();
         let max_segments = (indirect_segments as usize)
             .max(MAX_DIRECT_SEGMENTS)
             .min(usize::from(pool));
         Blkfront {
             ring,
             handle,
-            slots: (0..RING_SIZE).map(|_| None).collect(),
-            free_slots: (0..RING_SIZE as u16).rev().collect(),
+            slots: (0..slots).map(|_| None).collect(),
+            free_slots: (0..slots as u16).rev().collect(),
             free_pages: (0..pool).rev().collect(),
             pool: usize::from(pool),
             generation: 0,
@@ -188,7 +189,12 @@ impl Blkfront {
 
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
-        RING_SIZE as usize - self.free_slots.len()
+        self.slots.len() - self.free_slots.len()
+    }
+
+    /// Requests the ring holds (the most in flight at once).
+    pub fn ring_slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Pool pages not in use.

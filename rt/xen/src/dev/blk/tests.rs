@@ -8,9 +8,10 @@ use alloc::vec::Vec;
 use proptest::prelude::*;
 
 use super::blkif::{
-    OP_INDIRECT, OP_READ, OP_WRITE, RING_SIZE, RSP_EOPNOTSUPP, RSP_ERROR, Response,
+    OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RING_SIZE, RSP_EOPNOTSUPP, RSP_ERROR,
+    Response,
 };
-use super::fake::{Back, Bufs, setup, setup_with};
+use super::fake::{Back, Bufs, setup, setup_ring, setup_with};
 use super::request::{Blkfront, IoError, Op, SubmitError, flush_op};
 
 const MIB: usize = 1 << 20;
@@ -115,30 +116,39 @@ fn without_indirect_requests_the_limit_is_eleven_pages() {
 
 #[test]
 fn a_full_ring_answered_in_reverse_completes_each_request_with_its_data() {
-    let (mut f, mut b, mut bufs) = setup(MIB, 64, 256);
-    for i in 0..RING_SIZE as u64 {
-        b.disk[i as usize * 4096..][..4096].copy_from_slice(&pattern(i, 4096));
+    // One page (32 requests) and a ring of four pages (128).
+    for (order, slots) in [(0, RING_SIZE as usize), (2, 128)] {
+        let (mut f, mut b, mut bufs) = setup_ring(MIB, 160, 256, Some(OP_FLUSH_DISKCACHE), order);
+        assert_eq!(f.ring_slots(), slots);
+        for i in 0..slots as u64 {
+            b.disk[i as usize * 4096..][..4096].copy_from_slice(&pattern(i, 4096));
+        }
+        let tags: Vec<u64> = (0..slots as u64)
+            .map(|i| f.submit(&mut bufs, Op::Read, i * 8, 4096, None).unwrap())
+            .collect();
+        assert_eq!(
+            f.submit(&mut bufs, Op::Read, 0, 4096, None),
+            Err(SubmitError::Busy)
+        );
+        f.publish();
+        let reqs = b.requests();
+        assert_eq!(reqs.len(), slots);
+        let answers: Vec<Response> = reqs.iter().map(|r| b.serve(&mut bufs, r)).collect();
+        for a in answers.into_iter().rev() {
+            b.respond(a);
+        }
+        let got = take(&mut f, &bufs);
+        assert_eq!(got.len(), slots);
+        for (tag, data) in got {
+            let i = tags.iter().position(|&t| t == tag).unwrap() as u64;
+            assert_eq!(
+                data.unwrap(),
+                pattern(i, 4096),
+                "order {order}: request {i}"
+            );
+        }
+        assert_eq!((f.free_pages(), f.in_flight()), (160, 0));
     }
-    let tags: Vec<u64> = (0..RING_SIZE as u64)
-        .map(|i| f.submit(&mut bufs, Op::Read, i * 8, 4096, None).unwrap())
-        .collect();
-    assert_eq!(
-        f.submit(&mut bufs, Op::Read, 0, 4096, None),
-        Err(SubmitError::Busy)
-    );
-    f.publish();
-    let reqs = b.requests();
-    let answers: Vec<Response> = reqs.iter().map(|r| b.serve(&mut bufs, r)).collect();
-    for a in answers.into_iter().rev() {
-        b.respond(a);
-    }
-    let got = take(&mut f, &bufs);
-    assert_eq!(got.len(), RING_SIZE as usize);
-    for (tag, data) in got {
-        let i = tags.iter().position(|&t| t == tag).unwrap() as u64;
-        assert_eq!(data.unwrap(), pattern(i, 4096), "request {i}");
-    }
-    assert_eq!((f.free_pages(), f.in_flight()), (64, 0));
 }
 
 #[test]

@@ -30,24 +30,52 @@ pub const SPEC: Spec = Spec {
 pub const MAX_SEGMENTS: u32 = 256;
 const _: () = assert!(MAX_SEGMENTS as usize <= SEGMENTS_PER_INDIRECT_PAGE * MAX_INDIRECT_PAGES);
 
+/// The largest ring we make: 2^2 = 4 pages, 128 requests.
+pub const MAX_RING_ORDER: u32 = 2;
+
+/// The ring order to use: the backend's `max-ring-page-order` (absent, or
+/// not a small number: 0, a one-page ring), capped at [`MAX_RING_ORDER`].
+pub fn ring_order(dev: &Device) -> u32 {
+    dev.offered
+        .iter()
+        .find(|(k, _)| *k == "max-ring-page-order")
+        .and_then(|(_, v)| v.as_deref()?.trim().parse::<u32>().ok())
+        .map_or(0, |o| o.min(MAX_RING_ORDER))
+}
+
+/// Names of the ring's page keys: `ring-ref0` .. `ring-ref3`.
+const RING_REF_N: [&str; 1 << MAX_RING_ORDER] =
+    ["ring-ref0", "ring-ref1", "ring-ref2", "ring-ref3"];
+
 /// What the frontend publishes for the backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rings {
-    /// Grant reference of the ring page.
-    pub ring_ref: u32,
+    /// Grant references of the ring's pages (1, 2 or 4 of them).
+    pub ring_refs: Vec<u32>,
     /// The event channel port allocated for the backend.
     pub event_channel: u32,
 }
 
-/// The keys blkfront publishes: its ring, channel, ABI, and that it reuses
+/// The keys blkfront publishes: its ring (`ring-ref` for one page; else
+/// `ring-page-order` and `ring-ref0`..), channel, ABI, and that it reuses
 /// its grants (`feature-persistent`: every data page is granted once).
 pub fn keys(r: Rings) -> Vec<(&'static str, String)> {
-    alloc::vec![
-        ("ring-ref", format!("{}", r.ring_ref)),
+    let mut v = Vec::new();
+    if let [one] = r.ring_refs[..] {
+        v.push(("ring-ref", format!("{one}")));
+    } else {
+        let order = r.ring_refs.len().trailing_zeros();
+        v.push(("ring-page-order", format!("{order}")));
+        for (k, g) in RING_REF_N.iter().zip(&r.ring_refs) {
+            v.push((*k, format!("{g}")));
+        }
+    }
+    v.extend([
         ("event-channel", format!("{}", r.event_channel)),
         ("protocol", "x86_64-abi".into()),
         ("feature-persistent", "1".into()),
-    ]
+    ]);
+    v
 }
 
 /// The disk as its backend describes it once Connected.
@@ -251,7 +279,7 @@ mod tests {
             Ok((
                 (),
                 Rings {
-                    ring_ref: 8,
+                    ring_refs: alloc::vec![8],
                     event_channel: 5,
                 },
             ))
@@ -333,6 +361,33 @@ mod tests {
                 other => panic!("{disk:?}: {other:?}"),
             }
             assert_eq!(bus.get("device/vbd/0/state"), Some("6"), "{disk:?}: Closed");
+        }
+    }
+
+    #[test]
+    fn a_multi_page_ring_is_published_as_blkif_h_says() {
+        let k = keys(Rings {
+            ring_refs: alloc::vec![8, 9, 10, 11],
+            event_channel: 5,
+        });
+        let get = |n: &str| k.iter().find(|(key, _)| *key == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("ring-page-order"), Some("2"));
+        assert_eq!(
+            (get("ring-ref0"), get("ring-ref3")),
+            (Some("8"), Some("11"))
+        );
+        assert_eq!(get("ring-ref"), None, "not with a multi-page ring");
+        let mut dev = Device {
+            frontend: "f".into(),
+            backend: "b".into(),
+            backend_id: 0,
+            keys: alloc::vec![],
+            offered: alloc::vec![("max-ring-page-order", Some("4".into()))],
+        };
+        assert_eq!(ring_order(&dev), MAX_RING_ORDER);
+        for (v, want) in [(Some("1"), 1), (Some("x"), 0), (Some("-1"), 0), (None, 0)] {
+            dev.offered[0].1 = v.map(Into::into);
+            assert_eq!(ring_order(&dev), want, "{v:?}");
         }
     }
 
