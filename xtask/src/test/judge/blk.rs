@@ -5,20 +5,48 @@
 //! device left behind.
 use crate::harness::{End, GuestRun};
 
-/// Judges a `blktest` run.
-pub fn judge_blk(run: &GuestRun) -> Result<String, String> {
-    let said = |p: &str| run.console.iter().find_map(|l| l.strip_prefix(p));
-    let after = |p: &str| {
-        run.events
-            .iter()
-            .find_map(|e| e.strip_prefix("after| ")?.strip_prefix(p))
-    };
-    if let Some(why) = said("blk: FAIL ") {
+/// The rest of the first console line starting with `p`.
+fn said<'a>(run: &'a GuestRun, p: &str) -> Option<&'a str> {
+    run.console.iter().find_map(|l| l.strip_prefix(p))
+}
+
+/// The rest of the first line of dom0's after-script starting with `p`.
+fn after<'a>(run: &'a GuestRun, p: &str) -> Option<&'a str> {
+    run.events
+        .iter()
+        .find_map(|e| e.strip_prefix("after| ")?.strip_prefix(p))
+}
+
+/// What every disk test asks beyond its own checks: the guest did not fail
+/// and said PASS, dom0 found no loop device left, and the domain powered off.
+fn common(run: &GuestRun, name: &str) -> Result<(), String> {
+    if let Some(why) = said(run, &format!("{name}: FAIL ")) {
         return Err(why.to_string());
     }
-    if !run.console.iter().any(|l| l == "test result: PASS blk") {
+    if !run
+        .console
+        .iter()
+        .any(|l| *l == format!("test result: PASS {name}"))
+    {
         return Err(format!("no PASS from the guest (ended {})", run.end));
     }
+    if after(run, "loops left: ") != Some("0") {
+        return Err(format!(
+            "loop devices left in dom0: {:?}",
+            after(run, "loops left: ")
+        ));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(())
+}
+
+/// Judges a `blktest` run.
+pub fn judge_blk(run: &GuestRun) -> Result<String, String> {
+    let said = |p: &str| said(run, p);
+    let after = |p: &str| after(run, p);
+    common(run, "blk")?;
     let guest = said("blk: crc32 ").ok_or("the guest printed no CRC")?;
     let dom0 = after("crc32: ").ok_or("dom0 did not check the disk after the guest")?;
     if guest.trim() != dom0.trim() {
@@ -28,15 +56,6 @@ pub fn judge_blk(run: &GuestRun) -> Result<String, String> {
     }
     if after("ro: ") != Some("read-only disk|") {
         return Err(format!("the read-only disk changed: {:?}", after("ro: ")));
-    }
-    if after("loops left: ") != Some("0") {
-        return Err(format!(
-            "loop devices left in dom0: {:?}",
-            after("loops left: ")
-        ));
-    }
-    if run.end != End::Poweroff {
-        return Err(format!("ended {} (want poweroff)", run.end));
     }
     Ok(format!(
         "CRC-32 {} matches dom0's; {}; {}",
@@ -50,18 +69,8 @@ pub fn judge_blk(run: &GuestRun) -> Result<String, String> {
 /// wrote its files; dom0's `fsck.vfat -n` found the file system clean and the
 /// files the guest wrote as it wrote them.
 pub fn judge_fat(run: &GuestRun) -> Result<String, String> {
-    let said = |p: &str| run.console.iter().find_map(|l| l.strip_prefix(p));
-    let after = |p: &str| {
-        run.events
-            .iter()
-            .find_map(|e| e.strip_prefix("after| ")?.strip_prefix(p))
-    };
-    if let Some(why) = said("fat: FAIL ") {
-        return Err(why.to_string());
-    }
-    if !run.console.iter().any(|l| l == "test result: PASS fat") {
-        return Err(format!("no PASS from the guest (ended {})", run.end));
-    }
+    let after = |p: &str| after(run, p);
+    common(run, "fat")?;
     if after("fsck: ") != Some("rc=0") {
         let report: Vec<&str> = run
             .events
@@ -80,18 +89,9 @@ pub fn judge_fat(run: &GuestRun) -> Result<String, String> {
     if after("more: ") != Some("written by the unikernel") {
         return Err(format!("DOCS/SUB/MORE.TXT in dom0: {:?}", after("more: ")));
     }
-    if after("loops left: ") != Some("0") {
-        return Err(format!(
-            "loop devices left in dom0: {:?}",
-            after("loops left: ")
-        ));
-    }
-    if run.end != End::Poweroff {
-        return Err(format!("ended {} (want poweroff)", run.end));
-    }
     Ok(format!(
         "{}; fsck clean; OUT.TXT and MORE.TXT as written",
-        said("fat: / holds ").map_or(String::new(), |l| format!("/ holds {l}"))
+        said(run, "fat: / holds ").map_or(String::new(), |l| format!("/ holds {l}"))
     ))
 }
 
