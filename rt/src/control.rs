@@ -2,7 +2,7 @@
 //! migrate` (the domain's `control/shutdown` key) and `xl mem-set`
 //! (`memory/target`).
 //!
-//! A service of the idle loop ([`start`] registers it with `rt::sched`), so
+//! A service of the idle loop (`start` registers it with `rt::sched`), so
 //! it runs whenever the app waits (console input, sleeps, the network): the
 //! first run watches both keys, later runs take the watches' events (only
 //! ours: other watches stay queued for the app) and act. An app that never

@@ -19,7 +19,8 @@
 //!
 //! ```text
 //! boot/                          entry paths → main: wires everything
-//! dev/ (net/)                    device frontends, the device registry
+//! task                           async tasks for apps (executor over net + timers)
+//! dev/ (net/ blk/)               device frontends, the device registry
 //! control trap                   the toolstack's requests; fatal traps
 //! suspend                        save, checkpoint, migrate: suspend and come back
 //! grant xenstore heap            services over Xen and memory
@@ -32,6 +33,7 @@
 //! arch/ platform                 the CPU; the boot mode
 //! ```
 #![no_std]
+#![deny(missing_docs)]
 
 extern crate alloc;
 extern crate kmem; // memcpy & co. for the precompiled core
@@ -51,6 +53,7 @@ mod platform;
 mod qemu;
 pub mod sched;
 mod suspend;
+pub mod task;
 pub mod time;
 mod trap;
 mod xen;

@@ -77,6 +77,11 @@ impl Instant {
     pub fn as_nanos(&self) -> u64 {
         self.0
     }
+
+    /// The instant `ns` nanoseconds on the clock.
+    pub fn from_nanos(ns: u64) -> Instant {
+        Instant(ns)
+    }
 }
 
 /// Time since the image was entered.

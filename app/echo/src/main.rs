@@ -1,57 +1,96 @@
-//! `echo`: UDP and TCP echo servers on port 7 (RFC 862) and a TCP discard
-//! server on port 9 (RFC 863, for throughput) over the vif.
+//! `echo`: UDP and TCP echo servers on port 7 (RFC 862), a TCP discard
+//! server on port 9 (RFC 863) and a TCP source on port 19 (a client sends a
+//! byte count and a newline, gets that many bytes of a fixed pattern and
+//! the guest logs their CRC-32: guest → peer throughput) over the vif, written on
+//! `rt::net`'s sockets and `rt::task`: one task per service and one per
+//! connection, so several clients are served at once.
 //!
 //! Prints its boot report, brings the network up, prints `echo: ready on <ip>`, then serves until
 //! the toolstack shuts the guest down (`xl shutdown`). Ping is answered by
 //! the stack. Every 2^k-th datagram and each TCP connection is logged, and
-//! the counters (frames, drops, buffers, heap) are printed on `echo: stats`
-//! lines when a TCP client sends `stats`.
+//! the counters (frames, drops, buffers, heap, sockets, tasks) are printed
+//! on `echo: stats` lines, and sent to a TCP client that sends `stats`.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use alloc::vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use rt::net::Net;
-use rt::net::smoltcp::socket::{tcp, udp};
-use rt::net::smoltcp::storage::PacketMetadata;
+use rt::net::io_async::{Read, Write};
+use rt::net::{SocketError, TcpListener, TcpOptions, TcpStream, UdpSocket};
 
 rt::main!(main);
 
 const PORT: u16 = 7;
 const DISCARD: u16 = 9;
+const SOURCE: u16 = 19;
+/// Most bytes one source request may ask for.
+const SOURCE_MAX: u64 = 1 << 30;
 
-fn main() -> Result<(), rt::net::NetError> {
+/// Why the echo server stopped.
+#[derive(Debug)]
+enum EchoError {
+    Net(rt::net::NetError),
+    Bind(&'static str, SocketError),
+}
+
+impl core::fmt::Display for EchoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EchoError::Net(e) => write!(f, "{e}"),
+            EchoError::Bind(what, e) => write!(f, "cannot open {what}: {e}"),
+        }
+    }
+}
+
+fn main() -> Result<(), EchoError> {
     // First thing: the boot report (`cargo xtask bench` times `main` by it).
     rt::println!("echo: {}", rt::boot_info());
     let t0 = rt::time::Instant::now();
-    let mut net = Net::up()?;
-    let udp_rx = udp::PacketBuffer::new(vec![PacketMetadata::EMPTY; 64], vec![0; 64 * 1536]);
-    let udp_tx = udp::PacketBuffer::new(vec![PacketMetadata::EMPTY; 64], vec![0; 64 * 1536]);
-    let mut us = udp::Socket::new(udp_rx, udp_tx);
-    if us.bind(PORT).is_err() {
-        rt::println!("echo: cannot bind udp {PORT}");
-    }
-    let udp = net.sockets.add(us);
-    let tcp = net.sockets.add(tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 65536]),
-        tcp::SocketBuffer::new(vec![0; 65536]),
-    ));
-    let discard = net.sockets.add(tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 65536]),
-        tcp::SocketBuffer::new(vec![0; 64]),
-    ));
-    let mut discarded = 0u64;
+    let stack = rt::net::up().map_err(EchoError::Net)?;
+    let udp = UdpSocket::bind(&stack, PORT).map_err(|e| EchoError::Bind("udp 7", e))?;
+    // Big windows for the throughput benches; two connections may arrive
+    // at once per port (a third in the same instant is refused).
+    let big = TcpOptions {
+        rx_buffer: 65536,
+        tx_buffer: 65536,
+        backlog: 2,
+        ..TcpOptions::default()
+    };
+    let tcp = TcpListener::bind_with(&stack, PORT, big).map_err(|e| EchoError::Bind("tcp 7", e))?;
+    let sink = TcpListener::bind_with(
+        &stack,
+        DISCARD,
+        TcpOptions {
+            tx_buffer: 64,
+            backlog: 1,
+            ..big
+        },
+    )
+    .map_err(|e| EchoError::Bind("tcp 9", e))?;
+    let source = TcpListener::bind_with(
+        &stack,
+        SOURCE,
+        TcpOptions {
+            rx_buffer: 1024,
+            backlog: 1,
+            ..big
+        },
+    )
+    .map_err(|e| EchoError::Bind("tcp 19", e))?;
+    let info = rt::net::info();
+    let cidr = info.map(|i| i.config.cidr);
     rt::println!(
-        "echo: ready on {} (udp {PORT}, tcp {PORT}, discard tcp {DISCARD}); network up in {} ms",
-        net.config.cidr,
+        "echo: ready on {} (udp {PORT}, tcp {PORT}, discard tcp {DISCARD}, source tcp {SOURCE}); network up in {} ms",
+        cidr.map_or("?".into(), |c| alloc::format!("{c}")),
         t0.elapsed().as_millis()
     );
     rt::println!("echo: {}", rt::timeline());
-    if let Some(gw) = net.config.gateway {
-        let p = net.ping(gw, 3, Duration::from_secs(1));
+    if let Some(gw) = info.and_then(|i| i.config.gateway) {
+        let p = rt::net::ping(gw, 3, Duration::from_secs(1));
         rt::println!(
             "echo: ping {gw}: {} of {} replies, rtt {}..{} us",
             p.received,
@@ -70,94 +109,172 @@ fn main() -> Result<(), rt::net::NetError> {
         );
     }
     rt::println!("harness: net-ready");
-    report(&net);
-    let (mut datagrams, mut connections) = (0u64, 0u64);
+    report();
+    rt::task::spawn(udp_echo(udp));
+    rt::task::spawn(serve(tcp, Kind::Echo));
+    rt::task::spawn(serve(sink, Kind::Discard));
+    rt::task::spawn(serve(source, Kind::Source));
+    // Serve until the toolstack ends the domain.
+    rt::task::block_on(core::future::pending::<()>());
+    drop(stack);
+    Ok(())
+}
+
+/// UDP: every datagram straight back to its sender.
+async fn udp_echo(s: UdpSocket) {
     let mut buf = vec![0u8; 65536];
+    let mut datagrams = 0u64;
     loop {
-        net.poll();
-        // UDP: every datagram straight back to its sender.
-        let s = net.sockets.get_mut::<udp::Socket>(udp);
-        while let Ok((n, meta)) = s.recv_slice(&mut buf) {
-            datagrams += 1;
-            if datagrams.is_power_of_two() {
-                rt::println!(
-                    "echo: udp datagram {datagrams} ({n} bytes from {})",
-                    meta.endpoint
-                );
+        let (n, from) = match s.recv_from_async(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                rt::println!("echo: udp receive: {e}");
+                continue;
             }
-            if s.send_slice(&buf[..n], meta.endpoint).is_err() {
-                rt::println!("echo: udp reply dropped (send buffer full)");
-            }
+        };
+        datagrams += 1;
+        if datagrams.is_power_of_two() {
+            rt::println!("echo: udp datagram {datagrams} ({n} bytes from {from})");
         }
-        // TCP: one connection at a time, everything echoed; `stats` asks
-        // for the counters instead.
-        let s = net.sockets.get_mut::<tcp::Socket>(tcp);
-        if !s.is_open() {
-            if s.listen(PORT).is_err() {
-                rt::println!("echo: cannot listen on tcp {PORT}");
-            }
-        } else if s.may_recv() && s.can_send() {
-            // Take no more than can be sent back: the rest waits in the
-            // receive window (TCP flow control), nothing is dropped.
-            let room = (s.send_capacity() - s.send_queue()).min(buf.len());
-            match s.recv_slice(&mut buf[..room]) {
-                Ok(n) if &buf[..n] == b"stats\n" => {
-                    let line = alloc::format!("{}\n", net_stats_line(&net));
-                    let s = net.sockets.get_mut::<tcp::Socket>(tcp);
-                    if s.send_slice(line.as_bytes()).is_err() {
-                        rt::println!("echo: the stats reply was dropped");
-                    }
-                }
-                Ok(n) => {
-                    let mut off = 0;
-                    while off < n {
-                        match s.send_slice(&buf[off..n]) {
-                            Ok(0) | Err(_) => break,
-                            Ok(k) => off += k,
-                        }
-                    }
-                    if off < n {
-                        // Cannot happen: `room` bytes fit the send buffer.
-                        rt::println!("echo: {} bytes not echoed", n - off);
-                    }
-                }
-                Err(e) => rt::println!("echo: tcp receive: {e}"),
-            }
-        } else if s.state() == tcp::State::CloseWait {
-            connections += 1;
-            rt::println!("echo: tcp connection {connections} closed by the peer");
-            s.close();
+        if let Err(e) = s.send_to_async(&buf[..n], from).await {
+            rt::println!("echo: udp reply dropped: {e}");
         }
-        // Discard: read and drop; logged per connection.
-        let s = net.sockets.get_mut::<tcp::Socket>(discard);
-        if !s.is_open() {
-            if s.listen(DISCARD).is_err() {
-                rt::println!("echo: cannot listen on tcp {DISCARD}");
-            }
-        } else {
-            while let Ok(n) = s.recv(|b| (b.len(), b.len())) {
-                if n == 0 {
-                    break;
-                }
-                discarded += n as u64;
-            }
-            if s.state() == tcp::State::CloseWait {
-                rt::println!("echo: discarded {discarded} bytes");
-                discarded = 0;
-                s.close();
-            }
-        }
-        net.wait(Some(Duration::from_secs(10)));
     }
 }
 
-fn net_stats_line(net: &Net) -> alloc::string::String {
-    let s = net.stats();
-    let (tx, rx) = net.buffers();
+#[derive(Clone, Copy)]
+enum Kind {
+    Echo,
+    Discard,
+    Source,
+}
+
+/// Accepts connections for ever, one task each.
+async fn serve(mut l: TcpListener, kind: Kind) {
+    loop {
+        let s = l.accept_async().await;
+        match kind {
+            Kind::Echo => rt::task::spawn(echo(s)),
+            Kind::Discard => rt::task::spawn(discard(s)),
+            Kind::Source => rt::task::spawn(source(s)),
+        };
+    }
+}
+
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// TCP echo: everything back; a read of exactly `stats\n` asks for the
+/// counters instead.
+async fn echo(mut s: TcpStream) {
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                rt::println!("echo: tcp receive: {e}");
+                return;
+            }
+        };
+        let r = if &buf[..n] == b"stats\n" {
+            let line = alloc::format!("{}\n", net_stats_line());
+            s.write_all(line.as_bytes()).await
+        } else {
+            s.write_all(&buf[..n]).await
+        };
+        if let Err(e) = r {
+            rt::println!("echo: tcp send: {e}");
+            return;
+        }
+    }
+    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    rt::println!("echo: tcp connection {n} closed by the peer");
+}
+
+/// Discard: read and drop; logged per connection.
+async fn discard(mut s: TcpStream) {
+    let mut buf = vec![0u8; 16384];
+    let mut discarded = 0u64;
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => discarded += n as u64,
+            Err(e) => {
+                rt::println!("echo: discard: {e} after {discarded} bytes");
+                return;
+            }
+        }
+    }
+    rt::println!("echo: discarded {discarded} bytes");
+}
+
+/// Source: reads `<count>\n`, sends `count` bytes of [`pattern`], logs
+/// their CRC-32 and rate, closes.
+async fn source(mut s: TcpStream) {
+    let mut line = [0u8; 24];
+    let mut got = 0;
+    while !line[..got].contains(&b'\n') {
+        let r = rt::task::timeout(Duration::from_secs(10), s.read(&mut line[got..])).await;
+        match r {
+            Ok(Ok(n)) if n > 0 && got + n < line.len() => got += n,
+            _ => {
+                rt::println!("echo: source: no byte count line");
+                return;
+            }
+        }
+    }
+    let count = core::str::from_utf8(&line[..got])
+        .ok()
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .filter(|&n| n <= SOURCE_MAX);
+    let Some(count) = count else {
+        rt::println!("echo: source: bad byte count (at most {SOURCE_MAX})");
+        return;
+    };
+    let t0 = rt::time::Instant::now();
+    let mut crc = rt::block::crc32::Crc32::new();
+    let mut buf = vec![0u8; 16384];
+    let mut sent = 0u64;
+    while sent < count {
+        let n = (count - sent).min(buf.len() as u64) as usize;
+        pattern(sent, &mut buf[..n]);
+        crc.update(&buf[..n]);
+        if let Err(e) = s.write_all(&buf[..n]).await {
+            rt::println!("echo: source: {e} after {sent} bytes");
+            return;
+        }
+        sent += n as u64;
+    }
+    let _ = s.flush().await;
+    let ms = t0.elapsed().as_millis().max(1) as u64;
+    rt::println!(
+        "echo: source sent {sent} bytes crc32 {} in {ms} ms ({} KB/s)",
+        crc.value(),
+        sent / ms
+    );
+}
+
+/// The source's bytes from offset `at`: each 4-byte word is its index
+/// times a large odd constant (cheap, and not one repeated byte).
+fn pattern(at: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        let off = at + i as u64;
+        let word = ((off / 4) as u32).wrapping_mul(2_654_435_761);
+        *b = word.to_le_bytes()[(off % 4) as usize];
+    }
+}
+
+fn net_stats_line() -> alloc::string::String {
+    let Some(info) = rt::net::info() else {
+        return "the network is down".into();
+    };
+    let s = info.stats;
+    let (tx, rx) = info.buffers;
+    let x = rt::task::stats();
     let h = rt::heap::stats();
     let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; reconnects {}, ports open {}, free frames {}; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations, {} KiB mapped; grants {}",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; reconnects {}, ports open {}, free frames {}; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations, {} KiB mapped; grants {}; sockets {} ({} closing); tasks {} alive",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -179,16 +296,19 @@ fn net_stats_line(net: &Net) -> alloc::string::String {
         e.stray_at.0,
         e.stray_at.1,
         rt::hypercalls_issued(None),
-        net.reconnects(),
+        info.reconnects,
         e.open,
         rt::mm::frame_stats().free,
         h.allocated_bytes,
         h.allocations,
         h.mapped_bytes / 1024,
-        rt::grant::stats().map_or(0, |(g, _, _)| g.active)
+        rt::grant::stats().map_or(0, |(g, _, _)| g.active),
+        info.sockets.sockets,
+        info.sockets.closing,
+        x.alive
     )
 }
 
-fn report(net: &Net) {
-    rt::println!("echo: stats {}", net_stats_line(net));
+fn report() {
+    rt::println!("echo: stats {}", net_stats_line());
 }

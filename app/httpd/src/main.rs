@@ -1,166 +1,165 @@
-//! `httpd`: a small HTTP/1.0 server on port 80. `GET /` answers a plain
-//! text page of the guest's uptime, memory, MMU and network counters;
-//! anything else gets 404 (unknown path) or 400 (not a GET). Four
-//! connections are served at once; each request is answered and the
-//! connection closed.
+//! `httpd`: an HTTP/1.1 server on port 80, written on `rt::net` sockets and
+//! `rt::task`: one task per connection, keep-alive and pipelined requests,
+//! request heads parsed by `httparse` with bounded sizes (431 for a head
+//! over 8 KiB or 32 headers, 413 for a body over 64 KiB, 408 for a request
+//! not finished in 10 s; an idle keep-alive connection closes after 30 s).
+//!
+//! `GET /` (or `HEAD /`) answers a plain-text page of the guest's uptime,
+//! memory, MMU, network and server counters; other paths get 404, other
+//! methods 405.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use alloc::string::String;
-use alloc::vec;
+mod http;
+mod page;
+
 use alloc::vec::Vec;
-use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use rt::net::Net;
-use rt::net::smoltcp::iface::SocketHandle;
-use rt::net::smoltcp::socket::tcp;
+use rt::net::io_async::{Read, Write};
+use rt::net::{SocketError, TcpListener, TcpOptions, TcpStream};
+
+use http::{Framed, Request, Status};
 
 rt::main!(main);
 
 const PORT: u16 = 80;
-const CONNECTIONS: usize = 4;
+/// A request must arrive whole within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle keep-alive connection is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One connection: its socket and the request read so far.
-struct Conn {
-    h: SocketHandle,
-    req: Vec<u8>,
-    answered: bool,
+/// Server counters, for the status page and the log.
+#[derive(Debug)]
+pub struct Counters {
+    /// Requests answered (any status).
+    pub requests: AtomicU64,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Requests refused (4xx/5xx before routing: 400, 408, 413, 431, 501).
+    pub refused: AtomicU64,
+    /// Connections reset by the client or failed mid-answer.
+    pub broken: AtomicU64,
 }
 
-fn main() -> Result<(), rt::net::NetError> {
-    let mut net = Net::up()?;
-    let mut conns: Vec<Conn> = (0..CONNECTIONS)
-        .map(|_| Conn {
-            h: net.sockets.add(tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; 4096]),
-                tcp::SocketBuffer::new(vec![0; 16384]),
-            )),
-            req: Vec::new(),
-            answered: false,
-        })
-        .collect();
-    rt::println!("httpd: listening on {}:{PORT}", net.config.cidr.address());
+/// The counters.
+pub static COUNTERS: Counters = Counters {
+    requests: AtomicU64::new(0),
+    accepted: AtomicU64::new(0),
+    open: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    broken: AtomicU64::new(0),
+};
+
+fn main() -> Result<(), alloc::string::String> {
+    let stack = rt::net::up().map_err(|e| alloc::format!("network: {e}"))?;
+    // Up to 16 clients may connect in the same instant.
+    let options = TcpOptions {
+        rx_buffer: 4096,
+        tx_buffer: 16384,
+        backlog: 16,
+        ..TcpOptions::default()
+    };
+    let mut listener = TcpListener::bind_with(&stack, PORT, options)
+        .map_err(|e| alloc::format!("listen on {PORT}: {e}"))?;
+    let addr = stack
+        .address()
+        .map_or("?".into(), |a| alloc::format!("{a}"));
+    rt::println!("httpd: listening on {addr}:{PORT}");
     rt::println!("harness: net-ready");
-    let mut served = 0u64;
+    rt::task::block_on(async move {
+        loop {
+            let s = listener.accept_async().await;
+            COUNTERS.accepted.fetch_add(1, Ordering::Relaxed);
+            rt::task::spawn(connection(s));
+        }
+    })
+}
+
+/// Serves one connection until it closes, fails or times out.
+async fn connection(mut s: TcpStream) {
+    COUNTERS.open.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = serve(&mut s).await {
+        COUNTERS.broken.fetch_add(1, Ordering::Relaxed);
+        let n = COUNTERS.broken.load(Ordering::Relaxed);
+        if n.is_power_of_two() {
+            rt::println!("httpd: connection {n} broken: {e}");
+        }
+    }
+    COUNTERS.open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve(s: &mut TcpStream) -> Result<(), SocketError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 2048];
     loop {
-        net.poll();
-        for c in conns.iter_mut() {
-            let h = c.h;
-            let s = net.sockets.get_mut::<tcp::Socket>(h);
-            if !s.is_open() {
-                c.req.clear();
-                c.answered = false;
-                if s.listen(PORT).is_err() {
-                    rt::println!("httpd: cannot listen on {PORT}");
+        // Answer every whole request already here (pipelining), in order.
+        loop {
+            match http::parse(&buf) {
+                Framed::Request(r) => {
+                    buf.drain(..r.len);
+                    answer(s, &r).await?;
+                    if !r.keep_alive {
+                        return Ok(());
+                    }
                 }
-                continue;
-            }
-            if c.answered {
-                continue;
-            }
-            let mut chunk = [0u8; 512];
-            while let Ok(n) = s.recv_slice(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                c.req.extend_from_slice(&chunk[..n]);
-            }
-            let req = &c.req;
-            let complete =
-                req.windows(4).any(|w| w == b"\r\n\r\n") || req.windows(2).any(|w| w == b"\n\n");
-            if !complete && req.len() < 4096 {
-                continue;
-            }
-            let line: String = core::str::from_utf8(req)
-                .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .into();
-            let (status, body) = match line.split_whitespace().collect::<Vec<_>>()[..] {
-                ["GET", "/", ..] => ("200 OK", page(&net)),
-                ["GET", path, ..] => ("404 Not Found", alloc::format!("no page at {path}\n")),
-                _ => ("400 Bad Request", String::from("only GET is served\n")),
-            };
-            let resp = alloc::format!(
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let s = net.sockets.get_mut::<tcp::Socket>(h);
-            match s.send_slice(resp.as_bytes()) {
-                Ok(n) if n == resp.len() => {}
-                _ => rt::println!("httpd: the answer did not fit the send buffer"),
-            }
-            s.close();
-            c.answered = true;
-            served += 1;
-            if served.is_power_of_two() {
-                rt::println!("httpd: {served} requests served ({status} for {line:?})");
+                Framed::Partial => break,
+                Framed::Refuse(status) => return refuse(s, status).await,
             }
         }
-        net.wait(Some(Duration::from_secs(10)));
+        let limit = if buf.is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
+        match rt::task::timeout(limit, s.read(&mut chunk)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e),
+            // Idle between requests: close quietly; mid-request: 408.
+            Err(_) if buf.is_empty() => return Ok(()),
+            Err(_) => return refuse(s, Status::Timeout).await,
+        }
     }
 }
 
-/// The status page.
-fn page(net: &Net) -> String {
-    let mut p = String::new();
-    let up = rt::time::uptime();
-    let f = rt::mm::frame_stats();
-    let h = rt::heap::stats();
-    let m = rt::mm::stats();
-    let n = net.stats();
-    let (tx_busy, rx_posted) = net.buffers();
-    // Writing into a String cannot fail.
-    let _ = writeln!(
-        p,
-        "{} on {} ({})",
-        rt::app_name(),
-        rt::platform(),
-        net.config.cidr
-    );
-    let _ = writeln!(p, "uptime: {}.{:03} s", up.as_secs(), up.subsec_millis());
-    let _ = writeln!(
-        p,
-        "memory: {} of {} frames free; heap {} KiB mapped, {} B in {} allocations",
-        f.free,
-        f.frames,
-        h.mapped_bytes / 1024,
-        h.allocated_bytes,
-        h.allocations
-    );
-    let _ = writeln!(
-        p,
-        "mmu: {} updates in {} hypercalls, {} page tables",
-        m.queued,
-        m.hypercalls,
-        m.tables_allocated - m.tables_released
-    );
-    let _ = writeln!(
-        p,
-        "network: rx {} frames ({} B), tx {} frames ({} B); drops {}; buffers tx {tx_busy} in flight, rx {rx_posted} posted",
-        n.rx_frames,
-        n.rx_bytes,
-        n.tx_frames,
-        n.tx_bytes,
-        n.bad_ids
-            + n.bad_lengths
-            + n.bad_flags
-            + n.bad_extras
-            + n.bad_chains
-            + n.bad_checksums
-            + n.rx_errors
-            + n.tx_errors
-            + n.tx_ring_full
-    );
-    let devices: Vec<String> = rt::dev::list()
-        .into_iter()
-        .map(|(name, up)| alloc::format!("{name} {}", if up { "connected" } else { "closed" }))
-        .collect();
-    let _ = writeln!(p, "devices: {}", devices.join(", "));
-    p
+/// Answers a refused request and closes.
+async fn refuse(s: &mut TcpStream, status: Status) -> Result<(), SocketError> {
+    COUNTERS.refused.fetch_add(1, Ordering::Relaxed);
+    COUNTERS.requests.fetch_add(1, Ordering::Relaxed);
+    let body = alloc::format!("{}\n", status.line());
+    let head = http::head(status, true, false, body.len(), "text/plain");
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body.as_bytes()).await
+}
+
+async fn answer(s: &mut TcpStream, r: &Request) -> Result<(), SocketError> {
+    let (status, body) = match (r.method.as_str(), r.path.as_str()) {
+        ("GET" | "HEAD", "/") => (Status::Ok, page::status()),
+        ("GET" | "HEAD", path) => (Status::NotFound, alloc::format!("no page at {path}\n")),
+        _ => (
+            Status::MethodNotAllowed,
+            alloc::string::String::from("only GET and HEAD are served\n"),
+        ),
+    };
+    let head = http::head(status, r.http11, r.keep_alive, body.len(), "text/plain");
+    s.write_all(head.as_bytes()).await?;
+    if r.method != "HEAD" {
+        s.write_all(body.as_bytes()).await?;
+    }
+    let n = COUNTERS.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        rt::println!(
+            "httpd: {n} requests served ({} for {} {})",
+            status.line(),
+            r.method,
+            r.path
+        );
+    }
+    Ok(())
 }

@@ -21,12 +21,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::time::Duration;
 
 use rt::block::Disk;
 use rt::block::store::{Store, StoreError};
-use rt::net::Net;
-use rt::net::smoltcp::socket::tcp;
+use rt::net::io::{Read, Write};
+use rt::net::{SocketError, TcpListener, TcpOptions, TcpStream};
 
 rt::main!(main);
 
@@ -88,63 +87,77 @@ fn run() -> Result<(), String> {
     } else {
         rt::println!("store: all {} records intact", r.records);
     }
-    let mut net = Net::up().map_err(|e| format!("network: {e}"))?;
-    let sock = net.sockets.add(tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 65536]),
-        tcp::SocketBuffer::new(vec![0; 16384]),
-    ));
-    rt::println!("store: serving records on {} tcp {PORT}", net.config.cidr);
+    let stack = rt::net::up().map_err(|e| format!("network: {e}"))?;
+    let options = TcpOptions {
+        rx_buffer: 65536,
+        backlog: 1,
+        ..TcpOptions::default()
+    };
+    let mut listener =
+        TcpListener::bind_with(&stack, PORT, options).map_err(|e| format!("tcp {PORT}: {e}"))?;
+    let addr = stack.address().map_or("?".into(), |a| format!("{a}"));
+    rt::println!("store: serving records on {addr} tcp {PORT}");
     rt::println!("harness: net-ready");
-    let mut line: Vec<u8> = Vec::new();
-    let mut acked = 0u64;
+    // One client at a time, one record at a time: the next line is read
+    // only once this one's answer is queued.
     loop {
-        net.poll();
-        let s = net.sockets.get_mut::<tcp::Socket>(sock);
-        if !s.is_open() {
-            line.clear();
-            if s.listen(PORT).is_err() {
-                rt::println!("store: cannot listen on tcp {PORT}");
+        let mut s = match listener.accept(None) {
+            Ok(s) => s,
+            Err(e) => {
+                rt::println!("store: accept: {e}");
+                continue;
             }
-        } else if s.state() == tcp::State::CloseWait {
-            rt::println!("store: client gone after {acked} records acknowledged");
-            s.close();
-        } else {
-            // One record at a time: the next is read only once this one's
-            // answer fits the send buffer.
-            while s.can_recv() && s.send_capacity() - s.send_queue() >= 64 {
-                let mut b = [0u8; 1];
-                let Ok(1) = s.recv_slice(&mut b) else { break };
-                if b[0] != b'\n' {
-                    if line.len() < MAX_LINE + 1 {
-                        line.push(b[0]);
-                    }
-                    continue;
-                }
-                let answer = if line.len() > MAX_LINE {
-                    format!("error a record is at most {MAX_LINE} bytes\n")
-                } else if line == b"count" {
-                    format!("count {}\n", store.len())
-                } else {
-                    match store.append(&line) {
-                        Ok(seq) => {
-                            acked += 1;
-                            format!("ok {seq}\n")
-                        }
-                        Err(e @ (StoreError::Full { .. } | StoreError::TooLarge(_))) => {
-                            format!("error {e}\n")
-                        }
-                        Err(e) => {
-                            rt::println!("store: the disk failed: {e}");
-                            format!("error {e}\n")
-                        }
-                    }
-                };
-                line.clear();
-                if s.send_slice(answer.as_bytes()).is_err() {
-                    rt::println!("store: an answer was dropped");
-                }
-            }
+        };
+        let mut acked = 0u64;
+        let r = serve(&mut store, &mut s, &mut acked);
+        match r {
+            Ok(()) => rt::println!("store: client gone after {acked} records acknowledged"),
+            Err(e) => rt::println!("store: client failed ({e}) after {acked} records acknowledged"),
         }
-        net.wait(Some(Duration::from_secs(10)));
+    }
+}
+
+/// Serves one client's lines until it closes.
+fn serve<D: rt::block::BlockDevice>(
+    store: &mut Store<D>,
+    s: &mut TcpStream,
+    acked: &mut u64,
+) -> Result<(), SocketError> {
+    let mut line: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                if line.len() < MAX_LINE + 1 {
+                    line.push(b);
+                }
+                continue;
+            }
+            let answer = if line.len() > MAX_LINE {
+                format!("error a record is at most {MAX_LINE} bytes\n")
+            } else if line == b"count" {
+                format!("count {}\n", store.len())
+            } else {
+                match store.append(&line) {
+                    Ok(seq) => {
+                        *acked += 1;
+                        format!("ok {seq}\n")
+                    }
+                    Err(e @ (StoreError::Full { .. } | StoreError::TooLarge(_))) => {
+                        format!("error {e}\n")
+                    }
+                    Err(e) => {
+                        rt::println!("store: the disk failed: {e}");
+                        format!("error {e}\n")
+                    }
+                }
+            };
+            line.clear();
+            s.write_all(answer.as_bytes())?;
+        }
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn reset() {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum Delivery {
-    /// No upcalls: [`block`] polls in short steps.
+    /// No upcalls: `block` polls in short steps.
     Polling = 0,
     /// The PV event callback.
     PvCallback = 1,
@@ -361,7 +361,7 @@ pub struct EventStats {
     pub unhandled: u64,
     /// Blocking waits in `SCHEDOP_poll` ([`wait`], backend waits).
     pub waits: u64,
-    /// Blocks with upcalls enabled ([`block`]: sleeps, console input).
+    /// Blocks with upcalls enabled (`block`: sleeps, console input).
     pub idles: u64,
     /// Upcalls taken.
     pub upcalls: u64,

@@ -7,20 +7,20 @@
 //! returned error or a counter in [`stats`]), so that the console, which
 //! waits on its own event channel, can sit above it.
 //!
-//! - [`bits`]: shared_info's bitmaps as the scan needs them, and the latch
+//! - `bits`: shared_info's bitmaps as the scan needs them, and the latch
 //!   that keeps events taken from them for their owners;
-//! - [`deliver`]: how events reach the runtime (the PV callback, the PVH
+//! - `deliver`: how events reach the runtime (the PV callback, the PVH
 //!   vector, or polling), the handler table, blocking the vCPU until an
 //!   event, the polling wait, the counters;
-//! - [`channel`]: [`Channel`], the owning handle apps and drivers use;
-//! - [`ports`]: the ports the runtime has open, and the names of its own.
+//! - `channel`: [`Channel`], the owning handle apps and drivers use;
+//! - `ports`: the ports the runtime has open, and the names of its own.
 //!
 //! Delivery: Xen enters the runtime through the PV event callback or the
 //! PVH callback vector (`events.S`), which runs the handlers of the pending
 //! ports and latches the events of ports without one for their owners
 //! ([`Channel::take_pending`], [`wait`]). To obey the red-zone rule of the
 //! design (the precompiled `core` keeps data below rsp), upcalls are enabled
-//! only inside [`block`], in out-of-line stubs: PV `SCHEDOP_block` (which
+//! only inside `block`, in out-of-line stubs: PV `SCHEDOP_block` (which
 //! unmasks atomically), PVH `sti; nop; hlt` with the vector on its own IST
 //! stack (an event that arrives just before the hlt makes it skip the hlt).
 //! Everywhere else events stay masked (PV `evtchn_upcall_mask`, PVH IF=0).

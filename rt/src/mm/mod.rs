@@ -1,7 +1,7 @@
 //! Memory management on this machine: the MMU layer of `rt-mm` wired to the
 //! PV or the native backend, the runtime's own address space, and its frames.
 //!
-//! At boot ([`init`]) the runtime leaves the tables it was started with for
+//! At boot (`init`) the runtime leaves the tables it was started with for
 //! its own address space: all RAM in an identity direct map (va == pfn << 12),
 //! the image W^X (text RX, rodata R+NX, data RW+NX), page 0 and a guard page
 //! under each stack unmapped, page-table frames read-only. On PV the new root
@@ -45,7 +45,7 @@ fn pages_for(bytes: u64) -> u64 {
 pub(crate) const QUEUE: usize = rt_mm::mmu::QUEUE;
 
 /// The backend of this boot — PV or native, chosen by the boot path — as
-/// the MMU layer holds it: one trait object, installed once ([`install`]).
+/// the MMU layer holds it: one trait object, installed once (`install`).
 pub type Machine = &'static mut (dyn Backend + Send);
 
 /// Moves `backend` into `slot` for the rest of the run and lends it out for
@@ -77,7 +77,7 @@ pub struct Mm {
     pub alloc_setup_us: u64,
     /// Frames given back to Xen (created on the first [`release_to`]).
     pub balloon: Option<Balloon<'static>>,
-    /// PV: the p2m's frame list for the toolstack ([`publish_p2m`]).
+    /// PV: the p2m's frame list for the toolstack (`publish_p2m`).
     pub p2m_list: Option<P2mList>,
     /// The pfns the last suspend gave back ([`shed`]), one bit each; made
     /// on the first suspend, reused by every one after (no heap use).

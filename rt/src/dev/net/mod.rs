@@ -1,26 +1,37 @@
-//! Networking for apps: the Xen vif ([`vif`]) under smoltcp (`rt::net`).
+//! Networking for apps (`rt::net`): std::net-shaped sockets over smoltcp
+//! over the Xen vif ([`vif`]).
 //!
-//! [`Net::up`] connects `device/vif/0`, configures the address — `ip=` and
-//! `gw=` on the kernel command line, else `[network]` from `image.toml`
-//! (built into the image); `ip=dhcp` asks a DHCP server and keeps the lease
-//! renewed from [`Net::poll`] — and gives the app a smoltcp interface and socket
-//! set. [`Net::poll`] moves frames both ways and runs the stack (ICMP echo is
-//! answered by it); [`Net::wait`] blocks the vCPU until the backend signals
-//! or smoltcp's next timer, so an idle server uses no CPU.
+//! [`up`] connects `device/vif/0`, configures the address — `ip=`, `gw=`
+//! and `dns=` on the kernel command line, else `[network]` from
+//! `image.toml` (built into the image); `ip=dhcp` asks a DHCP server and
+//! keeps the lease renewed — and installs the one network [`Stack`] of the
+//! domain. On it the app opens [`TcpListener`], [`TcpStream`], [`UdpSocket`]
+//! and looks names up ([`dns::resolve`]); blocking calls and the executor
+//! (`rt::task`) run the stack themselves, blocking the vCPU until the
+//! backend signals or smoltcp's next timer — an idle server uses no CPU.
+//! The socket types, their errors and the executor are the host-tested
+//! crate `rt-net`; this module is its driver for the vif ([`VifDriver`]).
 //!
 //! May import: `sched`, `event`, `grant`, `xenstore`, `time`, `console`,
 //! `bootinfo`, the registry of [`crate::dev`].
 pub mod vif;
+
+pub use embedded_io as io;
+pub use embedded_io_async as io_async;
+pub use rt_net::{
+    IpAddress, IpEndpoint, Ipv4Address, Limits, SocketError, Stack, StackStats, TcpListener,
+    TcpOptions, TcpStream, UdpSocket, dns,
+};
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 pub use smoltcp;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Context, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
 use self::vif::{Vif, VifError};
 use crate::time::Instant;
@@ -43,7 +54,7 @@ pub enum Addressing {
     Dhcp,
 }
 
-/// How long [`Net::up`] waits for a DHCP lease.
+/// How long [`up`] waits for a DHCP lease.
 pub const DHCP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why the network could not come up.
@@ -85,12 +96,20 @@ pub fn config() -> Result<Addressing, NetError> {
     let cmd = crate::bootinfo::boot_info().cmdline();
     let word = |k: &str| cmd.split_whitespace().find_map(|w| w.strip_prefix(k));
     let ip = word("ip=").or(built_in("ip"));
+    let dns = word("dns=").or(built_in("dns"));
     let gw = word("gw=").or(built_in("gateway"));
     let Some(ip) = ip else {
         return Err(NetError::Config(
             "no address: set [network] ip in image.toml or ip= on the command line".into(),
         ));
     };
+    if let Some(d) = dns
+        && d.parse::<Ipv4Address>().is_err()
+    {
+        return Err(NetError::Config(alloc::format!(
+            "dns server {d:?} is not an address"
+        )));
+    }
     if ip == "dhcp" {
         // The server names the router; a `gateway` beside "dhcp" is unused.
         return Ok(Addressing::Dhcp);
@@ -202,25 +221,135 @@ impl Device for VifDevice {
     }
 }
 
-/// The network: a smoltcp interface over the vif, and the app's sockets.
-pub struct Net {
-    /// The interface (addresses, routes).
-    pub iface: Interface,
-    /// The device.
-    pub device: VifDevice,
-    /// The app's sockets.
-    pub sockets: SocketSet<'static>,
+/// The domain's network stack, once [`up`] succeeded.
+static STACK: spin::Mutex<Option<Stack>> = spin::Mutex::new(None);
+
+/// The network stack, if [`up`] brought it up.
+pub fn stack() -> Option<Stack> {
+    STACK.lock().clone()
+}
+
+/// Connects the vif and configures the interface (with DHCP, waits at most
+/// [`DHCP_TIMEOUT`] for the first lease), and installs the domain's
+/// [`Stack`] with default [`Limits`]. Called again, it returns the same
+/// stack.
+pub fn up() -> Result<Stack, NetError> {
+    up_with(Limits::default())
+}
+
+/// [`up`] with the stack's limits given.
+pub fn up_with(limits: Limits) -> Result<Stack, NetError> {
+    if let Some(s) = stack() {
+        return Ok(s);
+    }
+    let addressing = config()?;
+    let vif = Vif::connect(0).map_err(NetError::Vif)?;
+    crate::bootinfo::mark("netfront");
+    let mut device = VifDevice {
+        vif,
+        rx: vec![0; rt_xen::dev::net::MAX_PACKET],
+    };
+    let mac = EthernetAddress(device.vif.mac());
+    let iface = Interface::new(
+        Config::new(HardwareAddress::Ethernet(mac)),
+        &mut device,
+        now(),
+    );
+    let cmd = crate::bootinfo::boot_info().cmdline();
+    let dns = cmd
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("dns="))
+        .or(built_in("dns"))
+        .and_then(|d| d.parse::<Ipv4Address>().ok())
+        .map(IpAddress::Ipv4);
+    let mut driver = VifDriver {
+        iface,
+        device,
+        config: IpConfig {
+            cidr: Ipv4Cidr::new(Ipv4Address::UNSPECIFIED, 0),
+            gateway: None,
+        },
+        dhcp: None,
+        dns: dns.into_iter().collect(),
+        announced: 0,
+    };
+    let mut dhcp_socket = None;
+    match addressing {
+        Addressing::Static(c) => driver.apply(Some(c))?,
+        Addressing::Dhcp => dhcp_socket = Some(dhcpv4::Socket::new()),
+    }
+    let stack = Stack::new(alloc::boxed::Box::new(driver), limits);
+    if let Some(sock) = dhcp_socket {
+        let h = stack.with_sockets(|set, _| set.add(sock));
+        with_vif(&stack, |d| d.dhcp = Some(h));
+        let deadline = Instant::now().after(DHCP_TIMEOUT);
+        while stack.address().is_none_or(|a| a.is_unspecified()) {
+            if Instant::now() >= deadline {
+                return Err(NetError::NoLease);
+            }
+            stack.poll();
+            stack.wait(Some(now() + smoltcp::time::Duration::from_millis(500)));
+        }
+    }
+    crate::bootinfo::mark("ip");
+    *STACK.lock() = Some(stack.clone());
+    Ok(stack)
+}
+
+/// Runs `f` on the vif's driver of `stack`.
+fn with_vif<R>(stack: &Stack, f: impl FnOnce(&mut VifDriver) -> R) -> Option<R> {
+    stack.with_driver(|d| d.as_any().downcast_mut::<VifDriver>().map(f))
+}
+
+/// What the network looks like now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NetInfo {
     /// The address configuration in use.
     pub config: IpConfig,
+    /// Vif counters.
+    pub stats: rt_xen::dev::net::NetStats,
+    /// TX buffers in flight and RX buffers posted.
+    pub buffers: (usize, usize),
+    /// Times the vif connected again after the first (one per restore or
+    /// migration).
+    pub reconnects: u64,
+    /// Whether the vif is connected (false once the backend closed it).
+    pub connected: bool,
+    /// The stack's counters (sockets in use, closing...).
+    pub sockets: StackStats,
+}
+
+/// The network's state, if it is up.
+pub fn info() -> Option<NetInfo> {
+    let s = stack()?;
+    let sockets = s.stats();
+    with_vif(&s, |d| NetInfo {
+        config: d.config,
+        stats: d.device.vif.stats(),
+        buffers: d.device.vif.buffers(),
+        reconnects: d.device.vif.reconnects(),
+        connected: d.device.vif.check_backend(),
+        sockets,
+    })
+}
+
+/// The vif under smoltcp, as the stack's driver.
+pub struct VifDriver {
+    iface: Interface,
+    device: VifDevice,
+    /// The address configuration in use.
+    config: IpConfig,
     /// The DHCP client, when the address comes from one.
     dhcp: Option<SocketHandle>,
+    /// DNS servers: configured, or from the DHCP lease.
+    dns: Vec<IpAddress>,
     /// The vif's reconnections already announced to the network.
     announced: u64,
 }
 
-impl core::fmt::Debug for Net {
+impl core::fmt::Debug for VifDriver {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Net")
+        f.debug_struct("VifDriver")
             .field("device", &self.device)
             .field("config", &self.config)
             .finish()
@@ -228,63 +357,103 @@ impl core::fmt::Debug for Net {
 }
 
 fn now() -> smoltcp::time::Instant {
-    smoltcp::time::Instant::from_micros((Instant::now().as_nanos() / 1000) as i64)
+    rt_net::instant_from_nanos(Instant::now().as_nanos())
 }
 
-impl Net {
-    /// Connects the vif and configures the interface; with DHCP, waits
-    /// (at most [`DHCP_TIMEOUT`]) for the first lease.
-    pub fn up() -> Result<Net, NetError> {
-        let addressing = config()?;
-        let vif = Vif::connect(0).map_err(NetError::Vif)?;
-        crate::bootinfo::mark("netfront");
-        let mut device = VifDevice {
-            vif,
-            rx: vec![0; rt_xen::dev::net::MAX_PACKET],
-        };
-        let mac = EthernetAddress(device.vif.mac());
-        let iface = Interface::new(
-            Config::new(HardwareAddress::Ethernet(mac)),
-            &mut device,
-            now(),
-        );
-        let mut sockets = SocketSet::new(Vec::new());
-        let (config, dhcp) = match addressing {
-            Addressing::Static(c) => (c, None),
-            Addressing::Dhcp => {
-                let unset = IpConfig {
-                    cidr: Ipv4Cidr::new(Ipv4Address::UNSPECIFIED, 0),
-                    gateway: None,
-                };
-                (unset, Some(sockets.add(dhcpv4::Socket::new())))
-            }
-        };
-        let mut net = Net {
-            iface,
-            device,
-            sockets,
-            config,
-            dhcp,
-            announced: 0,
-        };
-        match addressing {
-            Addressing::Static(c) => net.apply(Some(c))?,
-            Addressing::Dhcp => {
-                let start = Instant::now();
-                let deadline = start.after(DHCP_TIMEOUT);
-                while net.config.cidr.address().is_unspecified() {
-                    if Instant::now() >= deadline {
-                        return Err(NetError::NoLease);
-                    }
-                    net.poll();
-                    net.wait(Some(Duration::from_millis(500)));
-                }
-            }
-        }
-        crate::bootinfo::mark("ip");
-        Ok(net)
+impl rt_net::Driver for VifDriver {
+    fn now(&self) -> smoltcp::time::Instant {
+        now()
     }
 
+    /// Moves frames and runs the stack until it has nothing more to do
+    /// (and follows the DHCP lease).
+    fn poll(&mut self, now: smoltcp::time::Instant, sockets: &mut SocketSet<'static>) {
+        self.device.vif.take_event();
+        self.device.vif.check_backend();
+        let reconnects = self.device.vif.reconnects();
+        if reconnects != self.announced {
+            self.announced = reconnects;
+            self.announce();
+        }
+        self.iface.poll(now, &mut self.device, sockets);
+        let Some(h) = self.dhcp else { return };
+        let change = match sockets.get_mut::<dhcpv4::Socket>(h).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => {
+                crate::console::println!(
+                    "net: DHCP lease {} router {} from {}",
+                    c.address,
+                    c.router.map_or("none".into(), |r| alloc::format!("{r}")),
+                    c.server.address
+                );
+                if self.dns.is_empty() {
+                    self.dns = c.dns_servers.iter().map(|&a| IpAddress::Ipv4(a)).collect();
+                }
+                Some(IpConfig {
+                    cidr: c.address,
+                    gateway: c.router,
+                })
+            }
+            // Also the client's first report, before any lease: not news.
+            Some(dhcpv4::Event::Deconfigured) if self.config.cidr.address().is_unspecified() => {
+                return;
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                crate::console::println!("net: DHCP lease lost, address removed");
+                None
+            }
+        };
+        if let Err(e) = self.apply(change) {
+            crate::console::println!("net: {e}");
+        }
+    }
+
+    fn poll_delay(
+        &mut self,
+        now: smoltcp::time::Instant,
+        sockets: &SocketSet<'static>,
+    ) -> Option<smoltcp::time::Duration> {
+        self.iface.poll_delay(now, sockets)
+    }
+
+    /// Blocks until the backend signals or `deadline`, serving the
+    /// toolstack meanwhile (see [`crate::sched::idle`]).
+    fn wait(&mut self, deadline: Option<smoltcp::time::Instant>) {
+        let mut deadline =
+            deadline.map(|d| Instant::from_nanos(d.total_micros().max(0) as u64 * 1000));
+        // While the vif reconnects, its next attempt is a deadline too.
+        if let Some(r) = self.device.vif.retry_in() {
+            let at = Instant::now().after(r);
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        // The backend's event may have come while the stack ran: then the
+        // block ends at once (the latch keeps it), so nothing is missed.
+        if crate::event::port_state(self.device.vif.port()).0 {
+            return;
+        }
+        if crate::sched::idle(deadline).is_err() {
+            crate::xen::yield_cpu();
+        }
+    }
+
+    fn context(&mut self) -> &mut Context {
+        self.iface.context()
+    }
+
+    fn address(&self) -> Option<Ipv4Address> {
+        Some(self.config.cidr.address()).filter(|a| !a.is_unspecified())
+    }
+
+    fn dns_servers(&self) -> Vec<IpAddress> {
+        self.dns.clone()
+    }
+
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
+}
+
+impl VifDriver {
     /// Sets the interface's address and default route (`None`: none).
     fn apply(&mut self, c: Option<IpConfig>) -> Result<(), NetError> {
         self.iface.update_ip_addrs(|a| {
@@ -306,72 +475,6 @@ impl Net {
             gateway: None,
         });
         Ok(())
-    }
-
-    /// Moves frames and runs the stack until it has nothing more to do
-    /// (and follows the DHCP lease).
-    pub fn poll(&mut self) {
-        self.device.vif.take_event();
-        self.device.vif.check_backend();
-        let reconnects = self.device.vif.reconnects();
-        if reconnects != self.announced {
-            self.announced = reconnects;
-            self.announce();
-        }
-        self.iface.poll(now(), &mut self.device, &mut self.sockets);
-        let Some(h) = self.dhcp else { return };
-        let change = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
-            None => return,
-            Some(dhcpv4::Event::Configured(c)) => {
-                crate::console::println!(
-                    "net: DHCP lease {} router {} from {}",
-                    c.address,
-                    c.router.map_or("none".into(), |r| alloc::format!("{r}")),
-                    c.server.address
-                );
-                Some(IpConfig {
-                    cidr: c.address,
-                    gateway: c.router,
-                })
-            }
-            // Also the client's first report, before any lease: not news.
-            Some(dhcpv4::Event::Deconfigured) if self.config.cidr.address().is_unspecified() => {
-                return;
-            }
-            Some(dhcpv4::Event::Deconfigured) => {
-                crate::console::println!("net: DHCP lease lost, address removed");
-                None
-            }
-        };
-        if let Err(e) = self.apply(change) {
-            crate::console::println!("net: {e}");
-        }
-    }
-
-    /// Blocks until the backend signals or smoltcp's next timer (at most
-    /// `limit`), serving the toolstack meanwhile (see [`crate::sched::idle`]).
-    pub fn wait(&mut self, limit: Option<Duration>) {
-        let delay = self
-            .iface
-            .poll_delay(now(), &self.sockets)
-            .map(|d| Duration::from_micros(d.total_micros()));
-        // While the vif reconnects, its next attempt is a deadline too.
-        let d = [delay, limit, self.device.vif.retry_in()]
-            .into_iter()
-            .flatten()
-            .min();
-        if d == Some(Duration::ZERO) {
-            return;
-        }
-        // The backend's event may have come while the stack ran: then the
-        // block ends at once (the latch keeps it), so nothing is missed.
-        if crate::event::port_state(self.device.vif.port()).0 {
-            return;
-        }
-        let deadline = d.map(|d| Instant::now().after(d));
-        if crate::sched::idle(deadline).is_err() {
-            crate::xen::yield_cpu();
-        }
     }
 
     /// Tells the network where the domain is now (after a restore or a
@@ -406,30 +509,9 @@ impl Net {
             crate::console::println!("net: the gratuitous ARP after reconnecting was not sent");
         }
     }
-
-    /// Whether the vif is connected (false once the backend closed it).
-    pub fn is_up(&mut self) -> bool {
-        self.device.vif.check_backend()
-    }
-
-    /// Times the vif connected again after the first (one per restore or
-    /// migration).
-    pub fn reconnects(&self) -> u64 {
-        self.device.vif.reconnects()
-    }
-
-    /// Vif counters.
-    pub fn stats(&self) -> rt_xen::dev::net::NetStats {
-        self.device.vif.stats()
-    }
-
-    /// TX buffers in flight and RX buffers posted.
-    pub fn buffers(&self) -> (usize, usize) {
-        self.device.vif.buffers()
-    }
 }
 
-/// What [`Net::ping`] saw.
+/// What [`ping`] saw.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct PingResult {
     /// Echo requests sent.
@@ -442,50 +524,61 @@ pub struct PingResult {
     pub rtt_max: Duration,
 }
 
-impl Net {
-    /// Pings `addr` `count` times (one request at a time, each given up to
-    /// `timeout`), running the stack meanwhile.
-    pub fn ping(&mut self, addr: Ipv4Address, count: u16, timeout: Duration) -> PingResult {
-        use smoltcp::phy::ChecksumCapabilities;
-        use smoltcp::socket::icmp;
-        use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
-        const IDENT: u16 = 0x7274;
-        let sock = icmp::Socket::new(
-            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
-            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
-        );
-        let h = self.sockets.add(sock);
-        let mut r = PingResult::default();
-        if self
-            .sockets
-            .get_mut::<icmp::Socket>(h)
+/// Pings `addr` `count` times (one request at a time, each given up to
+/// `timeout`) on the domain's stack; nothing sent when the network is down.
+pub fn ping(addr: Ipv4Address, count: u16, timeout: Duration) -> PingResult {
+    match stack() {
+        Some(s) => ping_on(&s, addr, count, timeout),
+        None => PingResult::default(),
+    }
+}
+
+fn ping_on(stack: &Stack, addr: Ipv4Address, count: u16, timeout: Duration) -> PingResult {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::socket::icmp;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr};
+    const IDENT: u16 = 0x7274;
+    let mut r = PingResult::default();
+    let sock = icmp::Socket::new(
+        icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+        icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+    );
+    let Ok(h) = stack.add_socket(sock) else {
+        return r;
+    };
+    let bound = stack.with_sockets(|set, _| {
+        set.get_mut::<icmp::Socket>(h)
             .bind(icmp::Endpoint::Ident(IDENT))
-            .is_err()
-        {
-            self.sockets.remove(h);
-            return r;
-        }
-        let data = b"rt ping";
-        for seq in 0..count {
-            let repr = Icmpv4Repr::EchoRequest {
-                ident: IDENT,
-                seq_no: seq,
-                data,
-            };
-            let s = self.sockets.get_mut::<icmp::Socket>(h);
+            .is_ok()
+    });
+    let data = b"rt ping";
+    for seq in 0..if bound { count } else { 0 } {
+        let repr = Icmpv4Repr::EchoRequest {
+            ident: IDENT,
+            seq_no: seq,
+            data,
+        };
+        let queued = stack.with_sockets(|set, _| {
+            let s = set.get_mut::<icmp::Socket>(h);
             let Ok(buf) = s.send(repr.buffer_len(), IpAddress::Ipv4(addr)) else {
-                continue;
+                return false;
             };
             repr.emit(
                 &mut Icmpv4Packet::new_unchecked(buf),
                 &ChecksumCapabilities::default(),
             );
-            r.sent += 1;
-            let t0 = Instant::now();
-            let deadline = t0.after(timeout);
-            'wait: while Instant::now() < deadline {
-                self.poll();
-                let s = self.sockets.get_mut::<icmp::Socket>(h);
+            true
+        });
+        if !queued {
+            continue;
+        }
+        r.sent += 1;
+        let t0 = Instant::now();
+        let deadline = t0.after(timeout);
+        while Instant::now() < deadline {
+            stack.poll();
+            let got = stack.with_sockets(|set, _| {
+                let s = set.get_mut::<icmp::Socket>(h);
                 while let Ok((payload, _)) = s.recv() {
                     let reply = Icmpv4Packet::new_checked(payload)
                         .ok()
@@ -497,24 +590,25 @@ impl Net {
                     }) = reply
                         && seq_no == seq
                     {
-                        let rtt = t0.elapsed();
-                        r.rtt_min = if r.received == 0 {
-                            rtt
-                        } else {
-                            r.rtt_min.min(rtt)
-                        };
-                        r.rtt_max = r.rtt_max.max(rtt);
-                        r.received += 1;
-                        break 'wait;
+                        return true;
                     }
                 }
-                let left = deadline
-                    .as_nanos()
-                    .saturating_sub(Instant::now().as_nanos());
-                self.wait(Some(Duration::from_nanos(left)));
+                false
+            });
+            if got {
+                let rtt = t0.elapsed();
+                r.rtt_min = if r.received == 0 {
+                    rtt
+                } else {
+                    r.rtt_min.min(rtt)
+                };
+                r.rtt_max = r.rtt_max.max(rtt);
+                r.received += 1;
+                break;
             }
+            stack.wait(Some(rt_net::instant_from_nanos(deadline.as_nanos())));
         }
-        self.sockets.remove(h);
-        r
     }
+    stack.with_sockets(|set, _| set.remove(h));
+    r
 }
