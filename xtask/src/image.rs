@@ -71,7 +71,7 @@ pub struct Built {
 }
 
 /// `[network]` as the image carries it (`RT_NETWORK`, read by `rt::net`):
-/// `ip=a.b.c.d/len;gateway=a.b.c.d`, or `ip=dhcp`.
+/// `ip=a.b.c.d/len;gateway=a.b.c.d;dns=a.b.c.d`, or `ip=dhcp` (`;dns=`).
 pub fn network_env(n: &crate::manifest::Network) -> String {
     let mut s = match n.ip {
         IpConfig::Static(ip, len) => format!("ip={ip}/{len}"),
@@ -80,15 +80,94 @@ pub fn network_env(n: &crate::manifest::Network) -> String {
     if let Some(gw) = n.gateway {
         s.push_str(&format!(";gateway={gw}"));
     }
+    if let Some(d) = n.dns {
+        s.push_str(&format!(";dns={d}"));
+    }
     s
 }
 
 /// Builds the image a manifest describes (its heap limit and network
-/// configuration built in).
-pub fn build_manifest(m: &Manifest) -> Result<Built> {
+/// configuration built in); `base` is the manifest's folder (an
+/// out-of-tree app's `path` starts there).
+pub fn build_manifest(m: &Manifest, base: &Path) -> Result<Built> {
     let app = &m.image.app.0;
     let net = m.network.as_ref().map(network_env);
-    build_image(app, m.resources.heap.map(|h| h.0), app, net.as_deref())
+    let heap = m.resources.heap.map(|h| h.0);
+    match &m.image.path {
+        Some(p) => {
+            let dir = base.join(p);
+            let dir = dir.canonicalize().unwrap_or(dir);
+            build_external(&dir, app, heap, net.as_deref())
+        }
+        None => build_image(app, heap, app, net.as_deref()),
+    }
+}
+
+/// Builds an app crate outside this workspace (its own `Cargo.toml`,
+/// depending on `rt` by path or git) into `<dir>/target/image/<app>.elf`,
+/// with the same guest flags as ours.
+pub fn build_external(
+    dir: &Path,
+    app: &str,
+    heap: Option<u32>,
+    network: Option<&str>,
+) -> Result<Built> {
+    let toml = dir.join("Cargo.toml");
+    if !toml.is_file() {
+        bail!(
+            "[image] path: no Cargo.toml in {} (the app's crate folder)",
+            dir.display()
+        );
+    }
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(dir)
+        .arg("build")
+        .args(["--release", "--target", TARGET, "--manifest-path"])
+        .arg(&toml)
+        .arg("--target-dir")
+        .arg(dir.join("target/guest"))
+        .env("CARGO_ENCODED_RUSTFLAGS", guest_rustflags().join("\x1f"))
+        .env_remove("RUSTFLAGS");
+    image_env(&mut c, heap, network);
+    crate::run(&mut c).context(format!("building the app at {}", dir.display()))?;
+    let bin = dir.join(format!("target/guest/{TARGET}/release/{app}"));
+    if !bin.is_file() {
+        bail!(
+            "{} built no binary named {app:?}: [image] app must be the crate's package name",
+            toml.display()
+        );
+    }
+    finish(&bin, &dir.join("target/image"), app)
+}
+
+/// The image's build-time settings, as the `rt::main!` macro reads them.
+fn image_env(c: &mut Command, heap: Option<u32>, network: Option<&str>) {
+    match heap {
+        Some(mib) => c.env("RT_HEAP_LIMIT_MIB", mib.to_string()),
+        None => c.env_remove("RT_HEAP_LIMIT_MIB"),
+    };
+    match network {
+        Some(n) => c.env("RT_NETWORK", n),
+        None => c.env_remove("RT_NETWORK"),
+    };
+}
+
+/// Copies the linked binary to `<out>/<name>.debug.elf` and strips it to
+/// `<out>/<name>.elf`.
+fn finish(bin: &Path, out: &Path, name: &str) -> Result<Built> {
+    std::fs::create_dir_all(out)?;
+    let debug_elf = out.join(format!("{name}.debug.elf"));
+    std::fs::copy(bin, &debug_elf)?;
+    let elf = out.join(format!("{name}.elf"));
+    let mut strip = Command::new("strip");
+    strip.arg("-o").arg(&elf).arg(&debug_elf);
+    crate::run_quiet(&mut strip).context("strip (from binutils) is needed to produce the image")?;
+    let size = std::fs::metadata(&elf)?.len();
+    Ok(Built {
+        elf,
+        debug_elf,
+        size,
+    })
 }
 
 /// Builds app `app` with the heap limit `heap` (MiB) into
@@ -104,32 +183,13 @@ fn build_image(app: &str, heap: Option<u32>, name: &str, network: Option<&str>) 
     }
     let mut c = guest_cargo("build");
     c.args(["-p", app]);
-    match heap {
-        Some(mib) => c.env("RT_HEAP_LIMIT_MIB", mib.to_string()),
-        None => c.env_remove("RT_HEAP_LIMIT_MIB"),
-    };
-    match network {
-        Some(n) => c.env("RT_NETWORK", n),
-        None => c.env_remove("RT_NETWORK"),
-    };
+    image_env(&mut c, heap, network);
     crate::run(&mut c).context(format!("building app {app}"))?;
-    let out = root().join("target/image");
-    std::fs::create_dir_all(&out)?;
-    let debug_elf = out.join(format!("{name}.debug.elf"));
-    std::fs::copy(
-        root().join(format!("target/guest/{TARGET}/release/{app}")),
-        &debug_elf,
-    )?;
-    let elf = out.join(format!("{name}.elf"));
-    let mut strip = Command::new("strip");
-    strip.arg("-o").arg(&elf).arg(&debug_elf);
-    crate::run_quiet(&mut strip).context("strip (from binutils) is needed to produce the image")?;
-    let size = std::fs::metadata(&elf)?.len();
-    Ok(Built {
-        elf,
-        debug_elf,
-        size,
-    })
+    finish(
+        &root().join(format!("target/guest/{TARGET}/release/{app}")),
+        &root().join("target/image"),
+        name,
+    )
 }
 
 /// `tsc_mode = "native"`: the guest's `rdtsc` runs on the CPU. Xen's

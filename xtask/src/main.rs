@@ -12,6 +12,7 @@ mod harness;
 mod image;
 mod manifest;
 mod notes;
+mod scaffold;
 mod terminal;
 mod test;
 
@@ -77,6 +78,13 @@ enum Cmd {
     },
     /// Prepare (or find cached) the Xen-in-QEMU harness images.
     Provision,
+    /// Make a new app in a folder of its own, outside this workspace: a
+    /// crate depending on rt, its image.toml, and a `cargo xtask` alias
+    /// there (then `cd DIR && cargo xtask run`).
+    New {
+        /// The app's folder (its name is the app's).
+        dir: PathBuf,
+    },
 }
 
 /// Runs a command, inheriting the terminal; fails on a non-zero exit.
@@ -107,9 +115,16 @@ pub fn run_quiet(c: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// A relative manifest path is looked up in the current folder first (an
+/// out-of-tree app runs `cargo xtask` in its own folder), then in this
+/// workspace.
 fn manifest_path(path: &PathBuf) -> PathBuf {
     if path.is_relative() {
-        image::root().join(path)
+        let here = std::env::current_dir().map(|d| d.join(path));
+        match here {
+            Ok(h) if h.is_file() => h,
+            _ => image::root().join(path),
+        }
     } else {
         path.clone()
     }
@@ -130,7 +145,7 @@ fn manifest_dir(path: &PathBuf) -> PathBuf {
 fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
     let m = load_manifest(manifest)?;
     let app = m.image.app.0.clone();
-    let built = image::build_manifest(&m)?;
+    let built = image::build_manifest(&m, &manifest_dir(manifest))?;
     let cfg = built.elf.with_extension("cfg");
     let base = manifest_dir(manifest);
     let disks: Vec<String> = m
@@ -175,8 +190,37 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
     println!("no working xl on this host: booting the bundled Xen-in-QEMU harness");
     let a = harness::provision()?;
     let app = m.image.app.0.clone();
+    // `[network] forward`: host ports reach the guest through QEMU and a
+    // forwarder in dom0 (bench-echo, built static).
+    let forwards: Vec<harness::Forward> = match &m.network {
+        Some(n) => match n.ip {
+            manifest::IpConfig::Static(ip, _) => n
+                .forward
+                .iter()
+                .map(|f| harness::Forward {
+                    host: f.host,
+                    guest_ip: ip,
+                    guest: f.guest,
+                })
+                .collect(),
+            manifest::IpConfig::Dhcp => vec![],
+        },
+        None => vec![],
+    };
+    let tools = if forwards.is_empty() {
+        vec![]
+    } else {
+        vec![bench::build_bench_echo()?]
+    };
+    for f in &forwards {
+        println!(
+            "forwarding 127.0.0.1:{} to the guest's port {} (once it is up)",
+            f.host, f.guest
+        );
+    }
     let g = harness::GuestSpec {
         cmdline: m.image.cmdline.0.clone(),
+        tools,
         ..harness::GuestSpec::new(&app, &built.elf, m.image.mode, m.resources.memory.0, 0)
     };
     // In dom0 the image sits at /harness/<app>.elf, and the disks are its
@@ -196,7 +240,7 @@ fn cmd_run(manifest: &PathBuf, force_harness: bool) -> Result<()> {
         .zip(&m.disks)
         .map(|(f, d)| (f, d.read_only))
         .collect();
-    harness::attach(&a, &g, &cfg_text, &drives)
+    harness::attach(&a, &g, &cfg_text, &drives, &forwards)
 }
 
 fn main() {
@@ -213,6 +257,12 @@ fn main() {
             };
             notes::report(&elf)
         })(),
+        Cmd::New { dir } => scaffold::new_app(&dir).map(|d| {
+            println!(
+                "made {}: cd there and `cargo xtask run` (boots it), `cargo xtask build` (the image)",
+                d.display()
+            );
+        }),
         Cmd::Provision => harness::provision().map(|a| {
             println!(
                 "xen    {}\nkernel {}\nrootfs {}",

@@ -148,8 +148,13 @@ impl TryFrom<i64> for Spec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
-    /// The app crate (a directory under `app/`).
+    /// The app crate: a directory under `app/`, or (with `path`) the
+    /// package name of a crate outside this workspace.
     pub app: AppName,
+    /// The folder of an app crate of its own (relative to the manifest):
+    /// an out-of-tree app (`cargo xtask new` makes one).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// `xl` guest type.
     pub mode: Mode,
     /// Guest command line.
@@ -321,6 +326,36 @@ pub struct Network {
     pub ip: IpConfig,
     /// Default gateway (static configuration only).
     pub gateway: Option<Ipv4Addr>,
+    /// The DNS server `rt::net::dns` asks (with DHCP, the lease's is used
+    /// when this is not given).
+    pub dns: Option<Ipv4Addr>,
+    /// Host ports forwarded to the guest by `cargo xtask run` in the
+    /// bundled harness: `"HOST:GUEST"` (static ip only).
+    #[serde(default)]
+    pub forward: Vec<Forward>,
+}
+
+/// A forwarded port: `"8080:80"` — host port 8080 reaches the guest's 80.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Forward {
+    /// The port on the machine running `cargo xtask run` (127.0.0.1).
+    pub host: u16,
+    /// The guest's port.
+    pub guest: u16,
+}
+
+impl TryFrom<String> for Forward {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|&p| p != 0);
+        match s.split_once(':').map(|(h, g)| (port(h), port(g))) {
+            Some((Some(host), Some(guest))) => Ok(Forward { host, guest }),
+            _ => Err(format!(
+                "forward {s:?} is not \"HOST:GUEST\" (two ports, 1 to 65535)"
+            )),
+        }
+    }
 }
 
 fn default_bridge() -> Bridge {
@@ -464,6 +499,24 @@ impl Manifest {
                 location: text.find("gateway").map(|o| line_col(text, o)),
                 message: "gateway is only meaningful with a static ip".into(),
             });
+        }
+        if let Some(n) = &m.network {
+            let at = || find_key(text, "forward").map(|o| line_col(text, o));
+            let err = |message: String| ManifestError {
+                path: path.to_path_buf(),
+                location: at(),
+                message,
+            };
+            if !n.forward.is_empty() && n.ip == IpConfig::Dhcp {
+                return Err(err(
+                    "forward needs a static ip (the harness forwards to that address)".into(),
+                ));
+            }
+            for (i, f) in n.forward.iter().enumerate() {
+                if n.forward[..i].iter().any(|g| g.host == f.host) {
+                    return Err(err(format!("host port {} is forwarded twice", f.host)));
+                }
+            }
         }
         for (i, d) in m.disks.iter().enumerate() {
             if m.disks[..i].iter().any(|e| e.vdev == d.vdev) {
@@ -653,6 +706,33 @@ mod tests {
             e.starts_with("image.toml:11:1: gateway is only meaningful"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn forwards_are_port_pairs_on_a_static_address() {
+        let net = "[network]\nip = \"10.0.0.2/24\"\nforward = [\"8080:80\", \"2222:22\"]\n";
+        let m = parse(&format!("{GOOD}{net}")).unwrap();
+        let f = m.network.unwrap().forward;
+        assert_eq!(
+            f[0],
+            Forward {
+                host: 8080,
+                guest: 80
+            }
+        );
+        assert_eq!(f[1].guest, 22);
+        for bad in ["\"8080\"", "\"0:80\"", "\"8080:70000\"", "\"a:b\""] {
+            let e = parse(&format!("{GOOD}{}", net.replace("\"2222:22\"", bad))).unwrap_err();
+            assert!(e.starts_with("image.toml:11:"), "{bad}: {e}");
+            assert!(e.contains("HOST:GUEST"), "{e}");
+        }
+        let e = parse(&format!("{GOOD}{}", net.replace("2222:22", "8080:81"))).unwrap_err();
+        assert!(
+            e.starts_with("image.toml:11:1: host port 8080 is forwarded twice"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}{}", net.replace("10.0.0.2/24", "dhcp"))).unwrap_err();
+        assert!(e.contains("forward needs a static ip"), "{e}");
     }
 
     #[test]

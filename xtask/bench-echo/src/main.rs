@@ -1,13 +1,24 @@
-//! The Linux PV domU's side of `cargo xtask bench`: the same services as
-//! `app/echo` — UDP echo and TCP echo on port 7, TCP discard on port 9 — so
-//! dom0 measures both guests with the same commands. Built statically and
-//! added to the domU's busybox initramfs by the bench. With `bench.disk=DEV`
-//! on the kernel command line it first runs the storage bench ([`disk`]).
+//! The Linux side of the bench and the tests, one static binary:
+//! - with no arguments, the Linux PV domU's side of `cargo xtask bench`:
+//!   the same services as `app/echo` — UDP echo and TCP echo on port 7,
+//!   TCP discard on port 9 — so dom0 measures both guests with the same
+//!   commands (added to the domU's busybox initramfs by the bench; with
+//!   `bench.disk=DEV` on the kernel command line it first runs the storage
+//!   bench, [`disk`]);
+//! - `http-load ...`: an HTTP/1.1 keep-alive load generator that checks
+//!   every answer ([`http`]), run in dom0 (`/harness/bench-echo`);
+//! - `forward PORT TARGET:PORT`: a TCP port forwarder ([`forward`]), run
+//!   in dom0 by `cargo xtask run` for the manifest's forwarded ports.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::thread;
 
+/// A subcommand: its arguments in, an error message out.
+type Tool = fn(&[String]) -> Result<(), String>;
+
 mod disk;
+mod forward;
+mod http;
 
 /// Serves every connection on `port` with `serve` in a thread of its own.
 fn tcp(port: u16, serve: fn(TcpStream) -> std::io::Result<()>) -> std::io::Result<()> {
@@ -40,6 +51,19 @@ fn discard(mut c: TcpStream) -> std::io::Result<()> {
 }
 
 fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tool: Option<Tool> = match args.first().map(String::as_str) {
+        Some("http-load") => Some(http::load),
+        Some("forward") => Some(forward::forward),
+        _ => None,
+    };
+    if let Some(tool) = tool {
+        if let Err(e) = tool(&args[1..]) {
+            eprintln!("bench-echo: {e}");
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
     // The storage bench first, when the command line names a disk.
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if let Some(dev) = cmdline

@@ -15,7 +15,7 @@ pub(super) const MIB: u32 = 128;
 pub(super) const LADDER: [u32; 6] = [24, 32, 40, 48, 64, 96];
 
 /// Builds `xtask/bench-echo` as a static binary; returns its path.
-pub(super) fn build_bench_echo() -> Result<PathBuf> {
+pub(crate) fn build_bench_echo() -> Result<PathBuf> {
     let target = "x86_64-unknown-linux-gnu";
     let dir = image::root().join("target/bench/echo-build");
     let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 mod linux;
+pub(crate) use linux::build_bench_echo;
 mod parse;
 mod render;
 mod stats;
@@ -127,6 +128,7 @@ pub fn run(reps: u32, storage_only: bool) -> Result<()> {
             after: None,
             ramdisk: linux.then(|| linux_initrd.clone()),
             peer: false,
+            tools: vec![],
         }
     };
     let mut guests = Vec::new();

@@ -45,6 +45,9 @@ pub struct GuestSpec {
     /// Whether it needs the second harness host (two-host migration): the
     /// session then starts one (see `harness::run`).
     pub peer: bool,
+    /// Host programs dom0 gets as `/harness/<file name>` (executable; once
+    /// per session however many guests name them), for its scripts.
+    pub tools: Vec<PathBuf>,
 }
 
 impl GuestSpec {
@@ -67,6 +70,7 @@ impl GuestSpec {
             after: None,
             ramdisk: None,
             peer: false,
+            tools: vec![],
         }
     }
 }

@@ -20,4 +20,4 @@ mod xl;
 
 pub use guest::{End, GuestRun, GuestSpec};
 pub use provision::provision;
-pub use run::{attach, run_bare, run_dom0, run_domus_retrying};
+pub use run::{Forward, attach, run_bare, run_dom0, run_domus_retrying};

@@ -247,6 +247,18 @@ pub fn run_domus_retrying(
     Ok(runs)
 }
 
+/// A port `cargo xtask run` forwards: the host's `127.0.0.1:host` to the
+/// guest's `guest_ip:guest` (through QEMU's user network and dom0).
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// The host's port (also dom0's).
+    pub host: u16,
+    /// The guest's address on the bridge.
+    pub guest_ip: std::net::Ipv4Addr,
+    /// The guest's port.
+    pub guest: u16,
+}
+
 /// Boots Xen + dom0 once and runs `guests` one after another as domUs.
 /// `show` receives progress and guest console lines as they arrive.
 pub fn run_domus(
@@ -271,6 +283,18 @@ pub fn run_domus(
             test_xl_config(g, &kernel, ramdisk.as_deref()).into_bytes(),
             false,
         ));
+        for tool in &g.tools {
+            let name = tool
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("tool {} has no file name", tool.display()))?
+                .to_string();
+            if !files.iter().any(|(n, _, _)| *n == name) {
+                let data =
+                    std::fs::read(tool).with_context(|| format!("reading {}", tool.display()))?;
+                files.push((name, data, true));
+            }
+        }
         if let Some(script) = &g.dom0 {
             files.push((
                 format!("{}.dom0", g.name),
@@ -535,14 +559,42 @@ pub fn attach(
     g: &GuestSpec,
     xl_cfg: &str,
     drives: &[(PathBuf, bool)],
+    forwards: &[Forward],
 ) -> Result<()> {
-    let files = vec![
+    let mut files = vec![
         (format!("{}.elf", g.name), std::fs::read(&g.elf)?, false),
         ("attach.cfg".to_string(), xl_cfg.as_bytes().to_vec(), false),
     ];
+    for tool in &g.tools {
+        let name = tool
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("tool {} has no file name", tool.display()))?;
+        files.push((name.to_string(), std::fs::read(tool)?, true));
+    }
     let initrd = initramfs(a, "run", &files)?;
     // No watchdog to speak of: an interactive session lasts as long as the user wants.
-    let mut args = xen_dom0_linux_args(a, &initrd, "harness.mode=attach harness.timeout=86400")?;
+    let mut dom0_args = String::from("harness.mode=attach harness.timeout=86400");
+    if !forwards.is_empty() {
+        let rules: Vec<String> = forwards
+            .iter()
+            .map(|f| format!("{}:{}:{}", f.host, f.guest_ip, f.guest))
+            .collect();
+        dom0_args.push_str(&format!(" harness.forward={}", rules.join(",")));
+    }
+    let mut args = xen_dom0_linux_args(a, &initrd, &dom0_args)?;
+    if !forwards.is_empty() {
+        // QEMU's user network: the host's 127.0.0.1:PORT reaches dom0's
+        // PORT (10.0.2.15), where a forwarder passes it to the guest.
+        let fwd: String = forwards
+            .iter()
+            .map(|f| format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.host))
+            .collect();
+        args.push("-netdev".into());
+        args.push(format!("user,id=fwd,net=10.0.2.0/24{fwd}").into());
+        args.push("-device".into());
+        args.push("virtio-net-pci,netdev=fwd".into());
+    }
     for (file, ro) in drives {
         check_path(file)?;
         let mut d = format!(

@@ -7,12 +7,14 @@ use crate::manifest::Mode;
 
 use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
-    HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest,
+    HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
 };
 use super::judge::lifecycle::{
     judge_checkpoint, judge_migrate, judge_migrate_2host, judge_saverestore,
 };
-use super::judge::net::{judge_cycles, judge_detach, judge_dhcp, judge_echo, judge_httpd};
+use super::judge::net::{
+    judge_cycles, judge_detach, judge_dhcp, judge_echo, judge_httpd, judge_tcp_tx,
+};
 use super::judge::shell::{
     SHELL_MIB, SHELL_SESSION, TIMERS_SESSION, judge_ended_by, judge_shell, judge_timers,
 };
@@ -46,6 +48,10 @@ pub const IMAGES: &[Image] = &[
         heap: Some(MEMTEST_HEAP_MIB),
     },
 ];
+
+/// The app the runner makes with `cargo xtask new` outside the workspace
+/// and builds with its own `cargo xtask build` (an image like the others).
+pub const OOT_APP: &str = "oot-hello";
 
 impl Image {
     const fn app(name: &'static str) -> Image {
@@ -182,6 +188,7 @@ pub const NET_VIF: &str = "bridge=xenbr0,mac=00:16:3e:00:00:02";
 mod dom0 {
     pub const ECHO: &str = include_str!("../../../scripts/dom0/tests/echo.sh");
     pub const HTTPD: &str = include_str!("../../../scripts/dom0/tests/httpd.sh");
+    pub const TCP_TX: &str = include_str!("../../../scripts/dom0/tests/tcp-tx.sh");
     pub const DETACH: &str = include_str!("../../../scripts/dom0/tests/detach.sh");
     pub const DHCP: &str = include_str!("../../../scripts/dom0/tests/dhcp.sh");
     pub const CYCLES: &str = include_str!("../../../scripts/dom0/tests/cycles.sh");
@@ -362,8 +369,24 @@ pub fn guest_tests() -> Vec<GuestTest> {
         hello("hello-pv-dom0", Boot::Dom0, "pv-dom0", (32, 32)),
         net("echo-pv", "echo", Pv, 300, dom0::ECHO, judge_echo),
         net("echo-pvh", "echo", Pvh, 300, dom0::ECHO, judge_echo),
-        net("httpd-pv", "httpd", Pv, 120, dom0::HTTPD, judge_httpd),
-        net("httpd-pvh", "httpd", Pvh, 120, dom0::HTTPD, judge_httpd),
+        net(
+            "httpd-keepalive-pv",
+            "httpd",
+            Pv,
+            240,
+            dom0::HTTPD,
+            judge_httpd,
+        ),
+        net(
+            "httpd-keepalive-pvh",
+            "httpd",
+            Pvh,
+            240,
+            dom0::HTTPD,
+            judge_httpd,
+        ),
+        net("tcp-tx-pv", "echo", Pv, 300, dom0::TCP_TX, judge_tcp_tx),
+        net("tcp-tx-pvh", "echo", Pvh, 300, dom0::TCP_TX, judge_tcp_tx),
         net(
             "echo-detach-pv",
             "echo",
@@ -447,6 +470,7 @@ pub fn guest_tests() -> Vec<GuestTest> {
         store_crash("blk-crash-pv", Pv),
         store_crash("blk-crash-pvh", Pvh),
         hello("hello-pv", Boot::DomU(Pv), "pv", (32, 32)),
+        GuestTest::new("oot-hello-pv", OOT_APP, Boot::DomU(Pv), 32, 30, judge_oot),
         shell("shell-pv", Pv),
         shell("shell-pvh", Pvh),
         ended_by(
@@ -550,13 +574,13 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 48, "every guest test of the suite");
+        assert_eq!(names.len(), 51, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");
         for t in &plan {
             assert!(
-                IMAGES.iter().any(|i| i.name == t.image),
+                IMAGES.iter().any(|i| i.name == t.image) || t.image == OOT_APP,
                 "{}: no image {}",
                 t.name,
                 t.image

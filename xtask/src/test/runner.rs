@@ -94,6 +94,45 @@ fn build_step(rows: &mut Vec<Row>, i: &super::plan::Image) -> Option<image::Buil
     out
 }
 
+/// The out-of-tree path as a user takes it: `cargo xtask new` makes an app
+/// under `target/oot/`, and `cargo xtask build` run in its folder (through
+/// the alias the template sets up) builds its image. Never filtered out: a
+/// guest test boots the image.
+fn build_out_of_tree(rows: &mut Vec<Row>) -> Option<image::Built> {
+    let mut out = None;
+    let name = super::plan::OOT_APP;
+    step(
+        rows,
+        Filter(None),
+        "build out-of-tree app (xtask new)",
+        || {
+            let parent = image::root().join("target/oot");
+            let dir = parent.join(name);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            std::fs::create_dir_all(&parent)?;
+            crate::run(cargo().args(["xtask", "new"]).arg(&dir))?;
+            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            // As a user would: in the app's folder, the alias finds xtask.
+            c.current_dir(&dir)
+                .args(["xtask", "build"])
+                .env_remove("CARGO_TARGET_DIR");
+            crate::run(&mut c)?;
+            let elf = dir.join(format!("target/image/{name}.elf"));
+            let size = std::fs::metadata(&elf)?.len();
+            crate::notes::report(&elf)?;
+            out = Some(image::Built {
+                debug_elf: dir.join(format!("target/image/{name}.debug.elf")),
+                elf,
+                size,
+            });
+            Ok(format!("{size} bytes stripped, outside the workspace"))
+        },
+    );
+    out
+}
+
 fn apps() -> Result<Vec<String>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(image::root().join("app"))? {
@@ -166,11 +205,33 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
         }
         crate::run(c.args(["--", "-D", "warnings"])).map(|_| String::new())
     });
+    step(&mut rows, filter, "rustdoc (rt, no warnings)", || {
+        // Every public rt item is documented (`missing_docs` is denied in
+        // rt and rt-net) and every doc link resolves.
+        crate::run(
+            cargo()
+                .args([
+                    "doc",
+                    "--no-deps",
+                    "-p",
+                    "rt",
+                    "-p",
+                    "rt-net",
+                    "-p",
+                    "rt-block",
+                ])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )
+        .map(|_| String::new())
+    });
     let mut built = BTreeMap::new();
     for i in IMAGES {
         if let Some(b) = build_step(&mut rows, i) {
             built.insert(i.name, b);
         }
+    }
+    if let Some(b) = build_out_of_tree(&mut rows) {
+        built.insert(super::plan::OOT_APP, b);
     }
     if let Some(b) = built.get("hello") {
         step(&mut rows, filter, "Xen notes of hello", || {
@@ -217,7 +278,7 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
         .into_iter()
         .filter(|t| filter.wants(t.name))
         .collect();
-    if tests.is_empty() {
+    if tests.is_empty() && !filter.wants("run-forward") {
         return;
     }
     // Every guest test needs the harness's QEMU, the bare one too: on a
@@ -231,6 +292,25 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
             }
             return;
         }
+    };
+    // dom0's tools: the static bench-echo (HTTP load generator), built
+    // once when a test's scripts call it.
+    let uses_tool = |t: &GuestTest| {
+        [t.dom0, t.before, t.after]
+            .iter()
+            .flatten()
+            .any(|s| s.contains(BENCH_ECHO))
+    };
+    let tools = if tests.iter().any(uses_tool) {
+        match crate::bench::build_bench_echo() {
+            Ok(p) => vec![p],
+            Err(e) => {
+                println!("building bench-echo for dom0 failed: {e:#}");
+                vec![]
+            }
+        }
+    } else {
+        vec![]
     };
     let mut domus = Vec::new();
     for t in &tests {
@@ -251,7 +331,11 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
                 harness::run_dom0(&a, t.name, &img.elf, t.cmdline, t.timeout.into(), &mut show)
             }
             Boot::DomU(mode) => {
-                domus.push((t, spec(t, img, mode)));
+                let mut g = spec(t, img, mode);
+                if uses_tool(t) {
+                    g.tools = tools.clone();
+                }
+                domus.push((t, g));
                 continue;
             }
         };
@@ -259,6 +343,9 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
             Ok(run) => guest_row(rows, &run, (t.judge)(&run)),
             Err(e) => missing_row(rows, t.name, &format!("{e:#}")),
         }
+    }
+    if filter.wants("run-forward") {
+        run_forward(rows);
     }
     if domus.is_empty() {
         return;
@@ -284,6 +371,128 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
         }
     }
 }
+
+/// `run-forward`: `cargo xtask run --harness` of httpd with `[network]
+/// forward = ["PORT:80"]`, as a user runs it (console attached, here on
+/// pipes); once the guest listens, the host fetches
+/// `http://127.0.0.1:PORT/` through QEMU's and dom0's forwarding, then
+/// leaves with Ctrl-].
+fn run_forward(rows: &mut Vec<Row>) {
+    use std::io::{BufRead, Read, Write};
+    println!("\n== guest: run-forward (cargo xtask run --harness, a forwarded port)");
+    let t0 = Instant::now();
+    let r = (|| -> Result<String> {
+        let dir = image::root().join("target/run-forward");
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let manifest = dir.join("image.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "spec = 1\n[image]\napp = \"httpd\"\nmode = \"pv\"\n[resources]\nmemory = 32\n\
+                 [network]\nip = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\nforward = [\"{port}:80\"]\n"
+            ),
+        )?;
+        let mut child = cargo()
+            .args(["xtask", "run", "--harness", "--manifest"])
+            .arg(&manifest)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let out = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                let _ = tx.send(l);
+            }
+        });
+        let deadline = Instant::now() + std::time::Duration::from_secs(300);
+        let mut ready = false;
+        while Instant::now() < deadline {
+            match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(l) => {
+                    show(
+                        t0.elapsed().as_secs_f64(),
+                        &format!("run-forward| {}", l.trim_end()),
+                    );
+                    if l.contains("httpd: listening on") {
+                        ready = true;
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        let fetched = if ready {
+            let mut last = String::from("no attempt");
+            let mut page = None;
+            for _ in 0..10 {
+                let got = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+                    let mut body = String::new();
+                    s.read_to_string(&mut body)?;
+                    Ok(body)
+                })();
+                match got {
+                    Ok(b) if b.starts_with("HTTP/1.1 200") && b.contains("uptime: ") => {
+                        page = Some(b);
+                        break;
+                    }
+                    Ok(b) => last = format!("answer {:?}", b.chars().take(80).collect::<String>()),
+                    Err(e) => last = e.to_string(),
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            page.ok_or(last)
+        } else {
+            Err("the guest never said `httpd: listening on`".to_string())
+        };
+        // Leave as a user does: Ctrl-].
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(&[0x1d]);
+        }
+        let end = Instant::now() + std::time::Duration::from_secs(60);
+        while Instant::now() < end {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        if child.try_wait()?.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("cargo xtask run did not end after Ctrl-]");
+        }
+        let page = fetched.map_err(anyhow::Error::msg)?;
+        let lines = page.lines().count();
+        Ok(format!(
+            "GET http://127.0.0.1:{port}/ -> 200 ({lines} lines) with the console attached"
+        ))
+    })();
+    let ok = r.is_ok();
+    println!(
+        "test result: {} run-forward",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    rows.push(Row {
+        name: "run-forward".into(),
+        ok,
+        secs: Some(t0.elapsed().as_secs_f64()),
+        detail: match r {
+            Ok(d) => d,
+            Err(e) => format!("{e:#}"),
+        },
+    });
+}
+
+/// Where dom0 finds the load generator.
+const BENCH_ECHO: &str = "/harness/bench-echo";
 
 /// The harness's description of a domU test.
 fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode) -> GuestSpec {

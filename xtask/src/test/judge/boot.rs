@@ -51,6 +51,19 @@ pub fn judge_hello(run: &GuestRun, want: &HelloExpect) -> Result<String, String>
     Ok(format!("entry-to-main {} us", &c[3]))
 }
 
+/// Judges the out-of-tree app (`cargo xtask new`'s template): its greeting
+/// on the console and a clean poweroff when `main` returned.
+pub fn judge_oot(run: &GuestRun) -> Result<String, String> {
+    let want = format!("{0}: hello from {0} on ", super::super::plan::OOT_APP);
+    let Some(line) = run.console.iter().find(|l| l.starts_with(&want)) else {
+        return Err(format!("no line starting {want:?}"));
+    };
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} (want poweroff)", run.end));
+    }
+    Ok(line.clone())
+}
+
 /// Judges a faulttest run: the fault reported as `want` (a line that must
 /// appear), the page-table walk printed (if `walk`), and a crashed end.
 pub fn judge_fault(run: &GuestRun, want: &str, walk: bool) -> Result<String, String> {

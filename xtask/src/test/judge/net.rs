@@ -82,7 +82,8 @@ pub fn judge_cycles(run: &GuestRun) -> Result<String, String> {
 
 /// Judges an httpd guest: dom0 fetched the status page (uptime, memory,
 /// MMU and network counters, the registered devices), a missing page got
-/// 404, `xl shutdown` worked.
+/// 404, 1000 keep-alive requests (pipelined ones included) were all
+/// answered correctly, `xl shutdown` worked.
 pub fn judge_httpd(run: &GuestRun) -> Result<String, String> {
     let page: Vec<&str> = run
         .events
@@ -111,13 +112,33 @@ pub fn judge_httpd(run: &GuestRun) -> Result<String, String> {
     if !missing.contains("404") {
         return Err(format!("a missing page gave {missing:?} (want a 404)"));
     }
+    let load: Vec<&str> = run
+        .events
+        .iter()
+        .filter_map(|e| e.strip_prefix("dom0| http-load: "))
+        .collect();
+    let summary = load.first().copied().unwrap_or("");
+    if !summary.starts_with("1000 requests, 1000 ok, 0 bad, 10 connections") {
+        return Err(format!(
+            "keep-alive load: {load:?} (want 1000 requests, 1000 ok, 0 bad)"
+        ));
+    }
+    let rate = summary.rsplit(", ").next().unwrap_or("");
+    let after = run
+        .events
+        .iter()
+        .find_map(|e| e.strip_prefix("dom0| after: http: "))
+        .unwrap_or("");
     if run.end != End::Poweroff {
         return Err(format!(
             "ended {} after xl shutdown (want poweroff)",
             run.end
         ));
     }
-    Ok(format!("GET / -> {} lines; missing -> 404", page.len()))
+    Ok(format!(
+        "GET / -> {} lines; missing -> 404; 1000 keep-alive requests all right ({rate}); server: {after}",
+        page.len()
+    ))
 }
 
 /// Judges an echo guest from dom0's side: ping with no loss, UDP and TCP echo
@@ -224,4 +245,125 @@ pub fn judge_echo(run: &GuestRun) -> Result<String, String> {
         ev.2,
         before.unwrap_or_default()
     ))
+}
+
+/// Judges a guest → dom0 stream: dom0 received 64 MiB whose CRC-32 equals
+/// the one the guest computed over what it sent, then `xl shutdown`.
+pub fn judge_tcp_tx(run: &GuestRun) -> Result<String, String> {
+    const SIZE: u64 = 64 << 20;
+    let sent = run
+        .console
+        .iter()
+        .find_map(|l| l.split_once("echo: source sent ").map(|(_, r)| r))
+        .ok_or("the guest never said what it sent (`echo: source sent ...`)")?;
+    let mut w = sent.split_whitespace();
+    let (bytes, crc) = (w.next(), w.nth(2));
+    let received = run
+        .events
+        .iter()
+        .find_map(|e| e.strip_prefix("dom0| tx: received crc32 "))
+        .unwrap_or("");
+    let mut r = received.split_whitespace();
+    let (rcrc, rsize) = (r.next(), r.nth(1));
+    if bytes != Some(&SIZE.to_string()) || rsize != Some(&SIZE.to_string()) {
+        return Err(format!(
+            "sizes: guest sent {bytes:?}, dom0 got {rsize:?} (want {SIZE}); guest: {sent:?}"
+        ));
+    }
+    if crc.is_none() || crc != rcrc {
+        return Err(format!(
+            "CRC-32: the guest's {crc:?}, dom0's {rcrc:?}: the stream was damaged"
+        ));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    let rate = run
+        .events
+        .iter()
+        .filter_map(|e| e.strip_prefix("dom0| tx: "))
+        .find(|l| l.contains("MB/s"))
+        .unwrap_or("?");
+    Ok(format!(
+        "64 MiB, CRC-32 {} both sides; {rate}; guest: {sent}",
+        rcrc.unwrap_or("")
+    ))
+}
+
+#[cfg(test)]
+mod tcp_tx_tests {
+    use super::*;
+
+    fn run(console: &str, dom0: &[&str]) -> GuestRun {
+        let mut r = GuestRun::new("tcp-tx-pv");
+        r.console = vec![console.to_string()];
+        r.events = dom0.iter().map(|s| format!("dom0| {s}")).collect();
+        r.end = End::Poweroff;
+        r
+    }
+
+    const SENT: &str = "echo: source sent 67108864 bytes crc32 12345 in 9000 ms (7456 KB/s)";
+
+    #[test]
+    fn same_crc_passes_and_damage_fails() {
+        let ok = run(
+            SENT,
+            &["tx: received crc32 12345 size 67108864", "tx: 7.00 MB/s"],
+        );
+        assert!(judge_tcp_tx(&ok).unwrap().contains("7.00 MB/s"));
+        let bad = run(SENT, &["tx: received crc32 54321 size 67108864"]);
+        assert!(judge_tcp_tx(&bad).unwrap_err().contains("damaged"));
+        let short = run(SENT, &["tx: received crc32 12345 size 1000"]);
+        assert!(judge_tcp_tx(&short).is_err());
+        let silent = run("echo: ready", &["tx: received crc32 12345 size 67108864"]);
+        assert!(judge_tcp_tx(&silent).is_err());
+    }
+}
+
+#[cfg(test)]
+mod httpd_tests {
+    use super::*;
+
+    fn run(dom0: &[&str]) -> GuestRun {
+        let mut r = GuestRun::new("httpd-keepalive-pv");
+        r.events = dom0.iter().map(|s| format!("dom0| {s}")).collect();
+        r.end = End::Poweroff;
+        r
+    }
+
+    const GOOD: &[&str] = &[
+        "page: httpd on Xen PV (10.0.0.2/24)",
+        "page: uptime: 1.000 s",
+        "page: memory: 1 of 2 frames free",
+        "page: mmu: 1 updates",
+        "page: network: rx 1 frames",
+        "page: devices: vif/0 connected",
+        "missing: wget: server returned error: HTTP/1.1 404 Not Found",
+        "http-load: 1000 requests, 1000 ok, 0 bad, 10 connections, 9.00 s, 111 req/s",
+        "after: http: 1002 requests, 12 connections (1 open), 0 refused, 0 broken",
+    ];
+
+    #[test]
+    fn all_answered_passes() {
+        let r = judge_httpd(&run(GOOD)).unwrap();
+        assert!(
+            r.contains("111 req/s") && r.contains("1002 requests"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_answer_or_missing_load_fails() {
+        let mut bad = GOOD.to_vec();
+        bad[7] = "http-load: 1000 requests, 999 ok, 1 bad, 10 connections, 9.00 s, 111 req/s";
+        assert!(judge_httpd(&run(&bad)).unwrap_err().contains("999 ok"));
+        bad.remove(7);
+        assert!(judge_httpd(&run(&bad)).is_err());
+        let mut no404 = GOOD.to_vec();
+        no404[6] = "missing: HTTP/1.1 200 OK";
+        assert!(judge_httpd(&run(&no404)).is_err());
+    }
 }
