@@ -70,6 +70,9 @@ enum Cmd {
         /// Only the storage rows (the disk guests).
         #[arg(long)]
         storage_only: bool,
+        /// Only the application rows (HTTP requests/s, TCP guest -> dom0).
+        #[arg(long)]
+        app_only: bool,
     },
     /// Decode and check the Xen ELF notes of an image (default: the manifest's app).
     Notes {
@@ -249,7 +252,11 @@ fn main() {
         Cmd::Build { manifest } => build(&manifest).map(drop),
         Cmd::Run { manifest, harness } => cmd_run(&manifest, harness),
         Cmd::Test { host_only, only } => test::run_all(host_only, only.as_deref()),
-        Cmd::Bench { reps, storage_only } => bench::run(reps, storage_only),
+        Cmd::Bench {
+            reps,
+            storage_only,
+            app_only,
+        } => bench::run(reps, storage_only, app_only),
         Cmd::Notes { elf } => (|| {
             let elf = match elf {
                 Some(e) => e,

@@ -1,7 +1,8 @@
 //! `echo`: UDP and TCP echo servers on port 7 (RFC 862), a TCP discard
 //! server on port 9 (RFC 863) and a TCP source on port 19 (a client sends a
-//! byte count and a newline, gets that many bytes of a fixed pattern and
-//! the guest logs their CRC-32: guest → peer throughput) over the vif, written on
+//! byte count and a newline, gets that many bytes of a fixed pattern with a
+//! 64 KiB period and the guest logs their CRC-32 — or, after `<count>
+//! fast`, only the rate: guest → peer throughput) over the vif, written on
 //! `rt::net`'s sockets and `rt::task`: one task per service and one per
 //! connection, so several clients are served at once.
 //!
@@ -223,23 +224,32 @@ async fn source(mut s: TcpStream) {
             }
         }
     }
-    let count = core::str::from_utf8(&line[..got])
-        .ok()
-        .and_then(|l| l.trim().parse::<u64>().ok())
+    // `<count>` or `<count> fast` (no CRC: the bench's throughput figure).
+    let text = core::str::from_utf8(&line[..got]).unwrap_or("");
+    let mut words = text.split_whitespace();
+    let count = words
+        .next()
+        .and_then(|w| w.parse::<u64>().ok())
         .filter(|&n| n <= SOURCE_MAX);
+    let fast = words.next() == Some("fast");
     let Some(count) = count else {
         rt::println!("echo: source: bad byte count (at most {SOURCE_MAX})");
         return;
     };
     let t0 = rt::time::Instant::now();
-    let mut crc = rt::block::crc32::Crc32::new();
-    let mut buf = vec![0u8; 16384];
+    let mut crc = (!fast).then(rt::block::crc32::Crc32::new);
+    // The pattern repeats every PERIOD bytes: made once, sent in slices.
+    let mut buf = vec![0u8; PERIOD];
+    pattern(0, &mut buf);
     let mut sent = 0u64;
     while sent < count {
-        let n = (count - sent).min(buf.len() as u64) as usize;
-        pattern(sent, &mut buf[..n]);
-        crc.update(&buf[..n]);
-        if let Err(e) = s.write_all(&buf[..n]).await {
+        let at = (sent % PERIOD as u64) as usize;
+        let n = (count - sent).min((PERIOD - at) as u64) as usize;
+        let chunk = &buf[at..at + n];
+        if let Some(c) = crc.as_mut() {
+            c.update(chunk);
+        }
+        if let Err(e) = s.write_all(chunk).await {
             rt::println!("echo: source: {e} after {sent} bytes");
             return;
         }
@@ -247,15 +257,24 @@ async fn source(mut s: TcpStream) {
     }
     let _ = s.flush().await;
     let ms = t0.elapsed().as_millis().max(1) as u64;
-    rt::println!(
-        "echo: source sent {sent} bytes crc32 {} in {ms} ms ({} KB/s)",
-        crc.value(),
-        sent / ms
-    );
+    match crc {
+        Some(c) => rt::println!(
+            "echo: source sent {sent} bytes crc32 {} in {ms} ms ({} KB/s)",
+            c.value(),
+            sent / ms
+        ),
+        None => rt::println!(
+            "echo: source sent {sent} bytes in {ms} ms ({} KB/s)",
+            sent / ms
+        ),
+    }
 }
 
-/// The source's bytes from offset `at`: each 4-byte word is its index
-/// times a large odd constant (cheap, and not one repeated byte).
+/// The source pattern's period (bytes).
+const PERIOD: usize = 65536;
+
+/// The source's bytes from offset `at` (within one period): each 4-byte
+/// word is its index times a large odd constant (not one repeated byte).
 fn pattern(at: u64, out: &mut [u8]) {
     for (i, b) in out.iter_mut().enumerate() {
         let off = at + i as u64;

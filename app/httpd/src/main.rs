@@ -4,6 +4,11 @@
 //! over 8 KiB or 32 headers, 413 for a body over 64 KiB, 408 for a request
 //! not finished in 10 s; an idle keep-alive connection closes after 30 s).
 //!
+//! Bounded under abuse: past [`MAX_OPEN`] connections, each new one resets
+//! the longest-idle keep-alive connection (the socket pool never fills with
+//! idle clients, so others are still served); a client that resets
+//! mid-answer costs its task only.
+//!
 //! `GET /` (or `HEAD /`) answers a plain-text page of the guest's uptime,
 //! memory, MMU, network and server counters; other paths get 404, other
 //! methods 405.
@@ -15,8 +20,11 @@ extern crate alloc;
 mod http;
 mod page;
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Poll, Waker};
 use core::time::Duration;
 
 use rt::net::io_async::{Read, Write};
@@ -31,6 +39,43 @@ const PORT: u16 = 80;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// An idle keep-alive connection is closed after this.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections past which a new one evicts the longest-idle one.
+pub const MAX_OPEN: usize = 48;
+
+/// A live connection, as the eviction sees it.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Set to ask the connection to reset itself.
+    evict: AtomicBool,
+    /// When it started waiting for a next request (ns of uptime; 0: busy).
+    idle_since: AtomicU64,
+    /// Its task, to wake when evicted.
+    waker: spin::Mutex<Option<Waker>>,
+}
+
+/// Every live connection (its id and slot).
+static LIVE: spin::Mutex<Vec<(u64, Arc<Slot>)>> = spin::Mutex::new(Vec::new());
+
+/// Past [`MAX_OPEN`], asks the longest-idle connection to go.
+fn make_room() {
+    let live = LIVE.lock();
+    if live.len() <= MAX_OPEN {
+        return;
+    }
+    let oldest = live
+        .iter()
+        .filter(|(_, s)| {
+            s.idle_since.load(Ordering::Relaxed) != 0 && !s.evict.load(Ordering::Relaxed)
+        })
+        .min_by_key(|(_, s)| s.idle_since.load(Ordering::Relaxed));
+    if let Some((_, s)) = oldest {
+        s.evict.store(true, Ordering::Relaxed);
+        if let Some(w) = s.waker.lock().take() {
+            w.wake();
+        }
+        COUNTERS.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Server counters, for the status page and the log.
 #[derive(Debug)]
@@ -45,6 +90,8 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Connections reset by the client or failed mid-answer.
     pub broken: AtomicU64,
+    /// Idle connections reset to make room ([`MAX_OPEN`]).
+    pub evicted: AtomicU64,
 }
 
 /// The counters.
@@ -54,6 +101,7 @@ pub static COUNTERS: Counters = Counters {
     open: AtomicU64::new(0),
     refused: AtomicU64::new(0),
     broken: AtomicU64::new(0),
+    evicted: AtomicU64::new(0),
 };
 
 fn main() -> Result<(), alloc::string::String> {
@@ -75,26 +123,42 @@ fn main() -> Result<(), alloc::string::String> {
     rt::task::block_on(async move {
         loop {
             let s = listener.accept_async().await;
-            COUNTERS.accepted.fetch_add(1, Ordering::Relaxed);
-            rt::task::spawn(connection(s));
+            let id = COUNTERS.accepted.fetch_add(1, Ordering::Relaxed);
+            let slot = Arc::new(Slot::default());
+            LIVE.lock().push((id, slot.clone()));
+            make_room();
+            rt::task::spawn(connection(s, id, slot));
         }
     })
 }
 
-/// Serves one connection until it closes, fails or times out.
-async fn connection(mut s: TcpStream) {
+/// How a connection ended.
+enum End {
+    /// Closed (by either side, or after a refusal or a timeout).
+    Closed,
+    /// Evicted to make room: reset at once.
+    Evicted,
+}
+
+/// Serves one connection until it closes, fails, times out or is evicted.
+async fn connection(mut s: TcpStream, id: u64, slot: Arc<Slot>) {
     COUNTERS.open.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = serve(&mut s).await {
-        COUNTERS.broken.fetch_add(1, Ordering::Relaxed);
-        let n = COUNTERS.broken.load(Ordering::Relaxed);
-        if n.is_power_of_two() {
-            rt::println!("httpd: connection {n} broken: {e}");
+    match serve(&mut s, &slot).await {
+        Ok(End::Closed) => drop(s),
+        // A reset frees the socket now, not after a graceful close.
+        Ok(End::Evicted) => s.abort(),
+        Err(e) => {
+            let n = COUNTERS.broken.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                rt::println!("httpd: connection {n} broken: {e}");
+            }
         }
     }
+    LIVE.lock().retain(|(i, _)| *i != id);
     COUNTERS.open.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn serve(s: &mut TcpStream) -> Result<(), SocketError> {
+async fn serve(s: &mut TcpStream, slot: &Slot) -> Result<End, SocketError> {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 2048];
     loop {
@@ -105,25 +169,42 @@ async fn serve(s: &mut TcpStream) -> Result<(), SocketError> {
                     buf.drain(..r.len);
                     answer(s, &r).await?;
                     if !r.keep_alive {
-                        return Ok(());
+                        return Ok(End::Closed);
                     }
                 }
                 Framed::Partial => break,
-                Framed::Refuse(status) => return refuse(s, status).await,
+                Framed::Refuse(status) => return refuse(s, status).await.map(|()| End::Closed),
             }
         }
-        let limit = if buf.is_empty() {
-            IDLE_TIMEOUT
-        } else {
-            REQUEST_TIMEOUT
+        let idle = buf.is_empty();
+        let limit = if idle { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
+        if idle {
+            let now = rt::time::uptime().as_nanos().max(1) as u64;
+            slot.idle_since.store(now, Ordering::Relaxed);
+        }
+        // The read, unless the connection is evicted meanwhile.
+        let got = {
+            let mut read = core::pin::pin!(rt::task::timeout(limit, s.read(&mut chunk)));
+            poll_fn(|cx| {
+                if slot.evict.load(Ordering::Relaxed) {
+                    return Poll::Ready(None);
+                }
+                *slot.waker.lock() = Some(cx.waker().clone());
+                read.as_mut().poll(cx).map(Some)
+            })
+            .await
         };
-        match rt::task::timeout(limit, s.read(&mut chunk)).await {
-            Ok(Ok(0)) => return Ok(()),
+        slot.idle_since.store(0, Ordering::Relaxed);
+        let Some(got) = got else {
+            return Ok(End::Evicted);
+        };
+        match got {
+            Ok(Ok(0)) => return Ok(End::Closed),
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
             Ok(Err(e)) => return Err(e),
             // Idle between requests: close quietly; mid-request: 408.
-            Err(_) if buf.is_empty() => return Ok(()),
-            Err(_) => return refuse(s, Status::Timeout).await,
+            Err(_) if idle => return Ok(End::Closed),
+            Err(_) => return refuse(s, Status::Timeout).await.map(|()| End::Closed),
         }
     }
 }

@@ -66,12 +66,13 @@ pub fn status() -> String {
     let c = &COUNTERS;
     let _ = writeln!(
         p,
-        "http: {} requests, {} connections ({} open), {} refused, {} broken",
+        "http: {} requests, {} connections ({} open), {} refused, {} broken, {} evicted",
         c.requests.load(Ordering::Relaxed),
         c.accepted.load(Ordering::Relaxed),
         c.open.load(Ordering::Relaxed),
         c.refused.load(Ordering::Relaxed),
-        c.broken.load(Ordering::Relaxed)
+        c.broken.load(Ordering::Relaxed),
+        c.evicted.load(Ordering::Relaxed)
     );
     let t = rt::task::stats();
     let _ = writeln!(

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+mod apps;
 mod linux;
 pub(crate) use linux::build_bench_echo;
 mod parse;
@@ -75,13 +76,15 @@ pub(super) struct Metric {
 const LADDER_OURS: [u32; 5] = [3, 4, 5, 6, 8];
 
 /// Runs the benchmark: `reps` boots of each guest in one harness session
-/// (with `storage_only`, just the storage rows).
-pub fn run(reps: u32, storage_only: bool) -> Result<()> {
+/// (with `storage_only`, just the storage rows; with `app_only`, just the
+/// HTTP and TCP guest -> dom0 rows).
+pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
     if reps == 0 {
         bail!("--reps must be at least 1");
     }
-    println!("== building the echo, mmtest and blktest images");
+    println!("== building the echo, httpd, mmtest and blktest images");
     let echo = image::build_app_as("echo", None, "echo")?;
+    let httpd = image::build_app_as("httpd", None, "httpd")?;
     let mmtest = image::build_app_as("mmtest", None, "mmtest")?;
     let blktest = image::build_app_as("blktest", None, "blktest")?;
     println!("\n== building bench-echo (the Linux domU's echo server, static)");
@@ -90,6 +93,30 @@ pub fn run(reps: u32, storage_only: bool) -> Result<()> {
     let a = harness::provision()?;
     let linux_initrd = linux::linux_initrd(&a.linux_initrd, &server)?;
     let disks = storage::guests(reps, &blktest.elf, &a.linux_kernel, &linux_initrd);
+    let app_guests = apps::guests(
+        reps,
+        &apps::Inputs {
+            httpd: &httpd.elf,
+            echo: &echo.elf,
+            linux_kernel: &a.linux_kernel,
+            linux_initrd: &linux_initrd,
+            bench_echo: server.clone(),
+        },
+    );
+    if app_only {
+        println!(
+            "\n== {} HTTP and TCP guests in one harness session",
+            app_guests.len()
+        );
+        let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
+        let runs = harness::run_domus_retrying(&a, "bench", &app_guests, 3, &mut show)?;
+        let mut failures = Vec::new();
+        println!("{}", apps::table(&app_guests, &runs, reps, &mut failures));
+        for f in &failures {
+            println!("warning: {f}");
+        }
+        return Ok(());
+    }
     if storage_only {
         println!("\n== {} storage guests in one harness session", disks.len());
         let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
@@ -185,10 +212,12 @@ pub fn run(reps: u32, storage_only: bool) -> Result<()> {
     }
     let storage_at = guests.len();
     guests.extend(disks);
+    let apps_at = guests.len();
+    guests.extend(app_guests);
     println!(
         "\n== {} guests in one harness session: {reps} timed boots of each (ours as PV and PVH, Linux PV), \
          {} on the memory ladder, mmtest as PV and PVH, {reps} save/restore and migration runs of each, \
-         {reps} storage runs of each",
+         {reps} storage runs of each, {reps} HTTP and TCP guest -> dom0 runs of each",
         guests.len(),
         ladder.len()
     );
@@ -294,8 +323,14 @@ pub fn run(reps: u32, storage_only: bool) -> Result<()> {
         &mut failures,
     )?);
     table.push_str(&storage::table(
-        &guests[storage_at..],
-        &runs[storage_at..],
+        &guests[storage_at..apps_at],
+        &runs[storage_at..apps_at],
+        reps,
+        &mut failures,
+    ));
+    table.push_str(&apps::table(
+        &guests[apps_at..],
+        &runs[apps_at..],
         reps,
         &mut failures,
     ));

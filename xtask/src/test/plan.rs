@@ -13,7 +13,8 @@ use super::judge::lifecycle::{
     judge_checkpoint, judge_migrate, judge_migrate_2host, judge_saverestore,
 };
 use super::judge::net::{
-    judge_cycles, judge_detach, judge_dhcp, judge_echo, judge_httpd, judge_tcp_tx,
+    judge_cycles, judge_detach, judge_dhcp, judge_echo, judge_httpd, judge_httpd_abuse,
+    judge_tcp_tx,
 };
 use super::judge::shell::{
     SHELL_MIB, SHELL_SESSION, TIMERS_SESSION, judge_ended_by, judge_shell, judge_timers,
@@ -189,6 +190,7 @@ mod dom0 {
     pub const ECHO: &str = include_str!("../../../scripts/dom0/tests/echo.sh");
     pub const HTTPD: &str = include_str!("../../../scripts/dom0/tests/httpd.sh");
     pub const TCP_TX: &str = include_str!("../../../scripts/dom0/tests/tcp-tx.sh");
+    pub const HTTPD_ABUSE: &str = include_str!("../../../scripts/dom0/tests/httpd-abuse.sh");
     pub const DETACH: &str = include_str!("../../../scripts/dom0/tests/detach.sh");
     pub const DHCP: &str = include_str!("../../../scripts/dom0/tests/dhcp.sh");
     pub const CYCLES: &str = include_str!("../../../scripts/dom0/tests/cycles.sh");
@@ -385,6 +387,14 @@ pub fn guest_tests() -> Vec<GuestTest> {
             dom0::HTTPD,
             judge_httpd,
         ),
+        net(
+            "httpd-abuse-pv",
+            "httpd",
+            Pv,
+            240,
+            dom0::HTTPD_ABUSE,
+            judge_httpd_abuse,
+        ),
         net("tcp-tx-pv", "echo", Pv, 300, dom0::TCP_TX, judge_tcp_tx),
         net("tcp-tx-pvh", "echo", Pvh, 300, dom0::TCP_TX, judge_tcp_tx),
         net(
@@ -574,7 +584,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 51, "every guest test of the suite");
+        assert_eq!(names.len(), 52, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

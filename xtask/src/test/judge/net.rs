@@ -293,6 +293,145 @@ pub fn judge_tcp_tx(run: &GuestRun) -> Result<String, String> {
     ))
 }
 
+/// Most the httpd heap may grow across the abuse (bytes): what the
+/// connections still closing and the grown task table may hold.
+const ABUSE_HEAP_GROWTH: u64 = 512 * 1024;
+
+/// Judges httpd under the hostile clients: the 1 MiB head got 431, the
+/// unfinished request 408 (within the server's 10 s plus slack), the flood
+/// was accepted and the server made room (evictions), the resets were
+/// survived, the normal client was served every time, and the heap after
+/// is within [`ABUSE_HEAP_GROWTH`] of before; `xl shutdown` worked.
+pub fn judge_httpd_abuse(run: &GuestRun) -> Result<String, String> {
+    let line = |key: &str| -> Result<&str, String> {
+        run.events
+            .iter()
+            .find_map(|e| e.strip_prefix("dom0| abuse: ")?.strip_prefix(key))
+            .ok_or(format!("no `abuse: {key}` line from dom0"))
+    };
+    let big = line("big-header: ")?;
+    if !big.contains(" 431 ") {
+        return Err(format!("the 1 MiB head got {big:?} (want 431)"));
+    }
+    let slow = line("slow-request: ")?;
+    let secs: f64 = slow
+        .split(" after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    if !slow.contains(" 408 ") || !(8.0..=20.0).contains(&secs) {
+        return Err(format!(
+            "the unfinished request got {slow:?} (want 408 after ~10 s)"
+        ));
+    }
+    let flood = line("flood: ")?;
+    let opened: u32 = flood
+        .split(", ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if opened < 150 {
+        return Err(format!("the flood: {flood:?} (want at least 150 opened)"));
+    }
+    let resets = line("resets: ")?;
+    let normal = line("normal: ")?;
+    let (ok, all) = normal
+        .split_once(" of ")
+        .and_then(|(a, r)| {
+            Some((
+                a.parse::<u32>().ok()?,
+                r.split(' ').next()?.parse::<u32>().ok()?,
+            ))
+        })
+        .unwrap_or((0, 1));
+    if ok != all || all < 20 {
+        return Err(format!(
+            "the normal client: {normal:?} (want every request served, at least 20)"
+        ));
+    }
+    let heap = line("heap before ")?;
+    let nums: Vec<u64> = heap
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match nums[..] {
+        [b, a] if a <= b + ABUSE_HEAP_GROWTH => {}
+        _ => {
+            return Err(format!(
+                "heap {heap:?}: want at most {ABUSE_HEAP_GROWTH} B more after"
+            ));
+        }
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    let server = line("server ").unwrap_or("");
+    Ok(format!(
+        "431, 408 in {secs:.1} s, flood {opened} held, {resets}; normal {ok}/{all}; heap {heap}; {server}"
+    ))
+}
+
+#[cfg(test)]
+mod abuse_tests {
+    use super::*;
+
+    fn run(dom0: &[&str]) -> GuestRun {
+        let mut r = GuestRun::new("httpd-abuse-pv");
+        r.events = dom0.iter().map(|s| format!("dom0| abuse: {s}")).collect();
+        r.end = End::Poweroff;
+        r
+    }
+
+    const GOOD: &[&str] = &[
+        "big-header: HTTP/1.1 431 Request Header Fields Too Large after 1024 KiB of header sent",
+        "slow-request: HTTP/1.1 408 Request Timeout after 10.2 s, then closed",
+        "flood: 200 attempted, 200 opened, 0 failed; 150 of them closed by the server",
+        "resets: 30 of 30 reset mid-answer",
+        "normal: 120 of 120 served, slowest 0.80 s",
+        "heap before 700000 B, after 710000 B",
+        "server http: 500 requests, 400 connections (2 open), 2 refused, 30 broken, 150 evicted",
+    ];
+
+    #[test]
+    fn survived_passes() {
+        assert!(judge_httpd_abuse(&run(GOOD)).is_ok());
+    }
+
+    #[test]
+    fn each_failure_is_caught() {
+        let cases = [
+            (
+                0,
+                "big-header: HTTP/1.1 200 OK after 1024 KiB of header sent",
+            ),
+            (1, "slow-request: nothing after 30.0 s, then closed"),
+            (
+                1,
+                "slow-request: HTTP/1.1 408 Request Timeout after 30.0 s, then closed",
+            ),
+            (
+                2,
+                "flood: 200 attempted, 60 opened, 140 failed; 0 of them closed by the server",
+            ),
+            (
+                4,
+                "normal: 119 of 120 served, slowest 5.00 s (first failure: refused)",
+            ),
+            (5, "heap before 700000 B, after 9000000 B"),
+        ];
+        for (i, bad) in cases {
+            let mut v = GOOD.to_vec();
+            v[i] = bad;
+            assert!(judge_httpd_abuse(&run(&v)).is_err(), "{bad}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tcp_tx_tests {
     use super::*;
