@@ -212,10 +212,13 @@ impl Device for VifDevice {
         c.medium = Medium::Ethernet;
         c.max_transmission_unit = rt_xen::dev::net::MAX_FRAME;
         c.max_burst_size = Some(32);
-        // netfront verified TCP and UDP checksums already, or the backend
-        // said the data was validated (a frame from dom0's own stack may
-        // carry only the pseudo-header sum: `NETRXF_csum_blank`).
-        c.checksum.tcp = Checksum::Tx;
+        // Received: netfront verified TCP and UDP checksums already, or the
+        // backend said the data was validated (a frame from dom0's own
+        // stack may carry only the pseudo-header sum: `NETRXF_csum_blank`).
+        // Sent: netfront offloads TCP checksums to the backend
+        // (`NETTXF_csum_blank`, see `rt_xen::dev::net::csum`), so smoltcp
+        // never sums a TCP payload; UDP it still sums.
+        c.checksum.tcp = Checksum::None;
         c.checksum.udp = Checksum::Tx;
         c
     }

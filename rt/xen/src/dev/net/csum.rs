@@ -1,6 +1,10 @@
-//! The TCP/UDP checksum check of received IPv4 frames: the part of the
-//! stack's work netfront does itself, since it negotiated checksum offload
-//! (a packet the backend did not vouch for is checked here, once).
+//! TCP/UDP checksums of IPv4 frames, the part of the stack's work netfront
+//! does itself: the check of received frames, since it negotiated checksum
+//! offload (a packet the backend did not vouch for is checked here, once);
+//! and checksum offload on transmit ([`offload_tcp`]): a TCP frame leaves
+//! with only the pseudo-header sum in its checksum field and
+//! `NETTXF_csum_blank`, and the backend (Linux: `CHECKSUM_PARTIAL`)
+//! completes it — the guest never sums the payload it sends.
 
 /// The Internet checksum's one's-complement sum of `data`, added to `sum`.
 fn ones_sum(mut sum: u32, data: &[u8]) -> u32 {
@@ -22,23 +26,65 @@ fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
-/// Whether an Ethernet frame's IPv4 TCP or UDP checksum is right. Frames of
-/// other kinds, fragments and malformed headers give true: the stack checks
-/// (and drops) those itself; only the TCP/UDP checksum is left to us.
-pub fn l4_checksum_ok(frame: &[u8]) -> bool {
+/// The IPv4 packet of an Ethernet frame, if whole and unfragmented:
+/// (its header length, its total length).
+fn ipv4(frame: &[u8]) -> Option<(usize, usize)> {
     const IPV4: [u8; 2] = [0x08, 0x00];
-    const TCP: u8 = 6;
-    const UDP: u8 = 17;
     if frame.len() < 14 + 20 || frame[12..14] != IPV4 {
-        return true;
+        return None;
     }
     let ip = &frame[14..];
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
     if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
-        return true;
+        return None;
     }
+    Some((ihl, total))
+}
+
+/// Prepares a TCP frame for checksum offload: its checksum field gets the
+/// pseudo-header's sum (addresses, protocol, TCP length; not complemented),
+/// which the backend completes over the segment. Returns whether the frame
+/// is such a frame (an IPv4 TCP segment, whole, unfragmented); others are
+/// left untouched and must carry their own checksum.
+pub fn offload_tcp(frame: &mut [u8]) -> bool {
+    const TCP: u8 = 6;
+    let Some((ihl, total)) = ipv4(frame) else {
+        return false;
+    };
+    let ip = &mut frame[14..14 + total];
+    if ip[9] != TCP || total - ihl < 20 {
+        return false;
+    }
+    let mut sum = ones_sum(0, &ip[12..20]);
+    sum += u32::from(TCP) + (total - ihl) as u32;
+    let partial = fold(sum);
+    ip[ihl + 16..ihl + 18].copy_from_slice(&partial.to_be_bytes());
+    true
+}
+
+/// What the backend does to a frame sent with `NETTXF_csum_blank`: sums
+/// the TCP segment (its checksum field holding the pseudo-header sum) and
+/// stores the complement. For the host tests, as the other side.
+#[cfg(test)]
+pub(crate) fn complete_tcp(frame: &mut [u8]) {
+    let (ihl, total) = ipv4(frame).expect("an IPv4 frame");
+    let l4 = &mut frame[14 + ihl..14 + total];
+    let sum = !fold(ones_sum(0, l4));
+    l4[16..18].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Whether an Ethernet frame's IPv4 TCP or UDP checksum is right. Frames of
+/// other kinds, fragments and malformed headers give true: the stack checks
+/// (and drops) those itself; only the TCP/UDP checksum is left to us.
+pub fn l4_checksum_ok(frame: &[u8]) -> bool {
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    let Some((ihl, total)) = ipv4(frame) else {
+        return true;
+    };
+    let ip = &frame[14..];
     let proto = ip[9];
     let l4 = &ip[ihl..total];
     match proto {
@@ -61,6 +107,42 @@ pub fn l4_checksum_ok(frame: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::dev::net::fake::{tcp_frame, udp_frame};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Offloaded: the pseudo-header sum the guest leaves, completed as
+        /// the backend completes it, is the right checksum — for any
+        /// payload length (odd ones too) and content.
+        #[test]
+        fn an_offloaded_checksum_completes_to_the_right_one(len in 0usize..9000, seed in any::<u8>()) {
+            let good = tcp_frame(len, seed);
+            let mut f = good.clone();
+            // Whatever smoltcp left in the field is replaced.
+            let at = 14 + 20 + 16;
+            f[at] ^= 0x5a;
+            prop_assert!(offload_tcp(&mut f));
+            complete_tcp(&mut f);
+            prop_assert!(l4_checksum_ok(&f));
+            prop_assert_eq!(f, good);
+        }
+    }
+
+    #[test]
+    fn only_whole_tcp_segments_are_offloaded() {
+        let mut udp = udp_frame(33, true);
+        let before = udp.clone();
+        assert!(!offload_tcp(&mut udp));
+        assert_eq!(udp, before, "not TCP: untouched");
+        let mut frag = tcp_frame(10, 1);
+        frag[14 + 6] |= 0x20;
+        assert!(!offload_tcp(&mut frag));
+        let mut short = tcp_frame(0, 1);
+        short[14 + 2..14 + 4].copy_from_slice(&30u16.to_be_bytes());
+        assert!(!offload_tcp(&mut short), "a TCP header cut short");
+        let mut arp = tcp_frame(10, 1);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!offload_tcp(&mut arp));
+    }
 
     #[test]
     fn the_checksum_check_takes_good_frames_and_rejects_damaged_ones() {

@@ -105,7 +105,9 @@ mod tests {
     use super::*;
     use crate::dev::net::buffers::{MAX_FRAME, MAX_PACKET, MIN_FRAME};
     use crate::dev::net::fake::{Back, Bufs, ans, idx, setup};
-    use crate::dev::net::netif::{NETIF_RSP_OKAY, RxRequest, RxResponse, TxResponse};
+    use crate::dev::net::netif::{
+        NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, RxRequest, RxResponse, TxResponse,
+    };
     use alloc::vec::Vec;
     use proptest::prelude::*;
 
@@ -140,6 +142,29 @@ mod tests {
                 prop_assert!(tx <= SLOTS && rx <= SLOTS);
             }
         }
+    }
+
+    #[test]
+    fn tcp_frames_go_with_checksum_offload_and_others_without() {
+        use crate::dev::net::csum::{complete_tcp, l4_checksum_ok};
+        use crate::dev::net::fake::{tcp_frame, udp_frame};
+        let (mut n, mut b, mut bufs) = setup();
+        let good = tcp_frame(1000, 9);
+        let mut sent = good.clone();
+        sent[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&[0, 0]); // as smoltcp leaves it
+        n.send(&mut bufs, sent.len(), |f| f.copy_from_slice(&sent))
+            .unwrap();
+        let udp = udp_frame(40, true);
+        n.send(&mut bufs, udp.len(), |f| f.copy_from_slice(&udp))
+            .unwrap();
+        let reqs = b.tx_requests();
+        assert_eq!(reqs[0].flags, NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED);
+        assert_eq!(reqs[1].flags, 0, "UDP carries its own checksum");
+        let mut on_wire = bufs.tx[usize::from(reqs[0].id)].0[..good.len()].to_vec();
+        assert!(!l4_checksum_ok(&on_wire), "only the pseudo-header sum");
+        complete_tcp(&mut on_wire);
+        assert_eq!(on_wire, good);
+        assert_eq!(n.stats.tx_csum_offloaded, 1);
     }
 
     /// smoltcp over this data path, the backend a lossy wire to a second
@@ -200,6 +225,11 @@ mod tests {
                     let at = usize::from(r.offset);
                     let mut f =
                         self.bufs.tx[usize::from(r.id)].0[at..at + usize::from(r.size)].to_vec();
+                    // As netback does: an offloaded checksum is completed
+                    // (without that the peer drops every segment).
+                    if r.flags & NETTXF_CSUM_BLANK != 0 {
+                        crate::dev::net::csum::complete_tcp(&mut f);
+                    }
                     if w.pass(&mut f) {
                         w.to_peer.push_back(f);
                     }
@@ -254,6 +284,13 @@ mod tests {
             c.max_transmission_unit = MAX_FRAME;
             c
         }
+        /// The guest's side as `rt` configures smoltcp: TCP checksums are
+        /// netfront's (checked on receive, offloaded on send).
+        fn guest_caps() -> DeviceCapabilities {
+            let mut c = caps();
+            c.checksum.tcp = smoltcp::phy::Checksum::None;
+            c
+        }
         impl Device for Guest {
             type RxToken<'a> = Frame;
             type TxToken<'a> = GuestTx<'a>;
@@ -269,7 +306,7 @@ mod tests {
                 self.n.can_send().then_some(GuestTx(self))
             }
             fn capabilities(&self) -> DeviceCapabilities {
-                caps()
+                guest_caps()
             }
         }
 

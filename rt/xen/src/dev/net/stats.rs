@@ -10,6 +10,8 @@ pub struct NetStats {
     pub tx_errors: u64,
     /// Frames not sent because every TX slot was in flight.
     pub tx_ring_full: u64,
+    /// TCP frames sent with checksum offload (`NETTXF_csum_blank`).
+    pub tx_csum_offloaded: u64,
     /// Packets received and handed on.
     pub rx_frames: u64,
     /// Bytes received.

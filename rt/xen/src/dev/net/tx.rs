@@ -1,12 +1,17 @@
 //! Transmit: one granted page per TX slot, a frame copied into its page at
 //! offset 0 (so no transmit slot ever crosses a page: Linux netback
-//! disables the vif when one does), answers taken on the next send.
+//! disables the vif when one does), answers taken on the next send. A TCP
+//! frame goes with checksum offload (`NETTXF_csum_blank`: the pseudo-header
+//! sum in its field, the backend sums the segment; see `csum`).
 //!
 //! Invariant: an id is either free (on the `free` stack) or in flight
 //! (`busy`), never both; free ids never outnumber free ring slots, because
 //! each id in flight holds one.
 use super::buffers::{MAX_FRAME, MIN_FRAME, Pages, SLOTS};
-use super::netif::{NETIF_RSP_NULL, NETIF_RSP_OKAY, Tx, TxRequest};
+use super::csum::offload_tcp;
+use super::netif::{
+    NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, Tx, TxRequest,
+};
 use super::stats::NetStats;
 use crate::proto::shared_ring::{FrontRing, RingError};
 
@@ -85,11 +90,18 @@ impl TxPath {
         }
         self.nfree -= 1;
         let id = self.free[self.nfree];
-        fill(&mut pages.tx_page(id)[..len]);
+        let frame = &mut pages.tx_page(id)[..len];
+        fill(frame);
+        let flags = if offload_tcp(frame) {
+            stats.tx_csum_offloaded += 1;
+            NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED
+        } else {
+            0
+        };
         let pushed = self.ring.push(TxRequest {
             gref: self.gref[usize::from(id)],
             offset: 0,
-            flags: 0,
+            flags,
             id,
             size: len as u16,
         });
