@@ -293,7 +293,7 @@ fn net_stats_line() -> alloc::string::String {
     let h = rt::heap::stats();
     let e = rt::event::stats();
     alloc::format!(
-        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, {} sent with checksum offload, bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; reconnects {}, ports open {}, free frames {}; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations, {} KiB mapped; grants {}; sockets {} ({} closing); tasks {} alive",
+        "rx {} frames {} B, tx {} frames {} B; drops: ring full {}, bad ids {}, lengths {}, flags {}, errors rx {} tx {}; offload: {} gso packets, {} checksums checked, {} sent with checksum offload ({} GSO), bad extras {}, chains {}, checksums {}; events: {} upcalls, {} repeated, {} outside idle (last rip {:#x} rsp {:#x}), {} hypercalls; reconnects {}, ports open {}, free frames {}; buffers tx in flight {tx}, rx posted {rx}; heap {} B in {} allocations, {} KiB mapped; grants {}; sockets {} ({} closing); tasks {} alive",
         s.rx_frames,
         s.rx_bytes,
         s.tx_frames,
@@ -307,6 +307,7 @@ fn net_stats_line() -> alloc::string::String {
         s.rx_gso,
         s.rx_csum_checked,
         s.tx_csum_offloaded,
+        s.tx_gso,
         s.bad_extras,
         s.bad_chains,
         s.bad_checksums,

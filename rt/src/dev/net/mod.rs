@@ -379,6 +379,8 @@ impl rt_net::Driver for VifDriver {
             self.announce();
         }
         self.iface.poll(now, &mut self.device, sockets);
+        // What the stack sent may wait gathered into a GSO packet: it goes.
+        self.device.vif.flush();
         let Some(h) = self.dhcp else { return };
         let change = match sockets.get_mut::<dhcpv4::Socket>(h).poll() {
             None => return,

@@ -133,7 +133,7 @@ impl State {
                         self.mac
                     );
                 }
-                add_stats(&mut self.earlier, &self.link.nf.stats);
+                self.earlier.add(&self.link.nf.stats);
                 self.link = link;
                 self.reconnects += 1;
                 // The old backend's state watch is void: watch the new one.
@@ -158,27 +158,6 @@ impl State {
             }
         }
     }
-}
-
-/// Adds a connection's counters to the running totals.
-fn add_stats(total: &mut NetStats, s: &NetStats) {
-    total.tx_frames += s.tx_frames;
-    total.tx_bytes += s.tx_bytes;
-    total.tx_errors += s.tx_errors;
-    total.tx_ring_full += s.tx_ring_full;
-    total.rx_frames += s.rx_frames;
-    total.rx_bytes += s.rx_bytes;
-    total.rx_gso += s.rx_gso;
-    total.rx_csum_checked += s.rx_csum_checked;
-    total.rx_errors += s.rx_errors;
-    total.bad_ids += s.bad_ids;
-    total.bad_lengths += s.bad_lengths;
-    total.bad_flags += s.bad_flags;
-    total.bad_extras += s.bad_extras;
-    total.bad_chains += s.bad_chains;
-    total.bad_checksums += s.bad_checksums;
-    total.ring_errors += s.ring_errors;
-    total.notifies += s.notifies;
 }
 
 /// Watches the backend's state (a close, a detach).
@@ -250,14 +229,30 @@ impl Vif {
         chan.unmask()
             .map_err(|e| HandshakeError::Setup(format!("{e}")))?;
         crate::event::name_port(chan.port(), "vif");
-        let link = Connection {
+        let mut link = Connection {
             nf,
             bufs,
             chan,
             backend: found.device.backend,
             _rings: rings,
         };
+        link.nf.set_tx_gso(Self::backend_takes_gso(&link.backend));
         Ok((link, found.mac))
+    }
+
+    /// Whether to gather TCP segments into GSO packets for this backend: it
+    /// offers `feature-gso-tcpv4` and `feature-sg` (each exactly "1"; any
+    /// other value, or none, is no), and the command line does not say
+    /// `net.gso=off`.
+    fn backend_takes_gso(backend: &str) -> bool {
+        let off = crate::bootinfo::boot_info()
+            .cmdline()
+            .split_whitespace()
+            .any(|w| w == "net.gso=off");
+        let feature = |k: &str| {
+            crate::xenstore::read(&format!("{backend}/{k}")).is_ok_and(|v| v.trim() == "1")
+        };
+        !off && feature("feature-gso-tcpv4") && feature("feature-sg")
     }
 
     /// Grants the two ring pages and the 2 x 256 buffer pages to the backend
@@ -379,6 +374,20 @@ impl Vif {
         }
     }
 
+    /// Sends the TCP segments gathered into a GSO packet, if any (the stack
+    /// has sent what it had for now).
+    pub fn flush(&mut self) {
+        let mut g = self.state.lock();
+        let s = &mut *g;
+        if !s.phase.usable() {
+            return;
+        }
+        let l = &mut s.link;
+        if l.nf.flush_tx(&mut l.bufs) {
+            s.notify();
+        }
+    }
+
     /// Whether a frame can be sent now (reclaiming answered buffers first).
     pub fn can_send(&mut self) -> bool {
         let mut s = self.state.lock();
@@ -414,7 +423,7 @@ impl Vif {
     pub fn stats(&self) -> NetStats {
         let s = self.state.lock();
         let mut total = s.earlier;
-        add_stats(&mut total, &s.link.nf.stats);
+        total.add(&s.link.nf.stats);
         total
     }
 

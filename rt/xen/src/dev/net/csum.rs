@@ -53,15 +53,30 @@ pub fn offload_tcp(frame: &mut [u8]) -> bool {
     let Some((ihl, total)) = ipv4(frame) else {
         return false;
     };
-    let ip = &mut frame[14..14 + total];
-    if ip[9] != TCP || total - ihl < 20 {
+    if frame[14 + 9] != TCP || total - ihl < 20 {
         return false;
     }
+    set_pseudo_sum(frame, ihl, total - ihl);
+    true
+}
+
+/// Fills in the header checksum of the 20-byte IPv4 header `hdr`.
+pub(crate) fn set_ipv4_checksum(hdr: &mut [u8]) {
+    hdr[10..12].copy_from_slice(&[0, 0]);
+    let sum = !fold(ones_sum(0, &hdr[..20]));
+    hdr[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Puts the pseudo-header sum of a TCP segment of `tcp_len` bytes into the
+/// checksum field of the TCP header that follows `frame`'s IPv4 header of
+/// `ihl` bytes (for offload; the caller checked the headers are there).
+pub(crate) fn set_pseudo_sum(frame: &mut [u8], ihl: usize, tcp_len: usize) {
+    const TCP: u8 = 6;
+    let ip = &mut frame[14..];
     let mut sum = ones_sum(0, &ip[12..20]);
-    sum += u32::from(TCP) + (total - ihl) as u32;
+    sum += u32::from(TCP) + tcp_len as u32;
     let partial = fold(sum);
     ip[ihl + 16..ihl + 18].copy_from_slice(&partial.to_be_bytes());
-    true
 }
 
 /// What the backend does to a frame sent with `NETTXF_csum_blank`: sums

@@ -18,6 +18,7 @@ pub mod buffers;
 mod csum;
 #[cfg(test)]
 mod fake;
+pub mod gso;
 pub mod lifecycle;
 pub mod netfront;
 pub mod netif;

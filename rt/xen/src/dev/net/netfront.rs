@@ -68,6 +68,20 @@ impl Netfront {
         Ok(self.count_notify(notify))
     }
 
+    /// Sends what TCP segments are being gathered into a GSO packet (call
+    /// when the stack has nothing more to send for now); returns whether to
+    /// notify the backend.
+    pub fn flush_tx(&mut self, pages: &mut impl Pages) -> bool {
+        let notify = self.tx.flush(pages, &mut self.stats);
+        self.count_notify(notify)
+    }
+
+    /// Gathers TCP segments into GSO packets from now on (the backend
+    /// offers `feature-gso-tcpv4` and `feature-sg`), or stops.
+    pub fn set_tx_gso(&mut self, on: bool) {
+        self.tx.set_gso(on);
+    }
+
     /// Takes the backend's TX answers (see [`TxPath::collect`]): their
     /// buffers can be used again. Returns the number taken.
     pub fn collect_tx(&mut self) -> u32 {
@@ -106,8 +120,10 @@ mod tests {
     use crate::dev::net::buffers::{MAX_FRAME, MAX_PACKET, MIN_FRAME};
     use crate::dev::net::fake::{Back, Bufs, ans, idx, setup};
     use crate::dev::net::netif::{
-        NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, RxRequest, RxResponse, TxResponse,
+        NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, NETTXF_EXTRA_INFO,
+        NETTXF_MORE_DATA, RxRequest, RxResponse, TxRequest, TxResponse,
     };
+    use crate::dev::net::stats::NetStats;
     use alloc::vec::Vec;
     use proptest::prelude::*;
 
@@ -174,6 +190,29 @@ mod tests {
     /// the end every TX buffer is back and every RX buffer posted again.
     #[test]
     fn smoltcp_tcp_crosses_a_lossy_backend_intact() {
+        lossy_transfer(false, false);
+    }
+
+    /// The same with the guest sending, its TCP segments gathered into GSO
+    /// packets that the backend segments again (as netback and Linux do):
+    /// the data arrives intact, and GSO packets were sent.
+    #[test]
+    fn smoltcp_tcp_sends_gso_packets_through_a_lossy_backend_intact() {
+        let s = lossy_transfer(true, true);
+        assert!(s.tx_gso >= 5, "{} GSO packets", s.tx_gso);
+        let plain = lossy_transfer(true, false);
+        assert_eq!(plain.tx_gso, 0);
+        assert!(
+            s.tx_csum_offloaded < plain.tx_csum_offloaded,
+            "fewer packets with GSO: {} vs {}",
+            s.tx_csum_offloaded,
+            plain.tx_csum_offloaded
+        );
+    }
+
+    /// A 64 KiB transfer over the lossy wire, the guest receiving or
+    /// sending, with GSO on or off; returns the guest's counters.
+    fn lossy_transfer(guest_sends: bool, gso: bool) -> NetStats {
         use core::cell::RefCell;
         use smoltcp::iface::{Config, Interface, SocketSet};
         use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
@@ -221,22 +260,68 @@ mod tests {
             /// RX buffers with what the peer sent.
             fn backend(&mut self) {
                 let mut w = self.wire.borrow_mut();
-                for r in self.b.tx_requests() {
+                let reqs = self.b.tx_requests();
+                let mut i = 0;
+                let slot = |r: &TxRequest| -> Vec<u8> {
                     let at = usize::from(r.offset);
-                    let mut f =
-                        self.bufs.tx[usize::from(r.id)].0[at..at + usize::from(r.size)].to_vec();
-                    // As netback does: an offloaded checksum is completed
-                    // (without that the peer drops every segment).
-                    if r.flags & NETTXF_CSUM_BLANK != 0 {
-                        crate::dev::net::csum::complete_tcp(&mut f);
+                    self.bufs.tx[usize::from(r.id)].0[at..at + usize::from(r.size)].to_vec()
+                };
+                let mut answers = Vec::new();
+                while i < reqs.len() {
+                    // A packet: its first slot, an extra-info slot if
+                    // flagged, then its further slots while more_data.
+                    let first = reqs[i];
+                    i += 1;
+                    let mut mss = None;
+                    if first.flags & NETTXF_EXTRA_INFO != 0 {
+                        let e = reqs[i];
+                        i += 1;
+                        let g = e.gref.to_ne_bytes();
+                        mss = Some(usize::from(u16::from_ne_bytes([g[2], g[3]])));
+                        answers.push(TxResponse {
+                            id: 0,
+                            status: crate::dev::net::netif::NETIF_RSP_NULL,
+                        });
                     }
-                    if w.pass(&mut f) {
-                        w.to_peer.push_back(f);
+                    let mut parts = vec![first];
+                    while parts.last().unwrap().flags & NETTXF_MORE_DATA != 0 {
+                        parts.push(reqs[i]);
+                        i += 1;
                     }
-                    self.b.tx_answer(TxResponse {
-                        id: r.id,
-                        status: NETIF_RSP_OKAY,
-                    });
+                    // The first slot's size is the packet's; its own bytes
+                    // are what the others leave.
+                    let rest: usize = parts[1..].iter().map(|p| usize::from(p.size)).sum();
+                    let mut head = first;
+                    head.size = (usize::from(first.size) - rest) as u16;
+                    let mut pkt = slot(&head);
+                    for p in &parts[1..] {
+                        pkt.extend(slot(p));
+                    }
+                    // As netback (and dom0's stack) do: a GSO packet is cut
+                    // into segments, an offloaded checksum completed.
+                    let frames = match mss {
+                        Some(m) => crate::dev::net::gso::resegment(&pkt, m),
+                        None => {
+                            if first.flags & NETTXF_CSUM_BLANK != 0 {
+                                crate::dev::net::csum::complete_tcp(&mut pkt);
+                            }
+                            vec![pkt]
+                        }
+                    };
+                    for mut f in frames {
+                        if w.pass(&mut f) {
+                            w.to_peer.push_back(f);
+                        }
+                    }
+                    for p in parts {
+                        answers.push(TxResponse {
+                            id: p.id,
+                            status: NETIF_RSP_OKAY,
+                        });
+                    }
+                }
+                for a in answers {
+                    self.b.tx_answer(a);
                 }
                 self.free_rx.extend(self.b.rx_requests());
                 while !self.free_rx.is_empty() {
@@ -336,7 +421,8 @@ mod tests {
         }
 
         let wire = Rc::new(RefCell::new(Wire::default()));
-        let (n, b, bufs) = setup();
+        let (mut n, b, bufs) = setup();
+        n.set_tx_gso(gso);
         let mut guest = Guest {
             n,
             b,
@@ -354,12 +440,25 @@ mod tests {
         let mut gs = SocketSet::new(vec![]);
         let mut ps = SocketSet::new(vec![]);
         let buf = |n: usize| tcp::SocketBuffer::new(vec![0u8; n]);
-        let server = gs.add(tcp::Socket::new(buf(65536), buf(64)));
-        gs.get_mut::<tcp::Socket>(server).listen(9).unwrap();
-        let client = ps.add(tcp::Socket::new(buf(64), buf(65536)));
-        ps.get_mut::<tcp::Socket>(client)
-            .connect(pi.context(), (IpAddress::v4(10, 0, 0, 2), 9), 49152)
-            .unwrap();
+        // The receiving side listens, the sending side connects.
+        let (server, client) = if guest_sends {
+            let server = ps.add(tcp::Socket::new(buf(65536), buf(64)));
+            ps.get_mut::<tcp::Socket>(server).listen(9).unwrap();
+            let client = gs.add(tcp::Socket::new(buf(64), buf(65536)));
+            gs.get_mut::<tcp::Socket>(client)
+                .connect(gi.context(), (IpAddress::v4(10, 0, 0, 1), 9), 49152)
+                .unwrap();
+            (server, client)
+        } else {
+            let server = gs.add(tcp::Socket::new(buf(65536), buf(64)));
+            gs.get_mut::<tcp::Socket>(server).listen(9).unwrap();
+            let client = ps.add(tcp::Socket::new(buf(64), buf(65536)));
+            ps.get_mut::<tcp::Socket>(client)
+                .connect(pi.context(), (IpAddress::v4(10, 0, 0, 2), 9), 49152)
+                .unwrap();
+            (server, client)
+        };
+
         let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 + i / 251) as u8).collect();
         let (mut sent, mut got) = (0, Vec::new());
         for _ in 0..600_000 {
@@ -367,12 +466,19 @@ mod tests {
             pi.poll(t, &mut peer, &mut ps);
             guest.backend();
             gi.poll(t, &mut guest, &mut gs);
+            // The stack sent what it had: the gathered packet goes.
+            guest.n.flush_tx(&mut guest.bufs);
             guest.backend();
-            let c = ps.get_mut::<tcp::Socket>(client);
+            let (cs, ss) = if guest_sends {
+                (&mut gs, &mut ps)
+            } else {
+                (&mut ps, &mut gs)
+            };
+            let c = cs.get_mut::<tcp::Socket>(client);
             if c.can_send() && sent < data.len() {
                 sent += c.send_slice(&data[sent..]).unwrap();
             }
-            let s = gs.get_mut::<tcp::Socket>(server);
+            let s = ss.get_mut::<tcp::Socket>(server);
             while s.can_recv() {
                 s.recv(|b| {
                     got.extend_from_slice(b);
@@ -400,9 +506,12 @@ mod tests {
         assert_eq!(guest.n.buffers(), (0, SLOTS));
         let s = guest.n.stats;
         assert_eq!(s.bad_ids + s.bad_lengths, 0);
-        assert!(
-            s.bad_checksums > 0 && s.rx_csum_checked > 0,
-            "netfront checked the checksums the wire did not vouch for"
-        );
+        if !guest_sends {
+            assert!(
+                s.bad_checksums > 0 && s.rx_csum_checked > 0,
+                "netfront checked the checksums the wire did not vouch for"
+            );
+        }
+        s
     }
 }

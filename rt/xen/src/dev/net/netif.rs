@@ -71,6 +71,8 @@ pub const NETTXF_CSUM_BLANK: u16 = 1;
 pub const NETTXF_DATA_VALIDATED: u16 = 1 << 1;
 /// `NETTXF_more_data`: the packet continues in the next slot.
 pub const NETTXF_MORE_DATA: u16 = 1 << 2;
+/// `NETTXF_extra_info`: the next slot is a `netif_extra_info` (GSO).
+pub const NETTXF_EXTRA_INFO: u16 = 1 << 3;
 /// `NETRXF_data_validated`: the checksum was checked (or needs none).
 pub const NETRXF_DATA_VALIDATED: u16 = 1;
 /// `NETRXF_csum_blank`: the checksum was never computed (a local packet).

@@ -10,8 +10,10 @@ pub struct NetStats {
     pub tx_errors: u64,
     /// Frames not sent because every TX slot was in flight.
     pub tx_ring_full: u64,
-    /// TCP frames sent with checksum offload (`NETTXF_csum_blank`).
+    /// TCP packets sent with checksum offload (`NETTXF_csum_blank`).
     pub tx_csum_offloaded: u64,
+    /// Of those, GSO packets (several segments gathered into one).
+    pub tx_gso: u64,
     /// Packets received and handed on.
     pub rx_frames: u64,
     /// Bytes received.
@@ -43,4 +45,52 @@ pub struct NetStats {
     pub ring_errors: u64,
     /// Notifications sent to the backend.
     pub notifies: u64,
+}
+
+impl NetStats {
+    /// Adds `o`'s counters to these (a connection's to the vif's totals).
+    /// Every field is named: a counter added to the struct cannot be
+    /// forgotten here.
+    pub fn add(&mut self, o: &NetStats) {
+        let NetStats {
+            tx_frames,
+            tx_bytes,
+            tx_errors,
+            tx_ring_full,
+            tx_csum_offloaded,
+            tx_gso,
+            rx_frames,
+            rx_bytes,
+            rx_gso,
+            rx_csum_checked,
+            rx_errors,
+            bad_ids,
+            bad_lengths,
+            bad_flags,
+            bad_extras,
+            bad_chains,
+            bad_checksums,
+            ring_errors,
+            notifies,
+        } = *o;
+        self.tx_frames += tx_frames;
+        self.tx_bytes += tx_bytes;
+        self.tx_errors += tx_errors;
+        self.tx_ring_full += tx_ring_full;
+        self.tx_csum_offloaded += tx_csum_offloaded;
+        self.tx_gso += tx_gso;
+        self.rx_frames += rx_frames;
+        self.rx_bytes += rx_bytes;
+        self.rx_gso += rx_gso;
+        self.rx_csum_checked += rx_csum_checked;
+        self.rx_errors += rx_errors;
+        self.bad_ids += bad_ids;
+        self.bad_lengths += bad_lengths;
+        self.bad_flags += bad_flags;
+        self.bad_extras += bad_extras;
+        self.bad_chains += bad_chains;
+        self.bad_checksums += bad_checksums;
+        self.ring_errors += ring_errors;
+        self.notifies += notifies;
+    }
 }

@@ -9,8 +9,10 @@
 //! each id in flight holds one.
 use super::buffers::{MAX_FRAME, MIN_FRAME, Pages, SLOTS};
 use super::csum::offload_tcp;
+use super::gso::{self, Gather};
 use super::netif::{
-    NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, Tx, TxRequest,
+    NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, NETTXF_EXTRA_INFO,
+    NETTXF_MORE_DATA, Tx, TxRequest,
 };
 use super::stats::NetStats;
 use crate::proto::shared_ring::{FrontRing, RingError};
@@ -44,6 +46,14 @@ pub(super) struct TxPath {
     /// Free ids, used as a stack.
     free: [u16; SLOTS],
     nfree: usize,
+    /// Each id's frame length (while it is gathered or in flight).
+    lens: [u16; SLOTS],
+    /// Whether the backend takes GSO packets (`feature-gso-tcpv4` and
+    /// `feature-sg`): then TCP segments are gathered ([`super::gso`]).
+    gso: bool,
+    /// The GSO packet being gathered: its ids are neither free nor in
+    /// flight (an answer naming one is a bad id).
+    gather: Option<Gather>,
 }
 
 impl TxPath {
@@ -59,7 +69,15 @@ impl TxPath {
             busy: [false; SLOTS],
             free,
             nfree: SLOTS,
+            lens: [0; SLOTS],
+            gso: false,
+            gather: None,
         }
+    }
+
+    /// Turns TCP segmentation offload on or off (what the backend offers).
+    pub(super) fn set_gso(&mut self, on: bool) {
+        self.gso = on;
     }
 
     /// Whether a frame can be sent now.
@@ -73,7 +91,9 @@ impl TxPath {
     }
 
     /// Sends a frame of `len` bytes that `fill` writes; returns whether to
-    /// notify the backend.
+    /// notify the backend. With GSO on, a TCP data segment may wait in the
+    /// gathered packet until [`Self::flush`] (the caller flushes when its
+    /// stack has sent what it had).
     pub(super) fn send(
         &mut self,
         pages: &mut impl Pages,
@@ -92,6 +112,85 @@ impl TxPath {
         let id = self.free[self.nfree];
         let frame = &mut pages.tx_page(id)[..len];
         fill(frame);
+        self.lens[usize::from(id)] = len as u16;
+        stats.tx_frames += 1;
+        stats.tx_bytes += len as u64;
+        let mut notify = false;
+        if self.gso
+            && let Some(seg) = gso::segment(frame)
+        {
+            if let Some(g) = &mut self.gather
+                && g.continues(frame, &seg)
+            {
+                g.push(id, &seg);
+            } else {
+                let next = Gather::new(id, seg, frame);
+                notify |= self.flush(pages, stats);
+                self.gather = Some(next);
+            }
+            if self.gather.as_ref().is_some_and(|g| g.ended) {
+                notify |= self.flush(pages, stats);
+            }
+            return Ok(notify);
+        }
+        notify |= self.flush(pages, stats);
+        notify |= self.push_single(pages, id, stats);
+        Ok(notify)
+    }
+
+    /// Sends the gathered packet, if any: as one GSO packet, or (one
+    /// segment, or no ring room for it) frame by frame. Returns whether to
+    /// notify the backend.
+    pub(super) fn flush(&mut self, pages: &mut impl Pages, stats: &mut NetStats) -> bool {
+        let Some(g) = self.gather.take() else {
+            return false;
+        };
+        // The data slots and the extra-info slot.
+        if g.n == 1 || self.ring.free_requests() < g.n as u32 + 1 {
+            let mut notify = false;
+            for &id in &g.ids[..g.n] {
+                notify |= self.push_single(pages, id, stats);
+            }
+            return notify;
+        }
+        let hdr = g.first.hdr;
+        let first = g.ids[0];
+        g.patch_first(pages.tx_page(first));
+        let total = hdr + g.payload;
+        let mut pushed = self.ring.push(TxRequest {
+            gref: self.gref[usize::from(first)],
+            offset: 0,
+            flags: NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED | NETTXF_MORE_DATA | NETTXF_EXTRA_INFO,
+            id: first,
+            size: total as u16,
+        });
+        pushed &= self.ring.push(gso::extra_slot(g.first.payload as u16));
+        for (k, &id) in g.ids[..g.n].iter().enumerate().skip(1) {
+            let len = usize::from(self.lens[usize::from(id)]);
+            pushed &= self.ring.push(TxRequest {
+                gref: self.gref[usize::from(id)],
+                offset: hdr as u16,
+                flags: if k + 1 < g.n { NETTXF_MORE_DATA } else { 0 },
+                id,
+                size: (len - hdr) as u16,
+            });
+        }
+        // The room was checked above.
+        debug_assert!(pushed);
+        for &id in &g.ids[..g.n] {
+            self.busy[usize::from(id)] = true;
+        }
+        stats.tx_gso += 1;
+        stats.tx_csum_offloaded += 1;
+        self.ring.publish()
+    }
+
+    /// Puts frame `id` (whole in its page) on the ring on its own, its TCP
+    /// checksum offloaded; with no ring room it is dropped (counted; TCP
+    /// retransmits).
+    fn push_single(&mut self, pages: &mut impl Pages, id: u16, stats: &mut NetStats) -> bool {
+        let len = usize::from(self.lens[usize::from(id)]);
+        let frame = &mut pages.tx_page(id)[..len];
         let flags = if offload_tcp(frame) {
             stats.tx_csum_offloaded += 1;
             NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED
@@ -105,12 +204,15 @@ impl TxPath {
             id,
             size: len as u16,
         });
-        // Free ids never outnumber free ring slots: each id in flight holds one.
-        debug_assert!(pushed);
+        if !pushed {
+            // Extra-info slots awaiting their answers can fill the ring.
+            stats.tx_ring_full += 1;
+            self.free[self.nfree] = id;
+            self.nfree += 1;
+            return false;
+        }
         self.busy[usize::from(id)] = true;
-        stats.tx_frames += 1;
-        stats.tx_bytes += len as u64;
-        Ok(self.ring.publish())
+        self.ring.publish()
     }
 
     /// Takes the backend's answers: their buffers can be used again.

@@ -1,0 +1,316 @@
+//! TCP segmentation offload on transmit, by merging: consecutive full-size
+//! TCP segments of one connection that the stack emits in one go (each
+//! already in its own TX page) go to the backend as one GSO packet — the
+//! first frame's headers, then each segment's payload as a further slot of
+//! the same packet (`NETTXF_more_data`, at offset past its own headers),
+//! with a `XEN_NETIF_EXTRA_TYPE_GSO` slot giving the segment size. The
+//! backend (Linux netback) hands dom0's stack one large packet and
+//! segments it only if it leaves the host. Nothing is copied: the pages
+//! already hold the data.
+//!
+//! The rules a merge keeps (so that segmenting the packet again yields
+//! the very segments the stack sent): same Ethernet, IPv4 (no options, not
+//! fragmented) and TCP headers byte for byte except the IP length, id and
+//! checksum and the TCP sequence number, PSH and checksum; only ACK (and
+//! PSH on the last) set; sequence numbers contiguous; every segment but
+//! the last exactly the first's payload size; at most [`MAX_SEGMENTS`]
+//! slots and 64 KiB of IP datagram.
+use super::netif::TxRequest;
+
+/// Most data slots of one GSO packet (Linux netback's limit is 18 slots
+/// per packet, and it disables a vif that sends more than 20).
+pub const MAX_SEGMENTS: usize = 17;
+/// Largest IP datagram of a GSO packet (its frame's length must fit the
+/// first request's 16-bit size).
+const MAX_IP_LEN: usize = 65535 - 14;
+/// Most header bytes a gathered packet's first frame has (Ethernet, IPv4
+/// without options, TCP with the most options).
+const MAX_HDR: usize = 14 + 20 + 60;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+
+/// A frame that may be part of a GSO packet: an IPv4 TCP data segment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Segment {
+    /// Bytes of headers (Ethernet, IPv4, TCP).
+    pub hdr: usize,
+    /// Bytes of TCP payload.
+    pub payload: usize,
+    /// Its sequence number.
+    pub seq: u32,
+    /// PSH is set (it ends a merge).
+    pub psh: bool,
+}
+
+/// Reads `frame` as a mergeable segment: Ethernet + IPv4 without options,
+/// unfragmented, TCP with only ACK or ACK|PSH set, some payload, and
+/// exactly the IP length of the frame.
+pub fn segment(frame: &[u8]) -> Option<Segment> {
+    if frame.len() < 14 + 20 + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if ip[0] != 0x45 || ip[9] != 6 || fragment || total != ip.len() {
+        return None;
+    }
+    let tcp = &ip[20..];
+    let thl = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    if thl < 20 || thl > tcp.len() || flags & !TCP_PSH != TCP_ACK || tcp[12] & 0x0f != 0 {
+        return None;
+    }
+    let payload = tcp.len() - thl;
+    (payload > 0).then(|| Segment {
+        hdr: 14 + 20 + thl,
+        payload,
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        psh: flags & TCP_PSH != 0,
+    })
+}
+
+/// A GSO packet being gathered: the TX ids of its frames in order.
+#[derive(Clone, Debug)]
+pub struct Gather {
+    /// The frames' TX ids (the first holds the headers used).
+    pub ids: [u16; MAX_SEGMENTS],
+    /// How many.
+    pub n: usize,
+    /// The first frame.
+    pub first: Segment,
+    /// A copy of the first frame's headers (compared with each next one).
+    head: [u8; MAX_HDR],
+    /// Payload bytes gathered.
+    pub payload: usize,
+    /// A short or PSH segment came: nothing more may follow.
+    pub ended: bool,
+    /// The last segment had PSH.
+    pub last_psh: bool,
+}
+
+impl Gather {
+    /// A gather starting with frame `id` (segment `first`, bytes `frame`).
+    pub fn new(id: u16, first: Segment, frame: &[u8]) -> Gather {
+        let mut ids = [0; MAX_SEGMENTS];
+        ids[0] = id;
+        let mut head = [0; MAX_HDR];
+        head[..first.hdr].copy_from_slice(&frame[..first.hdr]);
+        Gather {
+            ids,
+            n: 1,
+            first,
+            head,
+            payload: first.payload,
+            ended: first.psh,
+            last_psh: first.psh,
+        }
+    }
+
+    /// Whether frame `next` (segment `s`) continues this packet.
+    pub fn continues(&self, next: &[u8], s: &Segment) -> bool {
+        let first = &self.head[..];
+        if self.ended
+            || self.n == MAX_SEGMENTS
+            || s.hdr != self.first.hdr
+            || s.payload > self.first.payload
+            || self.first.hdr - 14 + self.payload + s.payload > MAX_IP_LEN
+            || s.seq != self.first.seq.wrapping_add(self.payload as u32)
+        {
+            return false;
+        }
+        let (a, b) = (&first[..self.first.hdr], &next[..s.hdr]);
+        let ip = 14;
+        let tcp = ip + 20;
+        // Ethernet; IP version, header length, TOS; flags, TTL, protocol;
+        // addresses; TCP ports; ack number; data offset; flags but PSH;
+        // window; urgent pointer; options.
+        a[..ip + 2] == b[..ip + 2]
+            && a[ip + 6..ip + 10] == b[ip + 6..ip + 10]
+            && a[ip + 12..tcp] == b[ip + 12..tcp]
+            && a[tcp..tcp + 4] == b[tcp..tcp + 4]
+            && a[tcp + 8..tcp + 13] == b[tcp + 8..tcp + 13]
+            && a[tcp + 13] & !TCP_PSH == b[tcp + 13] & !TCP_PSH
+            && a[tcp + 14..tcp + 16] == b[tcp + 14..tcp + 16]
+            && a[tcp + 18..] == b[tcp + 18..]
+    }
+
+    /// Adds frame `id` (segment `s`, which [`Self::continues`] accepted).
+    pub fn push(&mut self, id: u16, s: &Segment) {
+        self.ids[self.n] = id;
+        self.n += 1;
+        self.payload += s.payload;
+        self.last_psh = s.psh;
+        if s.payload < self.first.payload || s.psh {
+            self.ended = true;
+        }
+    }
+
+    /// Rewrites the first frame's headers for the whole packet: IP total
+    /// length and header checksum, PSH if the last segment had it, and
+    /// the TCP checksum field set for offload (pseudo-header sum).
+    pub fn patch_first(&self, first: &mut [u8]) {
+        let ip = 14;
+        let total = (self.first.hdr - 14 + self.payload) as u16;
+        first[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+        super::csum::set_ipv4_checksum(&mut first[ip..ip + 20]);
+        if self.last_psh {
+            first[ip + 20 + 13] |= TCP_PSH;
+        }
+        // The pseudo-header sum over the whole packet's TCP length (the
+        // payload past this frame's is in the other slots' pages).
+        super::csum::set_pseudo_sum(first, 20, usize::from(total) - 20);
+    }
+}
+
+/// The `netif_extra_info` slot of a GSO packet (`XEN_NETIF_EXTRA_TYPE_GSO`,
+/// TCPv4, segment size `mss`), as the TX request slot it occupies.
+pub fn extra_slot(mss: u16) -> TxRequest {
+    use super::netif::{EXTRA_TYPE_GSO, GSO_TYPE_TCPV4};
+    let m = mss.to_ne_bytes();
+    let b = [EXTRA_TYPE_GSO, 0, m[0], m[1], GSO_TYPE_TCPV4, 0, 0, 0];
+    TxRequest {
+        gref: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        offset: u16::from_ne_bytes([b[4], b[5]]),
+        flags: u16::from_ne_bytes([b[6], b[7]]),
+        id: 0,
+        size: 0,
+    }
+}
+
+/// What netback and dom0's stack do with a GSO packet leaving the host:
+/// cut it into `mss`-byte segments, each with the first's headers, its own
+/// sequence number, IP length, id and checksums, PSH only on the last.
+/// For the host tests, as the other side.
+#[cfg(test)]
+pub(crate) fn resegment(pkt: &[u8], mss: usize) -> alloc::vec::Vec<alloc::vec::Vec<u8>> {
+    let ip = 14;
+    let thl = usize::from(pkt[ip + 20 + 12] >> 4) * 4;
+    let hdr = ip + 20 + thl;
+    let seq0 = u32::from_be_bytes([pkt[ip + 24], pkt[ip + 25], pkt[ip + 26], pkt[ip + 27]]);
+    let id0 = u16::from_be_bytes([pkt[ip + 4], pkt[ip + 5]]);
+    let psh = pkt[ip + 20 + 13] & TCP_PSH != 0;
+    let chunks: alloc::vec::Vec<&[u8]> = pkt[hdr..].chunks(mss).collect();
+    let last = chunks.len() - 1;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let mut f = pkt[..hdr].to_vec();
+            f.extend_from_slice(c);
+            let total = (20 + thl + c.len()) as u16;
+            f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+            f[ip + 4..ip + 6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
+            super::csum::set_ipv4_checksum(&mut f[ip..ip + 20]);
+            let seq = seq0.wrapping_add((k * mss) as u32);
+            f[ip + 24..ip + 28].copy_from_slice(&seq.to_be_bytes());
+            if k != last || !psh {
+                f[ip + 20 + 13] &= !TCP_PSH;
+            }
+            super::csum::set_pseudo_sum(&mut f, 20, thl + c.len());
+            super::csum::complete_tcp(&mut f);
+            f
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::net::fake::tcp_frame;
+    use alloc::vec::Vec;
+
+    /// A segment of `len` bytes at `seq` (flags ACK, PSH if asked).
+    fn seg(seq: u32, len: usize, psh: bool) -> Vec<u8> {
+        let mut f = tcp_frame(len, seq as u8);
+        f[14 + 24..14 + 28].copy_from_slice(&seq.to_be_bytes());
+        if psh {
+            f[14 + 20 + 13] |= TCP_PSH;
+        }
+        f
+    }
+
+    #[test]
+    fn contiguous_full_segments_merge_and_anything_else_ends_it() {
+        let a = seg(1000, 1000, false);
+        let sa = segment(&a).expect("a data segment");
+        assert_eq!(
+            (sa.hdr, sa.payload, sa.seq, sa.psh),
+            (54, 1000, 1000, false)
+        );
+        let mut g = Gather::new(1, sa, &a);
+        let b = seg(2000, 1000, false);
+        let sb = segment(&b).unwrap();
+        assert!(g.continues(&b, &sb));
+        // A gap, another port, a different ack, a bigger segment: no.
+        let gap = seg(2500, 1000, false);
+        assert!(!g.continues(&gap, &segment(&gap).unwrap()));
+        let mut port = b.clone();
+        port[14 + 22] ^= 1;
+        assert!(!g.continues(&port, &segment(&port).unwrap()));
+        let mut ack = b.clone();
+        ack[14 + 28] ^= 1;
+        assert!(!g.continues(&ack, &segment(&ack).unwrap()));
+        let big = seg(2000, 1200, false);
+        assert!(!g.continues(&big, &segment(&big).unwrap()));
+        g.push(2, &sb);
+        // A PSH segment may end the packet; nothing follows it.
+        let c = seg(3000, 1000, true);
+        let sc = segment(&c).unwrap();
+        assert!(g.continues(&c, &sc));
+        g.push(3, &sc);
+        assert!(g.ended && g.last_psh);
+        let d = seg(4000, 1000, false);
+        assert!(!g.continues(&d, &segment(&d).unwrap()));
+        // Not data segments: no payload, SYN/FIN, IP options.
+        assert!(segment(&seg(5000, 0, false)).is_none());
+        let mut fin = seg(5000, 10, false);
+        fin[14 + 20 + 13] |= 0x01;
+        assert!(segment(&fin).is_none());
+        let mut opts = seg(5000, 10, false);
+        opts[14] = 0x46;
+        assert!(segment(&opts).is_none());
+    }
+
+    #[test]
+    fn a_short_segment_ends_it_and_the_slot_limit_holds() {
+        let a = seg(0, 100, false);
+        let mut g = Gather::new(0, segment(&a).unwrap(), &a);
+        for k in 1..MAX_SEGMENTS {
+            let f = seg(100 * k as u32, 100, false);
+            let s = segment(&f).unwrap();
+            assert!(g.continues(&f, &s), "segment {k}");
+            g.push(k as u16, &s);
+        }
+        let over = seg(100 * MAX_SEGMENTS as u32, 100, false);
+        assert!(!g.continues(&over, &segment(&over).unwrap()));
+        let b = seg(0, 100, false);
+        let mut h = Gather::new(0, segment(&b).unwrap(), &b);
+        let short = seg(100, 40, false);
+        h.push(1, &segment(&short).unwrap());
+        assert!(h.ended);
+    }
+
+    #[test]
+    fn the_merged_packet_resegments_into_the_segments_sent() {
+        let frames: Vec<Vec<u8>> = (0..4).map(|k| seg(7000 + 1400 * k, 1400, k == 3)).collect();
+        let mut g = Gather::new(0, segment(&frames[0]).unwrap(), &frames[0]);
+        for (k, f) in frames.iter().enumerate().skip(1) {
+            g.push(k as u16, &segment(f).unwrap());
+        }
+        let mut first = frames[0].clone();
+        g.patch_first(&mut first);
+        let mut pkt = first;
+        for f in &frames[1..] {
+            pkt.extend_from_slice(&f[54..]);
+        }
+        let out = resegment(&pkt, 1400);
+        assert_eq!(out.len(), 4);
+        for (k, (o, f)) in out.iter().zip(&frames).enumerate() {
+            assert_eq!(o[54..], f[54..], "payload {k}");
+            assert_eq!(o[14 + 24..14 + 28], f[14 + 24..14 + 28], "seq {k}");
+            assert_eq!(o[14 + 33] & TCP_PSH != 0, k == 3, "PSH only on the last");
+            assert!(crate::dev::net::csum::l4_checksum_ok(o));
+        }
+    }
+}
