@@ -10,13 +10,15 @@
 //! mid-answer costs its task only.
 //!
 //! `GET /` (or `HEAD /`) answers a plain-text page of the guest's uptime,
-//! memory, MMU, network and server counters; other paths get 404, other
+//! memory, MMU, network and server counters; with a FAT disk `xvda`, its
+//! files are served at their paths ([`files`]); other paths get 404, other
 //! methods 405.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod files;
 mod http;
 mod page;
 
@@ -104,7 +106,15 @@ pub static COUNTERS: Counters = Counters {
     evicted: AtomicU64::new(0),
 };
 
+/// The disk's files, once loaded (before the first request).
+static FILES: spin::Once<Option<files::Files>> = spin::Once::new();
+
 fn main() -> Result<(), alloc::string::String> {
+    let loaded = FILES.call_once(files::load);
+    if let Some(f) = loaded {
+        let (n, bytes, skipped) = f.summary();
+        rt::println!("httpd: serving {n} files ({bytes} bytes) from xvda; {skipped} skipped");
+    }
     let stack = rt::net::up().map_err(|e| alloc::format!("network: {e}"))?;
     // Up to 16 clients may connect in the same instant.
     let options = TcpOptions {
@@ -220,18 +230,33 @@ async fn refuse(s: &mut TcpStream, status: Status) -> Result<(), SocketError> {
 }
 
 async fn answer(s: &mut TcpStream, r: &Request) -> Result<(), SocketError> {
-    let (status, body) = match (r.method.as_str(), r.path.as_str()) {
-        ("GET" | "HEAD", "/") => (Status::Ok, page::status()),
-        ("GET" | "HEAD", path) => (Status::NotFound, alloc::format!("no page at {path}\n")),
+    let file = FILES
+        .get()
+        .and_then(Option::as_ref)
+        .and_then(|f| f.get(&r.path));
+    let page;
+    let (status, body, kind): (Status, &[u8], &str) = match (r.method.as_str(), r.path.as_str()) {
+        ("GET" | "HEAD", "/") => {
+            page = page::status();
+            (Status::Ok, page.as_bytes(), "text/plain")
+        }
+        ("GET" | "HEAD", path) => match file {
+            Some(data) => (Status::Ok, data, files::content_type(path)),
+            None => {
+                page = alloc::format!("no page at {path}\n");
+                (Status::NotFound, page.as_bytes(), "text/plain")
+            }
+        },
         _ => (
             Status::MethodNotAllowed,
-            alloc::string::String::from("only GET and HEAD are served\n"),
+            b"only GET and HEAD are served\n",
+            "text/plain",
         ),
     };
-    let head = http::head(status, r.http11, r.keep_alive, body.len(), "text/plain");
+    let head = http::head(status, r.http11, r.keep_alive, body.len(), kind);
     s.write_all(head.as_bytes()).await?;
     if r.method != "HEAD" {
-        s.write_all(body.as_bytes()).await?;
+        s.write_all(body).await?;
     }
     let n = COUNTERS.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {

@@ -189,6 +189,7 @@ pub const NET_VIF: &str = "bridge=xenbr0,mac=00:16:3e:00:00:02";
 mod dom0 {
     pub const ECHO: &str = include_str!("../../../scripts/dom0/tests/echo.sh");
     pub const HTTPD: &str = include_str!("../../../scripts/dom0/tests/httpd.sh");
+    pub const HTTPD_AFTER: &str = include_str!("../../../scripts/dom0/tests/httpd-after.sh");
     pub const TCP_TX: &str = include_str!("../../../scripts/dom0/tests/tcp-tx.sh");
     pub const HTTPD_ABUSE: &str = include_str!("../../../scripts/dom0/tests/httpd-abuse.sh");
     pub const DETACH: &str = include_str!("../../../scripts/dom0/tests/detach.sh");
@@ -371,22 +372,14 @@ pub fn guest_tests() -> Vec<GuestTest> {
         hello("hello-pv-dom0", Boot::Dom0, "pv-dom0", (32, 32)),
         net("echo-pv", "echo", Pv, 300, dom0::ECHO, judge_echo),
         net("echo-pvh", "echo", Pvh, 300, dom0::ECHO, judge_echo),
-        net(
-            "httpd-keepalive-pv",
-            "httpd",
-            Pv,
-            240,
-            dom0::HTTPD,
-            judge_httpd,
-        ),
-        net(
-            "httpd-keepalive-pvh",
-            "httpd",
-            Pvh,
-            240,
-            dom0::HTTPD,
-            judge_httpd,
-        ),
+        net("httpd-keepalive-pv", "httpd", Pv, 240, dom0::HTTPD, |r| {
+            judge_httpd(r, false)
+        }),
+        // With a FAT disk: its files are served too.
+        net("httpd-keepalive-pvh", "httpd", Pvh, 240, dom0::HTTPD, |r| {
+            judge_httpd(r, true)
+        })
+        .disks(FAT_DISKS, dom0::FAT_BEFORE, dom0::HTTPD_AFTER),
         net(
             "httpd-abuse-pv",
             "httpd",

@@ -82,9 +82,10 @@ pub fn judge_cycles(run: &GuestRun) -> Result<String, String> {
 
 /// Judges an httpd guest: dom0 fetched the status page (uptime, memory,
 /// MMU and network counters, the registered devices), a missing page got
-/// 404, 1000 keep-alive requests (pipelined ones included) were all
-/// answered correctly, `xl shutdown` worked.
-pub fn judge_httpd(run: &GuestRun) -> Result<String, String> {
+/// 404, the static files were served from the FAT disk (`files`: the guest
+/// has one) or were 404 (it has none), 1000 keep-alive requests (pipelined
+/// ones included) were all answered correctly, `xl shutdown` worked.
+pub fn judge_httpd(run: &GuestRun, files: bool) -> Result<String, String> {
     let page: Vec<&str> = run
         .events
         .iter()
@@ -112,6 +113,20 @@ pub fn judge_httpd(run: &GuestRun) -> Result<String, String> {
     if !missing.contains("404") {
         return Err(format!("a missing page gave {missing:?} (want a 404)"));
     }
+    let dom0_line = |key: &str| {
+        run.events
+            .iter()
+            .find_map(|e| e.strip_prefix("dom0| ")?.strip_prefix(key))
+            .unwrap_or("")
+    };
+    let (hello, seq) = (dom0_line("file-hello: "), dom0_line("file-seq: "));
+    let served = hello == "hello from dom0" && seq.starts_with("identical");
+    let absent = hello.contains("404") && seq.starts_with("missing");
+    if (files && !served) || (!files && !absent) {
+        return Err(format!(
+            "static files (disk: {files}): /hello.txt {hello:?}, /docs/seq.txt {seq:?}"
+        ));
+    }
     let load: Vec<&str> = run
         .events
         .iter()
@@ -136,8 +151,13 @@ pub fn judge_httpd(run: &GuestRun) -> Result<String, String> {
         ));
     }
     Ok(format!(
-        "GET / -> {} lines; missing -> 404; 1000 keep-alive requests all right ({rate}); server: {after}",
-        page.len()
+        "GET / -> {} lines; missing -> 404; files {}; 1000 keep-alive requests all right ({rate}); server: {after}",
+        page.len(),
+        if files {
+            "from the FAT disk"
+        } else {
+            "404 (no disk)"
+        }
     ))
 }
 
@@ -481,13 +501,15 @@ mod httpd_tests {
         "page: network: rx 1 frames",
         "page: devices: vif/0 connected",
         "missing: wget: server returned error: HTTP/1.1 404 Not Found",
+        "file-hello: wget: server returned error: HTTP/1.1 404 Not Found",
+        "file-seq: missing or different",
         "http-load: 1000 requests, 1000 ok, 0 bad, 10 connections, 9.00 s, 111 req/s",
         "after: http: 1002 requests, 12 connections (1 open), 0 refused, 0 broken",
     ];
 
     #[test]
     fn all_answered_passes() {
-        let r = judge_httpd(&run(GOOD)).unwrap();
+        let r = judge_httpd(&run(GOOD), false).unwrap();
         assert!(
             r.contains("111 req/s") && r.contains("1002 requests"),
             "{r}"
@@ -497,12 +519,34 @@ mod httpd_tests {
     #[test]
     fn a_wrong_answer_or_missing_load_fails() {
         let mut bad = GOOD.to_vec();
-        bad[7] = "http-load: 1000 requests, 999 ok, 1 bad, 10 connections, 9.00 s, 111 req/s";
-        assert!(judge_httpd(&run(&bad)).unwrap_err().contains("999 ok"));
-        bad.remove(7);
-        assert!(judge_httpd(&run(&bad)).is_err());
+        bad[9] = "http-load: 1000 requests, 999 ok, 1 bad, 10 connections, 9.00 s, 111 req/s";
+        assert!(
+            judge_httpd(&run(&bad), false)
+                .unwrap_err()
+                .contains("999 ok")
+        );
+        bad.remove(9);
+        assert!(judge_httpd(&run(&bad), false).is_err());
         let mut no404 = GOOD.to_vec();
         no404[6] = "missing: HTTP/1.1 200 OK";
-        assert!(judge_httpd(&run(&no404)).is_err());
+        assert!(judge_httpd(&run(&no404), false).is_err());
+    }
+
+    #[test]
+    fn files_must_come_from_the_disk_when_there_is_one() {
+        let mut with = GOOD.to_vec();
+        with[7] = "file-hello: hello from dom0";
+        with[8] = "file-seq: identical (288894 bytes)";
+        assert!(judge_httpd(&run(&with), true).is_ok());
+        assert!(
+            judge_httpd(&run(&with), false).is_err(),
+            "files without a disk"
+        );
+        assert!(
+            judge_httpd(&run(GOOD), true).is_err(),
+            "no files with a disk"
+        );
+        with[8] = "file-seq: missing or different";
+        assert!(judge_httpd(&run(&with), true).is_err());
     }
 }
