@@ -257,6 +257,13 @@ async fn source(mut s: TcpStream) {
     }
     let _ = s.flush().await;
     let ms = t0.elapsed().as_millis().max(1) as u64;
+    if let Some(i) = rt::net::info() {
+        rt::println!(
+            "echo: source: the vif has sent {} TCP packets with checksum offload, {} of them GSO",
+            i.stats.tx_csum_offloaded,
+            i.stats.tx_gso
+        );
+    }
     match crc {
         Some(c) => rt::println!(
             "echo: source sent {sent} bytes crc32 {} in {ms} ms ({} KB/s)",
