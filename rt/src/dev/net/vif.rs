@@ -47,6 +47,28 @@ impl Pages for Bufs {
     fn rx_page(&self, id: u16) -> &[u8; PAGE_SIZE] {
         self.rx[usize::from(id)].bytes()
     }
+    /// One copy, page to page (GSO packing; two different pages).
+    fn tx_copy(&mut self, from: u16, from_at: usize, to: u16, to_at: usize, len: usize) {
+        let (a, b) = (usize::from(from), usize::from(to));
+        let (src, dst) = match a.cmp(&b) {
+            core::cmp::Ordering::Less => {
+                let (l, r) = self.tx.split_at_mut(b);
+                (&l[a], &mut r[0])
+            }
+            core::cmp::Ordering::Greater => {
+                let (l, r) = self.tx.split_at_mut(a);
+                (&r[0], &mut l[b])
+            }
+            // Never asked for; copy within the page.
+            core::cmp::Ordering::Equal => {
+                self.tx[a]
+                    .bytes_mut()
+                    .copy_within(from_at..from_at + len, to_at);
+                return;
+            }
+        };
+        dst.bytes_mut()[to_at..to_at + len].copy_from_slice(&src.bytes()[from_at..from_at + len]);
+    }
 }
 
 /// One connection to a backend: its rings, buffers and channel. Dropped

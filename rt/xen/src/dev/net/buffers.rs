@@ -23,4 +23,18 @@ pub trait Pages {
     fn tx_page(&mut self, id: u16) -> &mut [u8; PAGE_SIZE];
     /// RX page `id`, as the backend left it.
     fn rx_page(&self, id: u16) -> &[u8; PAGE_SIZE];
+    /// Copies `len` bytes at `from_at` of TX page `from` to `to_at` of TX
+    /// page `to` (two different pages). The default goes through a stack
+    /// buffer; an implementation that can borrow both pages at once
+    /// copies directly.
+    fn tx_copy(&mut self, from: u16, from_at: usize, to: u16, to_at: usize, len: usize) {
+        let mut tmp = [0u8; MAX_FRAME];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(tmp.len());
+            tmp[..n].copy_from_slice(&self.tx_page(from)[from_at + done..from_at + done + n]);
+            self.tx_page(to)[to_at + done..to_at + done + n].copy_from_slice(&tmp[..n]);
+            done += n;
+        }
+    }
 }

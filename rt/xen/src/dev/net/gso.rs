@@ -1,12 +1,15 @@
 //! TCP segmentation offload on transmit, by merging: consecutive full-size
 //! TCP segments of one connection that the stack emits in one go (each
-//! already in its own TX page) go to the backend as one GSO packet — the
-//! first frame's headers, then each segment's payload as a further slot of
-//! the same packet (`NETTXF_more_data`, at offset past its own headers),
-//! with a `XEN_NETIF_EXTRA_TYPE_GSO` slot giving the segment size. The
-//! backend (Linux netback) hands dom0's stack one large packet and
-//! segments it only if it leaves the host. Nothing is copied: the pages
-//! already hold the data.
+//! written to its own TX page) go to the backend as one GSO packet — the
+//! first frame's headers and payload, then the next segments' payloads
+//! packed behind it, page after page (`NETTXF_more_data` slots), with a
+//! `XEN_NETIF_EXTRA_TYPE_GSO` slot giving the segment size. Each payload is
+//! copied into the room left in the packet's last page, the rest staying
+//! where it was written (that page becomes the packet's next slot); a page
+//! emptied so is free at once. Like Linux's netfront, a packet thus fills
+//! whole pages: up to 64 KiB in at most [`MAX_SEGMENTS`] slots. The backend
+//! (Linux netback) hands dom0's stack one large packet and segments it
+//! only if it leaves the host.
 //!
 //! The rules a merge keeps (so that segmenting the packet again yields
 //! the very segments the stack sent): same Ethernet, IPv4 (no options, not
@@ -20,6 +23,8 @@ use super::netif::TxRequest;
 /// Most data slots of one GSO packet (Linux netback's limit is 18 slots
 /// per packet, and it disables a vif that sends more than 20).
 pub const MAX_SEGMENTS: usize = 17;
+/// A page's bytes.
+const PAGE: usize = crate::abi::PAGE_SIZE;
 /// Largest IP datagram of a GSO packet (its frame's length must fit the
 /// first request's 16-bit size).
 const MAX_IP_LEN: usize = 65535 - 14;
@@ -70,11 +75,12 @@ pub fn segment(frame: &[u8]) -> Option<Segment> {
     })
 }
 
-/// A GSO packet being gathered: the TX ids of its frames in order.
+/// A GSO packet being gathered: its slots (TX page, offset, length) in
+/// order; the first holds the headers.
 #[derive(Clone, Debug)]
 pub struct Gather {
-    /// The frames' TX ids (the first holds the headers used).
-    pub ids: [u16; MAX_SEGMENTS],
+    /// The slots: (TX id, offset in its page, bytes).
+    pub slots: [(u16, u16, u16); MAX_SEGMENTS],
     /// How many.
     pub n: usize,
     /// The first frame.
@@ -83,6 +89,8 @@ pub struct Gather {
     head: [u8; MAX_HDR],
     /// Payload bytes gathered.
     pub payload: usize,
+    /// Segments gathered.
+    pub segments: usize,
     /// A short or PSH segment came: nothing more may follow.
     pub ended: bool,
     /// The last segment had PSH.
@@ -92,26 +100,35 @@ pub struct Gather {
 impl Gather {
     /// A gather starting with frame `id` (segment `first`, bytes `frame`).
     pub fn new(id: u16, first: Segment, frame: &[u8]) -> Gather {
-        let mut ids = [0; MAX_SEGMENTS];
-        ids[0] = id;
+        let mut slots = [(0, 0, 0); MAX_SEGMENTS];
+        slots[0] = (id, 0, frame.len() as u16);
         let mut head = [0; MAX_HDR];
         head[..first.hdr].copy_from_slice(&frame[..first.hdr]);
         Gather {
-            ids,
+            slots,
             n: 1,
             first,
             head,
             payload: first.payload,
+            segments: 1,
             ended: first.psh,
             last_psh: first.psh,
         }
+    }
+
+    /// Where the next payload bytes go: (the last slot's page, the offset
+    /// past its bytes, the room left in that page).
+    pub fn tail(&self) -> (u16, usize, usize) {
+        let (id, off, len) = self.slots[self.n - 1];
+        let end = usize::from(off) + usize::from(len);
+        (id, end, PAGE - end)
     }
 
     /// Whether frame `next` (segment `s`) continues this packet.
     pub fn continues(&self, next: &[u8], s: &Segment) -> bool {
         let first = &self.head[..];
         if self.ended
-            || self.n == MAX_SEGMENTS
+            || (self.n == MAX_SEGMENTS && self.tail().2 < s.payload)
             || s.hdr != self.first.hdr
             || s.payload > self.first.payload
             || self.first.hdr - 14 + self.payload + s.payload > MAX_IP_LEN
@@ -135,15 +152,24 @@ impl Gather {
             && a[tcp + 18..] == b[tcp + 18..]
     }
 
-    /// Adds frame `id` (segment `s`, which [`Self::continues`] accepted).
-    pub fn push(&mut self, id: u16, s: &Segment) {
-        self.ids[self.n] = id;
-        self.n += 1;
+    /// Adds segment `s` (which [`Self::continues`] accepted), written to
+    /// page `id`: its first `copied` payload bytes were copied into the
+    /// room of the last slot; the rest, if any, stays in page `id` as a new
+    /// slot. Returns whether page `id` is still used (else it is free).
+    pub fn push(&mut self, id: u16, s: &Segment, copied: usize) -> bool {
+        self.slots[self.n - 1].2 += copied as u16;
+        let kept = s.payload - copied > 0;
+        if kept {
+            self.slots[self.n] = (id, (s.hdr + copied) as u16, (s.payload - copied) as u16);
+            self.n += 1;
+        }
         self.payload += s.payload;
+        self.segments += 1;
         self.last_psh = s.psh;
         if s.payload < self.first.payload || s.psh {
             self.ended = true;
         }
+        kept
     }
 
     /// Rewrites the first frame's headers for the whole packet: IP total
@@ -253,12 +279,12 @@ mod tests {
         assert!(!g.continues(&ack, &segment(&ack).unwrap()));
         let big = seg(2000, 1200, false);
         assert!(!g.continues(&big, &segment(&big).unwrap()));
-        g.push(2, &sb);
+        g.push(2, &sb, 0);
         // A PSH segment may end the packet; nothing follows it.
         let c = seg(3000, 1000, true);
         let sc = segment(&c).unwrap();
         assert!(g.continues(&c, &sc));
-        g.push(3, &sc);
+        g.push(3, &sc, 0);
         assert!(g.ended && g.last_psh);
         let d = seg(4000, 1000, false);
         assert!(!g.continues(&d, &segment(&d).unwrap()));
@@ -274,21 +300,59 @@ mod tests {
 
     #[test]
     fn a_short_segment_ends_it_and_the_slot_limit_holds() {
-        let a = seg(0, 100, false);
+        let a = seg(0, 1000, false);
         let mut g = Gather::new(0, segment(&a).unwrap(), &a);
+        // Each segment kept in its own page: a slot each, up to the limit.
         for k in 1..MAX_SEGMENTS {
-            let f = seg(100 * k as u32, 100, false);
+            let f = seg(1000 * k as u32, 1000, false);
             let s = segment(&f).unwrap();
             assert!(g.continues(&f, &s), "segment {k}");
-            g.push(k as u16, &s);
+            assert!(g.push(k as u16, &s, 0));
         }
-        let over = seg(100 * MAX_SEGMENTS as u32, 100, false);
-        assert!(!g.continues(&over, &segment(&over).unwrap()));
+        // At the limit, a segment still goes while the last page has room
+        // for all of it (packed there, its own page freed)...
+        let mut seq = 1000 * MAX_SEGMENTS as u32;
+        loop {
+            let f = seg(seq, 1000, false);
+            let s = segment(&f).unwrap();
+            if g.tail().2 < 1000 {
+                // ...and not once it has not.
+                assert!(!g.continues(&f, &s));
+                break;
+            }
+            assert!(g.continues(&f, &s));
+            assert!(!g.push(99, &s, 1000), "packed whole: the page is free");
+            seq += 1000;
+        }
+        assert_eq!(g.n, MAX_SEGMENTS);
         let b = seg(0, 100, false);
         let mut h = Gather::new(0, segment(&b).unwrap(), &b);
         let short = seg(100, 40, false);
-        h.push(1, &segment(&short).unwrap());
+        h.push(1, &segment(&short).unwrap(), 0);
         assert!(h.ended);
+    }
+
+    #[test]
+    fn a_payload_split_across_pages_keeps_its_rest_where_it_was() {
+        let a = seg(0, 1460, false);
+        let mut g = Gather::new(3, segment(&a).unwrap(), &a);
+        assert_eq!(g.tail(), (3, 1514, PAGE - 1514));
+        let b = seg(1460, 1460, false);
+        let sb = segment(&b).unwrap();
+        assert!(!g.push(4, &sb, 1460), "fits whole");
+        assert_eq!(g.tail(), (3, 2974, PAGE - 2974));
+        let c = seg(2920, 1460, false);
+        let sc = segment(&c).unwrap();
+        let room = g.tail().2;
+        assert!(g.push(5, &sc, room), "the rest stays in page 5");
+        assert_eq!(
+            g.slots[..g.n],
+            [
+                (3, 0, PAGE as u16),
+                (5, (54 + room) as u16, (1460 - room) as u16)
+            ]
+        );
+        assert_eq!(g.payload, 3 * 1460);
     }
 
     #[test]
@@ -296,7 +360,7 @@ mod tests {
         let frames: Vec<Vec<u8>> = (0..4).map(|k| seg(7000 + 1400 * k, 1400, k == 3)).collect();
         let mut g = Gather::new(0, segment(&frames[0]).unwrap(), &frames[0]);
         for (k, f) in frames.iter().enumerate().skip(1) {
-            g.push(k as u16, &segment(f).unwrap());
+            g.push(k as u16, &segment(f).unwrap(), 0);
         }
         let mut first = frames[0].clone();
         g.patch_first(&mut first);

@@ -199,11 +199,12 @@ mod tests {
     #[test]
     fn smoltcp_tcp_sends_gso_packets_through_a_lossy_backend_intact() {
         let s = lossy_transfer(true, true);
-        assert!(s.tx_gso >= 5, "{} GSO packets", s.tx_gso);
+        assert!(s.tx_gso >= 3, "{} GSO packets", s.tx_gso);
         let plain = lossy_transfer(true, false);
         assert_eq!(plain.tx_gso, 0);
+        // Packed into whole pages, a GSO packet carries many segments.
         assert!(
-            s.tx_csum_offloaded < plain.tx_csum_offloaded,
+            s.tx_csum_offloaded * 4 < plain.tx_csum_offloaded,
             "fewer packets with GSO: {} vs {}",
             s.tx_csum_offloaded,
             plain.tx_csum_offloaded

@@ -51,8 +51,9 @@ pub(super) struct TxPath {
     /// Whether the backend takes GSO packets (`feature-gso-tcpv4` and
     /// `feature-sg`): then TCP segments are gathered ([`super::gso`]).
     gso: bool,
-    /// The GSO packet being gathered: its ids are neither free nor in
-    /// flight (an answer naming one is a bad id).
+    /// The GSO packet being gathered: the ids of its slots are neither
+    /// free nor in flight (an answer naming one is a bad id); a page whose
+    /// payload was packed into the one before is free at once.
     gather: Option<Gather>,
 }
 
@@ -119,10 +120,24 @@ impl TxPath {
         if self.gso
             && let Some(seg) = gso::segment(frame)
         {
+            // The packet's slots, a possible new one and the extra-info
+            // slot must fit the ring when it goes.
+            let room = self.ring.free_requests() as usize;
+            let fits = |g: &Gather| g.n + 2 <= room;
             if let Some(g) = &mut self.gather
                 && g.continues(frame, &seg)
+                && fits(g)
             {
-                g.push(id, &seg);
+                let (to, at, left) = g.tail();
+                let copied = left.min(seg.payload);
+                if copied > 0 {
+                    pages.tx_copy(id, seg.hdr, to, at, copied);
+                }
+                if !g.push(id, &seg, copied) {
+                    // Its payload moved whole: the page is free again.
+                    self.free[self.nfree] = id;
+                    self.nfree += 1;
+                }
             } else {
                 let next = Gather::new(id, seg, frame);
                 notify |= self.flush(pages, stats);
@@ -138,46 +153,42 @@ impl TxPath {
         Ok(notify)
     }
 
-    /// Sends the gathered packet, if any: as one GSO packet, or (one
-    /// segment, or no ring room for it) frame by frame. Returns whether to
-    /// notify the backend.
+    /// Sends the gathered packet, if any: as one GSO packet, or as a plain
+    /// frame when it holds one segment. Returns whether to notify the
+    /// backend.
     pub(super) fn flush(&mut self, pages: &mut impl Pages, stats: &mut NetStats) -> bool {
         let Some(g) = self.gather.take() else {
             return false;
         };
-        // The data slots and the extra-info slot.
-        if g.n == 1 || self.ring.free_requests() < g.n as u32 + 1 {
-            let mut notify = false;
-            for &id in &g.ids[..g.n] {
-                notify |= self.push_single(pages, id, stats);
-            }
-            return notify;
+        if g.segments == 1 {
+            return self.push_single(pages, g.slots[0].0, stats);
         }
-        let hdr = g.first.hdr;
-        let first = g.ids[0];
+        let first = g.slots[0].0;
         g.patch_first(pages.tx_page(first));
-        let total = hdr + g.payload;
+        let total = g.first.hdr + g.payload;
         let mut pushed = self.ring.push(TxRequest {
             gref: self.gref[usize::from(first)],
             offset: 0,
-            flags: NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED | NETTXF_MORE_DATA | NETTXF_EXTRA_INFO,
+            flags: NETTXF_CSUM_BLANK
+                | NETTXF_DATA_VALIDATED
+                | NETTXF_EXTRA_INFO
+                | if g.n > 1 { NETTXF_MORE_DATA } else { 0 },
             id: first,
             size: total as u16,
         });
         pushed &= self.ring.push(gso::extra_slot(g.first.payload as u16));
-        for (k, &id) in g.ids[..g.n].iter().enumerate().skip(1) {
-            let len = usize::from(self.lens[usize::from(id)]);
+        for (k, &(id, off, len)) in g.slots[..g.n].iter().enumerate().skip(1) {
             pushed &= self.ring.push(TxRequest {
                 gref: self.gref[usize::from(id)],
-                offset: hdr as u16,
+                offset: off,
                 flags: if k + 1 < g.n { NETTXF_MORE_DATA } else { 0 },
                 id,
-                size: (len - hdr) as u16,
+                size: len,
             });
         }
-        // The room was checked above.
+        // The room was kept while gathering (`fits`).
         debug_assert!(pushed);
-        for &id in &g.ids[..g.n] {
+        for &(id, _, _) in &g.slots[..g.n] {
             self.busy[usize::from(id)] = true;
         }
         stats.tx_gso += 1;
