@@ -19,14 +19,30 @@ use core::arch::asm;
 /// The C `memcpy` contract: both ranges valid for `n` bytes and not overlapping.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees both ranges are valid; `rep movsb` copies
-    // forwards (DF is clear: the ABI requires it on function entry).
+    // SAFETY: the caller guarantees both ranges are valid and disjoint.
+    unsafe { copy_forward(dest, src, n) };
+    dest
+}
+
+/// Copies `n` bytes forwards: eight at a time (`rep movsq`), then the tail
+/// (`rep movsb`). Under QEMU's TCG every iteration of a `rep` instruction is
+/// one emulated memory access, so whole words copy about 8x faster than
+/// bytes; on hardware both are fast-string copies.
+///
+/// # Safety
+/// Both ranges valid for `n` bytes; a byte of `dest` is never written before
+/// the byte of `src` at the same offset is read (disjoint, or `dest` below
+/// `src` by at least 8 bytes or not overlapping at all).
+#[inline(always)]
+unsafe fn copy_forward(dest: *mut u8, src: *const u8, n: usize) {
+    // SAFETY: the caller's contract; DF is clear (the ABI requires it on
+    // function entry) so both instructions copy forwards.
     unsafe {
-        asm!("rep movsb",
-             inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+        asm!("rep movsq", "mov rcx, {tail}", "rep movsb",
+             tail = in(reg) n & 7,
+             inout("rcx") n >> 3 => _, inout("rdi") dest => _, inout("rsi") src => _,
              options(nostack, preserves_flags));
     }
-    dest
 }
 
 /// Copies `n` bytes from `src` to `dest`; the ranges may overlap.
@@ -35,13 +51,21 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 /// The C `memmove` contract: both ranges valid for `n` bytes.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    let ahead = (src as usize).wrapping_sub(dest as usize);
     if (dest as usize).wrapping_sub(src as usize) >= n {
-        // dest below src, or disjoint: a forward copy never reads a byte it wrote.
-        // SAFETY: as for `memcpy`, with the overlap case excluded above.
-        unsafe {
-            asm!("rep movsb",
-                 inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
-                 options(nostack, preserves_flags));
+        if ahead >= 8 || ahead >= n {
+            // Disjoint, or dest at least a word below src: a forward word
+            // copy reads each word before anything overwrites it.
+            // SAFETY: as for `memcpy`, with the overlap cases excluded above.
+            unsafe { copy_forward(dest, src, n) };
+        } else {
+            // dest 1..7 bytes below an overlapping src: bytes, forwards.
+            // SAFETY: a forward byte copy never reads a byte it wrote.
+            unsafe {
+                asm!("rep movsb",
+                     inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+                     options(nostack, preserves_flags));
+            }
         }
     } else {
         // dest overlaps the tail of src: copy backwards, then restore DF=0.
@@ -64,10 +88,14 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 /// The C `memset` contract: `dest` valid for `n` bytes.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees the range; `rep stosb` writes forwards.
+    // The byte repeated in all eight bytes of a word.
+    let word = u64::from(c as u8) * 0x0101_0101_0101_0101;
+    // SAFETY: the caller guarantees the range; words (`rep stosq`), then the
+    // tail (`rep stosb`, AL is the byte), forwards.
     unsafe {
-        asm!("rep stosb",
-             inout("rcx") n => _, inout("rdi") dest => _, in("al") c as u8,
+        asm!("rep stosq", "mov rcx, {tail}", "rep stosb",
+             tail = in(reg) n & 7,
+             inout("rcx") n >> 3 => _, inout("rdi") dest => _, in("rax") word,
              options(nostack, preserves_flags));
     }
     dest
@@ -135,6 +163,35 @@ mod tests {
         assert_eq!(unsafe { bcmp(src.as_ptr(), src.as_ptr(), 12) }, 0);
         // SAFETY: NUL-terminated literal.
         assert_eq!(unsafe { strlen(c"abc".as_ptr().cast()) }, 3);
+    }
+
+    /// Every length 0..40 at every alignment 0..8 of both ends, against
+    /// `core`'s copy; memmove with every overlap distance.
+    #[test]
+    fn word_copies_match_bytes() {
+        let src: [u8; 64] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+        for n in 0..40 {
+            for a in 0..8 {
+                for b in 0..8 {
+                    let mut dst = [0xeeu8; 64];
+                    // SAFETY: a + n and b + n are below 64.
+                    unsafe { memcpy(dst.as_mut_ptr().add(a), src.as_ptr().add(b), n) };
+                    assert_eq!(&dst[a..a + n], &src[b..b + n], "memcpy n={n} a={a} b={b}");
+                    assert!(dst[..a].iter().chain(&dst[a + n..]).all(|&x| x == 0xee));
+                    let mut set = [0u8; 64];
+                    // SAFETY: a + n is below 64.
+                    unsafe { memset(set.as_mut_ptr().add(a), 0x1a5, n) };
+                    assert!(set[a..a + n].iter().all(|&x| x == 0xa5));
+                    assert!(set[..a].iter().chain(&set[a + n..]).all(|&x| x == 0));
+                    let mut buf = src;
+                    let mut want = src;
+                    want.copy_within(b..b + n, a);
+                    // SAFETY: both ranges inside buf.
+                    unsafe { memmove(buf.as_mut_ptr().add(a), buf.as_ptr().add(b), n) };
+                    assert_eq!(buf, want, "memmove n={n} to {a} from {b}");
+                }
+            }
+        }
     }
 
     #[test]
