@@ -77,6 +77,7 @@ fn main() -> Result<(), EchoError> {
         SOURCE,
         TcpOptions {
             rx_buffer: 1024,
+            tx_buffer: 256 * 1024,
             backlog: 1,
             ..big
         },
@@ -237,6 +238,7 @@ async fn source(mut s: TcpStream) {
         return;
     };
     let t0 = rt::time::Instant::now();
+    let (idle0, net0) = (rt::sched::idle_stats(), rt::net::info());
     let mut crc = (!fast).then(rt::block::crc32::Crc32::new);
     // The pattern repeats every PERIOD bytes: made once, sent in slices.
     let mut buf = vec![0u8; PERIOD];
@@ -262,6 +264,21 @@ async fn source(mut s: TcpStream) {
             "echo: source: the vif has sent {} TCP packets with checksum offload, {} of them GSO",
             i.stats.tx_csum_offloaded,
             i.stats.tx_gso
+        );
+        // Where the vCPU's time went: blocked in Xen, in the stack's polls
+        // (frames, TCP, the ring), or in this task (copies into the socket).
+        let idle = rt::sched::idle_stats();
+        let all = t0.elapsed();
+        let blocked = idle.blocked - idle0.blocked;
+        let polls = net0.map_or(Duration::ZERO, |n| i.poll_time - n.poll_time);
+        rt::println!(
+            "echo: source: of {} ms, {} ms blocked ({} blocks), {} ms in {} stack polls, {} ms else",
+            all.as_millis(),
+            blocked.as_millis(),
+            idle.blocks - idle0.blocks,
+            polls.as_millis(),
+            i.polls - net0.map_or(0, |n| n.polls),
+            all.saturating_sub(blocked + polls).as_millis()
         );
     }
     match crc {
@@ -334,6 +351,27 @@ fn net_stats_line() -> alloc::string::String {
         info.sockets.sockets,
         info.sockets.closing,
         x.alive
+    ) + &interval_line(&info)
+}
+
+/// What the previous stats line saw: its figures become this one's base.
+static LAST: spin::Mutex<Option<(rt::net::Latency, rt::sched::IdleStats, u64, Duration)>> =
+    spin::Mutex::new(None);
+
+/// The guest's share of the time since the previous stats line (since boot
+/// for the first): wake-up to reply sent (`NetInfo::turnaround`), time
+/// blocked in Xen, time in the stack's polls.
+fn interval_line(info: &rt::net::NetInfo) -> alloc::string::String {
+    let idle = rt::sched::idle_stats();
+    let now = (info.turnaround, idle, info.polls, info.poll_time);
+    let base = LAST.lock().replace(now).unwrap_or_default();
+    alloc::format!(
+        "; since the last stats: wake->send {}; blocked {} ms in {} blocks; {} polls in {} ms",
+        info.turnaround.since(&base.0),
+        (idle.blocked - base.1.blocked).as_millis(),
+        idle.blocks - base.1.blocks,
+        info.polls - base.2,
+        (info.poll_time - base.3).as_millis()
     )
 }
 

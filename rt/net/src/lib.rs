@@ -22,6 +22,7 @@ extern crate alloc;
 pub mod dns;
 mod error;
 pub mod exec;
+mod latency;
 mod stack;
 mod tcp;
 mod udp;
@@ -32,6 +33,7 @@ mod testing;
 mod tests;
 
 pub use error::SocketError;
+pub use latency::Latency;
 pub use smoltcp;
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 pub use stack::{Driver, Limits, Stack, StackStats};

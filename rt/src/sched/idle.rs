@@ -5,6 +5,9 @@
 //! toolstack's requests (`xl shutdown`, `xl mem-set`: `rt::control`
 //! registers one at boot). The loop knows services only by this table, so
 //! it imports nothing above it.
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
 use spin::Mutex;
 
 use super::timer::{self, Armed};
@@ -65,6 +68,28 @@ fn serve() -> Wake {
     wake
 }
 
+/// How long the vCPU has been blocked in [`idle`], and how often.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct IdleStats {
+    /// Blocks in the hypervisor.
+    pub blocks: u64,
+    /// Their total length (Xen system time, from the block to the return).
+    pub blocked: Duration,
+}
+
+static BLOCKS: AtomicU64 = AtomicU64::new(0);
+static BLOCKED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Blocks so far and the time spent in them: the guest's CPU use over an
+/// interval is the interval less the growth of `blocked` (the rest ran the
+/// app, the stack and the drivers, or was taken by the hypervisor).
+pub fn idle_stats() -> IdleStats {
+    IdleStats {
+        blocks: BLOCKS.load(Ordering::Relaxed),
+        blocked: Duration::from_nanos(BLOCKED_NS.load(Ordering::Relaxed)),
+    }
+}
+
 /// Blocks the vCPU until an event arrives or Xen system time reaches
 /// `deadline` (`None`: until an event). Upcalls are enabled for exactly the
 /// blocked time: handlers run in them, other events are latched for their
@@ -82,5 +107,9 @@ pub fn idle(deadline: Option<Instant>) -> Result<(), EventError> {
         Some(Armed::Passed) => return Ok(()),
         Some(Armed::No) => false,
     };
-    crate::event::block(armed, deadline.map(|d| d.as_nanos()))
+    let t0 = Instant::now();
+    let r = crate::event::block(armed, deadline.map(|d| d.as_nanos()));
+    BLOCKS.fetch_add(1, Ordering::Relaxed);
+    BLOCKED_NS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    r
 }

@@ -13,6 +13,6 @@ mod idle;
 mod sleep;
 mod timer;
 
-pub use self::idle::{ServiceError, Wake, idle, register_service};
+pub use self::idle::{IdleStats, ServiceError, Wake, idle, idle_stats, register_service};
 pub use self::sleep::{SleepStats, sleep, sleep_stats};
 pub(crate) use self::timer::{init as init_timer, lost as timer_lost, stop as stop_timer};

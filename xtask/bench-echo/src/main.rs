@@ -11,7 +11,9 @@
 //! - `http-abuse ADDR:PORT`: hostile HTTP clients at once, and a normal
 //!   one throughout ([`abuse`]), run in dom0 by `httpd-abuse-pv`;
 //! - `forward PORT TARGET:PORT`: a TCP port forwarder ([`forward`]), run
-//!   in dom0 by `cargo xtask run` for the manifest's forwarded ports.
+//!   in dom0 by `cargo xtask run` for the manifest's forwarded ports;
+//! - `sink ADDR:PORT BYTES`: the receiving end of the bench's TCP guest ->
+//!   dom0 row ([`sink`]), run in dom0.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::thread;
@@ -24,6 +26,7 @@ mod disk;
 mod forward;
 mod http;
 mod serve_http;
+mod sink;
 
 /// Serves every connection on `port` with `serve` in a thread of its own.
 fn tcp(port: u16, serve: fn(TcpStream) -> std::io::Result<()>) -> std::io::Result<()> {
@@ -90,6 +93,7 @@ fn main() -> std::io::Result<()> {
         Some("http-load") => Some(http::load),
         Some("forward") => Some(forward::forward),
         Some("http-abuse") => Some(abuse::abuse),
+        Some("sink") => Some(sink::sink),
         _ => None,
     };
     if let Some(tool) = tool {

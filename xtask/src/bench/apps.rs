@@ -96,7 +96,7 @@ pub(super) fn table(
             load("dom0| http16: ", 1, "800 requests", &mut metrics);
         } else {
             match ev("dom0| tx64: ") {
-                Some(l) if l.ends_with(" 67108864 bytes") => {
+                Some(l) if l.contains(" 67108864 bytes") => {
                     if let Some(v) = number_after(l, "") {
                         metrics[2].samples[i].push(v);
                     }

@@ -242,6 +242,18 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         ("ping RTT p99 (100 pings)", "ms", false),
         ("UDP echo rate (one at a time)", "/s", true),
         ("TCP dom0 -> guest, 64 MiB", "MB/s", true),
+        // Ours only (echo's `stats` around the pings, `NetInfo::turnaround`):
+        // how much of a ping's round trip the guest itself spends.
+        (
+            "our guest's share of a ping: wake-up -> reply sent, p99 (bucket bound)",
+            "us",
+            false,
+        ),
+        (
+            "our guest's share of a ping: wake-up -> reply sent, max",
+            "us",
+            false,
+        ),
     ]
     .map(|(name, unit, higher_better)| Metric {
         name,
@@ -299,6 +311,15 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
             (10, f[4]),
         ] {
             if let Some(v) = v {
+                metrics[slot].samples[i].push(v);
+            }
+        }
+        let share = run
+            .events
+            .iter()
+            .find_map(|e| e.strip_prefix("dom0| guest-ping: wake->send "));
+        for (slot, key) in [(11, "p99 <="), (12, "max")] {
+            if let Some(v) = share.and_then(|l| parse::number_after(l, key)) {
                 metrics[slot].samples[i].push(v);
             }
         }

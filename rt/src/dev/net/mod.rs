@@ -19,8 +19,8 @@ pub mod vif;
 pub use embedded_io as io;
 pub use embedded_io_async as io_async;
 pub use rt_net::{
-    IpAddress, IpEndpoint, Ipv4Address, Limits, SocketError, Stack, StackStats, TcpListener,
-    TcpOptions, TcpStream, UdpSocket, dns,
+    IpAddress, IpEndpoint, Ipv4Address, Latency, Limits, SocketError, Stack, StackStats,
+    TcpListener, TcpOptions, TcpStream, UdpSocket, dns,
 };
 
 use alloc::vec;
@@ -275,6 +275,10 @@ pub fn up_with(limits: Limits) -> Result<Stack, NetError> {
         dhcp: None,
         dns: dns.into_iter().collect(),
         announced: 0,
+        polls: 0,
+        poll_ns: 0,
+        woke: None,
+        turnaround: Latency::new(),
     };
     let mut dhcp_socket = None;
     match addressing {
@@ -320,6 +324,15 @@ pub struct NetInfo {
     pub connected: bool,
     /// The stack's counters (sockets in use, closing...).
     pub sockets: StackStats,
+    /// Stack polls (frames moved, sockets served, GSO packets flushed).
+    pub polls: u64,
+    /// The time spent in them: with [`crate::sched::idle_stats`], where a
+    /// busy guest's CPU goes (the rest is the app's own work).
+    pub poll_time: Duration,
+    /// From the vCPU's wake-up in a network wait to the end of the first
+    /// stack poll after it, for the polls that sent frames: the guest's own
+    /// share of a round trip (a ping's reply, an answer to a request).
+    pub turnaround: Latency,
 }
 
 /// The network's state, if it is up.
@@ -333,6 +346,9 @@ pub fn info() -> Option<NetInfo> {
         reconnects: d.device.vif.reconnects(),
         connected: d.device.vif.check_backend(),
         sockets,
+        polls: d.polls,
+        poll_time: Duration::from_nanos(d.poll_ns),
+        turnaround: d.turnaround,
     })
 }
 
@@ -348,6 +364,13 @@ pub struct VifDriver {
     dns: Vec<IpAddress>,
     /// The vif's reconnections already announced to the network.
     announced: u64,
+    /// Polls so far and their total time (see [`NetInfo::poll_time`]).
+    polls: u64,
+    poll_ns: u64,
+    /// When the last network wait returned (taken by the next poll).
+    woke: Option<Instant>,
+    /// See [`NetInfo::turnaround`].
+    turnaround: Latency,
 }
 
 impl core::fmt::Debug for VifDriver {
@@ -369,8 +392,71 @@ impl rt_net::Driver for VifDriver {
     }
 
     /// Moves frames and runs the stack until it has nothing more to do
-    /// (and follows the DHCP lease).
+    /// (and follows the DHCP lease); counted and timed.
     fn poll(&mut self, now: smoltcp::time::Instant, sockets: &mut SocketSet<'static>) {
+        let t0 = Instant::now();
+        let sent = self.device.vif.tx_frames();
+        self.poll_frames(now, sockets);
+        self.polls += 1;
+        let t1 = Instant::now();
+        self.poll_ns += t1.duration_since(t0).as_nanos() as u64;
+        if let Some(w) = self.woke.take()
+            && self.device.vif.tx_frames() != sent
+        {
+            self.turnaround.record(t1.duration_since(w));
+        }
+    }
+
+    fn poll_delay(
+        &mut self,
+        now: smoltcp::time::Instant,
+        sockets: &SocketSet<'static>,
+    ) -> Option<smoltcp::time::Duration> {
+        self.iface.poll_delay(now, sockets)
+    }
+
+    /// Blocks until the backend signals or `deadline`, serving the
+    /// toolstack meanwhile (see [`crate::sched::idle`]).
+    fn wait(&mut self, deadline: Option<smoltcp::time::Instant>) {
+        let mut deadline =
+            deadline.map(|d| Instant::from_nanos(d.total_micros().max(0) as u64 * 1000));
+        // While the vif reconnects, its next attempt is a deadline too.
+        if let Some(r) = self.device.vif.retry_in() {
+            let at = Instant::now().after(r);
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        // The backend's event may have come while the stack ran: then the
+        // block ends at once (the latch keeps it), so nothing is missed.
+        if crate::event::port_state(self.device.vif.port()).0 {
+            return;
+        }
+        if crate::sched::idle(deadline).is_err() {
+            crate::xen::yield_cpu();
+        }
+        self.woke = Some(Instant::now());
+    }
+
+    fn context(&mut self) -> &mut Context {
+        self.iface.context()
+    }
+
+    fn address(&self) -> Option<Ipv4Address> {
+        Some(self.config.cidr.address()).filter(|a| !a.is_unspecified())
+    }
+
+    fn dns_servers(&self) -> Vec<IpAddress> {
+        self.dns.clone()
+    }
+
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
+}
+
+impl VifDriver {
+    /// Moves frames and runs the stack until it has nothing more to do
+    /// (and follows the DHCP lease).
+    fn poll_frames(&mut self, now: smoltcp::time::Instant, sockets: &mut SocketSet<'static>) {
         self.device.vif.take_event();
         self.device.vif.check_backend();
         let reconnects = self.device.vif.reconnects();
@@ -413,52 +499,6 @@ impl rt_net::Driver for VifDriver {
         }
     }
 
-    fn poll_delay(
-        &mut self,
-        now: smoltcp::time::Instant,
-        sockets: &SocketSet<'static>,
-    ) -> Option<smoltcp::time::Duration> {
-        self.iface.poll_delay(now, sockets)
-    }
-
-    /// Blocks until the backend signals or `deadline`, serving the
-    /// toolstack meanwhile (see [`crate::sched::idle`]).
-    fn wait(&mut self, deadline: Option<smoltcp::time::Instant>) {
-        let mut deadline =
-            deadline.map(|d| Instant::from_nanos(d.total_micros().max(0) as u64 * 1000));
-        // While the vif reconnects, its next attempt is a deadline too.
-        if let Some(r) = self.device.vif.retry_in() {
-            let at = Instant::now().after(r);
-            deadline = Some(deadline.map_or(at, |d| d.min(at)));
-        }
-        // The backend's event may have come while the stack ran: then the
-        // block ends at once (the latch keeps it), so nothing is missed.
-        if crate::event::port_state(self.device.vif.port()).0 {
-            return;
-        }
-        if crate::sched::idle(deadline).is_err() {
-            crate::xen::yield_cpu();
-        }
-    }
-
-    fn context(&mut self) -> &mut Context {
-        self.iface.context()
-    }
-
-    fn address(&self) -> Option<Ipv4Address> {
-        Some(self.config.cidr.address()).filter(|a| !a.is_unspecified())
-    }
-
-    fn dns_servers(&self) -> Vec<IpAddress> {
-        self.dns.clone()
-    }
-
-    fn as_any(&mut self) -> &mut dyn core::any::Any {
-        self
-    }
-}
-
-impl VifDriver {
     /// Sets the interface's address and default route (`None`: none).
     fn apply(&mut self, c: Option<IpConfig>) -> Result<(), NetError> {
         self.iface.update_ip_addrs(|a| {

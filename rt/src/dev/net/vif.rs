@@ -449,6 +449,13 @@ impl Vif {
         total
     }
 
+    /// Frames sent, over every connection ([`Vif::stats`]'s `tx_frames`,
+    /// without copying the rest).
+    pub fn tx_frames(&self) -> u64 {
+        let s = self.state.lock();
+        s.earlier.tx_frames + s.link.nf.stats.tx_frames
+    }
+
     /// TX buffers in flight, RX buffers posted (of the current connection).
     pub fn buffers(&self) -> (usize, usize) {
         self.state.lock().link.nf.buffers()
