@@ -1,4 +1,5 @@
-//! The status page: uptime, memory, MMU, network, server and task counters.
+//! The status page: uptime, memory, MMU, network, CPU share, server and
+//! task counters.
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -61,6 +62,21 @@ pub fn status() -> String {
             i.sockets.sockets,
             i.sockets.closing,
             i.sockets.refused_pool_full
+        );
+    }
+    if let Some(i) = info {
+        // Where the vCPU's time went since boot, and the guest's own share
+        // of each answer: from its wake-up to the reply sent.
+        let idle = rt::sched::idle_stats();
+        let _ = writeln!(
+            p,
+            "cpu: blocked {} ms of {} ms in {} blocks; {} stack polls in {} ms; wake->send {}",
+            idle.blocked.as_millis(),
+            up.as_millis(),
+            idle.blocks,
+            i.polls,
+            i.poll_time.as_millis(),
+            i.turnaround
         );
     }
     let c = &COUNTERS;
