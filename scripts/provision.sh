@@ -12,7 +12,8 @@
 #                                     PV guest (Linux too) fails with "Failed to enable
 #                                     logdirty: 95". PVH guests use HAP and are not affected.
 #   $CACHE/<key>/vmlinux-dom0.elf     dom0 Linux kernel, uncompressed ELF
-#   $CACHE/<key>/dom0-rootfs.cpio.zst dom0 initramfs: Debian minbase + xl toolstack + modules
+#   $CACHE/<key>/dom0-rootfs.cpio.zst dom0 initramfs: Debian minbase + xl toolstack +
+#                                     libvirt (libxl driver, virsh) + modules
 #   $CACHE/<key>/linux-domu.vmlinuz   Debian's kernel (the dom0 one, as shipped) for the
 #                                     Linux PV domU the benchmarks compare against
 #   $CACHE/<key>/linux-domu.cpio.gz   its initramfs: busybox-static, xen-netfront, xen-blkfront, /init
@@ -23,8 +24,9 @@
 #
 # Host packages it installs when missing (as root, with apt): qemu-system-x86 10
 # (from bookworm-backports: the suite is added by copying this machine's own
-# Debian entry), debootstrap, cpio, zstd, python3, and what building Xen takes
-# (gcc, make, flex, bison, dpkg-dev). Xen's source comes with `apt-get source`:
+# Debian entry), debootstrap, cpio, zstd, python3, what building Xen takes
+# (gcc, make, flex, bison, dpkg-dev), and libvirt's XML schema checker
+# (virt-xml-validate: libvirt-clients, libxml2-utils). Xen's source comes with `apt-get source`:
 # a deb-src entry is added by copying this machine's own Debian entries.
 #
 # Environment: RT_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt)
@@ -33,7 +35,9 @@ set -euo pipefail
 SELF=$(readlink -f "$0")
 CACHE_ROOT=${RT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xen-rt}/harness
 XEN_PKG=xen-hypervisor-4.17-amd64
-TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,procps,iputils-ping,dosfstools,mtools
+# dom0's packages: the xl toolstack, and libvirt's daemon with its libxl
+# (Xen) driver and virsh, for the libvirt tests (`virsh -c xen:///system`).
+TOOLS_PKGS=xen-utils-4.17,xenstore-utils,iproute2,bridge-utils,kmod,busybox,procps,iputils-ping,dosfstools,mtools,libvirt-daemon-driver-xen,libvirt-clients
 DOM0_MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback loop bridge tun virtio_pci virtio_net virtio_blk"
 T0=$(date +%s)
 STEP=0
@@ -120,12 +124,15 @@ apt_update_once() {
     APT_UPDATED=1
 }
 
-step "host packages (qemu-system-x86 >= 10, debootstrap, cpio, zstd, python3, a C toolchain)"
+step "host packages (qemu-system-x86 >= 10, debootstrap, cpio, zstd, python3, a C toolchain, virt-xml-validate)"
 need=()
 for tool in debootstrap cpio zstd python3 gcc make flex bison; do
     command -v "$tool" >/dev/null || need+=("$tool")
 done
 command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+# libvirt's schema checker for the domain XML `cargo xtask build` writes.
+command -v virt-xml-validate >/dev/null || need+=(libvirt-clients)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
 if [ "$(qemu_major)" -lt 10 ] || [ ${#need[@]} -gt 0 ]; then
     need_root "installing ${need[*]:-} qemu-system-x86"
     ensure_backports
@@ -153,9 +160,10 @@ fi
 KVER=$(apt-cache depends linux-image-amd64 2>/dev/null |
        awk '/Depends: linux-image-[0-9]/{sub("linux-image-", "", $2); print $2; exit}')
 [ -n "$KVER" ] || die "cannot resolve the Debian kernel (apt-cache depends linux-image-amd64)"
-versions=$(printf '%s %s\nlinux-image-%s %s\nxen-utils-4.17 %s\nbusybox %s\nbusybox-static %s\nscript %s\n' \
+versions=$(printf '%s %s\nlinux-image-%s %s\nxen-utils-4.17 %s\nbusybox %s\nbusybox-static %s\nlibvirt-daemon-driver-xen %s\nscript %s\n' \
     "$XEN_PKG" "$(candidate "$XEN_PKG")" "$KVER" "$(candidate "linux-image-$KVER")" \
     "$(candidate xen-utils-4.17)" "$(candidate busybox)" "$(candidate busybox-static)" \
+    "$(candidate libvirt-daemon-driver-xen)" \
     "$(sha256sum "$SELF" | cut -c1-16)")
 case "$versions" in *"(none)"*|*" "$'\n'*) die "a package has no install candidate:"$'\n'"$versions";; esac
 KEY=$(printf '%s' "$versions" | sha256sum | cut -c1-16)
@@ -277,6 +285,28 @@ rm -rf "$R"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} \
 find "$R/usr/lib/x86_64-linux-gnu/gconv" -maxdepth 1 -name '*.so' \
     ! -name IBM850.so ! -name IBM437.so -delete
 mkdir -p "$R/var/log/xen/console" "$R/var/lib/xen" "$R/root" "$R/harness"
+# libvirt's libxl driver names the host CPU by the models of its cpu_map,
+# and a model is used for a host only if the host has all its features. In
+# this harness dom0's view of the CPU (QEMU's TCG `-cpu max` through Xen
+# with xsave=0) matched none, and libvirtd's Xen driver refused to start
+# ("Cannot find suitable CPU model for given data"). A model with no
+# features matches any CPU; libvirt still prefers a real one that fits.
+cat >"$R/usr/share/libvirt/cpu_map/x86_harness-any.xml" <<'EOF'
+<cpus>
+  <!-- The Xen-in-QEMU harness: see scripts/provision.sh. -->
+  <model name='harness-any'>
+    <decode host='on' guest='off'/>
+  </model>
+</cpus>
+EOF
+sed -i "s|    <include filename='x86_486.xml'/>|&\n    <include filename='x86_harness-any.xml'/>|" "$R/usr/share/libvirt/cpu_map/index.xml"
+grep -q "x86_harness-any.xml" "$R/usr/share/libvirt/cpu_map/index.xml" || die "could not add the harness CPU model to libvirt's cpu_map"
+# libvirtd loads every driver it finds, and a failing one stops it: QEMU's
+# (a dependency of the daemon package) wants the libvirt-qemu user that
+# only libvirt-daemon-system's setup makes. This dom0 manages Xen guests.
+rm -f "$R"/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so
+[ -f "$R"/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_libxl.so ] ||
+    die "libvirt's libxl driver is missing from the dom0 root filesystem"
 echo dom0 >"$R/etc/hostname"
 
 # ---------------------------------------------------------------------------

@@ -46,6 +46,20 @@
 # /harness/NAME.after exists, dom0 runs it once the domain is destroyed (its
 # disks released: checks of what the guest left on them), reported as
 #   HARNESS: guest NAME after| <line>    and   HARNESS: guest NAME after rc=N
+# If /harness/NAME.xml exists, `virsh -c xen:///system create` makes the
+# domain from it instead of `xl create` (a libvirt test; its errors are
+# reported verbatim as `HARNESS: xl: ` lines), a reboot is followed (libvirt
+# creates the domain again) and reported as
+#   HARNESS: guest NAME rebooting (libvirt restarts it) seconds=S
+# and two more `@` lines drive it:
+#   @virsh CMD ARGS  `virsh CMD ARGS` ({} is the domain, else appended), its
+#                    output as `HARNESS: guest NAME virsh| <line>`, then
+#                    HARNESS: guest NAME virsh CMD ARGS rc=R at=T done=D
+#                    after `reboot`, once libvirt created the domain again
+#                    and its new boot showed a prompt:
+#                    HARNESS: guest NAME rebooted domid=A->B seconds=S
+#   @virsh-console LINE  LINE typed through `virsh console`, what it showed
+#                    as `virsh-console| <line>`, then `virsh-console rc=R`
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
@@ -54,6 +68,12 @@ input=/harness/$name.input
 # Every xl call is bounded: a wedged toolstack must not stall the run.
 # (-k: an xl that ignores SIGTERM is killed 5 s later.)
 xlt() { local t=$1; shift; timeout -k 5 "$t" xl "$@"; }
+# The same for virsh, on libvirt's libxl driver.
+virshc() { local t=$1; shift; timeout -k 5 "$t" virsh -c xen:///system "$@"; }
+# With /harness/NAME.xml the guest is created by `virsh create` from it (a
+# libvirt test); the harness then follows it across a reboot, which
+# libvirt answers by creating it again.
+xml=/harness/$name.xml
 log=/var/log/xen/console/guest-$name.log
 h() { echo "HARNESS: $*"; }
 # Time is read from /proc/uptime (monotonic, and `read` is a builtin): the
@@ -108,6 +128,59 @@ directive() {
             rc=$?
             h "guest $name xl $* rc=$rc at=$at done=$(since "$t0")"
             ;;
+        virsh)
+            # `virsh -c xen:///system CMD ...` with {} standing for the
+            # domain (appended when absent); its output verbatim.
+            shift
+            local at rc a args=()
+            for a in "$@"; do [ "$a" = "{}" ] && a=$name; args+=("$a"); done
+            case " $* " in *" {} "*) ;; *) args+=("$name") ;; esac
+            at=$(since "$t0")
+            local before
+            before=$(xlt 10 domid "$name" 2>/dev/null)
+            virshc 60 "${args[@]}" >/tmp/virsh-$name.log 2>&1
+            rc=$?
+            tr -d '\r' </tmp/virsh-$name.log | sed "/^[[:space:]]*\$/d; s/^/HARNESS: guest $name virsh| /"
+            h "guest $name virsh $* rc=$rc at=$at done=$(since "$t0")"
+            if [ "$1" = reboot ] && [ "$rc" = 0 ]; then
+                # libvirt answers the guest's reboot by creating the domain
+                # again: wait (60 s at most) for the new domain id, then
+                # let the next line wait for the new boot's prompt.
+                local after=
+                for _ in $(seq 600); do
+                    after=$(xlt 10 domid "$name" 2>/dev/null)
+                    [ -n "$after" ] && [ "$after" != "$before" ] && break
+                    sleep 0.1
+                done
+                h "guest $name rebooted domid=$before->${after:-none} seconds=$(since "$t0")"
+                # The new boot's prompt: after the runtime's last "asked to
+                # reboot" line, some output (the boot) and then a prompt.
+                for _ in $(seq 300); do
+                    tr -d '\r' <"$log" | awk '
+                        /the toolstack asked to reboot/ { after = 1; out = 0; found = 0; next }
+                        after && !/^rt> / { out = 1 }
+                        after && /^rt> / && out { found = 1 }
+                        END { exit !found }' && break
+                    sleep 0.1
+                done
+                typed=$(( $(grep -a -c '^rt> ' "$log") - 1 ))
+            fi
+            ;;
+        virsh-console)
+            # Types the rest of the line through `virsh console` in a pty
+            # (script(1), as a user's terminal), then leaves with Ctrl-];
+            # what the console showed is reported.
+            shift
+            local rc
+            { sleep 2; printf '%s\r' "$*"; sleep 3; printf '\035'; sleep 1; } |
+                timeout -k 5 30 script -qfec "virsh -c xen:///system console $name --force" /dev/null \
+                    >/tmp/virsh-console-$name.log 2>&1
+            rc=$?
+            tr -d '\r' </tmp/virsh-console-$name.log | sed "/^[[:space:]]*\$/d; s/^/HARNESS: guest $name virsh-console| /"
+            h "guest $name virsh-console rc=$rc"
+            # The guest answers with a new prompt, like a typed line.
+            typed=$((typed + 1))
+            ;;
         *) h "warning: unknown harness directive @$*" ;;
     esac
 }
@@ -138,7 +211,13 @@ t0=$(now)
 # fraction of a second, and `xl create` has been seen to block for a minute
 # after the domain was already running: judge by the domain's state, not by
 # xl's exit code, and watch the guest while `xl create` is still running.
-xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1 &
+if [ -f "$xml" ]; then
+    # libvirt's daemon starts in the background at boot: wait for it.
+    for _ in $(seq 300); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.1; done
+    virshc 60 create "$xml" >/tmp/xl-create-$name.log 2>&1 &
+else
+    xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1 &
+fi
 cpid=$! rc=
 # A timing script that starts with the domain (see GuestSpec::early).
 epid=
@@ -227,14 +306,30 @@ while tick && [ "${UP%.*}" -lt "$deadline" ]; do
     if [ -z "$line" ]; then
         # Not there yet while `xl create` is still building it.
         if [ -z "$rc" ]; then sleep 0.05; continue; fi
+        # A libvirt guest may be between libvirt's destroy and create of a
+        # reboot (seen or not): it has 20 s to come back.
+        if [ "$rc" = 0 ] && [ -f "$xml" ]; then
+            gone_at=${gone_at:-${UP%.*}}
+            if [ "${UP%.*}" -lt $((gone_at + 20)) ]; then sleep 0.1; continue; fi
+        fi
         if [ "$rc" != 0 ]; then state=create-failed; else state=gone; fi
         break
     fi
+    gone_at=
     st=$(echo "$line" | awk '{print $5}')
+    case $st in *s*) ;; *) rebooting= ;; esac
     case $st in
         *c*) state=crashed; reason=3; break ;;
         *s*)
             reason=$(echo "$line" | awk '{print $8}')
+            if [ "$reason" = 1 ] && [ -f "$xml" ]; then
+                # libvirt restarts a rebooting guest (on_reboot restart).
+                if [ -z "${rebooting:-}" ]; then
+                    rebooting=1
+                    h "guest $name rebooting (libvirt restarts it) seconds=$(since "$t0")"
+                fi
+                sleep 0.1; continue
+            fi
             case $reason in 0) state=poweroff ;; 1) state=reboot ;; 3) state=crashed ;; *) state=shutdown ;; esac
             break ;;
     esac
@@ -258,6 +353,13 @@ sleep 0.3   # let xenconsoled write out what the guest flushed before shutting d
 emit final
 if [ "$state" != poweroff ]; then
     sed "s/^/HARNESS: xl: /" /tmp/xl-create-$name.log
+    if [ -f "$xml" ]; then
+        # libvirt's side: is its daemon there, and what did it log.
+        { pgrep -a libvirtd || echo "libvirtd is not running"
+          ls -l /run/libvirt 2>&1 | head -n 8
+          tail -n 15 /var/log/libvirt/libvirtd.log 2>&1
+          tail -n 10 "/var/log/libvirt/libxl/$name.log" 2>/dev/null; } | sed "s/^/HARNESS: diag: libvirt: /"
+    fi
     # The last lines of Xen's log, without the HVM context save/restore chatter.
     xlt 10 dmesg | grep -Ev 'HVM[0-9]* restore:|HVM d[0-9]+(v[0-9]+)? save:' | tail -n 15 \
         | sed "s/^/HARNESS: xl-dmesg: /"

@@ -1,7 +1,8 @@
 //! `cargo xtask`: build, run and test rt images.
 //!
 //! - `build`: reads `image.toml`, builds the app into `target/image/<app>.elf`
-//!   (stripped; `<app>.debug.elf` keeps symbols) and `target/image/<app>.cfg`.
+//!   (stripped; `<app>.debug.elf` keeps symbols), `target/image/<app>.cfg`
+//!   and the libvirt domain XML `target/image/<app>.xml`.
 //! - `run`: builds and boots the image with its console on this terminal — with
 //!   `xl create -c` where `xl` works, else in the bundled Xen-in-QEMU harness.
 //! - `test`: host tests, fmt, clippy (host and image), then the guest tests.
@@ -10,6 +11,7 @@
 mod bench;
 mod harness;
 mod image;
+mod libvirt;
 mod manifest;
 mod notes;
 mod scaffold;
@@ -160,6 +162,13 @@ fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
         &cfg,
         image::xl_config(&m, &app, &built.elf, m.image.mode, &disks),
     )?;
+    // The libvirt domain XML beside it, from the same manifest; a manifest
+    // it cannot express stops the build (naming the key) after the xl
+    // config, so `cargo xtask run` is not blocked by the message.
+    let xml = built.elf.with_extension("xml");
+    let domain = libvirt::domain_xml(&m, &app, &built.elf, m.image.mode, &disks)
+        .map_err(|e| anyhow::anyhow!("{}: libvirt XML: {e}", manifest_path(manifest).display()))?;
+    std::fs::write(&xml, domain)?;
     println!(
         "image   {} ({} bytes stripped)",
         built.elf.display(),
@@ -170,6 +179,11 @@ fn build(manifest: &PathBuf) -> Result<(Manifest, image::Built, PathBuf)> {
         "xl cfg  {}  (boot on a Xen host: xl create -c {})",
         cfg.display(),
         cfg.display()
+    );
+    println!(
+        "libvirt {}  (virsh -c xen:///system create {} --console)",
+        xml.display(),
+        xml.display()
     );
     Ok((m, built, cfg))
 }

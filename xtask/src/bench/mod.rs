@@ -156,6 +156,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
             ramdisk: linux.then(|| linux_initrd.clone()),
             peer: false,
             tools: vec![],
+            libvirt: false,
         }
     };
     let mut guests = Vec::new();

@@ -42,6 +42,8 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
         "early",
         "before",
         "after",
+        "virsh",
+        "rebooted ",
     ]
     .iter()
     .any(|p| event.starts_with(p))
@@ -129,6 +131,17 @@ mod tests {
             parse_guest_event("HARNESS: guest m burst lines=2 good=2 bytes=9"),
             Some(("m", "burst lines=2 good=2 bytes=9"))
         );
+        for e in [
+            "virsh| Used memory:    20480 KiB",
+            "virsh dominfo rc=0 at=1 done=2",
+            "virsh-console rc=0",
+            "rebooted domid=1->2 seconds=3",
+        ] {
+            assert_eq!(
+                parse_guest_event(&format!("HARNESS: guest m {e}")),
+                Some(("m", e))
+            );
+        }
         assert_eq!(parse_guest_event("HARNESS: guest m created rc=0"), None);
         assert_eq!(
             parse_guest_event("HARNESS: guest m deadline reached: x"),

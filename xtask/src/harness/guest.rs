@@ -48,6 +48,10 @@ pub struct GuestSpec {
     /// Host programs dom0 gets as `/harness/<file name>` (executable; once
     /// per session however many guests name them), for its scripts.
     pub tools: Vec<PathBuf>,
+    /// Created by libvirt (`virsh -c xen:///system create`, from the XML of
+    /// `harness::xl::test_libvirt_xml`) instead of `xl create`; the harness
+    /// follows it across a reboot (libvirt restarts it).
+    pub libvirt: bool,
 }
 
 impl GuestSpec {
@@ -71,6 +75,7 @@ impl GuestSpec {
             ramdisk: None,
             peer: false,
             tools: vec![],
+            libvirt: false,
         }
     }
 }

@@ -283,6 +283,16 @@ pub fn run_domus(
             test_xl_config(g, &kernel, ramdisk.as_deref()).into_bytes(),
             false,
         ));
+        if g.libvirt {
+            if ramdisk.is_some() {
+                bail!("{}: a libvirt test guest takes no ramdisk", g.name);
+            }
+            files.push((
+                format!("{}.xml", g.name),
+                super::xl::test_libvirt_xml(g, &kernel).into_bytes(),
+                false,
+            ));
+        }
         for tool in &g.tools {
             let name = tool
                 .file_name()

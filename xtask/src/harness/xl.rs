@@ -1,4 +1,4 @@
-//! The xl config of a test guest.
+//! The xl config of a test guest, and its libvirt domain XML.
 use super::guest::GuestSpec;
 /// The guests' TSC is never emulated (see [`crate::image::TSC_NATIVE`]).
 use crate::image::TSC_NATIVE;
@@ -45,6 +45,51 @@ pub fn test_xl_config(g: &GuestSpec, kernel: &str, ramdisk: Option<&str>) -> Str
     )
 }
 
+/// The libvirt domain XML of a test guest created with `virsh create`
+/// (`GuestSpec::libvirt`): the same domain as [`test_xl_config`]'s, except
+/// that a reboot restarts it (libvirt's own lifecycle is under test; the
+/// harness follows the domain by name across the restart).
+pub fn test_libvirt_xml(g: &GuestSpec, kernel: &str) -> String {
+    // `key=value,...` entries as xl takes them.
+    let field = |entry: &str, key: &str| {
+        entry
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    crate::libvirt::Domain {
+        name: g.name.clone(),
+        mode: g.mode,
+        memory_mib: g.memory,
+        vcpus: 1,
+        cpuset: Some("1".into()),
+        kernel: kernel.into(),
+        cmdline: g.cmdline.clone(),
+        on_poweroff: "preserve",
+        on_reboot: "restart",
+        on_crash: "preserve",
+        disks: g
+            .disks
+            .iter()
+            .map(|d| {
+                (
+                    field(d, "target").unwrap_or_default(),
+                    field(d, "vdev").unwrap_or_default(),
+                    matches!(field(d, "access").as_deref(), Some("ro" | "r")),
+                )
+            })
+            .collect(),
+        nic: g.vif.as_ref().map(|v| {
+            (
+                field(v, "bridge").unwrap_or_else(|| "xenbr0".into()),
+                field(v, "mac"),
+                None,
+            )
+        }),
+    }
+    .xml()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +116,32 @@ mod tests {
         assert!(c.contains(
             "disk = [ 'vdev=xvda,target=/tmp/a.img', 'vdev=xvdb,access=r,target=/tmp/b.img' ]\n"
         ));
+    }
+
+    #[test]
+    fn libvirt_test_guests_restart_on_reboot_and_keep_the_rest() {
+        let g = GuestSpec {
+            cmdline: "ip=10.0.0.2/24".into(),
+            vif: Some("bridge=xenbr0,mac=00:16:3e:00:00:02".into()),
+            disks: vec!["format=raw,vdev=xvdb,access=r,target=/tmp/b.img".into()],
+            ..GuestSpec::new("virsh-pv", "/x".as_ref(), Mode::Pv, 32, 5)
+        };
+        let x = test_libvirt_xml(&g, "/harness/shared-0.elf");
+        for want in [
+            "<name>virsh-pv</name>",
+            "<vcpu placement='static' cpuset='1'>1</vcpu>",
+            "<type arch='x86_64' machine='xenpv'>linux</type>",
+            "<kernel>/harness/shared-0.elf</kernel>",
+            "<cmdline>ip=10.0.0.2/24</cmdline>",
+            "<on_poweroff>preserve</on_poweroff>",
+            "<on_reboot>restart</on_reboot>",
+            "<mac address='00:16:3e:00:00:02'/>",
+            "<source bridge='xenbr0'/>",
+            "<source file='/tmp/b.img'/>",
+            "<target dev='xvdb' bus='xen'/>",
+            "<readonly/>",
+        ] {
+            assert!(x.contains(want), "missing {want} in\n{x}");
+        }
     }
 }

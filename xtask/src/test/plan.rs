@@ -9,6 +9,7 @@ use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
 };
+use super::judge::libvirt::{VIRSH_MIB, VIRSH_SESSION, judge_virsh};
 use super::judge::lifecycle::{
     judge_checkpoint, judge_migrate, judge_migrate_2host, judge_saverestore,
 };
@@ -107,6 +108,8 @@ pub struct GuestTest {
     pub before: Option<&'static str>,
     /// See [`Self::before`].
     pub after: Option<&'static str>,
+    /// Created by libvirt (`virsh create`) rather than `xl create`.
+    pub libvirt: bool,
     /// Its judge.
     pub judge: Judge,
 }
@@ -134,6 +137,7 @@ impl GuestTest {
             disks: &[],
             before: None,
             after: None,
+            libvirt: false,
             judge: Box::new(judge),
         }
     }
@@ -215,6 +219,7 @@ mod dom0 {
     pub const STORE_CRASH: &str = include_str!("../../../scripts/dom0/tests/store-crash.sh");
     pub const FAT_BEFORE: &str = include_str!("../../../scripts/dom0/tests/fat-before.sh");
     pub const FAT_AFTER: &str = include_str!("../../../scripts/dom0/tests/fat-after.sh");
+    pub const VIRSH_AFTER: &str = include_str!("../../../scripts/dom0/tests/virsh-after.sh");
 }
 
 /// fattest's disk: a FAT image dom0 made.
@@ -304,6 +309,16 @@ fn memtest_oom(name: &'static str, mode: Mode) -> GuestTest {
         judge_fault(r, "rt: out of memory: asked for", false)
     })
     .cmdline("oom")
+}
+
+/// The shell guest managed through libvirt only (see `judge::libvirt`).
+fn virsh(name: &'static str, mode: Mode) -> GuestTest {
+    GuestTest {
+        after: Some(dom0::VIRSH_AFTER),
+        libvirt: true,
+        ..GuestTest::new(name, "shell", Boot::DomU(mode), VIRSH_MIB, 240, judge_virsh)
+            .input(VIRSH_SESSION)
+    }
 }
 
 fn shell(name: &'static str, mode: Mode) -> GuestTest {
@@ -476,6 +491,8 @@ pub fn guest_tests() -> Vec<GuestTest> {
         GuestTest::new("oot-hello-pv", OOT_APP, Boot::DomU(Pv), 32, 30, judge_oot),
         shell("shell-pv", Pv),
         shell("shell-pvh", Pvh),
+        virsh("virsh-pv", Pv),
+        virsh("virsh-pvh", Pvh),
         ended_by(
             "xl-reboot-pv",
             Pv,
@@ -577,7 +594,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 52, "every guest test of the suite");
+        assert_eq!(names.len(), 54, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

@@ -96,8 +96,9 @@ fn build_step(rows: &mut Vec<Row>, i: &super::plan::Image) -> Option<image::Buil
 
 /// The out-of-tree path as a user takes it: `cargo xtask new` makes an app
 /// under `target/oot/`, and `cargo xtask build` run in its folder (through
-/// the alias the template sets up) builds its image. Never filtered out: a
-/// guest test boots the image.
+/// the alias the template sets up) builds its image and its libvirt XML
+/// (checked once provisioning installed the schema checker: see
+/// [`run_guests`]). Never filtered out: a guest test boots the image.
 fn build_out_of_tree(rows: &mut Vec<Row>) -> Option<image::Built> {
     let mut out = None;
     let name = super::plan::OOT_APP;
@@ -122,6 +123,7 @@ fn build_out_of_tree(rows: &mut Vec<Row>) -> Option<image::Built> {
             let elf = dir.join(format!("target/image/{name}.elf"));
             let size = std::fs::metadata(&elf)?.len();
             crate::notes::report(&elf)?;
+
             out = Some(image::Built {
                 debug_elf: dir.join(format!("target/image/{name}.debug.elf")),
                 elf,
@@ -293,6 +295,23 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
             return;
         }
     };
+    // Provisioning installed libvirt's schema checker: the domain XML
+    // `cargo xtask build` wrote for the out-of-tree app (as a user gets it)
+    // and the generator's golden files must pass it.
+    if let Some(b) = built.get(super::plan::OOT_APP) {
+        step(rows, filter, "libvirt XML (virt-xml-validate)", || {
+            let golden = image::root().join("xtask/tests/libvirt");
+            let files = [
+                b.elf.with_extension("xml"),
+                golden.join("echo-pv.xml"),
+                golden.join("httpd-pvh.xml"),
+            ];
+            for f in &files {
+                crate::libvirt::validate(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            }
+            Ok(format!("{} domain files valid", files.len()))
+        });
+    }
     // dom0's tools: the static bench-echo (HTTP load generator), built
     // once when a test's scripts call it.
     let uses_tool = |t: &GuestTest| {
@@ -510,6 +529,7 @@ fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode) -> Guest
             .collect(),
         before: t.before.map(str::to_string),
         after: t.after.map(str::to_string),
+        libvirt: t.libvirt,
         ..GuestSpec::new(t.name, &img.elf, mode, t.memory, t.timeout)
     }
 }
