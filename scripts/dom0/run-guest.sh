@@ -52,7 +52,8 @@
 # creates the domain again) and reported as
 #   HARNESS: guest NAME rebooting (libvirt restarts it) seconds=S
 # and two more `@` lines drive it:
-#   @virsh CMD ARGS  `virsh CMD ARGS` ({} is the domain, else appended), its
+#   @virsh CMD ARGS  `virsh CMD ARGS` ({} is the domain, else appended but
+#                    for `restore FILE`), its
 #                    output as `HARNESS: guest NAME virsh| <line>`, then
 #                    HARNESS: guest NAME virsh CMD ARGS rc=R at=T done=D
 #                    after `reboot`, once libvirt created the domain again
@@ -134,7 +135,8 @@ directive() {
             shift
             local at rc a args=()
             for a in "$@"; do [ "$a" = "{}" ] && a=$name; args+=("$a"); done
-            case " $* " in *" {} "*) ;; *) args+=("$name") ;; esac
+            # (`restore` names a save file, not a domain.)
+            case " $* " in *" {} "*|" restore "*) ;; *) args+=("$name") ;; esac
             at=$(since "$t0")
             local before
             before=$(xlt 10 domid "$name" 2>/dev/null)

@@ -9,7 +9,9 @@ use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
 };
-use super::judge::libvirt::{VIRSH_MIB, VIRSH_SESSION, judge_virsh};
+use super::judge::libvirt::{
+    VIRSH_MIB, VIRSH_SAVE_SESSION, VIRSH_SESSION, judge_virsh, judge_virsh_saverestore,
+};
 use super::judge::lifecycle::{
     judge_checkpoint, judge_migrate, judge_migrate_2host, judge_saverestore,
 };
@@ -220,6 +222,8 @@ mod dom0 {
     pub const FAT_BEFORE: &str = include_str!("../../../scripts/dom0/tests/fat-before.sh");
     pub const FAT_AFTER: &str = include_str!("../../../scripts/dom0/tests/fat-after.sh");
     pub const VIRSH_AFTER: &str = include_str!("../../../scripts/dom0/tests/virsh-after.sh");
+    pub const VIRSH_SAVE_AFTER: &str =
+        include_str!("../../../scripts/dom0/tests/virsh-save-after.sh");
 }
 
 /// fattest's disk: a FAT image dom0 made.
@@ -493,6 +497,19 @@ pub fn guest_tests() -> Vec<GuestTest> {
         shell("shell-pvh", Pvh),
         virsh("virsh-pv", Pv),
         virsh("virsh-pvh", Pvh),
+        GuestTest {
+            libvirt: true,
+            after: Some(dom0::VIRSH_SAVE_AFTER),
+            ..GuestTest::new(
+                "virsh-saverestore-pvh",
+                "shell",
+                Boot::DomU(Pvh),
+                VIRSH_MIB,
+                240,
+                judge_virsh_saverestore,
+            )
+            .input(VIRSH_SAVE_SESSION)
+        },
         ended_by(
             "xl-reboot-pv",
             Pv,
@@ -594,7 +611,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 54, "every guest test of the suite");
+        assert_eq!(names.len(), 55, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

@@ -26,6 +26,68 @@ pub const VIRSH_SESSION: &[&str] = &[
     "@virsh shutdown",
 ];
 
+/// The save/restore session: `virsh save` at the prompt (the guest
+/// suspends, libvirt writes its memory and the domain is gone), `virsh
+/// restore` (a new domain from the file), then the shell must still answer.
+pub const VIRSH_SAVE_SESSION: &[&str] = &[
+    "echo before the save",
+    "@virsh save {} /tmp/virsh-save.img",
+    "@virsh domstate",
+    "@virsh restore /tmp/virsh-save.img",
+    "@virsh domstate",
+    "echo after the restore",
+    "mem",
+    "@virsh shutdown",
+];
+
+/// Judges `virsh-saverestore-*`: the save and the restore succeeded, libvirt
+/// knew no running domain in between and a running one after, the shell
+/// answered after the restore, and `virsh shutdown` powered it off.
+pub fn judge_virsh_saverestore(run: &GuestRun) -> Result<String, String> {
+    if run.end == End::CreateFailed {
+        return Err(format!(
+            "virsh create failed: {}",
+            run.diagnostics.join(" / ")
+        ));
+    }
+    let step = |cmd: &str, n: usize| {
+        virsh_output(run, cmd, n).ok_or(format!("no report of `virsh {cmd}` #{}", n + 1))
+    };
+    for cmd in ["save", "restore", "shutdown"] {
+        let (out, rc) = step(cmd, 0)?;
+        if rc != 0 {
+            return Err(format!(
+                "`virsh {cmd}` failed (rc {rc}): {}",
+                out.join(" / ")
+            ));
+        }
+    }
+    // Between: a transient domain saved is gone (domstate fails or says
+    // shut off); after the restore it runs.
+    let (between, rc) = step("domstate", 0)?;
+    if rc == 0 && between.first() == Some(&"running") {
+        return Err("libvirt says the saved domain is still running".into());
+    }
+    let (after, rc) = step("domstate", 1)?;
+    if rc != 0 || after.first() != Some(&"running") {
+        return Err(format!("domstate after restore: {after:?} (rc {rc})"));
+    }
+    let lines: Vec<&str> = shell_lines(run).collect();
+    let before = lines.iter().position(|l| *l == "before the save");
+    let answer = lines.iter().position(|l| *l == "after the restore");
+    match (before, answer) {
+        (Some(b), Some(a)) if a > b => {}
+        _ => return Err("the shell did not answer after the restore".into()),
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after virsh shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    Ok("save, restore (the shell answers after it), shutdown".into())
+}
+
 /// `virsh| ` output lines from the `n`-th (0-based) run of `cmd`: the
 /// lines between the previous `virsh ... rc=` report and this one's.
 fn virsh_output<'a>(run: &'a GuestRun, cmd: &str, n: usize) -> Option<(Vec<&'a str>, i32)> {
@@ -239,6 +301,46 @@ mod tests {
         "rt> mem",
         "mem: reservation 20480 KiB (max 32768 KiB, 12288 KiB given back)",
     ];
+
+    #[test]
+    fn save_and_restore_are_judged_by_the_shell_answering_after() {
+        let ev = [
+            "virsh| Domain 'v' saved to /tmp/virsh-save.img",
+            "virsh save {} /tmp/virsh-save.img rc=0 at=5 done=9",
+            "virsh| error: failed to get domain 'v'",
+            "virsh domstate rc=1 at=9 done=9.5",
+            "virsh| Domain restored from /tmp/virsh-save.img",
+            "virsh restore /tmp/virsh-save.img rc=0 at=9.6 done=12",
+            "virsh| running",
+            "virsh domstate rc=0 at=12 done=12.5",
+            "virsh shutdown rc=0 at=15 done=15.4",
+        ];
+        let console = [
+            "rt> echo before the save",
+            "before the save",
+            "rt> echo after the restore",
+            "after the restore",
+        ];
+        assert!(judge_virsh_saverestore(&run(&ev, &console, End::Poweroff)).is_ok());
+        // No answer after the restore.
+        let e = judge_virsh_saverestore(&run(&ev, &console[..2], End::Poweroff)).unwrap_err();
+        assert!(e.contains("did not answer"), "{e}");
+        // The restore failed: libvirt's words are in the message.
+        let bad: Vec<&str> = ev
+            .iter()
+            .map(|e| match *e {
+                "virsh| Domain restored from /tmp/virsh-save.img" => {
+                    "virsh| error: Failed to restore domain"
+                }
+                "virsh restore /tmp/virsh-save.img rc=0 at=9.6 done=12" => {
+                    "virsh restore /tmp/virsh-save.img rc=1 at=9.6 done=12"
+                }
+                e => e,
+            })
+            .collect();
+        let e = judge_virsh_saverestore(&run(&bad, &console, End::Poweroff)).unwrap_err();
+        assert!(e.contains("Failed to restore domain"), "{e}");
+    }
 
     #[test]
     fn a_whole_session_passes() {

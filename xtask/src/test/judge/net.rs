@@ -216,10 +216,18 @@ pub fn judge_echo(run: &GuestRun) -> Result<String, String> {
             "flood ping: {fg} of {fs} replies (at most 0.1% may be lost)"
         ));
     }
+    // From `buffers ` to the interval figures (time blocked, polls: those
+    // differ every time by nature).
     let tail = |key: &str| {
-        dom0(key)
-            .first()
-            .and_then(|l| l.split_once("buffers ").map(|(_, t)| t.to_string()))
+        dom0(key).first().and_then(|l| {
+            let (_, t) = l.split_once("buffers ")?;
+            Some(
+                t.split("; since the last stats")
+                    .next()
+                    .unwrap_or(t)
+                    .to_string(),
+            )
+        })
     };
     let (before, after) = (tail("stats-before: "), tail("stats-after: "));
     // Upcalls outside the idle stub mean interrupts were on where they must
