@@ -1,8 +1,9 @@
 #!/bin/bash
 # Helpers of the save/restore and migration scripts (prepended to each by
 # xtask's test plan): timing from /proc/uptime, and one TCP connection to the
-# echo guest on fd 4.
+# echo guest on fd 4; the second harness host of two-host tests.
 ip=10.0.0.2
+peer=10.0.0.254
 up() { read -r UP _ </proc/uptime; }
 since() { up; awk -v a="$1" -v b="$UP" 'BEGIN {printf "%.2f", b - a}'; }
 # ask LINE SECONDS LABEL: sends LINE on the connection, prints its echo.
@@ -15,4 +16,20 @@ connect_echo() {
         timeout -k 5 20 xl shutdown "$NAME"
         exit 1
     fi
+}
+# Seconds until the guest answers a ping (10 ms apart), from now.
+first_ping() {
+    local t
+    up; t=$UP
+    for _ in $(seq 1000); do
+        ping -c 1 -W 0.2 $ip >/dev/null 2>&1 && break
+    done
+    since "$t"
+}
+# Waits (5 minutes at most) until the second host answers a ping: it boots
+# alongside this one and may still be on its way.
+reach_peer() {
+    for _ in $(seq 300); do
+        ping -c 1 -W 1 $peer >/dev/null 2>&1 && return
+    done
 }

@@ -1,11 +1,10 @@
 #!/bin/bash
-# (After lib.sh: up, since, ask, connect_echo, $ip.)
+# (After lib.sh: up, since, ask, connect_echo, first_ping, reach_peer, $ip, $peer.)
 # Against an echo guest: a live migration to the second harness host (the
 # peer, 10.0.0.254, on the same Ethernet through the hosts' NICs) and back,
 # one TCP connection from this dom0 open across both. The peer's agent
 # (scripts/dom0/peer-agent.sh, port 5556) does the migration back, and
 # returns what the guest printed there. Then `xl shutdown`.
-peer=10.0.0.254
 # One command to the peer's agent; prints its answer.
 agent() {
     exec 5<>/dev/tcp/$peer/5556 || { echo "peer: no agent"; return 1; }
@@ -13,20 +12,9 @@ agent() {
     timeout 300 cat <&5
     exec 5>&-
 }
-# Seconds until the guest answers a ping (10 ms apart), from now.
-first_ping() {
-    local t
-    up; t=$UP
-    for _ in $(seq 1000); do
-        ping -c 1 -W 0.2 $ip >/dev/null 2>&1 && break
-    done
-    since "$t"
-}
 # The peer boots alongside this host; it may still be on its way.
 up; t=$UP
-for _ in $(seq 300); do
-    ping -c 1 -W 1 $peer >/dev/null 2>&1 && break
-done
+reach_peer
 for _ in $(seq 60); do
     r=$(agent hello 2>/dev/null)
     case $r in *"peer: ready"*) break ;; esac

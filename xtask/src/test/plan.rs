@@ -10,7 +10,8 @@ use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
 };
 use super::judge::libvirt::{
-    VIRSH_MIB, VIRSH_SAVE_SESSION, VIRSH_SESSION, judge_virsh, judge_virsh_saverestore,
+    VIRSH_MIB, VIRSH_SAVE_SESSION, VIRSH_SESSION, judge_virsh, judge_virsh_migrate,
+    judge_virsh_saverestore,
 };
 use super::judge::lifecycle::{
     judge_checkpoint, judge_migrate, judge_migrate_2host, judge_saverestore,
@@ -214,6 +215,7 @@ mod dom0 {
     pub const CHECKPOINT: &str = with_lib!("checkpoint.sh");
     pub const MIGRATE: &str = with_lib!("migrate.sh");
     pub const MIGRATE_2HOST: &str = with_lib!("migrate2host.sh");
+    pub const VIRSH_MIGRATE: &str = with_lib!("virsh-migrate.sh");
     pub const BLK_BEFORE: &str = include_str!("../../../scripts/dom0/tests/blk-before.sh");
     pub const BLK_AFTER: &str = include_str!("../../../scripts/dom0/tests/blk-after.sh");
     pub const STORE_BEFORE: &str = include_str!("../../../scripts/dom0/tests/store-before.sh");
@@ -485,6 +487,20 @@ pub fn guest_tests() -> Vec<GuestTest> {
             judge_migrate_2host,
         )
         .peer(),
+        // The same move through libvirt: created by `virsh create`,
+        // migrated with `virsh migrate --live` there and back.
+        GuestTest {
+            libvirt: true,
+            ..net(
+                "virsh-migrate-pv",
+                "echo",
+                Pv,
+                600,
+                dom0::VIRSH_MIGRATE,
+                judge_virsh_migrate,
+            )
+            .peer()
+        },
         blk("blk-pv", Pv),
         blk("blk-pvh", Pvh),
         fat("fat-pv", Pv),
@@ -611,7 +627,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 55, "every guest test of the suite");
+        assert_eq!(names.len(), 56, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

@@ -2,7 +2,10 @@
 //! XML the harness generates (`harness::xl::test_libvirt_xml`), driven
 //! through `virsh -c xen:///system` only — `console`, `setmem`, `reboot`,
 //! `shutdown`, then (in dom0, after it) `create` and `destroy` — with
-//! `domstate`/`dominfo` read at each step (`scripts/dom0/tests/virsh-after.sh`).
+//! `domstate`/`dominfo` read at each step (`scripts/dom0/tests/virsh-after.sh`);
+//! and the echo guest moved by `virsh migrate --live` to the second harness
+//! host and back (`scripts/dom0/tests/virsh-migrate.sh`).
+use super::lifecycle::{dom0, echoed, field as word, two_host_guest};
 use super::{event_fields, field, shell_lines};
 use crate::harness::{End, GuestRun};
 
@@ -86,6 +89,83 @@ pub fn judge_virsh_saverestore(run: &GuestRun) -> Result<String, String> {
         ));
     }
     Ok("save, restore (the shell answers after it), shutdown".into())
+}
+
+/// Judges `virsh-migrate-*`: `virsh migrate --live` to the second harness
+/// host and back both succeeded; libvirt on each host said where the domain
+/// was at each step (running on one, unknown to the other); the TCP
+/// connection from this host's dom0 echoed before, while on the second
+/// host and after coming back; the guest reconnected once per move and said
+/// on the second host that it resumed in a new domain; `virsh shutdown`
+/// powered it off.
+pub fn judge_virsh_migrate(run: &GuestRun) -> Result<String, String> {
+    if run.end == End::CreateFailed {
+        return Err(format!(
+            "virsh create failed: {}",
+            run.diagnostics.join(" / ")
+        ));
+    }
+    let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
+    // `LABEL: <domstate's first line> rc=N` from one host's libvirt.
+    let at = |key: &str, running: bool| -> Result<(), String> {
+        let l = one(key);
+        let rc = word(&l, "rc");
+        let ok = if running {
+            l.starts_with("running ") && rc == Some(0.0)
+        } else {
+            l.starts_with("error:") && rc.is_some_and(|rc| rc != 0.0)
+        };
+        if ok {
+            Ok(())
+        } else {
+            let want = if running { "running" } else { "no such domain" };
+            Err(format!("libvirt's domstate at {key}: {l:?} (want {want})"))
+        }
+    };
+    let moved = |key: &str, what: &str| -> Result<String, String> {
+        let l = one(key);
+        if word(&l, "rc") == Some(0.0) {
+            Ok(l)
+        } else {
+            Err(format!(
+                "{what}: {l:?}; virsh said {:?}",
+                dom0(run, &format!("{}-log: ", key.trim_end_matches(": ")))
+            ))
+        }
+    };
+    echoed(
+        run,
+        "tcp before: ",
+        "hello before migrating",
+        "echo before migrating",
+    )?;
+    at("home-before: ", true)?;
+    let away = moved("away: ", "virsh migrate --live to the second host")?;
+    at("home-away: ", false)?;
+    at("peer-away: ", true)?;
+    if !dom0(run, "peer-dominfo: ")
+        .iter()
+        .any(|l| l.split_whitespace().eq(["State:", "running"]))
+    {
+        return Err(format!(
+            "dominfo on the second host: {:?} (want State: running)",
+            dom0(run, "peer-dominfo: ")
+        ));
+    }
+    let back = moved("back: ", "virsh migrate --live back from the second host")?;
+    at("peer-back: ", false)?;
+    at("home-back: ", true)?;
+    two_host_guest(run)?;
+    if word(&one("shutdown: "), "rc") != Some(0.0) || run.end != End::Poweroff {
+        return Err(format!(
+            "virsh shutdown: {:?}, ended {} (want poweroff)",
+            one("shutdown: "),
+            run.end
+        ));
+    }
+    Ok(format!(
+        "there {away}; back {back}; libvirt on both hosts knew where it ran; tcp echoed on both"
+    ))
 }
 
 /// `virsh| ` output lines from the `n`-th (0-based) run of `cmd`: the
@@ -419,5 +499,57 @@ mod tests {
                 .unwrap_err()
                 .contains("xl list")
         );
+    }
+
+    const MIGRATE_EVENTS: &[&str] = &[
+        "dom0| tcp before: hello before migrating",
+        "dom0| home-before: running rc=0",
+        "dom0| away: rc=0 seconds=7.10 ping-after=0.20",
+        "dom0| home-away: error: failed to get domain 'v' rc=1",
+        "dom0| peer-away: running rc=0",
+        "dom0| peer-dominfo: State:          running",
+        "dom0| tcp away: hello from the other host",
+        "dom0| stats-away: reconnects 1, ports open 6",
+        "dom0| back: rc=0 seconds=6.50 ping-after=0.30",
+        "dom0| peer-back: error: failed to get domain 'v' rc=1",
+        "dom0| home-back: running rc=0",
+        "dom0| tcp home: hello back home",
+        "dom0| stats-home: reconnects 2, ports open 6",
+        "dom0| peer: console: rt: resumed in a new domain (restored or migrated)",
+        "dom0| shutdown: rc=0 Domain 'v' is being shutdown",
+    ];
+
+    #[test]
+    fn a_virsh_migration_is_judged_on_both_hosts_at_each_step() {
+        let ok = judge_virsh_migrate(&run(MIGRATE_EVENTS, &[], End::Poweroff));
+        assert!(ok.is_ok(), "{ok:?}");
+        for (i, line) in MIGRATE_EVENTS.iter().enumerate() {
+            let ev: Vec<&str> = MIGRATE_EVENTS
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, l)| *l)
+                .collect();
+            assert!(
+                judge_virsh_migrate(&run(&ev, &[], End::Poweroff)).is_err(),
+                "passes without {line:?}"
+            );
+        }
+        let with = |i: usize, line: &'static str| {
+            let mut ev = MIGRATE_EVENTS.to_vec();
+            ev[i] = line;
+            ev.push("dom0| away-log: error: internal error: Failed to send migration data");
+            judge_virsh_migrate(&run(&ev, &[], End::Poweroff))
+        };
+        // A failed migration quotes virsh.
+        let e = with(2, "dom0| away: rc=1 seconds=0.50 ping-after=0.10").unwrap_err();
+        assert!(e.contains("Failed to send migration data"), "{e}");
+        // libvirt lying about where the domain is.
+        assert!(with(3, "dom0| home-away: running rc=0").is_err());
+        assert!(with(4, "dom0| peer-away: shut off rc=0").is_err());
+        assert!(with(9, "dom0| peer-back: running rc=0").is_err());
+        // No reconnect on the second host; no poweroff.
+        assert!(with(7, "dom0| stats-away: reconnects 0, ports open 6").is_err());
+        assert!(judge_virsh_migrate(&run(MIGRATE_EVENTS, &[], End::Timeout)).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use crate::harness::{End, GuestRun};
 
 /// dom0's report lines starting with `key`, without it.
-fn dom0<'a>(run: &'a GuestRun, key: &str) -> Vec<&'a str> {
+pub(super) fn dom0<'a>(run: &'a GuestRun, key: &str) -> Vec<&'a str> {
     run.events
         .iter()
         .filter_map(|e| e.strip_prefix("dom0| "))
@@ -14,7 +14,7 @@ fn dom0<'a>(run: &'a GuestRun, key: &str) -> Vec<&'a str> {
 
 /// Whether dom0's TCP connection echoed `want` at the step `key` names
 /// (`tcp before: `, ...); if not, says so with `what` and what came back.
-fn echoed(run: &GuestRun, key: &str, want: &str, what: &str) -> Result<(), String> {
+pub(super) fn echoed(run: &GuestRun, key: &str, want: &str, what: &str) -> Result<(), String> {
     let got = dom0(run, key).first().copied().unwrap_or("");
     if got == want {
         Ok(())
@@ -109,7 +109,7 @@ pub fn judge_saverestore(run: &GuestRun) -> Result<String, String> {
 const HEAP_DRIFT: u64 = 64;
 
 /// `key=value` words of a report line.
-fn field(line: &str, key: &str) -> Option<f64> {
+pub(super) fn field(line: &str, key: &str) -> Option<f64> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
         .parse()
@@ -234,6 +234,40 @@ pub fn judge_migrate(run: &GuestRun) -> Result<String, String> {
     ))
 }
 
+/// What a migration to the second harness host and back (by xl or by
+/// libvirt) must show of the guest: dom0's TCP connection echoed while it
+/// ran there and after it came back, it reconnected once per move, and it
+/// said on the second host that it resumed in a new domain.
+pub(super) fn two_host_guest(run: &GuestRun) -> Result<(), String> {
+    let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
+    echoed(
+        run,
+        "tcp away: ",
+        "hello from the other host",
+        "the connection while on the second host",
+    )?;
+    echoed(
+        run,
+        "tcp home: ",
+        "hello back home",
+        "the connection after coming back",
+    )?;
+    let reconnects = (
+        stat(&one("stats-away: "), "reconnects "),
+        stat(&one("stats-home: "), "reconnects "),
+    );
+    if reconnects != (Some(1), Some(2)) {
+        return Err(format!(
+            "reconnects on the second host and back home: {reconnects:?} (want 1 and 2)"
+        ));
+    }
+    if !dom0(run, "peer: console: ").contains(&"rt: resumed in a new domain (restored or migrated)")
+    {
+        return Err("the guest did not say on the second host that it resumed".into());
+    }
+    Ok(())
+}
+
 /// Judges a migration to the second harness host and back: both `xl
 /// migrate`s succeeded, the TCP connection from the first host's dom0
 /// echoed while the guest ran on the second host and after it came back,
@@ -255,12 +289,6 @@ pub fn judge_migrate_2host(run: &GuestRun) -> Result<String, String> {
             dom0(run, "migrate-log: ")
         ));
     }
-    echoed(
-        run,
-        "tcp away: ",
-        "hello from the other host",
-        "the connection while on the second host",
-    )?;
     let back = one("peer: migrate ");
     if field(&back, "rc") != Some(0.0) {
         return Err(format!(
@@ -268,25 +296,7 @@ pub fn judge_migrate_2host(run: &GuestRun) -> Result<String, String> {
             dom0(run, "peer: log: ")
         ));
     }
-    echoed(
-        run,
-        "tcp home: ",
-        "hello back home",
-        "the connection after coming back",
-    )?;
-    let reconnects = (
-        stat(&one("stats-away: "), "reconnects "),
-        stat(&one("stats-home: "), "reconnects "),
-    );
-    if reconnects != (Some(1), Some(2)) {
-        return Err(format!(
-            "reconnects on the second host and back home: {reconnects:?} (want 1 and 2)"
-        ));
-    }
-    if !dom0(run, "peer: console: ").contains(&"rt: resumed in a new domain (restored or migrated)")
-    {
-        return Err("the guest did not say on the second host that it resumed".into());
-    }
+    two_host_guest(run)?;
     if run.end != End::Poweroff {
         return Err(format!(
             "ended {} after xl shutdown (want poweroff)",
