@@ -22,7 +22,8 @@
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rt_xen::abi::PAGE_SIZE;
-use rt_xen::proto::control::{Request, parse_request, wanted_bytes};
+use rt_xen::proto::control::{KEEP_FREE_PAGES, Request, floor_bytes, parse_request, wanted_bytes};
+use rt_xen::proto::untrusted::{Limit, Shown};
 use spin::Mutex;
 
 use crate::dev::Resumed;
@@ -102,6 +103,19 @@ fn serve() -> Result<(), crate::xenstore::XsError> {
     Ok(())
 }
 
+/// One line a second about refused `control/shutdown` values, and one
+/// about refused `memory/target` values (dom0 may flip them hundreds of
+/// times a second).
+static SHUTDOWN_LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
+static TARGET_LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
+
+/// Whether a line about a refused value may go out now (see `Limit`).
+fn allow(limit: &Mutex<Limit>) -> Option<u64> {
+    limit
+        .lock()
+        .allow(crate::time::Instant::now().as_millis(), 1000)
+}
+
 /// The value at `path`; `None` if it does not exist.
 fn read_key(path: &str) -> Result<Option<alloc::string::String>, crate::xenstore::XsError> {
     match crate::xenstore::read(path) {
@@ -134,7 +148,12 @@ fn shutdown_requested() -> Result<(), crate::xenstore::XsError> {
             suspend_now()
         }
         Request::Other => {
-            crate::console::println!("rt: control/shutdown = {v:?} is not supported: ignored");
+            if let Some(held) = allow(&SHUTDOWN_LIMIT) {
+                crate::console::println!(
+                    "rt: control/shutdown = {} is not supported: ignored ({held} more held back)",
+                    Shown(&v)
+                );
+            }
             Ok(())
         }
     }
@@ -248,7 +267,12 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
         return Ok(());
     };
     let Ok(target_kib) = v.trim().parse::<u64>() else {
-        crate::console::println!("rt: memory/target = {v:?} is not a number of KiB: ignored");
+        if let Some(held) = allow(&TARGET_LIMIT) {
+            crate::console::println!(
+                "rt: memory/target = {} is not a number of KiB: ignored ({held} more held back)",
+                Shown(&v)
+            );
+        }
         return Ok(());
     };
     let before = match crate::mm::reservation() {
@@ -261,8 +285,22 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
     let base = *BASE
         .lock()
         .get_or_insert((target_kib, before.current_pages));
-    let want = wanted_bytes(base, target_kib);
+    let mut want = wanted_bytes(base, target_kib);
     let have = before.current_pages * PAGE_SIZE as u64;
+    // Far below the working set: give back what is free but a reserve,
+    // and say so (the toolstack's figure is refused, not obeyed into an
+    // out-of-memory crash).
+    let floor = floor_bytes(before.current_pages, crate::mm::free_frames().unwrap_or(0));
+    if want < floor {
+        if let Some(held) = allow(&TARGET_LIMIT) {
+            crate::console::println!(
+                "rt: memory target {target_kib} KiB is below what the guest uses: refused, going to {} KiB ({} KiB kept free; {held} more held back)",
+                floor / 1024,
+                KEEP_FREE_PAGES * PAGE_SIZE as u64 / 1024
+            );
+        }
+        want = floor;
+    }
     if want == have {
         return Ok(());
     }

@@ -78,6 +78,11 @@ impl Instant {
         self.0
     }
 
+    /// Milliseconds on the clock.
+    pub fn as_millis(&self) -> u64 {
+        self.0 / 1_000_000
+    }
+
     /// The instant `ns` nanoseconds on the clock.
     pub fn from_nanos(ns: u64) -> Instant {
         Instant(ns)

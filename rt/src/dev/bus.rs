@@ -5,8 +5,10 @@ use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
+use rt_xen::proto::untrusted::{Limit, Shown};
 use rt_xen::proto::xenbus::{self, Bus, state};
 use rt_xen::proto::xenstore::XsError;
+use spin::Mutex;
 
 use crate::time::Instant;
 
@@ -38,11 +40,23 @@ impl Bus for RtBus {
 /// frontend `frontend` (`class` and `down` name it in the log: "net", "the
 /// network is down"). True while the backend is still up; when it closed or
 /// vanished, says so once and answers Closing then Closed (the backend then
-/// tears its side down) — the caller stops using the rings.
+/// tears its side down) — the caller stops using the rings. A value that is
+/// no state (dom0 may write anything there) is ignored with a line at most
+/// once a second, the held-back ones counted.
 pub(crate) fn backend_still_up(class: &str, frontend: &str, backend: &str, down: &str) -> bool {
-    let now = xenbus::backend_state(&mut RtBus, backend);
-    match xenbus::link_after(now) {
+    let read = crate::xenstore::read(&format!("{backend}/state"));
+    match xenbus::link_after(read.as_ref().map(String::as_str)) {
         xenbus::Link::Up => return true,
+        xenbus::Link::Garbage(v) => {
+            static LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
+            if let Some(held) = LIMIT.lock().allow(Instant::now().as_millis(), 1000) {
+                crate::console::println!(
+                    "rt: {class}: the backend's state of {frontend} reads {}: not a state, ignored ({held} more held back)",
+                    Shown(&v)
+                );
+            }
+            return true;
+        }
         xenbus::Link::Closed(st) => {
             crate::console::println!(
                 "rt: {class}: the backend closed {frontend} (state {st}): {down}"

@@ -12,11 +12,14 @@
 //! - [`xenbus`]: the frontend's handshake with its backend, with the
 //!   device's keys as data;
 //! - [`control`]: the toolstack's control keys (`control/shutdown`,
-//!   `memory/target`).
+//!   `memory/target`);
+//! - [`untrusted`]: how values from other domains are shown in the log
+//!   (bounded, rate-limited).
 pub mod byte_ring;
 pub mod console;
 pub mod control;
 pub mod line;
 pub mod shared_ring;
+pub mod untrusted;
 pub mod xenbus;
 pub mod xenstore;

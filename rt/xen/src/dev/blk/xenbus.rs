@@ -242,7 +242,7 @@ mod tests {
     use crate::proto::xenbus::fake::{self, Fake, TIMEOUT};
     use alloc::collections::BTreeMap;
 
-    const BE: &str = "backend/vbd/7/0";
+    const BE: &str = "/local/domain/7/backend/vbd/3/0";
 
     /// blkback: InitWait with its ring order, Connected (with the disk's
     /// keys) once we say Initialised.

@@ -165,14 +165,14 @@ mod tests {
                 "device/vif/0/mac",
             ),
             (
-                "backend/vif/7/0/feature-rx-copy",
+                "/local/domain/7/backend/vif/3/0/feature-rx-copy",
                 Some("0"),
-                "backend/vif/7/0/feature-rx-copy",
+                "/local/domain/7/backend/vif/3/0/feature-rx-copy",
             ),
             (
-                "backend/vif/7/0/feature-rx-copy",
+                "/local/domain/7/backend/vif/3/0/feature-rx-copy",
                 None,
-                "backend/vif/7/0/feature-rx-copy",
+                "/local/domain/7/backend/vif/3/0/feature-rx-copy",
             ),
         ];
         for (k, v, named) in cases {

@@ -1,7 +1,8 @@
 //! A fake xenstore for handshake tests: the frontend's and the backend's
 //! keys in a map, a backend that acts by a script on every tick and every
 //! publish, and a clock that only moves when the frontend sleeps. Any
-//! device class's tests use it (`device/<class>/0`, backend in domain 7).
+//! device class's tests use it (`device/<class>/0`, backend in domain 7,
+//! we in domain 3).
 extern crate std;
 
 use alloc::boxed::Box;
@@ -18,6 +19,9 @@ pub type Script = Box<dyn FnMut(&mut BTreeMap<String, String>, u64)>;
 
 /// The backend's domain in every fake.
 pub const BACKEND_ID: u16 = 7;
+/// The frontend's (our) domain in every fake: the backend's directory is
+/// `/local/domain/7/backend/<class>/3/0`, as a real toolstack names it.
+pub const FRONTEND_ID: u16 = 3;
 /// Milliseconds each wait of the handshake gets in the tests.
 pub const TIMEOUT: u64 = 1000;
 
@@ -44,7 +48,7 @@ impl Fake {
         script: impl FnMut(&mut BTreeMap<String, String>, u64) + 'static,
     ) -> Self {
         let fe = format!("device/{class}/0");
-        let be = format!("backend/{class}/{BACKEND_ID}/0");
+        let be = format!("/local/domain/{BACKEND_ID}/backend/{class}/{FRONTEND_ID}/0");
         let mut f = Fake {
             store: BTreeMap::new(),
             now: 0,
@@ -111,7 +115,7 @@ pub fn backend(
     published: u32,
 ) -> impl FnMut(&mut BTreeMap<String, String>, u64) + 'static {
     let fe_state = format!("device/{class}/0/state");
-    let be_state = format!("backend/{class}/{BACKEND_ID}/0/state");
+    let be_state = format!("/local/domain/{BACKEND_ID}/backend/{class}/{FRONTEND_ID}/0/state");
     let published = format!("{published}");
     move |s, now| {
         let st = s.get(&be_state).cloned().unwrap_or_default();

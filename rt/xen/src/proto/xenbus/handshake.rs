@@ -8,6 +8,7 @@ use core::fmt;
 use core::ops::RangeInclusive;
 
 use crate::abi::errno::XenError;
+use crate::proto::untrusted::Shown;
 use crate::proto::xenstore::XsError;
 
 /// xenbus states (`public/io/xenbus.h`, `enum xenbus_state`).
@@ -198,8 +199,23 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     let v = key(bus, &path)?;
     let backend_id = v
         .trim()
-        .parse()
-        .map_err(|_| HandshakeError::Key(path, format!("{v:?} is not a domain id")))?;
+        .parse::<u16>()
+        .ok()
+        .filter(|&id| id < DOMID_FIRST_RESERVED)
+        .ok_or_else(|| HandshakeError::Key(path, format!("{} is not a domain id", Shown(&v))))?;
+    // The backend's directory is followed (read, watched) from now on: it
+    // must be the one the toolstack makes for this device in the backend's
+    // domain, never a path into another domain's directory or ours.
+    if !valid_backend_dir(&backend, backend_id, spec.class, devid) {
+        return Err(HandshakeError::Key(
+            format!("{frontend}/backend"),
+            format!(
+                "{} is not /local/domain/{backend_id}/backend/{}/<our domain>/{devid}: refused",
+                Shown(&backend),
+                spec.class
+            ),
+        ));
+    }
     let mut keys = Vec::with_capacity(spec.frontend.len());
     for k in spec.frontend {
         let path = format!("{frontend}/{}", k.name);
@@ -207,7 +223,7 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
         if !(k.valid)(&v) {
             return Err(HandshakeError::Key(
                 path,
-                format!("{v:?} is not {}", k.what),
+                format!("{} is not {}", Shown(&v), k.what),
             ));
         }
         keys.push((k.name, v));
@@ -219,6 +235,47 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
         keys,
         offered: Vec::new(),
     })
+}
+
+/// Domain ids from here on are Xen's own (`DOMID_SELF`, `DOMID_IO`, ...),
+/// never a backend's (`public/xen.h`).
+pub const DOMID_FIRST_RESERVED: u16 = 0x7FF0;
+
+/// Whether `dir` is the backend directory a toolstack makes for device
+/// `devid` of `class` in domain `backend_id`:
+/// `/local/domain/<backend_id>/backend/<class>/<frontend domid>/<devid>`,
+/// decimal numbers without signs or leading zeros, nothing else (no `..`,
+/// no trailing slash, no other domain's directory).
+pub fn valid_backend_dir(dir: &str, backend_id: u16, class: &str, devid: u32) -> bool {
+    let number = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 5
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'))
+            && s.parse::<u16>().is_ok_and(|d| d < DOMID_FIRST_RESERVED)
+    };
+    let Some(rest) = dir.strip_prefix("/local/domain/") else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    let (Some(be), Some("backend"), Some(c), Some(fe), Some(dev), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    number(be)
+        && be.parse::<u16>().ok() == Some(backend_id)
+        && c == class
+        && number(fe)
+        && !dev.is_empty()
+        && (dev == "0" || !dev.starts_with('0'))
+        && dev.bytes().all(|b| b.is_ascii_digit())
+        && dev.parse::<u32>().ok() == Some(devid)
 }
 
 /// The backend's state (None: missing, unreadable or not a number).
@@ -314,23 +371,35 @@ pub fn connect<B: Bus, R>(
 }
 
 /// What a change of the backend's state means for a connected frontend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Link {
     /// Still usable.
     Up,
-    /// The backend is closing or closed (or reset to Unknown): answer
-    /// Closing then Closed and stop using the rings.
+    /// The backend is closing or closed: answer Closing then Closed and
+    /// stop using the rings.
     Closed(u32),
-    /// The backend's state key is gone.
+    /// The backend's state key is gone (its directory was removed).
     Gone,
+    /// The key holds something that is not a state (the value, for the
+    /// log): ignored, the link stays up — as Linux's xenbus does, which
+    /// reads such a value as Unknown and acts on Closing only.
+    Garbage(String),
 }
 
-/// Judges the backend's state once connected.
-pub fn link_after(state: Option<u32>) -> Link {
-    match state {
-        Some(s @ (state::UNKNOWN | state::CLOSING | state::CLOSED)) => Link::Closed(s),
-        Some(_) => Link::Up,
-        None => Link::Gone,
+/// Judges what the backend's state key reads once connected: `Ok(value)`,
+/// or the read's error. Unknown (0), the states of a reconfiguration
+/// (7, 8) and other numbers leave the link up; only Closing and Closed
+/// close it, and only a missing key (ENOENT) means it is gone — a failed
+/// read (xenstored busy) or a value that is no state is ignored.
+pub fn link_after(read: Result<&str, &XsError>) -> Link {
+    match read {
+        Ok(v) => match parse_state(v) {
+            Some(s @ (state::CLOSING | state::CLOSED)) => Link::Closed(s),
+            Some(_) => Link::Up,
+            None => Link::Garbage(String::from(v)),
+        },
+        Err(XsError::Error(XenError::ENOENT)) => Link::Gone,
+        Err(e) => Link::Garbage(format!("(unreadable: {e})")),
     }
 }
 
@@ -360,7 +429,7 @@ mod tests {
         publish_state: state::INITIALISED,
     };
     const FE: &str = "device/vbd/0";
-    const BE: &str = "backend/vbd/7/0";
+    const BE: &str = "/local/domain/7/backend/vbd/3/0";
 
     fn fake_bus(
         script: impl FnMut(&mut alloc::collections::BTreeMap<String, String>, u64) + 'static,
@@ -564,6 +633,59 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_path_out_of_the_devices_directory_is_refused() {
+        // What a hostile toolstack could write into device/vbd/0/backend.
+        let hostile = [
+            "/local/domain/0/backend/vbd/3/0",  // not the backend-id's domain
+            "/local/domain/3/device/vbd/0",     // our own frontend directory
+            "/local/domain/5/backend/vbd/3/0",  // another domain
+            "/local/domain/7/backend/vif/3/0",  // another class
+            "/local/domain/7/backend/vbd/3/1",  // another device
+            "/local/domain/7/backend/vbd/3/0/", // a trailing slash
+            "/local/domain/7/backend/vbd/../../0/backend/vbd/3/0",
+            "/local/domain/7/backend/vbd/3/0/../../4/0",
+            "/local/domain/07/backend/vbd/3/0", // leading zero
+            "/local/domain/7/backend/vbd/-3/0",
+            "/local/domain/7/backend/vbd/99999/0",
+            "local/domain/7/backend/vbd/3/0",
+            "/tool/xenstored",
+            "/",
+        ];
+        for dir in hostile {
+            let mut bus = fake_bus(blkback(0));
+            bus.set("device/vbd/0/backend", dir);
+            let (r, live, calls) = run(&mut bus);
+            match r {
+                Err(HandshakeError::Key(path, why)) => {
+                    assert_eq!(path, "device/vbd/0/backend", "{dir}");
+                    assert!(why.ends_with("refused"), "{why}");
+                }
+                other => panic!("{dir}: {other:?}"),
+            }
+            assert_eq!((live.get(), calls, bus.publishes), (0, 0, 0), "{dir}");
+        }
+        // A 4 KiB value is named, not printed whole.
+        let mut bus = fake_bus(blkback(0));
+        bus.set("device/vbd/0/backend", &"/a".repeat(2048));
+        let e = run(&mut bus).0.unwrap_err().to_string();
+        assert!(e.len() < 300 && e.contains("(4096 bytes)"), "{e}");
+        // The id must be a backend's, not Xen's own.
+        assert!(!valid_backend_dir(
+            "/local/domain/32753/backend/vbd/3/0",
+            0x7FF1,
+            "vbd",
+            0
+        ));
+        assert!(valid_backend_dir(BE, BACKEND_ID, "vbd", 0));
+        assert!(valid_backend_dir(
+            "/local/domain/0/backend/vif/12/10",
+            0,
+            "vif",
+            10
+        ));
+    }
+
+    #[test]
     fn a_required_feature_the_backend_lacks_is_named_before_anything_is_set_up() {
         const NEEDS: Spec = Spec {
             required: &[Required {
@@ -609,14 +731,43 @@ mod tests {
 
     #[test]
     fn the_link_after_connecting() {
-        assert_eq!(link_after(Some(4)), Link::Up);
-        assert_eq!(link_after(Some(5)), Link::Closed(5));
-        assert_eq!(link_after(Some(6)), Link::Closed(6));
-        assert_eq!(link_after(Some(0)), Link::Closed(0));
-        assert_eq!(link_after(None), Link::Gone);
+        assert_eq!(link_after(Ok("4")), Link::Up);
+        assert_eq!(link_after(Ok("5")), Link::Closed(5));
+        assert_eq!(link_after(Ok("6\n")), Link::Closed(6));
+        // Unknown and reconfiguration states: Linux's frontends ignore them.
+        for v in ["0", "7", "8", "99"] {
+            assert_eq!(link_after(Ok(v)), Link::Up, "{v}");
+        }
+        for v in ["", "abc", "-1", "99999999999999999999", "5x"] {
+            assert_eq!(link_after(Ok(v)), Link::Garbage(v.into()), "{v}");
+        }
+        let gone = XsError::Error(XenError::ENOENT);
+        assert_eq!(link_after(Err(&gone)), Link::Gone);
+        let busy = XsError::Error(XenError::EAGAIN);
+        assert!(matches!(link_after(Err(&busy)), Link::Garbage(_)));
     }
 
     proptest! {
+        /// Any string as the backend directory: accepted only when it is
+        /// exactly the directory the toolstack would name.
+        #[test]
+        fn only_the_devices_own_backend_dir_is_accepted(dir in ".{0,80}", id in 0u16..9, dev in 0u32..3) {
+            let ok = valid_backend_dir(&dir, id, "vif", dev);
+            let fe = dir.split('/').nth(6).unwrap_or("");
+            let want = format!("/local/domain/{id}/backend/vif/{fe}/{dev}");
+            prop_assert_eq!(ok, dir == want && !fe.is_empty() && fe.parse::<u16>().is_ok_and(|d| d < DOMID_FIRST_RESERVED && d.to_string() == fe));
+        }
+
+        /// Whatever a backend's state key holds, judging it never panics and
+        /// closes the link only for Closing or Closed.
+        #[test]
+        fn any_state_value_is_judged(v in ".{0,64}|[0-9]{1,12}") {
+            let l = link_after(Ok(&v));
+            let closes = matches!(parse_state(&v), Some(5 | 6));
+            prop_assert_eq!(matches!(l, Link::Closed(_)), closes);
+            prop_assert!(l != Link::Gone);
+        }
+
         /// Whatever the backend writes into its state key, tick by tick, the
         /// handshake ends within its two waits, connects only if the backend
         /// said Connected after our publish, and holds resources only then.
