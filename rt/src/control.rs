@@ -108,6 +108,8 @@ fn serve() -> Result<(), crate::xenstore::XsError> {
 /// times a second).
 static SHUTDOWN_LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
 static TARGET_LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
+/// And one about targets below the working set.
+static FLOOR_LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
 
 /// Whether a line about a refused value may go out now (see `Limit`).
 fn allow(limit: &Mutex<Limit>) -> Option<u64> {
@@ -292,7 +294,7 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
     // out-of-memory crash).
     let floor = floor_bytes(before.current_pages, crate::mm::free_frames().unwrap_or(0));
     if want < floor {
-        if let Some(held) = allow(&TARGET_LIMIT) {
+        if let Some(held) = allow(&FLOOR_LIMIT) {
             crate::console::println!(
                 "rt: memory target {target_kib} KiB is below what the guest uses: refused, going to {} KiB ({} KiB kept free; {held} more held back)",
                 floor / 1024,

@@ -8,12 +8,14 @@
 //! - `net`: echo, httpd, the vif detach, DHCP, create/destroy cycles;
 //! - `lifecycle`: save/restore, checkpoints, migration;
 //! - `libvirt`: the guest managed through `virsh` only;
+//! - `hostile`: a hostile toolstack's garbage in the guest's xenstore keys;
 //! - `blk`: block storage, checked in dom0 after the guest.
 //!
 //! The scripts a judge's guest is driven by sit with the judge: the
 //! console input here, dom0's network checks in `scripts/dom0/tests/`.
 pub mod blk;
 pub mod boot;
+pub mod hostile;
 pub mod libvirt;
 pub mod lifecycle;
 pub mod net;

@@ -1,0 +1,232 @@
+//! Judges of the hostile-toolstack tests: what dom0's attacker script
+//! (`scripts/dom0/tests/hostile-xenstore.sh`) threw at the echo guest, and
+//! whether the guest refused it the way the security model says — one
+//! bounded, rate-limited line per kind of refusal, the app serving
+//! throughout, nothing leaked, no panic.
+use super::lifecycle::{dom0, echoed, stat};
+use crate::harness::{End, GuestRun};
+
+/// Lines the guest may print about refused values in the whole run: a few
+/// per kind and step, never one per write (the storm alone is 900 writes).
+pub const MAX_REFUSAL_LINES: usize = 60;
+
+/// The steps after which dom0's connection must still echo.
+const STEPS: &[(&str, &str)] = &[
+    ("tcp control: ", "hello after control"),
+    ("tcp target: ", "hello after target"),
+    ("tcp frontend: ", "hello after frontend"),
+    ("tcp backend: ", "hello after backend"),
+    ("tcp storm: ", "hello after the storm"),
+    ("tcp mem-set: ", "hello after mem-set"),
+];
+
+/// What each kind of refusal looks like on the guest's console; each must
+/// show at least once (the guest saw the garbage and said so).
+const REFUSALS: &[(&str, &str)] = &[
+    ("control/shutdown", "rt: control/shutdown = "),
+    ("memory/target", "rt: memory/target = "),
+    ("the backend's state", "not a state, ignored"),
+    (
+        "xl mem-set far below",
+        "is below what the guest uses: refused",
+    ),
+];
+
+/// Judges `hostile-xenstore-*` (see the module doc).
+pub fn judge_hostile_xenstore(run: &GuestRun) -> Result<String, String> {
+    if let Some(l) = run
+        .console
+        .iter()
+        .find(|l| l.contains("panicked") || l.contains("panic:"))
+    {
+        return Err(format!("the guest panicked: {l:?}"));
+    }
+    let threw = dom0(run, "threw: ");
+    if threw.len() < 7
+        || !dom0(run, "storm: ")
+            .first()
+            .is_some_and(|l| l.starts_with("900 writes"))
+    {
+        return Err(format!(
+            "the attacker did not run to the end: threw {threw:?}, storm {:?}",
+            dom0(run, "storm: ")
+        ));
+    }
+    for (key, want) in STEPS {
+        echoed(run, key, want, &format!("the echo after step {key:?}"))?;
+    }
+    let said = |pat: &str| run.console.iter().filter(|l| l.contains(pat)).count();
+    let mut counts = Vec::new();
+    for (what, pat) in REFUSALS {
+        let n = said(pat);
+        if n == 0 {
+            return Err(format!(
+                "no refusal of {what} on the console (want a line with {pat:?})"
+            ));
+        }
+        counts.push(format!("{what} {n}"));
+    }
+    let total: usize = REFUSALS.iter().map(|(_, p)| said(p)).sum();
+    if total > MAX_REFUSAL_LINES {
+        return Err(format!(
+            "{total} refusal lines (at most {MAX_REFUSAL_LINES}: they are rate-limited)"
+        ));
+    }
+    // The runtime's own lines (the app's stats line is long by design).
+    if let Some(l) = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("rt:") && l.chars().count() > 300)
+    {
+        return Err(format!(
+            "a line of {} characters: values are shown bounded",
+            l.len()
+        ));
+    }
+    if run
+        .console
+        .iter()
+        .any(|l| l.contains("the network is down"))
+    {
+        return Err("the guest took garbage for the backend closing".into());
+    }
+    let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
+    let (before, after) = (one("stats-before: "), one("stats-after: "));
+    for name in ["grants ", "ports open ", "sockets "] {
+        let (a, b) = (stat(&before, name), stat(&after, name));
+        if a.is_none() || a != b {
+            return Err(format!(
+                "{name:?}before {a:?}, after {b:?}: {before:?} / {after:?}"
+            ));
+        }
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    // How many lines the rate limit held back (reported with the next).
+    let held: u64 = run
+        .console
+        .iter()
+        .filter_map(|l| {
+            l.rsplit_once(" more held back")?
+                .0
+                .rsplit(['(', ' '])
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    Ok(format!(
+        "{} keys attacked + a 900-write storm + mem-set 4 MiB; refusal lines: {} ({held} more held back); echo served at each step; grants, ports, sockets unchanged; {}",
+        threw.len(),
+        counts.join(", "),
+        one("mem-set 4: ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATS: &str = "reconnects 0, ports open 8, free frames 7170; heap 1068312 B in 62 allocations; grants 514; sockets 6 (0 closing)";
+
+    fn good() -> GuestRun {
+        let mut events: Vec<String> = (0..8)
+            .map(|i| format!("dom0| threw: /k{i} rc=0 values=10"))
+            .collect();
+        events.push("dom0| storm: 900 writes in 3.10 s".into());
+        events.push("dom0| mem-set 4: xl list 9 MiB".into());
+        for (k, v) in STEPS {
+            events.push(format!("dom0| {k}{v}"));
+        }
+        events.push(format!("dom0| stats-before: {STATS}"));
+        events.push(format!("dom0| stats-after: {STATS}"));
+        GuestRun {
+            events,
+            console: vec![
+                "rt: control/shutdown = \"abc\" is not supported: ignored (0 more held back)".into(),
+                "rt: memory/target = \"\" is not a number of KiB: ignored (0 more held back)".into(),
+                "rt: net: the backend's state of device/vif/0 reads \"abc\": not a state, ignored (0 more held back)".into(),
+                "rt: memory target 4096 KiB is below what the guest uses: refused, going to 9000 KiB".into(),
+            ],
+            end: End::Poweroff,
+            ..GuestRun::new("hostile-xenstore-pv")
+        }
+    }
+
+    #[test]
+    fn a_guest_that_refuses_everything_and_keeps_serving_passes() {
+        let mut run = good();
+        // The app's own long lines are not the runtime's refusals.
+        run.console.push(format!("echo: stats {}", "x".repeat(600)));
+        run.console
+            .push("rt: control/shutdown = \"after-the-storm\" is not supported: ignored (299 more held back)".into());
+        let r = judge_hostile_xenstore(&run);
+        assert!(
+            r.as_ref().is_ok_and(|d| d.contains("(299 more held back)")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn each_way_of_failing_is_caught() {
+        let mut r = good();
+        r.console.push("rt: panicked at rt/src/control.rs:1".into());
+        assert!(judge_hostile_xenstore(&r).unwrap_err().contains("panicked"));
+
+        let mut r = good();
+        r.console
+            .extend((0..61).map(|_| "rt: memory/target = \"x1\" is not a number of KiB".into()));
+        assert!(
+            judge_hostile_xenstore(&r)
+                .unwrap_err()
+                .contains("rate-limited")
+        );
+
+        let mut r = good();
+        r.console.remove(2);
+        assert!(
+            judge_hostile_xenstore(&r)
+                .unwrap_err()
+                .contains("backend's state")
+        );
+
+        let mut r = good();
+        r.console.push(format!("rt: x = \"{}\"", "7".repeat(4000)));
+        r.console.push(format!("echo: stats {}", "x".repeat(600)));
+        assert!(judge_hostile_xenstore(&r).unwrap_err().contains("bounded"));
+
+        let mut r = good();
+        r.console
+            .push("rt: net: the backend closed device/vif/0 (state 5): the network is down".into());
+        assert!(judge_hostile_xenstore(&r).is_err());
+
+        let mut r = good();
+        let i = r
+            .events
+            .iter()
+            .position(|e| e.contains("tcp storm"))
+            .unwrap();
+        r.events[i] = "dom0| tcp storm: no reply".into();
+        assert!(judge_hostile_xenstore(&r).unwrap_err().contains("storm"));
+
+        let mut r = good();
+        let last = r.events.len() - 1;
+        r.events[last] = format!(
+            "dom0| stats-after: {}",
+            STATS.replace("grants 514", "grants 515")
+        );
+        assert!(judge_hostile_xenstore(&r).unwrap_err().contains("grants"));
+
+        let mut r = good();
+        r.events.retain(|e| !e.contains("storm: 900"));
+        assert!(judge_hostile_xenstore(&r).unwrap_err().contains("attacker"));
+
+        let mut r = good();
+        r.end = End::Timeout;
+        assert!(judge_hostile_xenstore(&r).is_err());
+    }
+}
