@@ -61,6 +61,10 @@
 #                    HARNESS: guest NAME rebooted domid=A->B seconds=S
 #   @virsh-console LINE  LINE typed through `virsh console`, what it showed
 #                    as `virsh-console| <line>`, then `virsh-console rc=R`
+#   @flood BYTES   BYTES random bytes without CR or LF typed into the
+#                  console at once (a binary flood, at the guest's pace, 90 s
+#                  at most), then Enter; reported as
+#                  HARNESS: guest NAME flood bytes=B seconds=S
 # Judging the result is left to the caller (cargo xtask test).
 #   usage: run-guest.sh NAME CONFIG TIMEOUT_SECONDS [DUMP_AT]
 set -u
@@ -91,7 +95,9 @@ emit() {
     local total
     total=$(wc -l <"$log")
     if [ "$total" -gt "$shown" ]; then
-        sed -n "$((shown + 1)),${total}p" "$log" | sed "s/\r\$//; /^burst [0-9]/d; s/^/G $name| /"
+        # (Lines cut at 4 KiB: a guest's giant line must not hold up dom0's
+        # console, which carries the whole session.)
+        sed -n "$((shown + 1)),${total}p" "$log" | sed "s/\r\$//; /^burst [0-9]/d; s/^/G $name| /" | cut -b 1-4096
         shown=$total
     fi
     if [ "${1:-}" = final ] && [ -s "$log" ] && [ -n "$(tail -c 1 "$log" | tr -d '\n')" ]; then
@@ -181,6 +187,33 @@ directive() {
             tr -d '\r' </tmp/virsh-console-$name.log | sed "/^[[:space:]]*\$/d; s/^/HARNESS: guest $name virsh-console| /"
             h "guest $name virsh-console rc=$rc"
             # The guest answers with a new prompt, like a typed line.
+            typed=$((typed + 1))
+            ;;
+        flood)
+            local t1 tty sent
+            t1=$(now)
+            tty=$(timeout 10 xenstore-read "/local/domain/$(xlt 10 domid "$name")/console/tty" 2>/dev/null)
+            # (Without the erasing bytes too — backspace, delete, Ctrl-U —
+            # which would make the line editor take and echo input again: a
+            # terminal echoes what is typed; the test is about what the
+            # guest keeps.)
+            head -c "$2" /dev/urandom | tr -d '\r\n\010\177\025' >/tmp/flood-$name
+            sent=0
+            if [ -n "$tty" ]; then
+                timeout -s INT 90 dd if=/tmp/flood-$name of="$tty" bs=4096 2>/tmp/flood-$name.log &
+                local fpid=$! n=0
+                while kill -0 "$fpid" 2>/dev/null; do
+                    sleep 1
+                    n=$((n + 1))
+                    [ $((n % 20)) = 0 ] && h "guest $name still flooding ($n s)"
+                done
+                wait "$fpid"
+                sent=$(awk '/bytes/{print $1; exit}' /tmp/flood-$name.log)
+                printf '\r' >"$tty"
+            fi
+            rm -f /tmp/flood-$name
+            h "guest $name flood bytes=${sent:-0} seconds=$(since "$t1")"
+            # The Enter ends the flooded line: the shell answers with a new prompt.
             typed=$((typed + 1))
             ;;
         *) h "warning: unknown harness directive @$*" ;;

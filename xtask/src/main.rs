@@ -9,6 +9,7 @@
 //! - `notes`: decodes and checks an image's Xen ELF notes.
 //! - `provision`: prepares the harness (also done on demand by `run`/`test`).
 mod bench;
+mod fuzz;
 mod harness;
 mod image;
 mod libvirt;
@@ -75,6 +76,13 @@ enum Cmd {
         /// Only the application rows (HTTP requests/s, TCP guest -> dom0).
         #[arg(long)]
         app_only: bool,
+    },
+    /// The property tests of every parser of cross-domain data (xenstore,
+    /// xenbus, netif, blkif, console) and of image.toml, with many cases.
+    Fuzz {
+        /// Cases per property test.
+        #[arg(long, default_value_t = 100_000)]
+        cases: u32,
     },
     /// Decode and check the Xen ELF notes of an image (default: the manifest's app).
     Notes {
@@ -271,6 +279,7 @@ fn main() {
             storage_only,
             app_only,
         } => bench::run(reps, storage_only, app_only),
+        Cmd::Fuzz { cases } => fuzz::run(cases),
         Cmd::Notes { elf } => (|| {
             let elf = match elf {
                 Some(e) => e,

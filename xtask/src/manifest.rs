@@ -604,6 +604,38 @@ mod tests {
 
     const GOOD: &str = "spec = 1\n[image]\napp = \"hello\"\nmode = \"pvh\"\ncmdline = \"a b\"\n[resources]\nmemory = 64\nvcpus = 2\n";
 
+    /// A manifest with every section, for the mutation property below.
+    const FULL: &str = "spec = 1\n[image]\napp = \"echo\"\nmode = \"pv\"\ncmdline = \"ip=dhcp\"\n[resources]\nmemory = 32\nvcpus = 1\nheap = 8\n[network]\nbridge = \"xenbr0\"\nmac = \"00:16:3e:00:00:01\"\nip = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\n[[disk]]\npath = \"data.img\"\nsize = 16\nvdev = \"xvda\"\n";
+
+    #[test]
+    fn the_full_manifest_is_good() {
+        let m = parse(FULL).unwrap();
+        assert_eq!((m.disks.len(), m.network.is_some()), (1, true));
+    }
+
+    proptest::proptest! {
+        /// Any text: read or refused with an error that names the file
+        /// (and, for what TOML could parse, the line) — never a panic.
+        #[test]
+        fn any_text_is_read_or_refused_with_its_place(text in "(?s).{0,300}") {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.starts_with("image.toml"), "{e}");
+            }
+        }
+
+        /// A complete manifest with one character changed: the same.
+        #[test]
+        fn a_mutated_manifest_is_read_or_refused_with_its_place(at in 0usize..400, c in proptest::char::any()) {
+            let mut chars: Vec<char> = FULL.chars().collect();
+            let at = at % chars.len();
+            chars[at] = c;
+            let text: String = chars.into_iter().collect();
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.starts_with("image.toml"), "{e}");
+            }
+        }
+    }
+
     #[test]
     fn reads_a_complete_manifest() {
         let m = parse(GOOD).unwrap();

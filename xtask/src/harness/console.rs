@@ -44,6 +44,7 @@ fn parse_guest_event(line: &str) -> Option<(&str, &str)> {
         "after",
         "virsh",
         "rebooted ",
+        "flood ",
     ]
     .iter()
     .any(|p| event.starts_with(p))

@@ -9,7 +9,7 @@ use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
 };
-use super::judge::hostile::judge_hostile_xenstore;
+use super::judge::hostile::{FLOOD_SESSION, judge_console_flood, judge_hostile_xenstore};
 use super::judge::libvirt::{
     VIRSH_MIB, VIRSH_SAVE_SESSION, VIRSH_SESSION, judge_virsh, judge_virsh_migrate,
     judge_virsh_saverestore,
@@ -528,6 +528,15 @@ pub fn guest_tests() -> Vec<GuestTest> {
         hello("hello-pv", Boot::DomU(Pv), "pv", (32, 32)),
         GuestTest::new("oot-hello-pv", OOT_APP, Boot::DomU(Pv), 32, 30, judge_oot),
         shell("shell-pv", Pv),
+        GuestTest::new(
+            "console-flood-pv",
+            "shell",
+            Boot::DomU(Pv),
+            SHELL_MIB as u32,
+            240,
+            judge_console_flood,
+        )
+        .input(FLOOD_SESSION),
         shell("shell-pvh", Pvh),
         virsh("virsh-pv", Pv),
         virsh("virsh-pvh", Pvh),
@@ -645,7 +654,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 58, "every guest test of the suite");
+        assert_eq!(names.len(), 59, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

@@ -2,8 +2,10 @@
 //! (`scripts/dom0/tests/hostile-xenstore.sh`) threw at the echo guest, and
 //! whether the guest refused it the way the security model says — one
 //! bounded, rate-limited line per kind of refusal, the app serving
-//! throughout, nothing leaked, no panic.
+//! throughout, nothing leaked, no panic; and a console input flood
+//! against the shell.
 use super::lifecycle::{dom0, echoed, stat};
+use super::{event_fields, field, shell_lines};
 use crate::harness::{End, GuestRun};
 
 /// Lines the guest may print about refused values in the whole run: a few
@@ -127,6 +129,80 @@ pub fn judge_hostile_xenstore(run: &GuestRun) -> Result<String, String> {
     ))
 }
 
+/// The console-flood session: the shell's memory, megabytes of binary
+/// input without a newline, then the shell must answer and hold what it
+/// held before.
+pub const FLOOD_SESSION: &[&str] = &[
+    "mem",
+    "@flood 2097152",
+    "echo alive after the flood",
+    "mem",
+    "halt",
+];
+
+/// Least flood bytes that must have gone in for the test to mean anything.
+pub const FLOOD_MIN_BYTES: u64 = 256 * 1024;
+
+/// `heap N KiB mapped, B B in A allocations` of a `mem` line: (N, A).
+fn heap_of(line: &str) -> Option<(u64, u64)> {
+    let rest = line.split_once("heap ")?.1;
+    let mapped = rest.split_whitespace().next()?.parse().ok()?;
+    let allocs = rest
+        .split_once(" B in ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((mapped, allocs))
+}
+
+/// Judges `console-flood-*` (see [`FLOOD_SESSION`]): the flood went in, the
+/// shell answered after it, its heap maps and holds what it did before, no
+/// line grew with the flood, no panic, and `halt` powered it off.
+pub fn judge_console_flood(run: &GuestRun) -> Result<String, String> {
+    if let Some(l) = run.console.iter().find(|l| l.contains("panicked")) {
+        return Err(format!("the guest panicked: {l:?}"));
+    }
+    let flood = event_fields(run, "flood ").ok_or("no flood report")?;
+    let bytes: u64 = field(&flood, "bytes").unwrap_or(0);
+    let secs: f64 = field(&flood, "seconds").unwrap_or(0.0);
+    if bytes < FLOOD_MIN_BYTES {
+        return Err(format!(
+            "only {bytes} flood bytes went in (want at least {FLOOD_MIN_BYTES})"
+        ));
+    }
+    if !shell_lines(run).any(|l| l == "alive after the flood") {
+        return Err("the shell did not answer after the flood".into());
+    }
+    if let Some(l) = run.console.iter().find(|l| l.len() > 1024) {
+        return Err(format!(
+            "a console line of {} bytes: input is bounded",
+            l.len()
+        ));
+    }
+    let mems: Vec<(u64, u64)> = shell_lines(run)
+        .filter(|l| l.starts_with("mem: frames "))
+        .filter_map(heap_of)
+        .collect();
+    match mems.as_slice() {
+        [before, .., after] if before == after => {}
+        other => {
+            return Err(format!(
+                "heap (KiB mapped, allocations) before and after the flood: {other:?}"
+            ));
+        }
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} after halt (want poweroff)", run.end));
+    }
+    Ok(format!(
+        "{bytes} bytes of binary input in {secs:.1} s ({:.0} KiB/s); the shell answered; heap {:?} KiB mapped / allocations unchanged",
+        bytes as f64 / 1024.0 / secs.max(0.001),
+        mems[0]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +304,40 @@ mod tests {
         let mut r = good();
         r.end = End::Timeout;
         assert!(judge_hostile_xenstore(&r).is_err());
+    }
+
+    fn flood_run(bytes: u64, answer: bool, after: &str) -> GuestRun {
+        let mut console = vec![
+            "rt> mem".to_string(),
+            "mem: frames 100 free of 200 (400 KiB free); heap 256 KiB mapped, 1000 B in 12 allocations, limit none".into(),
+            "rt> ~#garbage".into(),
+            "shell: unknown command".into(),
+            "rt> echo alive after the flood".into(),
+        ];
+        if answer {
+            console.push("alive after the flood".into());
+        }
+        console.push("rt> mem".into());
+        console.push(after.into());
+        GuestRun {
+            console,
+            events: vec![format!("flood bytes={bytes} seconds=20.0")],
+            end: End::Poweroff,
+            ..GuestRun::new("console-flood-pv")
+        }
+    }
+
+    #[test]
+    fn a_console_flood_is_judged_by_the_shell_after_it() {
+        let same = "mem: frames 100 free of 200 (400 KiB free); heap 256 KiB mapped, 1000 B in 12 allocations, limit none";
+        let ok = judge_console_flood(&flood_run(2 << 20, true, same));
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(judge_console_flood(&flood_run(1000, true, same)).is_err());
+        assert!(judge_console_flood(&flood_run(2 << 20, false, same)).is_err());
+        let grown = same.replace("256 KiB mapped", "2304 KiB mapped");
+        assert!(judge_console_flood(&flood_run(2 << 20, true, &grown)).is_err());
+        let mut long = flood_run(2 << 20, true, same);
+        long.console.push("x".repeat(5000));
+        assert!(judge_console_flood(&long).is_err());
     }
 }

@@ -172,6 +172,9 @@ pub struct XsStats {
     /// Watch events dropped, oldest first, because [`MAX_QUEUED_EVENTS`]
     /// were waiting for their owners.
     pub dropped_events: u64,
+    /// Watch events not queued because the same path and token were
+    /// already waiting.
+    pub coalesced_events: u64,
     /// Transactions retried after `EAGAIN`.
     pub retries: u64,
 }
@@ -313,6 +316,17 @@ impl<L: Link> Client<L> {
             return;
         };
         self.stats.events += 1;
+        // The same key's event already waiting says all this one would (its
+        // owner reads the key when it takes it): a storm on one key takes
+        // one place in the queue and cannot push out other keys' events.
+        if self
+            .events
+            .iter()
+            .any(|e| e.path.as_bytes() == path && e.token.as_bytes() == token)
+        {
+            self.stats.coalesced_events += 1;
+            return;
+        }
         if self.events.len() >= MAX_QUEUED_EVENTS {
             self.events.pop_front();
             self.stats.dropped_events += 1;

@@ -288,6 +288,26 @@ fn a_restore_mid_reply_is_recovered_by_reconnect() {
 }
 
 #[test]
+fn a_storm_on_one_key_takes_one_place_and_keeps_the_others_events() {
+    let (mut c, _d, _p) = client(Faults::default());
+    // The fake daemon fires a watch's event when it is set: setting the
+    // same watch 500 times is a storm of identical events.
+    c.watch("control/shutdown", "shutdown").unwrap();
+    for _ in 0..500 {
+        c.watch("memory/target", "target").unwrap();
+    }
+    c.poll().unwrap();
+    assert_eq!((c.stats.events, c.stats.dropped_events), (501, 0));
+    assert_eq!(c.stats.coalesced_events, 499);
+    assert_eq!(
+        c.take_event_for("shutdown").unwrap().path,
+        "control/shutdown"
+    );
+    assert!(c.take_event_for("target").is_some());
+    assert!(c.take_event().is_none());
+}
+
+#[test]
 fn a_flood_of_events_keeps_the_newest_and_counts_the_rest() {
     let (mut c, _d, _p) = client(Faults::default());
     let n = MAX_QUEUED_EVENTS + 8;
