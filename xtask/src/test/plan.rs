@@ -9,7 +9,9 @@ use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
 };
-use super::judge::hostile::{FLOOD_SESSION, judge_console_flood, judge_hostile_xenstore};
+use super::judge::hostile::{
+    FLOOD_SESSION, judge_console_flood, judge_hostile_xenstore, judge_soak,
+};
 use super::judge::libvirt::{
     VIRSH_MIB, VIRSH_SAVE_SESSION, VIRSH_SESSION, judge_virsh, judge_virsh_migrate,
     judge_virsh_saverestore,
@@ -218,6 +220,7 @@ mod dom0 {
     pub const MIGRATE_2HOST: &str = with_lib!("migrate2host.sh");
     pub const VIRSH_MIGRATE: &str = with_lib!("virsh-migrate.sh");
     pub const HOSTILE_XENSTORE: &str = with_lib!("hostile-xenstore.sh");
+    pub const SOAK: &str = with_lib!("soak.sh");
     pub const BLK_BEFORE: &str = include_str!("../../../scripts/dom0/tests/blk-before.sh");
     pub const BLK_AFTER: &str = include_str!("../../../scripts/dom0/tests/blk-after.sh");
     pub const STORE_BEFORE: &str = include_str!("../../../scripts/dom0/tests/store-before.sh");
@@ -519,6 +522,8 @@ pub fn guest_tests() -> Vec<GuestTest> {
             dom0::HOSTILE_XENSTORE,
             judge_hostile_xenstore,
         ),
+        // Three minutes of load (SOAK_SECONDS) in a 10-minute budget.
+        net("soak-pv", "echo", Pv, 600, dom0::SOAK, judge_soak),
         blk("blk-pv", Pv),
         blk("blk-pvh", Pvh),
         fat("fat-pv", Pv),
@@ -654,7 +659,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 59, "every guest test of the suite");
+        assert_eq!(names.len(), 60, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");

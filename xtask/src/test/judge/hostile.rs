@@ -2,8 +2,8 @@
 //! (`scripts/dom0/tests/hostile-xenstore.sh`) threw at the echo guest, and
 //! whether the guest refused it the way the security model says — one
 //! bounded, rate-limited line per kind of refusal, the app serving
-//! throughout, nothing leaked, no panic; and a console input flood
-//! against the shell.
+//! throughout, nothing leaked, no panic; a console input flood against
+//! the shell; and a soak of the echo guest (`scripts/dom0/tests/soak.sh`).
 use super::lifecycle::{dom0, echoed, stat};
 use super::{event_fields, field, shell_lines};
 use crate::harness::{End, GuestRun};
@@ -203,6 +203,84 @@ pub fn judge_console_flood(run: &GuestRun) -> Result<String, String> {
     ))
 }
 
+/// Seconds of the suite's soak (`SOAK_SECONDS` of soak.sh).
+pub const SOAK_SECONDS: u64 = 180;
+
+/// Judges `soak-*`: the load ran its time and moved data both ways, the
+/// guest answered pings and a new connection after it, and its counters at
+/// the end equal those after the warm-up (grants, ports, sockets, heap
+/// allocations and free frames exactly; heap bytes within 64 B).
+pub fn judge_soak(run: &GuestRun) -> Result<String, String> {
+    let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
+    let ran = dom0(run, "soak: ran ")
+        .first()
+        .copied()
+        .unwrap_or("")
+        .to_string();
+    let secs: f64 = ran
+        .split(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    let mib = |after: &str| -> u64 {
+        ran.split_once(after)
+            .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (into, out) = (mib("into the guest "), mib("out of it "));
+    if secs + 5.0 < SOAK_SECONDS as f64 || into < 16 || out < 8 {
+        return Err(format!(
+            "the soak did not run its course: {ran:?} (want {SOAK_SECONDS} s, data both ways)"
+        ));
+    }
+    let ping = one("ping: ");
+    let received = ping
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" received")?.parse::<u64>().ok())
+        .unwrap_or(0);
+    if received == 0 {
+        return Err(format!("no flood ping answered: {ping:?}"));
+    }
+    echoed(
+        run,
+        "tcp after: ",
+        "hello after the soak",
+        "the echo after the soak",
+    )?;
+    let (a, b) = (one("stats-start: "), one("stats-end: "));
+    for name in [
+        "grants ",
+        "ports open ",
+        "sockets ",
+        "B in ",
+        "free frames ",
+    ] {
+        let (x, y) = (stat(&a, name), stat(&b, name));
+        if x.is_none() || x != y {
+            return Err(format!(
+                "{name:?}after the warm-up {x:?}, at the end {y:?}: {a:?} / {b:?}"
+            ));
+        }
+    }
+    match (stat(&a, "heap "), stat(&b, "heap ")) {
+        (Some(x), Some(y)) if y <= x + 64 => {}
+        h => {
+            return Err(format!(
+                "heap bytes after the warm-up and at the end: {h:?}"
+            ));
+        }
+    }
+    if run.end != End::Poweroff {
+        return Err(format!(
+            "ended {} after xl shutdown (want poweroff)",
+            run.end
+        ));
+    }
+    Ok(format!(
+        "{secs:.0} s: {into} MiB in, {out} MiB out, flood ping {ping}; heap, frames, grants, ports, sockets equal after"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +417,58 @@ mod tests {
         let mut long = flood_run(2 << 20, true, same);
         long.console.push("x".repeat(5000));
         assert!(judge_console_flood(&long).is_err());
+    }
+
+    #[test]
+    fn a_soak_that_leaks_or_stops_short_fails() {
+        let stats = "reconnects 0, ports open 8, free frames 7170; heap 1068312 B in 62 allocations; grants 514; sockets 6 (0 closing)";
+        let good = |end: &str, ran: &str| {
+            GuestRun {
+            events: vec![
+                format!("dom0| stats-start: {stats}"),
+                format!("dom0| soak: ran {ran}"),
+                "dom0| ping: 9000 packets transmitted, 8800 received, 2% packet loss, time 180000ms".into(),
+                format!("dom0| stats-end: {end}"),
+                "dom0| tcp after: hello after the soak".into(),
+            ],
+            end: End::Poweroff,
+            ..GuestRun::new("soak-pv")
+        }
+        };
+        let ran = "181.20 s; into the guest 400 MiB, out of it 120 MiB";
+        let ok = judge_soak(&good(stats, ran));
+        assert!(ok.is_ok(), "{ok:?}");
+        for (from, to) in [
+            ("grants 514", "grants 516"),
+            ("ports open 8", "ports open 9"),
+            ("in 62 allocations", "in 63 allocations"),
+            ("free frames 7170", "free frames 7169"),
+            ("heap 1068312", "heap 1069312"),
+        ] {
+            assert!(
+                judge_soak(&good(&stats.replace(from, to), ran)).is_err(),
+                "{to}"
+            );
+        }
+        assert!(
+            judge_soak(&good(
+                stats,
+                "20.00 s; into the guest 40 MiB, out of it 8 MiB"
+            ))
+            .is_err()
+        );
+        assert!(
+            judge_soak(&good(
+                stats,
+                "181.00 s; into the guest 400 MiB, out of it 0 MiB"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_soak_script_runs_as_long_as_the_judge_wants() {
+        let script = include_str!("../../../../scripts/dom0/tests/soak.sh");
+        assert!(script.contains(&format!("SOAK_SECONDS:-{SOAK_SECONDS}")));
     }
 }
