@@ -36,17 +36,29 @@ impl Bus for RtBus {
     }
 }
 
+/// Where a connected device's backend stands, after its state's watch fired.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Backend {
+    /// Still up (or its state key holds garbage, which is ignored).
+    Up,
+    /// It went Closing or Closed; the frontend has answered Closing then
+    /// Closed.
+    Closed,
+    /// Its state key is gone (its directory was removed).
+    Gone,
+}
+
 /// Looks at `backend`'s state after its watch fired, for the connected
 /// frontend `frontend` (`class` and `down` name it in the log: "net", "the
-/// network is down"). True while the backend is still up; when it closed or
-/// vanished, says so once and answers Closing then Closed (the backend then
-/// tears its side down) — the caller stops using the rings. A value that is
-/// no state (dom0 may write anything there) is ignored with a line at most
-/// once a second, the held-back ones counted.
-pub(crate) fn backend_still_up(class: &str, frontend: &str, backend: &str, down: &str) -> bool {
+/// network is down"). When it closed or vanished, says so once and answers
+/// Closing then Closed (the backend then tears its side down) — the caller
+/// stops using the rings. A value that is no state (dom0 may write anything
+/// there) is ignored with a line at most once a second, the held-back ones
+/// counted.
+pub(crate) fn backend_now(class: &str, frontend: &str, backend: &str, down: &str) -> Backend {
     let read = crate::xenstore::read(&format!("{backend}/state"));
     match xenbus::link_after(read.as_ref().map(String::as_str)) {
-        xenbus::Link::Up => return true,
+        xenbus::Link::Up => Backend::Up,
         xenbus::Link::Garbage(v) => {
             static LIMIT: Mutex<Limit> = Mutex::new(Limit::new());
             if let Some(held) = LIMIT.lock().allow(Instant::now().as_millis(), 1000) {
@@ -55,7 +67,7 @@ pub(crate) fn backend_still_up(class: &str, frontend: &str, backend: &str, down:
                     Shown(&v)
                 );
             }
-            return true;
+            Backend::Up
         }
         xenbus::Link::Closed(st) => {
             crate::console::println!(
@@ -68,10 +80,11 @@ pub(crate) fn backend_still_up(class: &str, frontend: &str, backend: &str, down:
                     crate::console::println!("rt: {class}: writing the frontend state failed: {e}");
                 }
             }
+            Backend::Closed
         }
         xenbus::Link::Gone => {
-            crate::console::println!("rt: {class}: the backend of {frontend} is gone: {down}")
+            crate::console::println!("rt: {class}: the backend of {frontend} is gone: {down}");
+            Backend::Gone
         }
     }
-    false
 }

@@ -174,12 +174,13 @@ impl State {
         if !changed || self.phase != Phase::Connected {
             return self.phase == Phase::Connected;
         }
-        if crate::dev::bus::backend_still_up(
+        if crate::dev::bus::backend_now(
             "blk",
             &self.frontend,
             &self.link.backend,
             "the disk is gone",
-        ) {
+        ) == crate::dev::bus::Backend::Up
+        {
             return true;
         }
         self.link.bf.fail_all(IoError::Gone, failed);

@@ -451,6 +451,10 @@ impl rt_net::Driver for VifDriver {
     fn as_any(&mut self) -> &mut dyn core::any::Any {
         self
     }
+
+    fn is_down(&self) -> bool {
+        self.device.vif.is_down()
+    }
 }
 
 impl VifDriver {

@@ -14,15 +14,15 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use rt_xen::abi::PAGE_SIZE;
-use rt_xen::dev::net::lifecycle::{Action, Event, Phase};
+use rt_xen::dev::net::lifecycle::{Action, Event, Life, Phase};
 use rt_xen::dev::net::netif::RING_SIZE;
 use rt_xen::dev::net::xenbus::{self as vif_keys, Rings};
 use rt_xen::dev::net::{NetStats, Netfront, Pages};
 use rt_xen::proto::shared_ring::FrontRing;
-use rt_xen::proto::xenbus::HandshakeError;
+use rt_xen::proto::xenbus::{self, HandshakeError, Rearmed};
 use spin::Mutex;
 
-use crate::dev::bus::RtBus;
+use crate::dev::bus::{Backend, RtBus};
 use crate::dev::{Device, Registration, Resumed};
 use crate::event::{Channel, Port};
 use crate::grant::GrantedPage;
@@ -89,7 +89,7 @@ struct State {
     frontend: String,
     mac: [u8; 6],
     /// Where the vif stands: the rings are used only when it is usable.
-    phase: Phase,
+    life: Life,
     /// Counters carried over from earlier connections.
     earlier: NetStats,
     /// Connections made after the first (restores, migrations).
@@ -103,7 +103,7 @@ impl Device for State {
             .unwrap_or(&self.frontend)
     }
     fn connected(&self) -> bool {
-        self.phase.usable()
+        self.life.phase().usable()
     }
     fn suspend(&mut self) {
         self.act(Event::Suspend);
@@ -132,20 +132,44 @@ impl State {
 
     /// Moves the phase on by `ev` and does what it says.
     fn act(&mut self, ev: Event) {
-        let (phase, action) = self.phase.step(ev);
-        self.phase = phase;
-        match action {
+        match self.life.step(ev) {
             Action::None => {}
             Action::Notify => self.notify(),
-            Action::Connect => self.reconnect(),
+            Action::Connect { rearm } => self.reconnect(rearm),
+            Action::GiveUp => crate::console::println!(
+                "rt: net: giving up on {}: its backend closed it {} times in a row, each soon after connecting, or would not come back (the network is down for good)",
+                self.frontend,
+                self.life.closes()
+            ),
         }
     }
 
-    /// Connects to the backend anew (after a restore or migration): the
-    /// handshake, new rings, grants and channel; the old connection is
-    /// dropped. On failure the phase says when to try again.
-    fn reconnect(&mut self) {
+    /// Connects to the backend anew (after a restore or migration, or
+    /// after the backend closed: then `rearm` first takes the device back
+    /// to the start of the handshake): the handshake, new rings, grants and
+    /// channel; the old connection is dropped. On failure the phase says
+    /// when to try again.
+    fn reconnect(&mut self, rearm: bool) {
         let old_backend = self.link.backend.clone();
+        if rearm {
+            let timeout = HANDSHAKE_TIMEOUT.as_millis() as u64;
+            match xenbus::rearm(&mut RtBus, &self.frontend, &old_backend, timeout) {
+                Ok(Rearmed::Ready) => {}
+                Ok(Rearmed::Gone(why)) => {
+                    crate::console::println!(
+                        "rt: net: {} is gone ({why}): the network is down for good",
+                        self.frontend
+                    );
+                    self.act(Event::BackendGone);
+                    return;
+                }
+                Err(e) => {
+                    crate::console::println!("rt: net: {} did not come back: {e}", self.frontend);
+                    self.act(Event::ConnectFailed { now_ms: now_ms() });
+                    return;
+                }
+            }
+        }
         match Vif::handshake(self.devid) {
             Ok((link, mac)) => {
                 if mac != self.mac {
@@ -166,11 +190,11 @@ impl State {
                     self.frontend,
                     self.link.backend
                 );
-                self.act(Event::Connected);
+                self.act(Event::Connected { now_ms: now_ms() });
             }
             Err(e) => {
                 // Logged once per outage: the retries back off quietly.
-                if matches!(self.phase, Phase::Reconnecting { failures: 0, .. }) {
+                if matches!(self.life.phase(), Phase::Reconnecting { failures: 0, .. }) {
                     crate::console::println!(
                         "rt: net: reconnecting {} failed: {e} (the network is down; retrying quietly)",
                         self.frontend
@@ -208,7 +232,7 @@ impl core::fmt::Debug for Vif {
             .field("frontend", &s.frontend)
             .field("backend", &s.link.backend)
             .field("port", &s.link.chan.port())
-            .field("phase", &s.phase)
+            .field("phase", &s.life.phase())
             .finish()
     }
 }
@@ -224,7 +248,7 @@ impl Vif {
             devid,
             frontend,
             mac,
-            phase: Phase::Connected,
+            life: Life::new(now_ms()),
             earlier: NetStats::default(),
             reconnects: 0,
         }));
@@ -322,42 +346,62 @@ impl Vif {
         Ok(((rings, bufs, nf, chan), published))
     }
 
-    /// Follows the backend's state: when it closes (`xl network-detach`, a
-    /// backend that dies), the frontend answers Closing then Closed and stops
-    /// using the rings; the pages stay granted (the backend may still have
-    /// them mapped). After a restore, retries a reconnection that is due.
+    /// Follows the backend's state: when it closes (a backend that
+    /// restarts, `xl network-detach`, a hostile one), the frontend answers
+    /// Closing then Closed and stops using the rings (their pages stay
+    /// granted until the next connection replaces them: the backend may
+    /// still have them mapped), then reconnects after a back-off — unless
+    /// the device is being removed, or the backend keeps closing it (see
+    /// [`rt_xen::dev::net::lifecycle`]): then the network is down for good
+    /// and the app's sockets say so. Retries a reconnection that is due.
     /// Returns whether the vif is usable.
     pub fn check_backend(&mut self) -> bool {
         let mut s = self.state.lock();
-        if let Phase::Reconnecting { .. } = s.phase {
+        if let Phase::Reconnecting { .. } = s.life.phase() {
             s.act(Event::Tick { now_ms: now_ms() });
         }
-        if s.phase == Phase::Closed {
+        if s.life.phase() == Phase::Closed {
             return false;
         }
         let mut changed = false;
         while let Ok(Some(_)) = crate::xenstore::take_event_for(BACKEND_TOKEN) {
             changed = true;
         }
-        if !changed || !s.phase.usable() {
-            return s.phase.usable();
+        if !changed || !s.life.phase().usable() {
+            return s.life.phase().usable();
         }
-        if crate::dev::bus::backend_still_up(
+        match crate::dev::bus::backend_now(
             "net",
             &s.frontend,
             &s.link.backend,
             "the network is down",
         ) {
-            return true;
+            Backend::Up => return true,
+            Backend::Closed => s.act(Event::BackendClosed { now_ms: now_ms() }),
+            Backend::Gone => s.act(Event::BackendGone),
         }
-        s.act(Event::BackendClosed);
+        if let Some(due) = s.life.phase().retry_due() {
+            crate::console::println!(
+                "rt: net: reconnecting {} in {} ms (close {} in a row; at {} the vif gives up)",
+                s.frontend,
+                due.saturating_sub(now_ms()),
+                s.life.closes(),
+                rt_xen::dev::net::lifecycle::CLOSE_LIMIT
+            );
+        }
         false
     }
 
+    /// Whether the network is down for good (the backend vanished or was
+    /// given up on).
+    pub fn is_down(&self) -> bool {
+        self.state.lock().life.phase() == Phase::Closed
+    }
+
     /// How long until the next reconnection attempt, while the vif is
-    /// reconnecting after a restore: a wait should end by then.
+    /// reconnecting: a wait should end by then.
     pub fn retry_in(&self) -> Option<Duration> {
-        let due = self.state.lock().phase.retry_due()?;
+        let due = self.state.lock().life.phase().retry_due()?;
         Some(Duration::from_millis(due.saturating_sub(now_ms())))
     }
 
@@ -380,7 +424,7 @@ impl Vif {
     pub fn send(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
         let mut g = self.state.lock();
         let s = &mut *g;
-        if !s.phase.usable() {
+        if !s.life.phase().usable() {
             return false;
         }
         let l = &mut s.link;
@@ -401,7 +445,7 @@ impl Vif {
     pub fn flush(&mut self) {
         let mut g = self.state.lock();
         let s = &mut *g;
-        if !s.phase.usable() {
+        if !s.life.phase().usable() {
             return;
         }
         let l = &mut s.link;
@@ -413,7 +457,7 @@ impl Vif {
     /// Whether a frame can be sent now (reclaiming answered buffers first).
     pub fn can_send(&mut self) -> bool {
         let mut s = self.state.lock();
-        if !s.phase.usable() {
+        if !s.life.phase().usable() {
             return false;
         }
         s.link.nf.collect_tx();
@@ -424,7 +468,7 @@ impl Vif {
     pub fn receive_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let mut g = self.state.lock();
         let s = &mut *g;
-        if !s.phase.usable() {
+        if !s.life.phase().usable() {
             return None;
         }
         let mut f = Some(f);

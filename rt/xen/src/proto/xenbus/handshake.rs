@@ -370,6 +370,72 @@ pub fn connect<B: Bus, R>(
     Ok((dev, res))
 }
 
+/// What [`rearm`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rearmed {
+    /// The backend is at InitWait again: run [`connect`].
+    Ready,
+    /// The device is being removed or is gone (what says so, for the log):
+    /// a detach, not a close to come back from.
+    Gone(String),
+}
+
+/// Gets a closed connection back to the start of the handshake, after the
+/// backend of `frontend` (at `backend`) went Closing or Closed and the
+/// frontend answered Closed: checks that the device still exists and that
+/// the toolstack is not removing it (the backend's `online` reads 1),
+/// writes the frontend's state back to Initialising (a closed netback or
+/// blkback "prepares for reconnect" on that) and waits until the backend is
+/// at InitWait. Closing, Closed, Connected or garbage count as "not yet";
+/// nothing is written when the device is gone.
+pub fn rearm<B: Bus>(
+    bus: &mut B,
+    frontend: &str,
+    backend: &str,
+    timeout_ms: u64,
+) -> Result<Rearmed, HandshakeError> {
+    let gone = |e: &XsError| *e == XsError::Error(XenError::ENOENT);
+    match bus.read(&format!("{frontend}/backend")) {
+        Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{frontend} was removed"))),
+        Err(e) => {
+            return Err(HandshakeError::Key(
+                format!("{frontend}/backend"),
+                format!("{e}"),
+            ));
+        }
+        Ok(_) => {}
+    }
+    let online = format!("{backend}/online");
+    match bus.read(&online) {
+        Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{backend} was removed"))),
+        Err(e) => return Err(HandshakeError::Key(online, format!("{e}"))),
+        Ok(v) if v.trim() != "1" => {
+            return Ok(Rearmed::Gone(format!("{online} reads {}", Shown(&v))));
+        }
+        Ok(_) => {}
+    }
+    bus.publish(frontend, &[("state", format!("{}", state::INITIALISING))])
+        .map_err(|e| HandshakeError::Key(format!("{frontend}/state"), format!("{e}")))?;
+    let start = bus.now_ms();
+    loop {
+        let seen = match bus.read(&format!("{backend}/state")) {
+            Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{backend} was removed"))),
+            r => r.ok().and_then(|v| parse_state(&v)),
+        };
+        if seen == Some(state::INIT_WAIT) {
+            return Ok(Rearmed::Ready);
+        }
+        if bus.now_ms().saturating_sub(start) >= timeout_ms {
+            return Err(HandshakeError::Timeout {
+                want: state::INIT_WAIT,
+                seen,
+                waited_ms: timeout_ms,
+            });
+        }
+        bus.sleep_ms(POLL_MS);
+    }
+}
+
 /// What a change of the backend's state means for a connected frontend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Link {

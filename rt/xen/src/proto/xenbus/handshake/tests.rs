@@ -401,3 +401,105 @@ proptest! {
         }
     }
 }
+
+/// A netback-like backend after a close: back to InitWait once the
+/// frontend says Initialising (when `comes_back`), then connected as a
+/// fresh one would be.
+fn closed_backend(comes_back: bool) -> Fake {
+    let fe_state = format!("{FE}/state");
+    let be_state = format!("{BE}/state");
+    let mut bus = fake_bus(move |s, _| {
+        let fe = s.get(&fe_state).cloned();
+        let be = s.get(&be_state).cloned();
+        match (fe.as_deref(), be.as_deref()) {
+            (Some("1"), Some("6")) if comes_back => {
+                s.insert(be_state.clone(), "2".into());
+            }
+            (Some("3"), Some("2")) => {
+                s.insert(be_state.clone(), "4".into());
+            }
+            _ => {}
+        }
+    });
+    bus.set(&format!("{BE}/state"), "6");
+    bus.set(&format!("{FE}/state"), "6");
+    bus.set(&format!("{BE}/online"), "1");
+    bus
+}
+
+#[test]
+fn a_closed_backend_is_rearmed_and_the_handshake_runs_again() {
+    let mut bus = closed_backend(true);
+    assert_eq!(rearm(&mut bus, FE, BE, TIMEOUT), Ok(Rearmed::Ready));
+    assert_eq!(bus.get(&format!("{BE}/state")), Some("2"));
+    let (r, live, _) = run(&mut bus);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(live.get(), 1);
+    assert_eq!(bus.get(&format!("{BE}/state")), Some("4"));
+}
+
+#[test]
+fn a_backend_that_stays_closed_times_out_without_going_on() {
+    let mut bus = closed_backend(false);
+    let r = rearm(&mut bus, FE, BE, TIMEOUT);
+    assert_eq!(
+        r,
+        Err(HandshakeError::Timeout {
+            want: state::INIT_WAIT,
+            seen: Some(state::CLOSED),
+            waited_ms: TIMEOUT
+        })
+    );
+    assert!(bus.now >= TIMEOUT && bus.now < TIMEOUT + 50);
+}
+
+#[test]
+fn a_connected_or_garbage_state_is_not_init_wait() {
+    for v in ["4", "5", "", "2x", "-2"] {
+        let mut bus = closed_backend(false);
+        bus.set(&format!("{BE}/state"), v);
+        assert!(
+            matches!(
+                rearm(&mut bus, FE, BE, TIMEOUT),
+                Err(HandshakeError::Timeout { .. })
+            ),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn a_detached_device_is_gone_and_nothing_is_written() {
+    // The toolstack removing it: online 0, or the directories gone.
+    let mut bus = closed_backend(true);
+    bus.set(&format!("{BE}/online"), "0");
+    assert!(
+        matches!(rearm(&mut bus, FE, BE, TIMEOUT), Ok(Rearmed::Gone(w)) if w.contains("online"))
+    );
+    assert_eq!(bus.get(&format!("{FE}/state")), Some("6"), "left closed");
+    assert_eq!(bus.publishes, 0);
+    let mut bus = closed_backend(true);
+    bus.store.retain(|k, _| !k.starts_with(FE));
+    assert!(matches!(
+        rearm(&mut bus, FE, BE, TIMEOUT),
+        Ok(Rearmed::Gone(_))
+    ));
+    assert!(
+        bus.get(&format!("{FE}/state")).is_none(),
+        "no key made in a removed directory"
+    );
+    let mut bus = closed_backend(true);
+    bus.store.retain(|k, _| !k.starts_with(BE));
+    assert!(matches!(
+        rearm(&mut bus, FE, BE, TIMEOUT),
+        Ok(Rearmed::Gone(_))
+    ));
+    assert_eq!(bus.publishes, 0);
+    // A huge online value is shown bounded.
+    let mut bus = closed_backend(true);
+    bus.set(&format!("{BE}/online"), &"9".repeat(4096));
+    let Ok(Rearmed::Gone(w)) = rearm(&mut bus, FE, BE, TIMEOUT) else {
+        panic!("not gone")
+    };
+    assert!(w.len() < 200, "{w}");
+}
