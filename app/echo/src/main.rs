@@ -129,6 +129,10 @@ async fn udp_echo(s: UdpSocket) {
     loop {
         let (n, from) = match s.recv_from_async(&mut buf).await {
             Ok(r) => r,
+            Err(SocketError::NetworkDown) => {
+                rt::println!("echo: udp: the network is down for good: no more echoes");
+                return;
+            }
             Err(e) => {
                 rt::println!("echo: udp receive: {e}");
                 continue;

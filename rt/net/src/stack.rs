@@ -41,6 +41,12 @@ pub trait Driver: Send {
     }
     /// The driver itself, for its owner to reach its own state.
     fn as_any(&mut self) -> &mut dyn core::any::Any;
+    /// Whether the device is down for good (its backend vanished or was
+    /// given up on): the sockets' calls then fail with
+    /// [`SocketError::NetworkDown`].
+    fn is_down(&self) -> bool {
+        false
+    }
 }
 
 /// Bounds on what the sockets may take.
@@ -88,6 +94,8 @@ pub(crate) struct Inner {
     /// The next ephemeral port to try.
     next_port: u16,
     stats: StackStats,
+    /// The driver said it is down for good ([`Driver::is_down`]).
+    down: bool,
 }
 
 /// The network: sockets over a driver. Cloning it gives another handle to
@@ -116,6 +124,7 @@ impl Stack {
             listening: Vec::new(),
             next_port: *EPHEMERAL.start(),
             stats: StackStats::default(),
+            down: false,
         })))
     }
 
@@ -143,6 +152,13 @@ impl Stack {
     /// The interface's IPv4 address.
     pub fn address(&self) -> Option<Ipv4Address> {
         self.lock().driver.address()
+    }
+
+    /// Whether the network is down for good (the device's backend vanished
+    /// or was given up on): socket calls fail with
+    /// [`SocketError::NetworkDown`].
+    pub fn is_down(&self) -> bool {
+        self.lock().down
     }
 
     /// Counters.
@@ -190,7 +206,8 @@ impl Stack {
         loop {
             let mut g = self.lock();
             g.poll();
-            if let Some(r) = f(&mut g) {
+            let r = f(&mut g);
+            if let Some(r) = g.gate(r) {
                 // What `f` queued goes out now, not at the next call.
                 g.poll();
                 return r;
@@ -214,6 +231,38 @@ impl Inner {
         self.driver.poll(now, &mut self.sockets);
         self.stats.polls += 1;
         self.reap(now);
+        if !self.down && self.driver.is_down() {
+            self.go_down();
+        }
+    }
+
+    /// The device is down for good: every connection is aborted and every
+    /// UDP socket closed, which wakes their waiting tasks; from now on
+    /// their calls fail with [`SocketError::NetworkDown`] (see
+    /// [`Inner::gate`]). Listeners stay: no connection will come.
+    fn go_down(&mut self) {
+        self.down = true;
+        for (_, s) in self.sockets.iter_mut() {
+            match s {
+                Socket::Tcp(t) if t.state() != tcp::State::Listen => t.abort(),
+                Socket::Udp(u) => u.close(),
+                _ => {}
+            }
+        }
+    }
+
+    /// What a socket call answers, given what its socket said (`r`: `None`
+    /// while it would wait): once the network is down for good, anything
+    /// but success is [`SocketError::NetworkDown`], at once.
+    pub(crate) fn gate<T>(
+        &self,
+        r: Option<Result<T, SocketError>>,
+    ) -> Option<Result<T, SocketError>> {
+        match r {
+            Some(Ok(v)) => Some(Ok(v)),
+            _ if self.down => Some(Err(SocketError::NetworkDown)),
+            r => r,
+        }
     }
 
     pub(crate) fn wait(&mut self, deadline: Option<Instant>) {

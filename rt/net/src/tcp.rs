@@ -234,7 +234,12 @@ impl TcpStream {
     ) -> Result<TcpStream, SocketError> {
         let mut s = Self::start_connect(stack, to.into(), &TcpOptions::default())?;
         let stack = stack.clone();
-        poll_fn(|cx| crate::ready(s.poll_connected(&mut stack.lock(), Some(cx)))).await?;
+        poll_fn(|cx| {
+            let mut g = stack.lock();
+            let r = s.poll_connected(&mut g, Some(cx));
+            crate::ready(g.gate(r))
+        })
+        .await?;
         Ok(s)
     }
 
@@ -471,18 +476,33 @@ impl embedded_io::ReadReady for TcpStream {
 impl embedded_io_async::Read for TcpStream {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SocketError> {
         let stack = self.stack.clone();
-        poll_fn(|cx| crate::ready(self.poll_read(&mut stack.lock(), buf, Some(cx)))).await
+        poll_fn(|cx| {
+            let mut g = stack.lock();
+            let r = self.poll_read(&mut g, buf, Some(cx));
+            crate::ready(g.gate(r))
+        })
+        .await
     }
 }
 
 impl embedded_io_async::Write for TcpStream {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, SocketError> {
         let stack = self.stack.clone();
-        poll_fn(|cx| crate::ready(self.poll_write(&mut stack.lock(), buf, Some(cx)))).await
+        poll_fn(|cx| {
+            let mut g = stack.lock();
+            let r = self.poll_write(&mut g, buf, Some(cx));
+            crate::ready(g.gate(r))
+        })
+        .await
     }
 
     async fn flush(&mut self) -> Result<(), SocketError> {
         let stack = self.stack.clone();
-        poll_fn(|cx| crate::ready(self.poll_flush(&mut stack.lock(), Some(cx)))).await
+        poll_fn(|cx| {
+            let mut g = stack.lock();
+            let r = self.poll_flush(&mut g, Some(cx));
+            crate::ready(g.gate(r))
+        })
+        .await
     }
 }

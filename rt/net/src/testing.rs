@@ -3,7 +3,7 @@
 //! forward to its deadline.
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use smoltcp::iface::{Config, Context, Interface, SocketSet};
 use smoltcp::phy::{Loopback, Medium};
@@ -14,11 +14,13 @@ use crate::{Driver, Limits, Stack};
 
 pub(crate) const ADDR: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
 
-/// The simulated clock (µs) and how often the stack blocked.
+/// The simulated clock (µs) and how often the stack blocked; and the
+/// device's switch to "down for good".
 #[derive(Clone, Default)]
 pub(crate) struct Clock {
     pub(crate) micros: Arc<AtomicI64>,
     pub(crate) waits: Arc<AtomicU64>,
+    pub(crate) down: Arc<AtomicBool>,
 }
 
 impl Clock {
@@ -68,6 +70,9 @@ impl Driver for LoopDriver {
     }
     fn dns_servers(&self) -> alloc::vec::Vec<IpAddress> {
         alloc::vec![IpAddress::Ipv4(ADDR)]
+    }
+    fn is_down(&self) -> bool {
+        self.clock.down.load(Ordering::Relaxed)
     }
 }
 

@@ -332,6 +332,37 @@ fn abort_drops_the_task_and_its_socket() {
     assert_eq!((s.aborted, s.alive), (1, 0));
 }
 
+#[test]
+fn a_device_down_for_good_fails_every_call_with_network_down() {
+    let (st, clock) = stack(Limits::default());
+    let mut l = TcpListener::bind(&st, 8200).unwrap();
+    let mut c = TcpStream::connect(&st, ep(8200), T).unwrap();
+    let mut s = l.accept(T).unwrap();
+    let u = UdpSocket::bind(&st, 8201).unwrap();
+    c.write_all(b"x").unwrap();
+    assert!(!st.is_down());
+    clock
+        .down
+        .store(true, core::sync::atomic::Ordering::Relaxed);
+    let mut buf = [0u8; 8];
+    // What had arrived is still read; then the network is down.
+    assert_eq!(s.read(&mut buf), Ok(1));
+    assert_eq!(s.read(&mut buf), Err(SocketError::NetworkDown));
+    assert_eq!(c.write(b"y"), Err(SocketError::NetworkDown));
+    assert_eq!(u.recv_from(&mut buf), Err(SocketError::NetworkDown));
+    assert_eq!(u.send_to(b"z", ep(9)), Err(SocketError::NetworkDown));
+    assert!(st.is_down());
+    assert_eq!(
+        TcpStream::connect(&st, ep(8200), T).err(),
+        Some(SocketError::NetworkDown)
+    );
+    assert_eq!(l.accept(T).err(), Some(SocketError::NetworkDown));
+    // Nothing leaks: the dropped sockets leave the pool.
+    drop((c, s, u, l));
+    st.poll();
+    assert_eq!(st.stats().sockets, 0);
+}
+
 mod asynch {
     use super::*;
     use embedded_io_async::{Read, Write};
@@ -405,6 +436,42 @@ mod asynch {
             s.blocks < 200,
             "{} blocks: the executor should not spin",
             s.blocks
+        );
+    }
+
+    #[test]
+    fn waiting_tasks_hear_network_down_at_once() {
+        let (st, clock) = stack(Limits::default());
+        let ex = Executor::new(Arc::new(st.clone()));
+        let h = ex.handle();
+        let mut l = TcpListener::bind(&st, 8300).unwrap();
+        let mut c = TcpStream::connect(&st, ep(8300), T).unwrap();
+        let mut s = l.accept(T).unwrap();
+        let u = UdpSocket::bind(&st, 8301).unwrap();
+        let tcp = h.spawn(async move {
+            let mut buf = [0u8; 8];
+            s.read(&mut buf).await
+        });
+        let udp = h.spawn(async move {
+            let mut buf = [0u8; 8];
+            u.recv_from_async(&mut buf).await.map(|(n, _)| n)
+        });
+        let h2 = h.clone();
+        let t0 = clock.now();
+        let down = clock.down.clone();
+        h.spawn(async move {
+            h2.sleep(Duration::from_millis(10)).await;
+            down.store(true, core::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(ex.block_on(tcp), Ok(Err(SocketError::NetworkDown)));
+        assert_eq!(ex.block_on(udp), Ok(Err(SocketError::NetworkDown)));
+        assert!(
+            (clock.now() - t0).total_millis() < 100,
+            "no waiting out a timer"
+        );
+        assert_eq!(
+            ex.block_on(async { c.write(b"late").await }),
+            Err(SocketError::NetworkDown)
         );
     }
 }

@@ -136,7 +136,12 @@ impl UdpSocket {
         to: impl Into<IpEndpoint>,
     ) -> Result<usize, SocketError> {
         let to = to.into();
-        poll_fn(|cx| crate::ready(self.poll_send(&mut self.stack.lock(), buf, to, Some(cx)))).await
+        poll_fn(|cx| {
+            let mut g = self.stack.lock();
+            let r = self.poll_send(&mut g, buf, to, Some(cx));
+            crate::ready(g.gate(r))
+        })
+        .await
     }
 
     /// [`UdpSocket::recv_from`] as a future.
@@ -144,7 +149,12 @@ impl UdpSocket {
         &self,
         buf: &mut [u8],
     ) -> Result<(usize, IpEndpoint), SocketError> {
-        poll_fn(|cx| crate::ready(self.poll_recv(&mut self.stack.lock(), buf, Some(cx)))).await
+        poll_fn(|cx| {
+            let mut g = self.stack.lock();
+            let r = self.poll_recv(&mut g, buf, Some(cx));
+            crate::ready(g.gate(r))
+        })
+        .await
     }
 }
 
