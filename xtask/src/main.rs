@@ -63,6 +63,11 @@ enum Cmd {
         /// of several, comma-separated: `--only memtest-pv,hello-pv`).
         #[arg(long)]
         only: Option<String>,
+        /// The long versions of the tests that have one, outside CI: a
+        /// 30-minute soak (`soak-pv`), 200 create/destroy cycles
+        /// (`cycles-200-pv`).
+        #[arg(long)]
+        long: bool,
     },
     /// Measure our echo image (PV and PVH) against a Linux PV domU in one
     /// harness session; prints a table and writes target/bench/bench.md.
@@ -273,7 +278,11 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Build { manifest } => build(&manifest).map(drop),
         Cmd::Run { manifest, harness } => cmd_run(&manifest, harness),
-        Cmd::Test { host_only, only } => test::run_all(host_only, only.as_deref()),
+        Cmd::Test {
+            host_only,
+            only,
+            long,
+        } => test::run_all(host_only, only.as_deref(), long),
         Cmd::Bench {
             reps,
             storage_only,

@@ -63,7 +63,7 @@ load() {
 load 20 warm
 stats stats-start
 load "$secs" soak
-echo "soak: ran $elapsed s; into the guest $(( $(cat /tmp/soak-in1) + $(cat /tmp/soak-in2) )) MiB, out of it $(cat /tmp/soak-out1) MiB"
+echo "soak: ran $elapsed s of $secs; into the guest $(( $(cat /tmp/soak-in1) + $(cat /tmp/soak-in2) )) MiB, out of it $(cat /tmp/soak-out1) MiB"
 tail -n 2 /tmp/soak-ping | head -n 1 | sed 's/^/ping: /'
 stats stats-end
 connect_echo

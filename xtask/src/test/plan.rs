@@ -5,6 +5,7 @@
 use crate::harness::{End, GuestRun};
 use crate::manifest::Mode;
 
+use super::judge::backend::judge_hostile_backend;
 use super::judge::blk::{judge_blk, judge_fat, judge_store_crash};
 use super::judge::boot::{
     HelloExpect, MEMTEST_HEAP_MIB, judge_fault, judge_hello, judge_memtest, judge_mmtest, judge_oot,
@@ -116,8 +117,30 @@ pub struct GuestTest {
     pub after: Option<&'static str>,
     /// Created by libvirt (`virsh create`) rather than `xl create`.
     pub libvirt: bool,
+    /// Its long version (`cargo xtask test --long`), if it has one.
+    pub long: Option<Long>,
     /// Its judge.
     pub judge: Judge,
+}
+
+/// A test's long version, run outside CI (`cargo xtask test --long`): its
+/// dom0 script with `env` (shell assignments) set first, and more time.
+#[derive(Clone, Copy, Debug)]
+pub struct Long {
+    /// Shell assignments put before the script (`SOAK_SECONDS=1800`).
+    pub env: &'static str,
+    /// Seconds the long version may take.
+    pub timeout: u32,
+}
+
+impl Long {
+    /// `script` with the assignments after its `#!` line.
+    pub fn script(&self, script: &str) -> String {
+        match script.split_once('\n') {
+            Some((bang, rest)) if bang.starts_with("#!") => format!("{bang}\n{}\n{rest}", self.env),
+            _ => format!("{}\n{script}", self.env),
+        }
+    }
 }
 
 impl GuestTest {
@@ -144,6 +167,7 @@ impl GuestTest {
             before: None,
             after: None,
             libvirt: false,
+            long: None,
             judge: Box::new(judge),
         }
     }
@@ -154,6 +178,13 @@ impl GuestTest {
 
     fn input(self, input: &'static [&'static str]) -> GuestTest {
         GuestTest { input, ..self }
+    }
+
+    fn long(self, env: &'static str, timeout: u32) -> GuestTest {
+        GuestTest {
+            long: Some(Long { env, timeout }),
+            ..self
+        }
     }
 
     fn dom0(self, script: &'static str) -> GuestTest {
@@ -221,6 +252,7 @@ mod dom0 {
     pub const VIRSH_MIGRATE: &str = with_lib!("virsh-migrate.sh");
     pub const HOSTILE_XENSTORE: &str = with_lib!("hostile-xenstore.sh");
     pub const SOAK: &str = with_lib!("soak.sh");
+    pub const HOSTILE_BACKEND: &str = with_lib!("hostile-backend.sh");
     pub const BLK_BEFORE: &str = include_str!("../../../scripts/dom0/tests/blk-before.sh");
     pub const BLK_AFTER: &str = include_str!("../../../scripts/dom0/tests/blk-after.sh");
     pub const STORE_BEFORE: &str = include_str!("../../../scripts/dom0/tests/store-before.sh");
@@ -522,8 +554,20 @@ pub fn guest_tests() -> Vec<GuestTest> {
             dom0::HOSTILE_XENSTORE,
             judge_hostile_xenstore,
         ),
-        // Three minutes of load (SOAK_SECONDS) in a 10-minute budget.
-        net("soak-pv", "echo", Pv, 600, dom0::SOAK, judge_soak),
+        net(
+            "hostile-backend-pvh",
+            "echo",
+            Pvh,
+            300,
+            dom0::HOSTILE_BACKEND,
+            judge_hostile_backend,
+        ),
+        // Three minutes of load (SOAK_SECONDS) in a 10-minute budget; the
+        // long version: 30 minutes.
+        net("soak-pv", "echo", Pv, 600, dom0::SOAK, judge_soak).long("SOAK_SECONDS=1800", 2400),
+        // 20 create/destroy cycles of a PV echo guest in the suite, 200 in
+        // the long version; then what is left in dom0.
+        net("cycles-200-pv", "echo", Pv, 600, dom0::CYCLES, judge_cycles).long("CYCLES=200", 3600),
         blk("blk-pv", Pv),
         blk("blk-pvh", Pvh),
         fat("fat-pv", Pv),
@@ -659,7 +703,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 60, "every guest test of the suite");
+        assert_eq!(names.len(), 62, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");
@@ -683,8 +727,27 @@ mod tests {
             dom0::DETACH,
             dom0::DHCP,
             dom0::CYCLES,
+            dom0::HOSTILE_BACKEND,
+            dom0::SOAK,
         ] {
             assert!(s.starts_with("#!/bin/bash\n") && s.contains("xl shutdown \"$NAME\""));
         }
+    }
+
+    #[test]
+    fn a_long_version_sets_its_variables_after_the_shebang() {
+        let plan = guest_tests();
+        let long: Vec<&str> = plan
+            .iter()
+            .filter(|t| t.long.is_some())
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(long, ["soak-pv", "cycles-200-pv"]);
+        let soak = plan.iter().find(|t| t.name == "soak-pv").unwrap();
+        let l = soak.long.unwrap();
+        let script = l.script(soak.dom0.unwrap());
+        assert!(script.starts_with("#!/bin/bash\nSOAK_SECONDS=1800\n"));
+        assert!(script.ends_with(soak.dom0.unwrap().split_once('\n').unwrap().1));
+        assert!(l.timeout > 1800 + 300, "the long soak fits its time");
     }
 }

@@ -186,7 +186,7 @@ fn show(t: f64, line: &str) {
 }
 
 /// Runs everything; fails if any step or guest test failed or is missing.
-pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
+pub fn run_all(host_only: bool, only: Option<&str>, long: bool) -> Result<()> {
     let mut rows = Vec::new();
     let filter = Filter(only);
     step(&mut rows, filter, "fmt", || {
@@ -242,7 +242,7 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
     }
 
     if !host_only {
-        run_guests(&mut rows, filter, &built);
+        run_guests(&mut rows, filter, &built, long);
     }
 
     println!("\n{:<30} {:<6} {:>9}  detail", "test", "result", "seconds");
@@ -275,7 +275,12 @@ pub fn run_all(host_only: bool, only: Option<&str>) -> Result<()> {
 
 /// Runs the plan's guest tests that `filter` wants: the bare and dom0 boots
 /// each on their own, every domU in one Xen + Debian dom0 session.
-fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, image::Built>) {
+fn run_guests(
+    rows: &mut Vec<Row>,
+    filter: Filter<'_>,
+    built: &BTreeMap<&str, image::Built>,
+    long: bool,
+) {
     let tests: Vec<GuestTest> = guest_tests()
         .into_iter()
         .filter(|t| filter.wants(t.name))
@@ -350,7 +355,7 @@ fn run_guests(rows: &mut Vec<Row>, filter: Filter<'_>, built: &BTreeMap<&str, im
                 harness::run_dom0(&a, t.name, &img.elf, t.cmdline, t.timeout.into(), &mut show)
             }
             Boot::DomU(mode) => {
-                let mut g = spec(t, img, mode);
+                let mut g = spec(t, img, mode, long);
                 if uses_tool(t) {
                     g.tools = tools.clone();
                 }
@@ -513,14 +518,19 @@ fn run_forward(rows: &mut Vec<Row>) {
 /// Where dom0 finds the load generator.
 const BENCH_ECHO: &str = "/harness/bench-echo";
 
-/// The harness's description of a domU test.
-fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode) -> GuestSpec {
+/// The harness's description of a domU test (its long version when `long`
+/// and it has one).
+fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode, long: bool) -> GuestSpec {
+    let long = t.long.filter(|_| long);
+    let timeout = long.map_or(t.timeout, |l| l.timeout);
     GuestSpec {
         cmdline: t.cmdline.into(),
         dump_at: t.dump_at.map(Into::into),
         input: t.input.iter().map(|l| l.to_string()).collect(),
         vif: t.dom0.map(|_| NET_VIF.to_string()),
-        dom0: t.dom0.map(str::to_string),
+        dom0: t
+            .dom0
+            .map(|s| long.map_or_else(|| s.to_string(), |l| l.script(s))),
         peer: t.peer,
         disks: t
             .disks
@@ -530,6 +540,6 @@ fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode) -> Guest
         before: t.before.map(str::to_string),
         after: t.after.map(str::to_string),
         libvirt: t.libvirt,
-        ..GuestSpec::new(t.name, &img.elf, mode, t.memory, t.timeout)
+        ..GuestSpec::new(t.name, &img.elf, mode, t.memory, timeout)
     }
 }

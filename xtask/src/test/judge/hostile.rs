@@ -4,7 +4,7 @@
 //! bounded, rate-limited line per kind of refusal, the app serving
 //! throughout, nothing leaked, no panic; a console input flood against
 //! the shell; and a soak of the echo guest (`scripts/dom0/tests/soak.sh`).
-use super::lifecycle::{dom0, echoed, stat};
+use super::lifecycle::{dom0, echoed, same_resources, stat};
 use super::{event_fields, field, shell_lines};
 use crate::harness::{End, GuestRun};
 
@@ -92,16 +92,8 @@ pub fn judge_hostile_xenstore(run: &GuestRun) -> Result<String, String> {
     {
         return Err("the guest took garbage for the backend closing".into());
     }
+    same_resources(run, "stats-before: ", "stats-after: ", "the attack")?;
     let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
-    let (before, after) = (one("stats-before: "), one("stats-after: "));
-    for name in ["grants ", "ports open ", "sockets "] {
-        let (a, b) = (stat(&before, name), stat(&after, name));
-        if a.is_none() || a != b {
-            return Err(format!(
-                "{name:?}before {a:?}, after {b:?}: {before:?} / {after:?}"
-            ));
-        }
-    }
     if run.end != End::Poweroff {
         return Err(format!(
             "ended {} after xl shutdown (want poweroff)",
@@ -238,9 +230,14 @@ pub fn judge_soak(run: &GuestRun) -> Result<String, String> {
             .unwrap_or(0)
     };
     let (into, out) = (mib("into the guest "), mib("out of it "));
-    if secs + 5.0 < SOAK_SECONDS as f64 || into < 16 || out < 8 {
+    // The time it was to run (SOAK_SECONDS, more in the long version).
+    let planned: f64 = ran
+        .split_once(" s of ")
+        .and_then(|(_, r)| r.split(';').next()?.parse().ok())
+        .unwrap_or(0.0);
+    if planned < SOAK_SECONDS as f64 || secs + 5.0 < planned || into < 16 || out < 8 {
         return Err(format!(
-            "the soak did not run its course: {ran:?} (want {SOAK_SECONDS} s, data both ways)"
+            "the soak did not run its course: {ran:?} (want at least {SOAK_SECONDS} s as planned, data both ways)"
         ));
     }
     let ping = one("ping: ");
@@ -449,7 +446,7 @@ mod tests {
             ..GuestRun::new("soak-pv")
         }
         };
-        let ran = "181.20 s; into the guest 400 MiB, out of it 120 MiB";
+        let ran = "181.20 s of 180; into the guest 400 MiB, out of it 120 MiB";
         let ok = judge_soak(&good(stats, ran));
         assert!(ok.is_ok(), "{ok:?}");
         for (from, to) in [
@@ -468,17 +465,24 @@ mod tests {
         assert!(
             judge_soak(&good(
                 stats,
-                "20.00 s; into the guest 40 MiB, out of it 8 MiB"
+                "20.00 s of 180; into the guest 40 MiB, out of it 8 MiB"
             ))
             .is_err()
         );
         assert!(
             judge_soak(&good(
                 stats,
-                "181.00 s; into the guest 400 MiB, out of it 0 MiB"
+                "181.00 s of 180; into the guest 400 MiB, out of it 0 MiB"
             ))
             .is_err()
         );
+        // The long version: judged against its own plan.
+        let long = "1801.00 s of 1800; into the guest 4000 MiB, out of it 1200 MiB";
+        assert!(judge_soak(&good(stats, long)).is_ok());
+        let short = "900.00 s of 1800; into the guest 4000 MiB, out of it 1200 MiB";
+        assert!(judge_soak(&good(stats, short)).is_err());
+        let old = "181.20 s; into the guest 400 MiB, out of it 120 MiB";
+        assert!(judge_soak(&good(stats, old)).is_err(), "no plan reported");
     }
 
     #[test]

@@ -23,6 +23,29 @@ pub(super) fn echoed(run: &GuestRun, key: &str, want: &str, what: &str) -> Resul
     }
 }
 
+/// dom0's reports of echo's stats at `before` and `after` (keys such as
+/// `stats-before: `), when grants, event-channel ports and sockets are the
+/// same in both — nothing leaked in between (`when` says what happened
+/// then, for the error).
+pub(super) fn same_resources(
+    run: &GuestRun,
+    before: &str,
+    after: &str,
+    when: &str,
+) -> Result<(String, String), String> {
+    let one = |key: &str| dom0(run, key).first().copied().unwrap_or("").to_string();
+    let (b, a) = (one(before), one(after));
+    for name in ["grants ", "ports open ", "sockets "] {
+        let (x, y) = (stat(&b, name), stat(&a, name));
+        if x.is_none() || x != y {
+            return Err(format!(
+                "{name:?}before {x:?}, after {when} {y:?}: {b:?} / {a:?}"
+            ));
+        }
+    }
+    Ok((b, a))
+}
+
 /// The value of `name` in one of echo's stats lines (`... name N ...`).
 pub fn stat(line: &str, name: &str) -> Option<u64> {
     let rest = &line[line.find(name)? + name.len()..];

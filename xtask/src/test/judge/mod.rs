@@ -8,11 +8,14 @@
 //! - `net`: echo, httpd, the vif detach, DHCP, create/destroy cycles;
 //! - `lifecycle`: save/restore, checkpoints, migration;
 //! - `libvirt`: the guest managed through `virsh` only;
-//! - `hostile`: a hostile toolstack's garbage in the guest's xenstore keys;
+//! - `hostile`: a hostile toolstack's garbage in the guest's xenstore keys,
+//!   the console flood, the soak;
+//! - `backend`: a backend driving its state machine out of order;
 //! - `blk`: block storage, checked in dom0 after the guest.
 //!
 //! The scripts a judge's guest is driven by sit with the judge: the
 //! console input here, dom0's network checks in `scripts/dom0/tests/`.
+pub mod backend;
 pub mod blk;
 pub mod boot;
 pub mod hostile;

@@ -61,23 +61,37 @@ pub fn judge_dhcp(run: &GuestRun) -> Result<String, String> {
     Ok(format!("{lease}; ping 5/5; udp echo"))
 }
 
-/// Judges the create/destroy cycles: all 20 connected, nothing left behind
-/// but the running guest's own backend directory and vif.
+/// Judges the create/destroy cycles: all of them (20 or more) connected,
+/// nothing left behind in dom0 but the running guest's own backend
+/// directory and vif — no domain, xenstore domain directory or loop device
+/// more than before.
 pub fn judge_cycles(run: &GuestRun) -> Result<String, String> {
     let line = run
         .events
         .iter()
         .find_map(|e| e.strip_prefix("dom0| cycles: "))
         .ok_or("no report of the cycles")?;
-    if line != "20 of 20 connected; backend dirs left 0; vifs 1" {
+    let n = line
+        .split_once(" of ")
+        .and_then(|(_, r)| r.split(' ').next()?.parse::<u32>().ok())
+        .unwrap_or(0);
+    if n < 20 || line != format!("{n} of {n} connected; backend dirs left 0; vifs 1") {
         return Err(format!(
-            "cycles: {line} (want 20 of 20 connected, nothing left, one vif)"
+            "cycles: {line} (want N of N connected, N >= 20, nothing left, one vif)"
         ));
+    }
+    let left = run
+        .events
+        .iter()
+        .find_map(|e| e.strip_prefix("dom0| cycles left: "))
+        .ok_or("no report of what the cycles left")?;
+    if left != "domains 0, xenstore domain dirs 0, loop devices 0" {
+        return Err(format!("the cycles left {left} behind in dom0"));
     }
     if run.end != End::Poweroff {
         return Err(format!("ended {} (want poweroff)", run.end));
     }
-    Ok(line.to_string())
+    Ok(format!("{line}; left: {left}"))
 }
 
 /// Judges an httpd guest: dom0 fetched the status page (uptime, memory,
@@ -556,5 +570,54 @@ mod httpd_tests {
         );
         with[8] = "file-seq: missing or different";
         assert!(judge_httpd(&run(&with), true).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cycles(report: &str, left: &str) -> GuestRun {
+        GuestRun {
+            events: vec![
+                format!("dom0| cycles: {report}"),
+                format!("dom0| cycles left: {left}"),
+            ],
+            end: End::Poweroff,
+            ..GuestRun::new("cycles-200-pv")
+        }
+    }
+
+    #[test]
+    fn cycles_that_leave_nothing_pass_and_anything_left_fails() {
+        let clean = "domains 0, xenstore domain dirs 0, loop devices 0";
+        for n in [20, 200] {
+            let r = cycles(
+                &format!("{n} of {n} connected; backend dirs left 0; vifs 1"),
+                clean,
+            );
+            assert!(judge_cycles(&r).is_ok(), "{n}");
+        }
+        let good = "20 of 20 connected; backend dirs left 0; vifs 1";
+        for (report, left) in [
+            ("19 of 20 connected; backend dirs left 0; vifs 1", clean),
+            ("20 of 20 connected; backend dirs left 1; vifs 1", clean),
+            ("20 of 20 connected; backend dirs left 0; vifs 2", clean),
+            ("2 of 2 connected; backend dirs left 0; vifs 1", clean),
+            (good, "domains 1, xenstore domain dirs 0, loop devices 0"),
+            (good, "domains 0, xenstore domain dirs 1, loop devices 0"),
+            (good, "domains 0, xenstore domain dirs 0, loop devices 3"),
+        ] {
+            assert!(
+                judge_cycles(&cycles(report, left)).is_err(),
+                "{report} / {left}"
+            );
+        }
+        let mut r = cycles(good, clean);
+        r.events.pop();
+        assert!(judge_cycles(&r).is_err(), "no report of what was left");
+        let mut r = cycles(good, clean);
+        r.end = End::Crashed;
+        assert!(judge_cycles(&r).is_err());
     }
 }
