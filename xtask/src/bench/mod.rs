@@ -157,6 +157,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
             peer: false,
             tools: vec![],
             libvirt: false,
+            cpus: Some(harness::GUEST_CPUS.into()),
         }
     };
     let mut guests = Vec::new();

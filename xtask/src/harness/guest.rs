@@ -52,6 +52,9 @@ pub struct GuestSpec {
     /// `harness::xl::test_libvirt_xml`) instead of `xl create`; the harness
     /// follows it across a reboot (libvirt restarts it).
     pub libvirt: bool,
+    /// The physical CPUs it may run on (xl's `cpus`); `None`: unpinned,
+    /// wherever Xen's scheduler puts it.
+    pub cpus: Option<String>,
 }
 
 impl GuestSpec {
@@ -76,6 +79,7 @@ impl GuestSpec {
             peer: false,
             tools: vec![],
             libvirt: false,
+            cpus: Some(super::xl::GUEST_CPUS.into()),
         }
     }
 }

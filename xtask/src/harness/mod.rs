@@ -19,5 +19,6 @@ mod run;
 mod xl;
 
 pub use guest::{End, GuestRun, GuestSpec};
-pub use provision::provision;
+pub use provision::{Artifacts, provision};
 pub use run::{Forward, attach, run_bare, run_dom0, run_domus_retrying};
+pub use xl::GUEST_CPUS;

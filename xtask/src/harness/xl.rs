@@ -3,8 +3,8 @@ use super::guest::GuestSpec;
 /// The guests' TSC is never emulated (see [`crate::image::TSC_NATIVE`]).
 use crate::image::TSC_NATIVE;
 
-/// Every guest runs on the harness's second CPU only (`cpus = "1"`); dom0
-/// has both.
+/// Every guest runs on the harness's second CPU only (`cpus = "1"`) unless
+/// its spec says otherwise (`pvh-unpinned`); dom0 has both.
 ///
 /// PVH needs it: CPU 0 takes every physical interrupt of the QEMU machine —
 /// among them the 1 kHz poll of Xen's serial console (see `XEN_SERIAL` (run.rs)) —
@@ -18,7 +18,7 @@ use crate::image::TSC_NATIVE;
 /// every guest is measured alike: unpinned, Xen's scheduler put a PV guest
 /// on dom0's busy CPU in some boots and not in others, and the TCP figure of
 /// one image swung between 3.3 and 7.7 MB/s with it.
-const GUEST_CPUS: &str = "cpus = \"1\"\n";
+pub const GUEST_CPUS: &str = "1";
 
 /// The xl config of a test guest: every shutdown preserved so the harness can
 /// read the reason before destroying the domain. `kernel` and `ramdisk` are
@@ -28,6 +28,9 @@ pub fn test_xl_config(g: &GuestSpec, kernel: &str, ramdisk: Option<&str>) -> Str
         .vif
         .as_ref()
         .map_or(String::new(), |v| format!("vif = [ '{v}' ]\n"));
+    if let Some(c) = &g.cpus {
+        extra.push_str(&format!("cpus = \"{c}\"\n"));
+    }
     if let Some(r) = ramdisk {
         extra.push_str(&format!("ramdisk = \"{r}\"\n"));
     }
@@ -36,7 +39,7 @@ pub fn test_xl_config(g: &GuestSpec, kernel: &str, ramdisk: Option<&str>) -> Str
         extra.push_str(&format!("disk = [ {} ]\n", list.join(", ")));
     }
     format!(
-        "name = \"{}\"\ntype = \"{}\"\nkernel = \"{kernel}\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n{GUEST_CPUS}\
+        "name = \"{}\"\ntype = \"{}\"\nkernel = \"{kernel}\"\ncmdline = \"{}\"\nmemory = {}\nvcpus = 1\n\
          on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n{TSC_NATIVE}{extra}",
         g.name,
         g.mode.xl_type(),
@@ -62,7 +65,7 @@ pub fn test_libvirt_xml(g: &GuestSpec, kernel: &str) -> String {
         mode: g.mode,
         memory_mib: g.memory,
         vcpus: 1,
-        cpuset: Some("1".into()),
+        cpuset: g.cpus.clone(),
         kernel: kernel.into(),
         cmdline: g.cmdline.clone(),
         on_poweroff: "preserve",

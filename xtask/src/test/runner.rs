@@ -283,7 +283,7 @@ fn run_guests(
 ) {
     let tests: Vec<GuestTest> = guest_tests()
         .into_iter()
-        .filter(|t| filter.wants(t.name))
+        .filter(|t| filter.wants(t.name) && (long || !t.long_only))
         .collect();
     if tests.is_empty() && !filter.wants("run-forward") {
         return;
@@ -383,9 +383,14 @@ fn run_guests(
     // A wedged harness session (seen now and then, not caused by a guest)
     // stops; the guests it never finished get a fresh Xen boot (twice at most).
     match harness::run_domus_retrying(&a, "domu", &guests, 2, &mut show) {
-        Ok(runs) => {
-            for (run, (t, _)) in runs.iter().zip(&domus) {
-                guest_row(rows, run, (t.judge)(run));
+        Ok(mut runs) => {
+            let tries = retry_triple_faults(&a, &domus, &mut runs, &mut show);
+            for ((run, (t, _)), tried) in runs.iter().zip(&domus).zip(tries) {
+                let said = |d: String| match &tried {
+                    Some(n) => format!("{n}: {d}"),
+                    None => d,
+                };
+                guest_row(rows, run, (t.judge)(run).map(said).map_err(said));
             }
         }
         Err(e) => {
@@ -394,6 +399,66 @@ fn run_guests(
             }
         }
     }
+}
+
+/// Whether `run` ended in a triple fault (Xen's log says so).
+fn triple_fault(run: &GuestRun) -> bool {
+    run.end == harness::End::Crashed && run.diagnostics.iter().any(|d| d.contains("Triple fault"))
+}
+
+/// The guests with a retry budget (`GuestTest::attempts`) whose run ended
+/// in a triple fault run again, each in a fresh harness session, until one
+/// run does not or the budget is spent; the run kept says how many it took
+/// (`attempt N of M`, with the earlier faults: for the judge's detail).
+fn retry_triple_faults(
+    a: &harness::Artifacts,
+    domus: &[(&GuestTest, GuestSpec)],
+    runs: &mut [GuestRun],
+    show: &mut dyn FnMut(f64, &str),
+) -> Vec<Option<String>> {
+    let mut tries = Vec::new();
+    for ((t, g), run) in domus.iter().zip(runs.iter_mut()) {
+        let mut faults = Vec::new();
+        let mut attempt = 1;
+        while attempt < t.attempts && triple_fault(run) {
+            let at = run
+                .diagnostics
+                .iter()
+                .find(|d| d.contains("Triple fault"))
+                .cloned()
+                .unwrap_or_default();
+            faults.push(format!("attempt {attempt}: {}", at.trim()));
+            attempt += 1;
+            println!(
+                "\n== {}: triple fault (attempt {} of {}); again in a fresh harness session",
+                t.name,
+                attempt - 1,
+                t.attempts
+            );
+            match harness::run_domus_retrying(
+                a,
+                &format!("{}-{attempt}", t.name),
+                std::slice::from_ref(g),
+                0,
+                show,
+            ) {
+                Ok(mut r) if !r.is_empty() => *run = r.remove(0),
+                _ => break,
+            }
+        }
+        tries.push((t.attempts > 1).then(|| {
+            format!(
+                "attempt {attempt} of {}{}",
+                t.attempts,
+                if faults.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (earlier: {})", faults.join("; "))
+                }
+            )
+        }));
+    }
+    tries
 }
 
 /// `run-forward`: `cargo xtask run --harness` of httpd with `[network]
@@ -540,6 +605,7 @@ fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode, long: bo
         before: t.before.map(str::to_string),
         after: t.after.map(str::to_string),
         libvirt: t.libvirt,
+        cpus: t.cpus.map(str::to_string),
         ..GuestSpec::new(t.name, &img.elf, mode, t.memory, timeout)
     }
 }
