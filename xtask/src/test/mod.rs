@@ -2,7 +2,9 @@
 //!
 //! - `runner`: the host steps, the guest tests, the summary;
 //! - `plan`: the guest tests as data — images, boots, inputs, judges;
-//! - `judge`: what each guest must show to pass.
+//! - `judge`: what each guest must show to pass;
+//! - `forward`: `run-forward`, `cargo xtask run` as a user runs it.
+mod forward;
 mod judge;
 mod plan;
 mod runner;

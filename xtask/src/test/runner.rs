@@ -16,14 +16,14 @@ use crate::harness::{self, GuestRun, GuestSpec};
 use crate::image;
 
 /// One row of the summary.
-struct Row {
-    name: String,
-    ok: bool,
-    secs: Option<f64>,
-    detail: String,
+pub(super) struct Row {
+    pub(super) name: String,
+    pub(super) ok: bool,
+    pub(super) secs: Option<f64>,
+    pub(super) detail: String,
 }
 
-fn cargo() -> Command {
+pub(super) fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(image::root());
     c
@@ -181,7 +181,7 @@ fn missing_row(rows: &mut Vec<Row>, name: &str, why: &str) {
     });
 }
 
-fn show(t: f64, line: &str) {
+pub(super) fn show(t: f64, line: &str) {
     println!("  [{t:7.2}] {line}");
 }
 
@@ -369,7 +369,7 @@ fn run_guests(
         }
     }
     if filter.wants("run-forward") {
-        run_forward(rows);
+        super::forward::run_forward(rows);
     }
     if domus.is_empty() {
         return;
@@ -459,125 +459,6 @@ fn retry_triple_faults(
         }));
     }
     tries
-}
-
-/// `run-forward`: `cargo xtask run --harness` of httpd with `[network]
-/// forward = ["PORT:80"]`, as a user runs it (console attached, here on
-/// pipes); once the guest listens, the host fetches
-/// `http://127.0.0.1:PORT/` through QEMU's and dom0's forwarding, then
-/// leaves with Ctrl-].
-fn run_forward(rows: &mut Vec<Row>) {
-    use std::io::{BufRead, Read, Write};
-    println!("\n== guest: run-forward (cargo xtask run --harness, a forwarded port)");
-    let t0 = Instant::now();
-    let r = (|| -> Result<String> {
-        let dir = image::root().join("target/run-forward");
-        std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let manifest = dir.join("image.toml");
-        std::fs::write(
-            &manifest,
-            format!(
-                "spec = 1\n[image]\napp = \"httpd\"\nmode = \"pv\"\n[resources]\nmemory = 32\n\
-                 [network]\nip = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\nforward = [\"{port}:80\"]\n"
-            ),
-        )?;
-        let mut child = cargo()
-            .args(["xtask", "run", "--harness", "--manifest"])
-            .arg(&manifest)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let out = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                let _ = tx.send(l);
-            }
-        });
-        let deadline = Instant::now() + std::time::Duration::from_secs(300);
-        let mut ready = false;
-        while Instant::now() < deadline {
-            match rx.recv_timeout(std::time::Duration::from_secs(1)) {
-                Ok(l) => {
-                    show(
-                        t0.elapsed().as_secs_f64(),
-                        &format!("run-forward| {}", l.trim_end()),
-                    );
-                    if l.contains("httpd: listening on") {
-                        ready = true;
-                        break;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => break,
-            }
-        }
-        let fetched = if ready {
-            let mut last = String::from("no attempt");
-            let mut page = None;
-            for _ in 0..10 {
-                let got = (|| -> std::io::Result<String> {
-                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-                    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
-                    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-                    let mut body = String::new();
-                    s.read_to_string(&mut body)?;
-                    Ok(body)
-                })();
-                match got {
-                    Ok(b) if b.starts_with("HTTP/1.1 200") && b.contains("uptime: ") => {
-                        page = Some(b);
-                        break;
-                    }
-                    Ok(b) => last = format!("answer {:?}", b.chars().take(80).collect::<String>()),
-                    Err(e) => last = e.to_string(),
-                }
-                std::thread::sleep(std::time::Duration::from_secs(2));
-            }
-            page.ok_or(last)
-        } else {
-            Err("the guest never said `httpd: listening on`".to_string())
-        };
-        // Leave as a user does: Ctrl-].
-        if let Some(mut i) = child.stdin.take() {
-            let _ = i.write_all(&[0x1d]);
-        }
-        let end = Instant::now() + std::time::Duration::from_secs(60);
-        while Instant::now() < end {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        if child.try_wait()?.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("cargo xtask run did not end after Ctrl-]");
-        }
-        let page = fetched.map_err(anyhow::Error::msg)?;
-        let lines = page.lines().count();
-        Ok(format!(
-            "GET http://127.0.0.1:{port}/ -> 200 ({lines} lines) with the console attached"
-        ))
-    })();
-    let ok = r.is_ok();
-    println!(
-        "test result: {} run-forward",
-        if ok { "PASS" } else { "FAIL" }
-    );
-    rows.push(Row {
-        name: "run-forward".into(),
-        ok,
-        secs: Some(t0.elapsed().as_secs_f64()),
-        detail: match r {
-            Ok(d) => d,
-            Err(e) => format!("{e:#}"),
-        },
-    });
 }
 
 /// Where dom0 finds the load generator.

@@ -255,7 +255,7 @@ pub fn judge_shell(run: &GuestRun) -> Result<String, String> {
 }
 
 /// The timer storm: this many one-shot timers back to back, then `halt`.
-const TIMERS: u32 = 20_000;
+pub const TIMERS: u32 = 20_000;
 pub const TIMERS_SESSION: &[&str] = &["timers 20000", "halt"];
 /// `pvh-unpinned`'s storm: five times as long (about 80 s under TCG, the
 /// time within which pinned-off-CPU-1 PVH guests used to triple-fault).
@@ -265,15 +265,11 @@ pub const UNPINNED_SESSION: &[&str] = &["timers 100000", "halt"];
 pub const CONTROL_TIMERS: u32 = 200_000;
 pub const CONTROL_SESSION: &[&str] = &["timers 200000", "halt"];
 
-/// Judges the timer storm: every sleep done, most woken by the timer (a
-/// deadline that passed before it was armed needs no wake-up), and a clean
-/// poweroff after it — no triple fault on the way (the end state says).
-pub fn judge_timers(run: &GuestRun) -> Result<String, String> {
-    judge_timers_n(run, TIMERS)
-}
-
-/// [`judge_timers`] for a storm of `want` timers.
-pub fn judge_timers_n(run: &GuestRun, want: u32) -> Result<String, String> {
+/// Judges a storm of `want` timers: every sleep done, most woken by the
+/// timer (a deadline that passed before it was armed needs no wake-up), and
+/// a clean poweroff after it — no triple fault on the way (the end state
+/// says).
+pub fn judge_timers(run: &GuestRun, want: u32) -> Result<String, String> {
     let re =
         Regex::new(r"^timers: (\d+) sleeps of 300 us in (\d+) ms; woken (\d+) times by the timer")
             .expect("valid regex");
