@@ -5,7 +5,8 @@
 //!   `app/httpd`'s on 80 ([`serve_http`]), so dom0 measures both guests
 //!   with the same commands (added to the domU's busybox initramfs by the bench; with
 //!   `bench.disk=DEV` on the kernel command line it first runs the storage
-//!   bench, [`disk`]);
+//!   bench, [`disk`]; with `bench.timers=N` it runs the timer storm of
+//!   the PVH control test instead, [`timers`], and powers off);
 //! - `http-load ...`: an HTTP/1.1 keep-alive load generator that checks
 //!   every answer ([`http`]), run in dom0 (`/harness/bench-echo`);
 //! - `http-abuse ADDR:PORT`: hostile HTTP clients at once, and a normal
@@ -27,6 +28,7 @@ mod forward;
 mod http;
 mod serve_http;
 mod sink;
+mod timers;
 
 /// Serves every connection on `port` with `serve` in a thread of its own.
 fn tcp(port: u16, serve: fn(TcpStream) -> std::io::Result<()>) -> std::io::Result<()> {
@@ -113,6 +115,13 @@ fn main() -> std::io::Result<()> {
             Ok(line) => println!("{line}"),
             Err(e) => println!("bench-disk: {dev}: {e}"),
         }
+    }
+    // The control guest's timer storm, instead of the services.
+    if let Some(n) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bench.timers="))
+    {
+        timers::storm_and_power_off(n);
     }
     tcp(7, echo)?;
     tcp(9, discard)?;

@@ -1,7 +1,7 @@
 //! The Linux peer: Debian's kernel as shipped (the dom0 one) with a
 //! busybox initramfs and a static Rust echo server (`xtask/bench-echo`)
 //! serving TCP echo, TCP discard and UDP echo, as the bench's Linux PV domU.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -30,7 +30,7 @@ pub(crate) fn build_bench_echo() -> Result<PathBuf> {
 
 /// The Linux domU's initramfs: the cached one with a second cpio archive
 /// appended that holds `/bin/bench-echo` (the kernel unpacks both).
-pub(super) fn linux_initrd(cached: &PathBuf, server: &PathBuf) -> Result<PathBuf> {
+pub(crate) fn linux_initrd(cached: &Path, server: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = image::root().join("target/bench");
     let stage = dir.join("linux-overlay");

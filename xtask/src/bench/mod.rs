@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 mod apps;
 mod linux;
-pub(crate) use linux::build_bench_echo;
+pub(crate) use linux::{build_bench_echo, linux_initrd};
 mod parse;
 mod render;
 mod stats;

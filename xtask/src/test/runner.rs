@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::plan::{Boot, GuestTest, IMAGES, NET_VIF, guest_tests};
+use super::plan::{Boot, GuestTest, IMAGES, LINUX, NET_VIF, guest_tests};
 use crate::harness::{self, GuestRun, GuestSpec};
 use crate::image;
 
@@ -336,9 +336,27 @@ fn run_guests(
     } else {
         vec![]
     };
+    // The Linux control guest (Debian's kernel, the busybox initramfs with
+    // bench-echo appended), when a test boots it.
+    let linux = if tests.iter().any(|t| t.image == LINUX) {
+        match linux_guest(&a) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                println!("preparing the Linux control guest failed: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut domus = Vec::new();
     for t in &tests {
-        let Some(img) = built.get(t.image) else {
+        let img = if t.image == LINUX {
+            linux.as_ref().map(|(b, _)| b)
+        } else {
+            built.get(t.image)
+        };
+        let Some(img) = img else {
             missing_row(rows, t.name, "not run: the image did not build");
             continue;
         };
@@ -358,6 +376,9 @@ fn run_guests(
                 let mut g = spec(t, img, mode, long);
                 if uses_tool(t) {
                     g.tools = tools.clone();
+                }
+                if t.image == LINUX {
+                    g.ramdisk = linux.as_ref().map(|(_, initrd)| initrd.clone());
                 }
                 domus.push((t, g));
                 continue;
@@ -384,7 +405,7 @@ fn run_guests(
     // stops; the guests it never finished get a fresh Xen boot (twice at most).
     match harness::run_domus_retrying(&a, "domu", &guests, 2, &mut show) {
         Ok(mut runs) => {
-            let tries = retry_triple_faults(&a, &domus, &mut runs, &mut show);
+            let tries = retry_faults(&a, &domus, &mut runs, &mut show);
             for ((run, (t, _)), tried) in runs.iter().zip(&domus).zip(tries) {
                 let said = |d: String| match &tried {
                     Some(n) => format!("{n}: {d}"),
@@ -401,16 +422,43 @@ fn run_guests(
     }
 }
 
-/// Whether `run` ended in a triple fault (Xen's log says so).
-fn triple_fault(run: &GuestRun) -> bool {
-    run.end == harness::End::Crashed && run.diagnostics.iter().any(|d| d.contains("Triple fault"))
+/// The Linux control guest: Debian's kernel (the provisioned one, booted
+/// as it ships) and its initramfs with `bench-echo` appended.
+fn linux_guest(a: &harness::Artifacts) -> Result<(image::Built, std::path::PathBuf)> {
+    let server = crate::bench::build_bench_echo()?;
+    let initrd = crate::bench::linux_initrd(&a.linux_initrd, &server)?;
+    let size = std::fs::metadata(&a.linux_kernel)?.len();
+    let b = image::Built {
+        elf: a.linux_kernel.clone(),
+        debug_elf: a.linux_kernel.clone(),
+        size,
+    };
+    Ok((b, initrd))
+}
+
+/// What went wrong with `run` that earns a retry: a triple fault (Xen's
+/// log says so) or a hang (still running when its time was up).
+fn retry_cause(run: &GuestRun) -> Option<String> {
+    match run.end {
+        harness::End::Crashed => run
+            .diagnostics
+            .iter()
+            .find(|d| d.contains("Triple fault"))
+            .map(|d| d.trim().to_string()),
+        harness::End::Timeout => Some(format!(
+            "hung (still running when its time was up; last console line {:?})",
+            run.console.last().map_or("", String::as_str)
+        )),
+        _ => None,
+    }
 }
 
 /// The guests with a retry budget (`GuestTest::attempts`) whose run ended
-/// in a triple fault run again, each in a fresh harness session, until one
-/// run does not or the budget is spent; the run kept says how many it took
-/// (`attempt N of M`, with the earlier faults: for the judge's detail).
-fn retry_triple_faults(
+/// in a triple fault or hung run again, each in a fresh harness session,
+/// until one run does not or the budget is spent; the run kept says how
+/// many it took (`attempt N of M`, with what the earlier ones came to: for
+/// the judge's detail), so a retry is reported, never hidden.
+fn retry_faults(
     a: &harness::Artifacts,
     domus: &[(&GuestTest, GuestSpec)],
     runs: &mut [GuestRun],
@@ -420,21 +468,14 @@ fn retry_triple_faults(
     for ((t, g), run) in domus.iter().zip(runs.iter_mut()) {
         let mut faults = Vec::new();
         let mut attempt = 1;
-        while attempt < t.attempts && triple_fault(run) {
-            let at = run
-                .diagnostics
-                .iter()
-                .find(|d| d.contains("Triple fault"))
-                .cloned()
-                .unwrap_or_default();
-            faults.push(format!("attempt {attempt}: {}", at.trim()));
-            attempt += 1;
+        while attempt < t.attempts {
+            let Some(cause) = retry_cause(run) else { break };
             println!(
-                "\n== {}: triple fault (attempt {} of {}); again in a fresh harness session",
-                t.name,
-                attempt - 1,
-                t.attempts
+                "\n== {}: attempt {attempt} of {}: {cause}; again in a fresh harness session",
+                t.name, t.attempts
             );
+            faults.push(format!("attempt {attempt}: {cause}"));
+            attempt += 1;
             match harness::run_domus_retrying(
                 a,
                 &format!("{}-{attempt}", t.name),
@@ -488,5 +529,32 @@ fn spec(t: &GuestTest, img: &image::Built, mode: crate::manifest::Mode, long: bo
         libvirt: t.libvirt,
         cpus: t.cpus.map(str::to_string),
         ..GuestSpec::new(t.name, &img.elf, mode, t.memory, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::End;
+
+    #[test]
+    fn a_triple_fault_or_a_hang_earns_a_retry_and_nothing_else_does() {
+        let mut run = GuestRun::new("t");
+        run.end = End::Crashed;
+        run.diagnostics = vec!["(XEN) d3v0 Triple fault - invoking HVM shutdown action 1 ".into()];
+        assert_eq!(
+            retry_cause(&run).as_deref(),
+            Some("(XEN) d3v0 Triple fault - invoking HVM shutdown action 1")
+        );
+        run.diagnostics = vec!["rt: panic".into()];
+        assert_eq!(retry_cause(&run), None, "a crash of ours is not retried");
+        run.end = End::Timeout;
+        run.console = vec!["timers: 5000".into()];
+        let c = retry_cause(&run).unwrap();
+        assert!(c.starts_with("hung") && c.contains("timers: 5000"), "{c}");
+        for end in [End::Poweroff, End::Reboot, End::Missing, End::CreateFailed] {
+            run.end = end;
+            assert_eq!(retry_cause(&run), None);
+        }
     }
 }

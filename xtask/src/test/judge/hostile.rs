@@ -287,8 +287,13 @@ pub fn judge_soak(run: &GuestRun) -> Result<String, String> {
             run.end
         ));
     }
+    // Connections the discard port refused (all its listening sockets
+    // taken at that instant): reported, not judged.
+    let refused = ran
+        .split_once("connections refused ")
+        .map_or("?", |(_, r)| r.trim());
     Ok(format!(
-        "{secs:.0} s: {into} MiB in, {out} MiB out, flood ping {ping}; heap, frames, grants, ports, sockets equal after"
+        "{secs:.0} s: {into} MiB in, {out} MiB out ({refused} connections refused), flood ping {ping}; heap, frames, grants, ports, sockets equal after"
     ))
 }
 

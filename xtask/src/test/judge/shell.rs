@@ -295,6 +295,38 @@ pub fn judge_timers(run: &GuestRun, want: u32) -> Result<String, String> {
     ))
 }
 
+/// Judges the Linux PVH control guest's storm (`bench-echo`'s
+/// `bench.timers`): all `want` sleeps done and a poweroff after them. Where
+/// it ended otherwise, the detail says how (a triple fault, a hang), which
+/// is the evidence the control is for.
+pub fn judge_linux_timers(run: &GuestRun, want: u32) -> Result<String, String> {
+    let re =
+        Regex::new(r"timers: (\d+) sleeps of 300 us in (\d+) ms \(linux\)").expect("valid regex");
+    let Some(c) = run.console.iter().find_map(|l| re.captures(l)) else {
+        let last = run
+            .console
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("timers: "))
+            .map_or("no progress line", String::as_str);
+        return Err(format!(
+            "Linux did not finish its {want} timers: ended {} (last: {last})",
+            run.end
+        ));
+    };
+    let n: u32 = c[1].parse().unwrap_or(0);
+    let ms: u64 = c[2].parse().unwrap_or(0);
+    if n != want {
+        return Err(format!("{n} sleeps (want {want})"));
+    }
+    if run.end != End::Poweroff {
+        return Err(format!("ended {} after the storm (want poweroff)", run.end));
+    }
+    Ok(format!(
+        "Linux PVH: {n} sleeps of 300 us in {ms} ms, then poweroff"
+    ))
+}
+
 /// Judges a guest ended by one request: `want` the end state, `line` the
 /// guest's reply.
 pub fn judge_ended_by(run: &GuestRun, want: &End, line: &str) -> Result<String, String> {

@@ -35,6 +35,10 @@ pub const IMAGES: &[Image] = &[
     },
 ];
 
+/// The Linux control guest's "image": Debian's kernel as provisioned, with
+/// the busybox initramfs and `bench-echo` (the runner prepares it).
+pub const LINUX: &str = "linux";
+
 /// The app the runner makes with `cargo xtask new` outside the workspace
 /// and builds with its own `cargo xtask build` (an image like the others).
 pub const OOT_APP: &str = "oot-hello";
@@ -100,8 +104,9 @@ pub struct GuestTest {
     pub cpus: Option<&'static str>,
     /// Run only in the long mode (`cargo xtask test --long`).
     pub long_only: bool,
-    /// Runs it may take when a run ends in a triple fault (each retry in a
-    /// fresh harness session, reported in its result); 1: no retry.
+    /// Runs it may take when a run ends in a triple fault or hangs (each
+    /// retry in a fresh harness session, reported in its result); 1: no
+    /// retry.
     pub attempts: u32,
     /// Its judge.
     pub judge: Judge,
@@ -167,23 +172,29 @@ impl GuestTest {
         GuestTest { input, ..self }
     }
 
-    /// Unpinned (see `harness::xl`), with `attempts` runs when one ends in
-    /// a triple fault; long mode only for now (its one run so far hung: the
-    /// vCPU halted with interrupts on, its timer event never delivered).
+    /// Unpinned (see `harness::xl`: Xen's scheduler puts it on either CPU),
+    /// with `attempts` runs when one ends in a triple fault or hangs (each
+    /// retry in a fresh session, reported in the result).
     pub(super) fn unpinned(self, attempts: u32) -> GuestTest {
         GuestTest {
             cpus: None,
             attempts,
+            ..self
+        }
+    }
+
+    /// Run only in the long mode (`cargo xtask test --long`).
+    pub(super) fn long_only(self) -> GuestTest {
+        GuestTest {
             long_only: true,
             ..self
         }
     }
 
-    /// Pinned to `cpus` (xl's syntax), and run only in the long mode.
-    pub(super) fn long_only_on(self, cpus: &'static str) -> GuestTest {
+    /// Pinned to `cpus` (xl's syntax).
+    pub(super) fn pinned(self, cpus: &'static str) -> GuestTest {
         GuestTest {
             cpus: Some(cpus),
-            long_only: true,
             ..self
         }
     }
