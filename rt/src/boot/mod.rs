@@ -36,6 +36,9 @@ fn enter_main(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item
         }
     }
     crate::bootinfo::record(platform, memory_bytes, cmdline);
+    if platform.is_xen() {
+        crate::event::apply_cmdline();
+    }
     // SAFETY: `rt::main!` defines this function in every image.
     let code = unsafe { __rt_app_main() };
     crate::exit::exit(code)

@@ -143,7 +143,7 @@ pub(crate) fn init_upcalls() -> Result<Delivery, XenError> {
                 rt_xen::abi::HVM_PARAM_CALLBACK_TYPE_VECTOR
                     | u64::from(crate::arch::idt::EVENT_VECTOR),
             )?;
-            if HVM_IDLE_WITH_VECTOR {
+            if HVM_IDLE_WITH_VECTOR && !IDLE_POLL.load(Ordering::Acquire) {
                 Delivery::HvmVector
             } else {
                 Delivery::HvmPolled
@@ -221,6 +221,27 @@ pub fn poll() -> u32 {
 /// and that one-shot timers make rarer by never asking Xen for an event
 /// due at once (`VCPU_SSHOTTMR_future`, `rt::sched`'s timer).
 const HVM_IDLE_WITH_VECTOR: bool = true;
+
+/// `rt.idle=poll` was asked for (kept across restores: [`init_upcalls`]
+/// runs again then).
+static IDLE_POLL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// `rt.idle=poll` on the command line (boot code, once the command line is
+/// recorded): PVH takes the polled idle (`Delivery::HvmPolled`) instead of
+/// the vector's, to tell a fault of the `hlt` path from the rest (the
+/// unpinned timer storm's hang). Returns the delivery in force.
+pub(crate) fn apply_cmdline() -> Delivery {
+    let asked = crate::bootinfo::boot_info()
+        .cmdline()
+        .split_whitespace()
+        .any(|w| w == "rt.idle=poll");
+    IDLE_POLL.store(asked, Ordering::Release);
+    if asked && delivery() == Delivery::HvmVector {
+        DELIVERY.store(Delivery::HvmPolled as u8, Ordering::Release);
+        crate::console::println!("rt: events: PVH idles in SCHEDOP_poll (rt.idle=poll)");
+    }
+    delivery()
+}
 
 /// Most ports the polled PVH idle watches.
 const POLLED_PORTS: usize = 40;

@@ -41,7 +41,7 @@ pub use self::channel::{Channel, known_ports, port_state};
 pub use self::deliver::{
     Delivery, EventStats, WAIT_PORTS, clear_pending, delivery, poll, stats, wait, wait_port,
 };
-pub(crate) use self::deliver::{block, epoch, init_upcalls, reset};
+pub(crate) use self::deliver::{apply_cmdline, block, epoch, init_upcalls, reset};
 pub use self::error::EventError;
 pub(crate) use self::error::on_xen as available;
 pub(crate) use self::ports::name_port;

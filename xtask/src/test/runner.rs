@@ -422,15 +422,17 @@ fn run_guests(
     }
 }
 
-/// The Linux control guest: Debian's kernel (the provisioned one, booted
-/// as it ships) and its initramfs with `bench-echo` appended.
+/// The Linux control guest: Debian's kernel as an ELF (the harness's dom0
+/// kernel, the same package as the bench's PV domU's bzImage; booted as a
+/// PVH domU, both end the same way so far, see README) and the bench
+/// domU's initramfs with `bench-echo` appended.
 fn linux_guest(a: &harness::Artifacts) -> Result<(image::Built, std::path::PathBuf)> {
     let server = crate::bench::build_bench_echo()?;
     let initrd = crate::bench::linux_initrd(&a.linux_initrd, &server)?;
-    let size = std::fs::metadata(&a.linux_kernel)?.len();
+    let size = std::fs::metadata(&a.vmlinux)?.len();
     let b = image::Built {
-        elf: a.linux_kernel.clone(),
-        debug_elf: a.linux_kernel.clone(),
+        elf: a.vmlinux.clone(),
+        debug_elf: a.vmlinux.clone(),
         size,
     };
     Ok((b, initrd))

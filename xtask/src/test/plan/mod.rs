@@ -255,10 +255,17 @@ pub fn guest_tests() -> Vec<GuestTest> {
         // guests have triple-faulted now and then); a triple fault or a hang
         // gets another run in a fresh session, at most 3 in all, and the
         // result says how many it took.
-        timer_storm("timers-pvh", TIMERS_SESSION, TIMERS, 180).unpinned(3),
+        timer_storm("timers-pvh", TIMERS_SESSION, TIMERS, 90).unpinned(3),
         // The same storm, five times as long, unpinned (long mode).
         timer_storm("pvh-unpinned", UNPINNED_SESSION, UNPINNED_TIMERS, 300)
             .unpinned(3)
+            .long_only(),
+        // The same, unpinned, with the polled idle (`rt.idle=poll`: the
+        // vCPU blocks in SCHEDOP_poll, never in `hlt`), one run: tells a
+        // fault of the `hlt` path from the rest (long mode).
+        timer_storm("pvh-unpinned-poll", UNPINNED_SESSION, UNPINNED_TIMERS, 300)
+            .cmdline("rt.idle=poll")
+            .unpinned(1)
             .long_only(),
         // Our PVH guest on CPU 0 (where the triple faults were seen) under
         // 200,000 one-shot timers of 300 us (long mode only).
@@ -338,7 +345,7 @@ mod tests {
     fn the_plan_is_whole() {
         let plan = guest_tests();
         let mut names: Vec<&str> = plan.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 65, "every guest test of the suite");
+        assert_eq!(names.len(), 66, "every guest test of the suite");
         names.sort();
         names.dedup();
         assert_eq!(names.len(), plan.len(), "names are unique");
