@@ -257,7 +257,7 @@ pub fn judge_shell(run: &GuestRun) -> Result<String, String> {
 /// The timer storm: this many one-shot timers back to back, then `halt`.
 pub const TIMERS: u32 = 20_000;
 pub const TIMERS_SESSION: &[&str] = &["timers 20000", "halt"];
-/// `pvh-unpinned`'s storm: five times as long (about 80 s under TCG, the
+/// `pvh-unpinned-long`'s storm: five times as long (about 80 s under TCG, the
 /// time within which pinned-off-CPU-1 PVH guests used to triple-fault).
 pub const UNPINNED_TIMERS: u32 = 100_000;
 pub const UNPINNED_SESSION: &[&str] = &["timers 100000", "halt"];
