@@ -441,12 +441,15 @@ fn linux_guest(a: &harness::Artifacts) -> Result<(image::Built, std::path::PathB
 /// What went wrong with `run` that earns a retry: a triple fault (Xen's
 /// log says so) or a hang (still running when its time was up).
 fn retry_cause(run: &GuestRun) -> Option<String> {
+    // Xen ends a triple-faulted PVH domain with its HVM shutdown action:
+    // a reboot (the default) or a crash.
+    let triple = run
+        .diagnostics
+        .iter()
+        .find(|d| d.contains("Triple fault"))
+        .map(|d| d.trim().to_string());
     match run.end {
-        harness::End::Crashed => run
-            .diagnostics
-            .iter()
-            .find(|d| d.contains("Triple fault"))
-            .map(|d| d.trim().to_string()),
+        harness::End::Crashed | harness::End::Reboot => triple,
         harness::End::Timeout => Some(format!(
             "hung (still running when its time was up; last console line {:?})",
             run.console.last().map_or("", String::as_str)
@@ -548,13 +551,24 @@ mod tests {
             retry_cause(&run).as_deref(),
             Some("(XEN) d3v0 Triple fault - invoking HVM shutdown action 1")
         );
+        run.end = End::Reboot;
+        assert!(
+            retry_cause(&run).is_some(),
+            "Xen's default action for a triple fault is a reboot"
+        );
         run.diagnostics = vec!["rt: panic".into()];
+        assert_eq!(
+            retry_cause(&run),
+            None,
+            "a reboot without a triple fault is not retried"
+        );
+        run.end = End::Crashed;
         assert_eq!(retry_cause(&run), None, "a crash of ours is not retried");
         run.end = End::Timeout;
         run.console = vec!["timers: 5000".into()];
         let c = retry_cause(&run).unwrap();
         assert!(c.starts_with("hung") && c.contains("timers: 5000"), "{c}");
-        for end in [End::Poweroff, End::Reboot, End::Missing, End::CreateFailed] {
+        for end in [End::Poweroff, End::Missing, End::CreateFailed] {
             run.end = end;
             assert_eq!(retry_cause(&run), None);
         }
