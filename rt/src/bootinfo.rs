@@ -7,6 +7,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use rt_xen::timeline::Counts;
 use spin::Once;
 
 use crate::platform::Platform;
@@ -14,37 +15,30 @@ use crate::platform::Platform;
 /// Longest command line we keep (Xen's `MAX_GUEST_CMDLINE`).
 const CMDLINE_MAX: usize = 1024;
 
-/// Most marks a boot timeline holds.
-const MAX_MARKS: usize = 16;
-
-/// Named TSC stamps taken during boot, in order (the first is the entry point).
+/// Named TSC stamps taken during boot, in order (the first is the entry
+/// point), each with the Xen work counted up to it.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeline {
-    marks: [(&'static str, u64); MAX_MARKS],
-    len: usize,
-}
+pub struct Timeline(rt_xen::timeline::Timeline);
 
 impl Timeline {
-    const fn new() -> Self {
-        Timeline {
-            marks: [("", 0); MAX_MARKS],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, name: &'static str, tsc: u64) {
-        if self.len < MAX_MARKS {
-            self.marks[self.len] = (name, tsc);
-            self.len += 1;
-        }
-    }
-
     /// The marks as (name, time since the entry point).
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, Option<Duration>)> + '_ {
-        let t0 = self.marks[0].1;
-        self.marks[..self.len]
-            .iter()
-            .map(move |&(n, t)| (n, crate::time::tsc_delta_to_duration(t.wrapping_sub(t0))))
+        self.0
+            .ticks()
+            .map(|(n, t)| (n, crate::time::tsc_delta_to_duration(t)))
+    }
+
+    /// The phases between the marks, with their time in TSC ticks and their
+    /// counts (hypercalls, page-table entries, tables, xenstore round trips).
+    pub fn phases(&self) -> impl Iterator<Item = rt_xen::timeline::Phase> + '_ {
+        self.0.phases()
+    }
+
+    /// The per-phase line: `boot: timeline phase=us/hypercalls/ptes/tables/xenstore ...`.
+    pub fn report(&self) -> impl fmt::Display + '_ {
+        self.0.report(&|ticks| {
+            crate::time::tsc_delta_to_duration(ticks).map(|d| d.as_micros() as u64)
+        })
     }
 }
 
@@ -61,25 +55,41 @@ impl fmt::Display for Timeline {
     }
 }
 
-static TIMELINE: spin::Mutex<Timeline> = spin::Mutex::new(Timeline::new());
+static TIMELINE: spin::Mutex<rt_xen::timeline::Timeline> =
+    spin::Mutex::new(rt_xen::timeline::Timeline::new());
+
+/// The Xen work counted so far. Reads only counters that never block:
+/// the hypercall page's tallies, the MMU's (skipped while the MMU is busy)
+/// and the xenstore client's request count.
+fn counts() -> Counts {
+    let mm = crate::mm::stats();
+    Counts {
+        hypercalls: crate::xen::HYPERVISOR.issued_total(),
+        ptes: mm.pte_writes + mm.entries_filled,
+        tables: mm.tables_allocated,
+        xenstore: crate::xenstore::requests_sent(),
+    }
+}
 
 /// Records a boot milestone (the entry point is recorded first, automatically).
 /// After `main` the runtime marks its first xenstore connection (`xenstore`),
 /// the connected vif (`netfront`) and a configured address (`ip`); see
 /// [`timeline`].
 pub(crate) fn mark(name: &'static str) {
+    let now = crate::arch::rdtsc();
+    let c = counts();
     let mut t = TIMELINE.lock();
-    if t.len == 0 {
-        t.push("entry", crate::arch::entry_tsc());
+    if t.is_empty() {
+        t.push("entry", crate::arch::entry_tsc(), Counts::default());
     }
-    t.push(name, crate::arch::rdtsc());
+    t.push(name, now, c);
 }
 
 /// The boot milestones so far: [`BootInfo::timeline`]'s marks up to `main`
 /// and those the runtime recorded since (e.g. `xenstore`, `netfront`, `ip`
 /// once the network is up).
 pub fn timeline() -> Timeline {
-    *TIMELINE.lock()
+    Timeline(*TIMELINE.lock())
 }
 
 /// What the runtime learned while booting.
@@ -195,8 +205,8 @@ pub(crate) fn record(platform: Platform, memory_bytes: u64, cmdline: impl Iterat
     let entry_tsc = crate::arch::entry_tsc();
     let cmdline = Cmdline::new(cmdline);
     mark("main");
-    let timeline = *TIMELINE.lock();
-    let main_tsc = timeline.marks[timeline.len - 1].1;
+    let timeline = timeline();
+    let main_tsc = timeline.0.last().map_or(entry_tsc, |(_, t)| t);
     BOOT.call_once(|| BootInfo {
         platform,
         memory_bytes,

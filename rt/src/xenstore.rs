@@ -88,7 +88,18 @@ fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Resu
     }
     let c = g.as_mut().ok_or(XsError::Broken)?;
     c.link_mut().deadline = Instant::now().after(TIMEOUT);
-    f(c)
+    let r = f(c);
+    REQUESTS.store(c.stats.requests, Ordering::Relaxed);
+    r
+}
+
+/// Requests the client sent so far, readable without its lock (the boot
+/// timeline counts round trips while the client may be busy).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// Xenstore requests sent so far (each a round trip to xenstored).
+pub(crate) fn requests_sent() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
 }
 
 /// The value at `path`.

@@ -35,6 +35,15 @@ pub trait Backend {
     /// Whether Xen's PV rules apply: page-table frames must be read-only in
     /// every mapping, and tables are pinned before use.
     fn paravirt(&self) -> bool;
+
+    /// Stores `value` as entry `index` of `frame` with a plain memory write,
+    /// now, outside any batch. The mapper uses it only for a frame it just
+    /// took from its [`FrameSource`] — an ordinary frame, typed nowhere,
+    /// mapped writable at its identity address — that it fills before making
+    /// it a table (PV: Xen then validates all 512 entries at once when the
+    /// table is linked). Fails if the frame is not writable (the model: a
+    /// typed or unmapped frame).
+    fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError>;
 }
 
 /// A backend borrowed for good (the runtime picks PV or native at boot and
@@ -57,6 +66,9 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     }
     fn paravirt(&self) -> bool {
         (**self).paravirt()
+    }
+    fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
+        (**self).write_plain(frame, index, value)
     }
 }
 

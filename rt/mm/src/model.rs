@@ -292,16 +292,26 @@ impl XenModel {
         self.frames.get(&mfn).map_or(0, |f| f.get(index))
     }
 
-    /// A guest store into an ordinary frame it maps writable: refused (false)
-    /// if the frame is a validated table, as the CPU would fault on its
-    /// read-only mapping.
+    /// A guest store into a frame: allowed only into an ordinary frame the
+    /// guest maps writable (type `Writable`, taken by a writable L1 entry of a
+    /// validated table), as the CPU would fault through a read-only or absent
+    /// mapping; a frame that is a table is never writable.
     pub fn guest_write(&mut self, mfn: u64, index: usize, value: u64) -> bool {
         match self.frames.get_mut(&mfn) {
-            Some(f) if !matches!(f.ty, Ty::Table(_)) || f.count == 0 => {
+            Some(f) if f.ty == Ty::Writable && f.count > 0 => {
                 f.set(index, value);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The domain builder's store, before the guest runs (no checks but
+    /// that the frame is the domain's and not a validated table).
+    fn builder_write(&mut self, mfn: u64, index: usize, value: u64) {
+        if let Some(f) = self.frames.get_mut(&mfn) {
+            debug_assert!(!matches!(f.ty, Ty::Table(_)) || f.count == 0);
+            f.set(index, value);
         }
     }
 
@@ -426,7 +436,9 @@ impl XenModel {
             if !pte::present(e) {
                 continue;
             }
-            if let Err(err) = self.take_ref(level, e) {
+            // As `alloc_lN_table`: each entry is checked and referenced, then
+            // stored back the way Xen keeps it (`adjust_guest_lNe`).
+            if let Err(err) = Self::check_flags(level, e).and_then(|()| self.take_ref(level, e)) {
                 for &done in entries[..i].iter() {
                     if pte::present(done) {
                         self.drop_ref(level, done);
@@ -435,6 +447,7 @@ impl XenModel {
                 // Slots skipped above were never referenced; nothing else to undo.
                 return Err(err);
             }
+            self.frame(mfn)?.set(i, adjust(level, e));
         }
         Ok(())
     }
@@ -654,18 +667,18 @@ impl XenModel {
                     f |= F::WRITABLE;
                 }
                 let e = pte::make(mfn(&xen, p)?, f);
-                xen.guest_write(l1, j as usize, e);
+                xen.builder_write(l1, j as usize, e);
             }
             let l2 = mfn(&xen, pt_start + 2)?;
-            xen.guest_write(l2, i as usize, pte::make(l1, pte::table_flags()));
+            xen.builder_write(l2, i as usize, pte::make(l1, pte::table_flags()));
         }
         let (l4, l3, l2) = (
             mfn(&xen, pt_start)?,
             mfn(&xen, pt_start + 1)?,
             mfn(&xen, pt_start + 2)?,
         );
-        xen.guest_write(l3, 0, pte::make(l2, pte::table_flags()));
-        xen.guest_write(l4, 0, pte::make(l3, pte::table_flags()));
+        xen.builder_write(l3, 0, pte::make(l2, pte::table_flags()));
+        xen.builder_write(l4, 0, pte::make(l3, pte::table_flags()));
         xen.pin(Level::L4, l4)?;
         xen.new_baseptr(l4)?;
         Ok(BuiltDomain {
@@ -733,6 +746,15 @@ impl Backend for ModelBackend {
 
     fn paravirt(&self) -> bool {
         true
+    }
+
+    fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
+        let mfn = self.xen.mfn(frame).ok_or(errno::NOT_OURS)?;
+        if self.xen.guest_write(mfn, index, value) {
+            Ok(())
+        } else {
+            Err(errno::WRITABLE_TABLE)
+        }
     }
 }
 

@@ -177,6 +177,14 @@ pub struct Stats {
     pub tables_allocated: u64,
     /// Page-table frames released.
     pub tables_released: u64,
+    /// Entry writes sent to Xen (`mmu_update` requests; native: stores),
+    /// each validated on its own.
+    pub pte_writes: u64,
+    /// L1 tables filled while still ordinary frames and linked whole (Xen
+    /// validates each in one go: the build-then-link path).
+    pub tables_filled: u64,
+    /// Present entries written into those tables before they were linked.
+    pub entries_filled: u64,
 }
 
 impl Stats {

@@ -29,13 +29,17 @@ fn enter_main(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item
         if let Err(e) = crate::event::init_upcalls() {
             crate::console::println!("rt: event upcalls unavailable ({e}): events are polled");
         }
+        crate::bootinfo::mark("events");
         if let Err(e) = crate::control::start() {
             crate::console::println!(
                 "rt: control: {e}: `xl shutdown` and `xl mem-set` are not served"
             );
         }
+        crate::bootinfo::mark("control");
     }
     crate::bootinfo::record(platform, memory_bytes, cmdline);
+    // Every boot says where its time and its Xen work went, phase by phase.
+    crate::console::println!("{}", crate::bootinfo::timeline().report());
     if platform.is_xen() {
         crate::event::apply_cmdline();
     }

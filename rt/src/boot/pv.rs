@@ -72,12 +72,13 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         crate::console::println!("rt: building the address space failed: {e}");
         crate::exit::crash();
     }
+    crate::bootinfo::mark("space");
     if let Err(e) = crate::mm::publish_p2m(si.mfn_list, si.nr_pages) {
         crate::console::println!(
             "rt: publishing the p2m for the toolstack failed: {e} (xl dump-core will not work)"
         );
     }
-    crate::bootinfo::mark("mm");
+    crate::bootinfo::mark("p2m");
 
     let cmdline = si.cmd_line.iter().map(|&c| c as u8);
     super::enter_main(

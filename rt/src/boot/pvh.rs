@@ -89,7 +89,7 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
         crate::console::println!("rt: building the address space failed: {e}");
         crate::exit::crash();
     }
-    crate::bootinfo::mark("mm");
+    crate::bootinfo::mark("space");
     super::enter_main(platform::platform(), memory, line.into_iter())
 }
 

@@ -90,4 +90,15 @@ impl Backend for NativeBackend {
     fn paravirt(&self) -> bool {
         false
     }
+
+    fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
+        if index >= rt_mm::pte::ENTRIES || frame.0 >= self.limit {
+            return Err(XenError::EINVAL);
+        }
+        // SAFETY: the mapper fills only a frame it just took from its frame
+        // source: RAM of ours, mapped read-write at its identity address,
+        // not yet linked into any table.
+        unsafe { Self::slot(frame, index).write_volatile(value) };
+        Ok(())
+    }
 }

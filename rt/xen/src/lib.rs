@@ -12,6 +12,9 @@
 //!         the PVH start info             may import: nothing above it
 //! ```
 //!
+//! Beside them, `timeline`: the boot timeline's marks and per-phase counts
+//! (pure bookkeeping; the runtime stamps it).
+//!
 //! Nothing imports upward: a driver may use every protocol and the whole
 //! ABI, a protocol never names a device. Everything here builds and is
 //! unit-tested on the host; the only code that touches the hypervisor is
@@ -24,5 +27,6 @@ extern crate alloc;
 pub mod abi;
 pub mod dev;
 pub mod proto;
+pub mod timeline;
 
 pub use abi::errno::XenError;

@@ -2,6 +2,7 @@
 //! Linux; the MMU figures) and the SVG of the boot timelines.
 use std::fmt::Write as _;
 
+use super::parse::MMU_FIGURES;
 use super::stats::{Spread, median_timeline, spread};
 use super::{Kind, Metric};
 
@@ -70,26 +71,21 @@ pub(super) fn render(metrics: &[Metric], reps: u32) -> String {
 }
 
 /// The MMU table: mapping 64 MiB batched vs page by page, PV and PVH.
-pub(super) fn render_mmu(rows: &[[Option<f64>; 6]]) -> String {
+pub(super) fn render_mmu(rows: &[[Option<f64>; 12]]) -> String {
     let mut t = String::from(
         "\nMMU, mmtest mapping 64 MiB (16,384 pages) in the same session (no Linux counterpart):\n\n\
-         | figure | ours PV | ours PVH |\n|---|---|---|\n",
+         | figure | ours PV | ours PVH | PV / PVH |\n|---|---|---|---|\n",
     );
-    let names = [
-        "hypercalls, batched",
-        "hypercalls, page by page",
-        "time, batched (us)",
-        "time, page by page (us)",
-        "page-table updates per second, batched",
-        "page-table updates per second, page by page",
-    ];
-    let v = |r: usize, k: usize| {
-        rows.get(r)
-            .and_then(|x| x[k])
-            .map_or("-".to_string(), fmt_num)
-    };
-    for (k, n) in names.iter().enumerate() {
-        let _ = writeln!(t, "| {n} | {} | {} |", v(0, k), v(1, k));
+    let get = |r: usize, k: usize| rows.get(r).and_then(|x| x[k]);
+    let v = |r: usize, k: usize| get(r, k).map_or("-".to_string(), fmt_num);
+    for (k, (_, n)) in MMU_FIGURES.iter().enumerate() {
+        let ratio = match (get(0, k), get(1, k)) {
+            (Some(pv), Some(pvh)) if n.starts_with("time") && pvh > 0.0 => {
+                format!("{:.1}x", pv / pvh)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(t, "| {n} | {} | {} | {ratio} |", v(0, k), v(1, k));
     }
     t
 }
@@ -219,7 +215,7 @@ mod tests {
 
     #[test]
     fn timelines_and_mmu_figures_are_read_and_charted() {
-        let run = GuestRun {
+        let mut run = GuestRun {
             name: "echo-pv-1".into(),
             console: vec![
                 "echo: boot timeline (us since entry): entry=0 rust=700 mm=30000 main=31000 xenstore=31500 netfront=90000 ip=90100".into(),
@@ -236,7 +232,7 @@ mod tests {
         assert_eq!(t.len(), 7);
         assert_eq!(t[6], ("ip".to_string(), 90100.0));
         assert_eq!(
-            mmu_figures(&run),
+            mmu_figures(&run)[6..],
             [
                 Some(32.0),
                 Some(16384.0),
@@ -260,7 +256,24 @@ mod tests {
         for want in ["Linux PV", "first ping reply", ">netfront<", "30.0 s"] {
             assert!(svg.contains(want), "{want} missing");
         }
-        assert!(render_mmu(&[mmu_figures(&run)]).contains("| hypercalls, batched | 32.0 | - |"));
+        let mut pvh = GuestRun::new("mmtest-pvh");
+        pvh.console = vec![
+            "mm-bench: fresh_build_us=5000 fresh_build_hypercalls=0 fresh_build_pte_writes=3 fresh_build_tables=32".into(),
+        ];
+        run.console.push("mm-bench: fresh_build_us=12000 fresh_build_hypercalls=2 fresh_build_pte_writes=66 fresh_build_tables=32 fresh_entry_us=40000".into());
+        let t = render_mmu(&[mmu_figures(&run), mmu_figures(&pvh)]);
+        assert!(
+            t.contains("| hypercalls, tables exist, batched | 32.0 | - |  |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| time, new L1 tables built then linked (us) | 12000 | 5000 | 2.4x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| entries validated one by one, built then linked | 66.0 | 3.000 |  |"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum MapError {
         /// Its index.
         index: usize,
     },
+    /// A frame the mapper fills before it becomes a table could not be
+    /// written (it is typed or not mapped writable).
+    NotWritable(Pfn),
     /// Xen refused an operation of the batch.
     Refused(Refused),
     /// Xen rejected the batch as a whole.
@@ -54,6 +57,12 @@ impl fmt::Display for MapError {
                 f,
                 "entry {index} of table {table} points outside our memory"
             ),
+            MapError::NotWritable(p) => {
+                write!(
+                    f,
+                    "{p} cannot be filled: it is not an ordinary writable frame"
+                )
+            }
             MapError::Refused(r) => write!(f, "{r}"),
             MapError::Submit(e) => write!(f, "batch rejected: {e}"),
         }

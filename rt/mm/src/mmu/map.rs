@@ -5,7 +5,7 @@ use super::{MapError, Mmu, Space};
 use crate::backend::{Backend, FrameSource};
 use crate::frame::{PAGE_SIZE, Pfn};
 use crate::op::Op;
-use crate::pte::{self, Level, Prot};
+use crate::pte::{self, ENTRIES, Level, Prot};
 
 impl<'t, B: Backend> Mmu<'t, B> {
     /// Maps `pages` consecutive frames from `first` at `va` with `prot`.
@@ -144,14 +144,45 @@ impl<'t, B: Backend> Mmu<'t, B> {
         };
         let mut l1: Option<(u64, Pfn)> = None;
         let mut run = || -> Result<(), MapError> {
-            for i in 0..pages {
+            let mut i = 0;
+            while i < pages {
                 let v = va + i * PAGE_SIZE;
                 let Some(value) = entry_of(self, i)? else {
+                    i += 1;
                     continue;
                 };
                 let region = v >> Level::L2.shift();
                 let table = match l1 {
                     Some((r, t)) if r == region => t,
+                    _ if self.build_then_link => {
+                        let l2 = self.ensure_l2(space.l4, v, frames)?;
+                        let slot = Level::L2.index(v);
+                        match self.child(l2, slot)? {
+                            Some(t) => {
+                                l1 = Some((region, t));
+                                t
+                            }
+                            None => {
+                                // A new L1: build it whole, from this page to
+                                // the end of its region or of the range.
+                                let first = Level::L1.index(v);
+                                let n = ((ENTRIES - first) as u64).min(pages - i) as usize;
+                                let t = self.build_l1(l2, slot, frames, &mut |m, idx| {
+                                    if idx == first {
+                                        Ok(value)
+                                    } else if idx > first && idx < first + n {
+                                        let e = entry_of(m, i + (idx - first) as u64)?;
+                                        Ok(e.unwrap_or(0))
+                                    } else {
+                                        Ok(0)
+                                    }
+                                })?;
+                                l1 = Some((region, t));
+                                i += n as u64;
+                                continue;
+                            }
+                        }
+                    }
                     _ => {
                         let t = self.ensure_l1(space.l4, v, frames)?;
                         l1 = Some((region, t));
@@ -174,6 +205,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 if pte::present(old) {
                     plan.add(v);
                 }
+                i += 1;
             }
             Ok(())
         };

@@ -10,9 +10,12 @@
 //!    for an ordinary frame, 1..=4 for an L1..L4 table. [`Mmu::map_range`] and
 //!    [`Mmu::protect_range`] refuse a writable mapping of a table frame
 //!    themselves ([`MapError::PageTableFrame`]) before Xen would.
-//! 2. A new table is zeroed while it is still an ordinary frame
-//!    (`MMUEXT_CLEAR_PAGE`), then made read-only in every direct map that maps
-//!    it, then linked into its parent — in that order, inside one batch.
+//! 2. A new table is written only while it is still an ordinary frame — zeroed
+//!    (`MMUEXT_CLEAR_PAGE`), or for a new L1 of a range operation, filled with
+//!    its entries by plain stores (build-then-link) — then made read-only in
+//!    every direct map that maps it, then linked into its parent, in that
+//!    order, inside one batch. Its type is recorded before it is filled, so a
+//!    range that covers the table itself maps it read-only.
 //! 3. A space is pinned before it is activated; a released space is unpinned
 //!    first, then its tables become ordinary, writable frames again and go back
 //!    to the frame source — only after the batch that demoted them ran.
@@ -65,6 +68,9 @@ pub struct Mmu<'t, B: Backend> {
     types: &'t mut [u8],
     direct: [Option<DirectMap>; 2],
     active: Option<Pfn>,
+    /// Build new L1 tables as ordinary frames and link them whole (the
+    /// default); off: create them empty and write each entry through Xen.
+    build_then_link: bool,
     stats: Stats,
 }
 
@@ -97,6 +103,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
             types,
             direct: [None, None],
             active,
+            build_then_link: true,
             stats: Stats::default(),
         }
     }
@@ -114,6 +121,15 @@ impl<'t, B: Backend> Mmu<'t, B> {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Chooses how a range operation makes a missing L1 table: `true` (the
+    /// default) fills it while it is still an ordinary writable frame, then
+    /// makes it read-only and links it with one update, so Xen validates its
+    /// 512 entries at once; `false` links it empty and writes each entry
+    /// through a validated update (the benchmark compares both).
+    pub fn set_build_then_link(&mut self, on: bool) {
+        self.build_then_link = on;
     }
 
     /// The active root, if known.

@@ -16,6 +16,9 @@ impl<'t, B: Backend> Mmu<'t, B> {
         self.queue[self.len] = op;
         self.len += 1;
         self.stats.queued += 1;
+        if op.is_update() {
+            self.stats.pte_writes += 1;
+        }
         Ok(())
     }
 

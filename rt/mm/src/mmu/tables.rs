@@ -7,7 +7,7 @@ use super::{FRESH_MAX, MapError, Mmu};
 use crate::backend::{Backend, FrameSource};
 use crate::frame::{PAGE_SIZE, Pfn};
 use crate::op::Op;
-use crate::pte::{self, LOWER_HALF_END, Level};
+use crate::pte::{self, ENTRIES, LOWER_HALF_END, Level};
 
 impl<'t, B: Backend> Mmu<'t, B> {
     /// Makes `t` read-only in every direct map that maps it writable, including
@@ -72,8 +72,31 @@ impl<'t, B: Backend> Mmu<'t, B> {
         va: u64,
         frames: &mut dyn FrameSource,
     ) -> Result<Pfn, MapError> {
+        self.ensure_down_to(root, va, Level::L1, frames)
+    }
+
+    /// The L2 table covering `va` in `space`, created (with any missing parents) if needed.
+    pub(super) fn ensure_l2(
+        &mut self,
+        root: Pfn,
+        va: u64,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pfn, MapError> {
+        self.ensure_down_to(root, va, Level::L2, frames)
+    }
+
+    fn ensure_down_to(
+        &mut self,
+        root: Pfn,
+        va: u64,
+        want: Level,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Pfn, MapError> {
         let mut t = root;
         for level in [Level::L4, Level::L3, Level::L2] {
+            if level == want {
+                break;
+            }
             let i = level.index(va);
             t = match self.child(t, i)? {
                 Some(c) => c,
@@ -90,6 +113,54 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 }
             };
         }
+        Ok(t)
+    }
+
+    /// Build-then-link: takes a frame, records it as an L1 table, fills it by
+    /// plain stores while Xen still sees an ordinary frame (`entry_at(idx)`
+    /// gives entry `idx`; 0 for none), then queues it read-only everywhere and
+    /// linked as entry `index` of `l2` — the one update that makes Xen validate
+    /// all its entries. On error the frame goes back untyped.
+    pub(super) fn build_l1(
+        &mut self,
+        l2: Pfn,
+        index: usize,
+        frames: &mut dyn FrameSource,
+        entry_at: &mut dyn FnMut(&Self, usize) -> Result<u64, MapError>,
+    ) -> Result<Pfn, MapError> {
+        let t = frames.alloc_frame().ok_or(MapError::NoFrames)?;
+        if self.table_level(t).is_some() || t.0 as usize >= self.types.len() {
+            return Err(MapError::NoSuchFrame(t));
+        }
+        self.types[t.0 as usize] = Level::L1 as u8;
+        let mut filled = 0;
+        let mut fill = || -> Result<(), MapError> {
+            for idx in 0..ENTRIES {
+                let value = entry_at(self, idx)?;
+                self.backend
+                    .write_plain(t, idx, value)
+                    .map_err(|_| MapError::NotWritable(t))?;
+                filled += u64::from(pte::present(value));
+            }
+            Ok(())
+        };
+        if let Err(e) = fill() {
+            self.types[t.0 as usize] = 0;
+            frames.free_frame(t);
+            return Err(e);
+        }
+        if self.backend.paravirt() {
+            self.make_readonly_everywhere(t)?;
+        }
+        let value = pte::make(self.hw(t)?, pte::table_flags());
+        self.push(Op::Write {
+            table: l2,
+            index: index as u16,
+            value,
+        })?;
+        self.stats.tables_allocated += 1;
+        self.stats.tables_filled += 1;
+        self.stats.entries_filled += filled;
         Ok(t)
     }
 

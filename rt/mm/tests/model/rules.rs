@@ -141,6 +141,78 @@ fn sixty_four_mib_in_few_hypercalls() {
     });
 }
 
+/// Maps 64 MiB of fresh address space on one path; returns (MMU counters
+/// of the map, tables Xen validated, translations of every page).
+fn map_64_mib(build_then_link: bool) -> (rt_mm::Stats, u64, Vec<u64>) {
+    let mut w = boot(32768, 1024); // 128 MiB
+    with_mmu(&mut w, |mmu, frames, k| {
+        mmu.set_build_then_link(build_then_link);
+        let before = mmu.stats();
+        let validated = mmu.backend().xen.counters.validations;
+        let va = 0x100_0000_0000;
+        mmu.map_range(&k, va, Pfn(8192), 16384, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        let s = mmu.stats();
+        let delta = rt_mm::Stats {
+            queued: s.queued - before.queued,
+            hypercalls: s.hypercalls - before.hypercalls,
+            pte_writes: s.pte_writes - before.pte_writes,
+            tables_allocated: s.tables_allocated - before.tables_allocated,
+            tables_filled: s.tables_filled - before.tables_filled,
+            entries_filled: s.entries_filled - before.entries_filled,
+            ..rt_mm::Stats::default()
+        };
+        mmu.backend().xen.check_invariants().unwrap();
+        let map: Vec<u64> = (0..16384)
+            .map(|i| mmu.translate(k.root(), va + i * 4096).unwrap())
+            .collect();
+        let v = mmu.backend().xen.counters.validations - validated;
+        (delta, v, map)
+    })
+}
+
+#[test]
+fn build_then_link_validates_each_new_l1_once_instead_of_each_entry() {
+    let (fast, fast_validated, fast_map) = map_64_mib(true);
+    let (slow, slow_validated, slow_map) = map_64_mib(false);
+    assert_eq!(fast_map, slow_map, "both paths map the same");
+    // Per-entry path: 16,384 leaf writes + 3 links + the new tables' read-only
+    // direct-map entries, each validated on its own.
+    assert_eq!(slow.tables_filled, 0);
+    assert!(slow.pte_writes >= 16384, "{slow:?}");
+    // Build-then-link: 32 L1s filled by plain stores; Xen sees per new table
+    // one read-only update and one link (plus the L2 and L3 made empty).
+    assert_eq!(fast.tables_filled, 32);
+    assert_eq!(fast.entries_filled, 16384);
+    assert_eq!(fast.tables_allocated, 34);
+    assert!(fast.pte_writes <= 2 * 34, "{fast:?}");
+    // Both make Xen validate the same 34 new tables (L1s: in full).
+    assert_eq!(fast_validated, slow_validated);
+    assert!(fast.hypercalls <= slow.hypercalls);
+    assert!(fast.hypercalls <= 2, "{fast:?}");
+}
+
+#[test]
+fn the_model_lets_the_guest_store_only_into_ordinary_frames_it_maps_writable() {
+    let b = boot(4096, 1024);
+    let mut xen = b.backend.xen.clone();
+    let kernel = xen.mfn(b.kernel).unwrap();
+    // A page table: read-only to the guest.
+    assert!(!xen.guest_write(kernel, 0, 0));
+    // An ordinary frame in the direct map: writable.
+    let data = xen.mfn(Pfn(2000)).unwrap();
+    assert!(xen.guest_write(data, 3, 7));
+    assert_eq!(xen.read(data, 3), 7);
+    // A frame nobody maps (a new one from Xen): the store would fault.
+    let mut list = [0u64; 1];
+    xen.max_pages = xen.tot_pages() + 1;
+    assert_eq!(xen.populate_physmap(&mut list), 1);
+    assert!(!xen.guest_write(list[0], 0, 1));
+    xen.check_invariants().unwrap();
+}
+
 #[test]
 fn scattered_frames_map_in_one_batch() {
     let mut w = boot(4096, 1024);

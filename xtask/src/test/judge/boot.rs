@@ -45,10 +45,76 @@ pub fn judge_hello(run: &GuestRun, want: &HelloExpect) -> Result<String, String>
     if let Some(l) = run.console.iter().find(|l| l.starts_with("rt: ")) {
         return Err(format!("runtime error on the console: {l}"));
     }
+    let phases = check_phases(&run.console, want.mode)?;
     if run.end != End::Poweroff {
         return Err(format!("ended {} (want poweroff)", run.end));
     }
-    Ok(format!("entry-to-main {} us", &c[3]))
+    Ok(format!("entry-to-main {} us; {phases}", &c[3]))
+}
+
+/// One phase of a `boot: timeline` line: name, microseconds (None: `?`),
+/// and its counts (hypercalls, page-table entries, tables, xenstore round trips).
+pub type PhaseFigures = (String, Option<u64>, [u64; 4]);
+
+/// The phases of the first `boot: timeline phase=...` line, the `total`
+/// entry last; None if there is no such line or it does not parse.
+pub fn boot_phases(console: &[String]) -> Option<Vec<PhaseFigures>> {
+    let line = console
+        .iter()
+        .find_map(|l| l.strip_prefix("boot: timeline phase=us/hypercalls/ptes/tables/xenstore "))?;
+    line.split_whitespace()
+        .map(|item| {
+            let (name, v) = item.split_once('=')?;
+            let mut f = v.split('/');
+            let us = match f.next()? {
+                "?" => None,
+                s => Some(s.parse().ok()?),
+            };
+            let mut n = [0u64; 4];
+            for slot in &mut n {
+                *slot = f.next()?.parse().ok()?;
+            }
+            f.next().is_none().then(|| (name.to_string(), us, n))
+        })
+        .collect()
+}
+
+/// Checks the per-phase boot timeline: present, its phases add up to its
+/// total, and the counts show the work each boot mode must do (building the
+/// address space writes entries and makes tables; PV does it through
+/// hypercalls). Xenstore is not asked before `main` (its client connects on
+/// first use), so its count is reported, not required. Returns a short summary.
+fn check_phases(console: &[String], mode: &str) -> Result<String, String> {
+    let Some(p) = boot_phases(console) else {
+        return Err("no per-phase boot timeline (boot: timeline phase=...)".into());
+    };
+    let Some(((_, _, total), phases)) = p.split_last().filter(|(t, _)| t.0 == "total") else {
+        return Err("the boot timeline has no total".into());
+    };
+    let mut sum = [0u64; 4];
+    for (_, _, n) in phases {
+        for (s, v) in sum.iter_mut().zip(n) {
+            *s += v;
+        }
+    }
+    if &sum != total {
+        return Err(format!(
+            "phases add up to {sum:?}, the total says {total:?}"
+        ));
+    }
+    let Some((_, _, space)) = phases.iter().find(|(n, _, _)| n == "space") else {
+        return Err("the boot timeline has no address-space phase (space)".into());
+    };
+    let pv = mode.starts_with("pv") && !mode.starts_with("pvh");
+    if space[1] == 0 || space[2] == 0 || (pv && space[0] == 0) {
+        return Err(format!(
+            "the address-space phase counted {space:?} (hypercalls, entries, tables, xenstore)"
+        ));
+    }
+    Ok(format!(
+        "space: {} hypercalls, {} entries, {} tables; total {} hypercalls, {} xenstore round trips",
+        space[0], space[1], space[2], total[0], total[3]
+    ))
 }
 
 /// Judges the out-of-tree app (`cargo xtask new`'s template): its greeting
@@ -99,6 +165,22 @@ pub fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
             n(2)
         ));
     }
+    let fresh = Regex::new(r"^mm-bench: fresh_build_us=(\d+) fresh_build_hypercalls=(\d+) fresh_build_pte_writes=(\d+) fresh_build_tables=(\d+) fresh_entry_us=(\d+) fresh_entry_hypercalls=(\d+) fresh_entry_pte_writes=(\d+) fresh_entry_tables=(\d+)$")
+        .expect("valid regex");
+    let Some(f) = run.console.iter().find_map(|l| fresh.captures(l)) else {
+        return Err("no mm-bench line for new tables (fresh_build_...)".into());
+    };
+    let g = |i: usize| f[i].parse::<u64>().unwrap_or(u64::MAX);
+    // 32 new L1s built whole; Xen validates one by one only each table's
+    // read-only direct-map entry and its link (plus the new L2 and L3).
+    if g(4) != 32 || g(8) != 0 || g(3) > 2 * 34 || g(7) < 16384 {
+        return Err(format!(
+            "new tables: {} built whole (want 32), {} entry writes (want <= 68) vs {} entry by entry (want >= 16384)",
+            g(4),
+            g(3),
+            g(7)
+        ));
+    }
     match run.events.iter().find(|e| e.starts_with("dump-core ")) {
         Some(e) if e.starts_with("dump-core rc=0 ") => {}
         Some(e) => return Err(format!("xl {e}")),
@@ -109,10 +191,14 @@ pub fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
         return Err(format!("ended {} (want poweroff)", run.end));
     }
     Ok(format!(
-        "hypercalls {} vs {}, cycles x{:.1}",
+        "hypercalls {} vs {}, cycles x{:.1}; new tables built then linked {} us ({} entry writes) vs entry by entry {} us ({})",
         n(1),
         n(2),
-        n(4) as f64 / n(3).max(1) as f64
+        n(4) as f64 / n(3).max(1) as f64,
+        g(1),
+        g(3),
+        g(5),
+        g(7)
     ))
 }
 
@@ -196,16 +282,76 @@ mod tests {
         mode: "pv",
         memory: (32, 32),
     };
-    const OK: [&str; 2] = [
+    const OK: [&str; 3] = [
         "hello from hello (pv)",
         "boot: mode=pv memory=32 MiB entry-to-main=812 us cmdline=\"\"",
+        TIMELINE,
     ];
+    const TIMELINE: &str = "boot: timeline phase=us/hypercalls/ptes/tables/xenstore rust=100/0/0/0/0 space=500/20/8300/18/0 events=10/4/0/0/0 control=100/3/0/0/2 main=1/0/0/0/0 total=711/27/8300/18/2";
+
+    #[test]
+    fn mmtest_needs_both_paths_for_new_tables() {
+        let lines = |writes: u64| {
+            let mut r = run(
+                &[
+                    "mm-bench: pages=16384 batched_hypercalls=32 naive_hypercalls=16384 batched_cycles=10 naive_cycles=30",
+                    "test result: PASS mmtest",
+                ],
+                End::Poweroff,
+            );
+            r.console.insert(0, format!("mm-bench: fresh_build_us=900 fresh_build_hypercalls=2 fresh_build_pte_writes={writes} fresh_build_tables=32 fresh_entry_us=3000 fresh_entry_hypercalls=32 fresh_entry_pte_writes=16418 fresh_entry_tables=0"));
+            r.events.push("dump-core rc=0 seconds=1".into());
+            r
+        };
+        let ok = judge_mmtest(&lines(66), true).unwrap();
+        assert!(
+            ok.contains("built then linked 900 us (66 entry writes)"),
+            "{ok}"
+        );
+        // Built whole but still written entry by entry: fails.
+        assert!(judge_mmtest(&lines(16384), true).is_err());
+        let mut old = lines(66);
+        old.console.remove(0);
+        assert!(judge_mmtest(&old, true).is_err());
+    }
 
     #[test]
     fn a_good_run_passes() {
         assert_eq!(
             judge_hello(&run(&OK, End::Poweroff), &PV),
-            Ok("entry-to-main 812 us".into())
+            Ok("entry-to-main 812 us; space: 20 hypercalls, 8300 entries, 18 tables; total 27 hypercalls, 2 xenstore round trips".into())
+        );
+    }
+
+    #[test]
+    fn the_phase_timeline_must_add_up_and_show_the_work() {
+        let lines = |t: &str| -> Vec<String> { vec![t.to_string()] };
+        let p = boot_phases(&lines(TIMELINE)).unwrap();
+        assert_eq!(p[1], ("space".to_string(), Some(500), [20, 8300, 18, 0]));
+        assert_eq!(p.last().unwrap().0, "total");
+        assert!(check_phases(&lines(TIMELINE), "pv").is_ok());
+        // A total that is not the sum of the phases.
+        let wrong = TIMELINE.replace("total=711/27/", "total=711/28/");
+        assert!(check_phases(&lines(&wrong), "pv").is_err());
+        // PV building its space without a hypercall (PVH needs none).
+        let no_hc = TIMELINE
+            .replace("space=500/20/", "space=500/0/")
+            .replace("total=711/27/", "total=711/7/");
+        assert!(check_phases(&lines(&no_hc), "pv").is_err());
+        assert!(check_phases(&lines(&no_hc), "pvh").is_ok());
+        assert!(check_phases(&lines(&no_hc), "qemu-pvh").is_ok());
+        // No tables made: the address space was not built.
+        let no_tables = TIMELINE
+            .replace("space=500/20/8300/18/0", "space=500/20/8300/0/0")
+            .replace("total=711/27/8300/18/2", "total=711/27/8300/0/2");
+        assert!(check_phases(&lines(&no_tables), "pvh").is_err());
+        // Malformed: a missing count, a word that is no number.
+        let head = "boot: timeline phase=us/hypercalls/ptes/tables/xenstore ";
+        assert!(boot_phases(&lines(&format!("{head}a=1/2/3"))).is_none());
+        assert!(boot_phases(&lines(&format!("{head}a=x/2/3/4/5"))).is_none());
+        assert_eq!(
+            boot_phases(&lines(&format!("{head}a=?/2/3/4/5"))).unwrap()[0].1,
+            None
         );
     }
 
