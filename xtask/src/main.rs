@@ -78,6 +78,11 @@ enum Cmd {
         /// Only the storage rows (the disk guests).
         #[arg(long)]
         storage_only: bool,
+        /// Only the boot figures: the per-phase boot timeline (PV, PVH; 32
+        /// MiB and 1 GiB), mmtest's map figures, the memory ladder, the image
+        /// sizes and their ten biggest symbols (writes target/bench/boot.md).
+        #[arg(long)]
+        boot_only: bool,
         /// Only the application rows (HTTP requests/s, TCP guest -> dom0).
         #[arg(long)]
         app_only: bool,
@@ -285,8 +290,14 @@ fn main() {
         } => test::run_all(host_only, only.as_deref(), long),
         Cmd::Bench {
             reps,
+            boot_only: true,
+            ..
+        } => bench::boot::run(reps),
+        Cmd::Bench {
+            reps,
             storage_only,
             app_only,
+            boot_only: false,
         } => bench::run(reps, storage_only, app_only),
         Cmd::Fuzz { cases } => fuzz::run(cases),
         Cmd::Notes { elf } => (|| {

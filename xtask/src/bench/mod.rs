@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 mod apps;
+pub(crate) mod boot;
 mod linux;
 pub(crate) use linux::{build_bench_echo, linux_initrd};
 mod parse;
@@ -73,7 +74,7 @@ pub(super) struct Metric {
 
 /// The memory ladder: domain sizes (MiB) each guest is booted with to find
 /// the smallest that reaches network-ready.
-const LADDER_OURS: [u32; 5] = [3, 4, 5, 6, 8];
+const LADDER_OURS: [u32; 6] = [2, 3, 4, 5, 6, 8];
 
 /// Runs the benchmark: `reps` boots of each guest in one harness session
 /// (with `storage_only`, just the storage rows; with `app_only`, just the
@@ -82,7 +83,8 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
     if reps == 0 {
         bail!("--reps must be at least 1");
     }
-    println!("== building the echo, httpd, mmtest and blktest images");
+    println!("== building the hello, echo, httpd, mmtest and blktest images");
+    let hello = image::build_app_as("hello", None, "hello")?;
     let echo = image::build_app_as("echo", None, "echo")?;
     let httpd = image::build_app_as("httpd", None, "httpd")?;
     let mmtest = image::build_app_as("mmtest", None, "mmtest")?;
@@ -357,6 +359,10 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         reps,
         &mut failures,
     ));
+    table.push_str(&boot::sizes_table(&[
+        ("hello", &hello, 100),
+        ("echo", &echo, 200),
+    ])?);
     let svg = timeline_svg(&dom0_view, &timelines);
     let dir = image::root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

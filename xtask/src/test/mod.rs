@@ -5,7 +5,7 @@
 //! - `judge`: what each guest must show to pass;
 //! - `forward`: `run-forward`, `cargo xtask run` as a user runs it.
 mod forward;
-mod judge;
+pub(crate) mod judge;
 mod plan;
 mod runner;
 

@@ -1,0 +1,307 @@
+//! The boot figures (`cargo xtask bench --boot-only`): each boot phase's
+//! time and counts (PV, PVH; 32 MiB and 1 GiB), mmtest's map figures on
+//! both paths for new tables, the smallest memory echo reaches
+//! network-ready in (PV, PVH), and the image sizes with their ten biggest
+//! symbols (`nm` from binutils, which the image build already needs).
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use super::parse::mmu_figures;
+use super::render::render_mmu;
+use super::stats::{smallest, spread};
+use crate::harness::{self, GuestSpec};
+use crate::image::{self, Built};
+use crate::manifest::Mode;
+use crate::test::judge::boot::{PhaseFigures, boot_phases};
+
+/// The boots whose phases are compared: (column title, mode, MiB).
+const BOOTS: [(&str, Mode, u32); 4] = [
+    ("PV 32 MiB", Mode::Pv, 32),
+    ("PVH 32 MiB", Mode::Pvh, 32),
+    ("PV 1 GiB", Mode::Pv, 1024),
+    ("PVH 1 GiB", Mode::Pvh, 1024),
+];
+
+/// The memory ladder of the echo image (MiB), per mode: the smallest size
+/// that reaches network-ready. Xen's PV domain builder needs 4 MiB itself.
+const LADDER: [(Mode, &[u32]); 2] = [(Mode::Pv, &[3, 4, 5]), (Mode::Pvh, &[1, 2, 3, 4])];
+
+/// One symbol of an image: (bytes, nm's type letter, demangled name).
+pub(super) type Symbol = (u64, char, String);
+
+/// Parses `nm -S --size-sort -C` output: the symbols that take space in the
+/// file (text, read-only and initialised data), biggest first.
+pub(super) fn parse_nm(text: &str) -> Vec<Symbol> {
+    let mut v: Vec<Symbol> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let _addr = f.next()?;
+            let size = u64::from_str_radix(f.next()?, 16).ok()?;
+            let ty = f.next()?.chars().next()?;
+            let name = f.next()?.trim();
+            "tTrRdD".contains(ty).then(|| (size, ty, name.to_string()))
+        })
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    v
+}
+
+/// The ten biggest symbols of an image (from its unstripped twin).
+fn top_ten(debug_elf: &Path) -> Result<Vec<Symbol>> {
+    let out = Command::new("nm")
+        .args(["-S", "--size-sort", "-C"])
+        .arg(debug_elf)
+        .output()
+        .context("nm (from binutils) lists the image's symbols")?;
+    if !out.status.success() {
+        bail!("nm {} failed", debug_elf.display());
+    }
+    let mut v = parse_nm(&String::from_utf8_lossy(&out.stdout));
+    v.truncate(10);
+    Ok(v)
+}
+
+/// The image sizes against their goals, and each image's ten biggest symbols.
+pub(super) fn sizes_table(images: &[(&str, &Built, u64)]) -> Result<String> {
+    let mut t = String::from(
+        "\nImage sizes (stripped ELF, what `xl create` loads):\n\n| image | bytes | KiB | goal KiB |\n|---|---|---|---|\n",
+    );
+    for (name, b, goal) in images {
+        let _ = writeln!(
+            t,
+            "| {name} | {} | {:.1} | {goal} |",
+            b.size,
+            b.size as f64 / 1024.0
+        );
+    }
+    for (name, b, _) in images {
+        let _ = write!(
+            t,
+            "\nTen biggest symbols of {name}:\n\n| bytes | symbol |\n|---|---|\n"
+        );
+        for (size, _, sym) in top_ten(&b.debug_elf)? {
+            let _ = writeln!(t, "| {size} | `{}` |", sym.replace('|', "\\|"));
+        }
+    }
+    Ok(t)
+}
+
+/// The per-phase table: for each column's boots, each phase's median time
+/// and (exact, from the first boot) counts, as `us (hypercalls / entries /
+/// tables / xenstore)`.
+pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for (_, boots) in columns {
+        for b in boots {
+            for (n, _, _) in b {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+    }
+    // `total` last, whatever order the boots listed the phases in.
+    if let Some(i) = names.iter().position(|n| n == "total") {
+        let t = names.remove(i);
+        names.push(t);
+    }
+    let mut t = String::from(
+        "\nBoot timeline per phase: median us (hypercalls / page-table entries written / tables made / xenstore round trips):\n\n| phase |",
+    );
+    for (title, boots) in columns {
+        let _ = write!(t, " {title} ({} boots) |", boots.len());
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---|".repeat(columns.len()));
+    t.push('\n');
+    for n in &names {
+        let _ = write!(t, "| {n} |");
+        for (_, boots) in columns {
+            let us: Vec<f64> = boots
+                .iter()
+                .filter_map(|b| b.iter().find(|p| &p.0 == n).and_then(|p| p.1))
+                .map(|v| v as f64)
+                .collect();
+            let counts = boots
+                .iter()
+                .find_map(|b| b.iter().find(|p| &p.0 == n).map(|p| p.2));
+            match (spread(&us), counts) {
+                (Some(s), Some(c)) => {
+                    let _ = write!(
+                        t,
+                        " {:.0} ({} / {} / {} / {}) |",
+                        s.median, c[0], c[1], c[2], c[3]
+                    );
+                }
+                _ => t.push_str(" - |"),
+            }
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// `cargo xtask bench --boot-only`.
+pub fn run(reps: u32) -> Result<()> {
+    println!("== building the hello, echo and mmtest images");
+    let hello = image::build_app_as("hello", None, "hello")?;
+    let echo = image::build_app_as("echo", None, "echo")?;
+    let mmtest = image::build_app_as("mmtest", None, "mmtest")?;
+    let sizes = sizes_table(&[("hello", &hello, 100), ("echo", &echo, 200)])?;
+    println!("{sizes}");
+    println!("\n== provisioning the Xen harness");
+    let a = harness::provision()?;
+    let mut guests = Vec::new();
+    for r in 1..=reps {
+        for (i, &(_, mode, mib)) in BOOTS.iter().enumerate() {
+            guests.push(GuestSpec::new(
+                &format!("boot-{i}-{r}"),
+                &hello.elf,
+                mode,
+                mib,
+                60,
+            ));
+        }
+    }
+    let mm_at = guests.len();
+    for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
+        guests.push(GuestSpec::new(name, &mmtest.elf, mode, 128, 180));
+    }
+    let ladder_at = guests.len();
+    let mut steps = Vec::new();
+    for (mode, sizes) in LADDER {
+        for &mib in sizes {
+            let mut g = GuestSpec::new(
+                &format!("min-{}-{mib}", mode.xl_type()),
+                &echo.elf,
+                mode,
+                mib,
+                90,
+            );
+            g.cmdline = super::OUR_CMDLINE.into();
+            g.vif = Some(super::VIF.into());
+            g.dom0 = Some("timeout -k 5 30 xl shutdown \"$NAME\"\n".into());
+            g.cpus = Some(harness::GUEST_CPUS.into());
+            guests.push(g);
+            steps.push((mode, mib));
+        }
+    }
+    println!(
+        "\n== {} guests in one harness session: hello booted {reps} times each as PV and PVH with 32 MiB and 1 GiB, mmtest as PV and PVH, echo on the memory ladder",
+        guests.len()
+    );
+    let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
+    let runs = harness::run_domus_retrying(&a, "bench-boot", &guests, 3, &mut show)?;
+    let mut failures = Vec::new();
+    let columns: Vec<(&str, Vec<Vec<PhaseFigures>>)> = BOOTS
+        .iter()
+        .enumerate()
+        .map(|(i, &(title, _, _))| {
+            let boots = guests[..mm_at]
+                .iter()
+                .zip(&runs)
+                .filter(|(g, _)| g.name.starts_with(&format!("boot-{i}-")))
+                .filter_map(|(g, r)| {
+                    let p = boot_phases(&r.console);
+                    if p.is_none() {
+                        failures.push(format!("{}: ended {}; no boot timeline", g.name, r.end));
+                    }
+                    p
+                })
+                .collect();
+            (title, boots)
+        })
+        .collect();
+    let mut table = phase_table(&columns);
+    let mmu: Vec<[Option<f64>; 12]> = runs[mm_at..ladder_at].iter().map(mmu_figures).collect();
+    table.push_str(&render_mmu(&mmu));
+    let _ = write!(
+        table,
+        "\nSmallest memory to network-ready, echo (ladder search):\n\n| mode | ladder (MiB: reached?) | smallest MiB |\n|---|---|---|\n"
+    );
+    for (mode, _) in LADDER {
+        let seen: Vec<(u32, bool)> = steps
+            .iter()
+            .zip(&runs[ladder_at..])
+            .filter(|((m, _), _)| *m == mode)
+            .map(|(&(_, mib), r)| {
+                (
+                    mib,
+                    r.console
+                        .iter()
+                        .any(|l| l.starts_with("harness: net-ready")),
+                )
+            })
+            .collect();
+        let ladder: Vec<String> = seen
+            .iter()
+            .map(|(m, ok)| format!("{m}: {}", if *ok { "yes" } else { "no" }))
+            .collect();
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} |",
+            mode.xl_type(),
+            ladder.join(", "),
+            smallest(&seen).map_or("-".into(), |m| m.to_string())
+        );
+    }
+    table.push_str(&sizes);
+    let dir = image::root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("boot.md");
+    std::fs::write(&path, &table)?;
+    println!("\n{table}\n(written to {})", path.display());
+    for f in &failures {
+        println!("warning: {f}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nm_lines_become_the_biggest_symbols_with_space_in_the_file() {
+        let text = "0000000000100000 0000000000000010 T small\n\
+                    0000000000100010 000000000000155f T rt::mm::init\n\
+                    0000000000200000 0000000000004000 B bss_only\n\
+                    0000000000110000 0000000000000200 r <core::fmt::Arguments as core::fmt::Display>::fmt\n\
+                    garbage line\n";
+        let v = parse_nm(text);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0], (0x155f, 'T', "rt::mm::init".into()));
+        assert_eq!(v[1].2, "<core::fmt::Arguments as core::fmt::Display>::fmt");
+        assert_eq!(v[2].0, 0x10);
+    }
+
+    #[test]
+    fn the_phase_table_has_medians_and_counts_per_column() {
+        let boot = |space_us: u64| -> Vec<PhaseFigures> {
+            vec![
+                ("space".into(), Some(space_us), [7, 8230, 19, 0]),
+                ("total".into(), Some(space_us + 100), [12, 8230, 19, 0]),
+            ]
+        };
+        let t = phase_table(&[
+            ("PV 32 MiB", vec![boot(900), boot(1000), boot(5000)]),
+            ("PVH 32 MiB", vec![]),
+        ]);
+        assert!(
+            t.contains("| PV 32 MiB (3 boots) | PVH 32 MiB (0 boots) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| space | 1000 (7 / 8230 / 19 / 0) | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| total | 1100 (12 / 8230 / 19 / 0) | - |"),
+            "{t}"
+        );
+    }
+}
