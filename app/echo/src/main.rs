@@ -54,10 +54,14 @@ fn main() -> Result<(), EchoError> {
     let stack = rt::net::up().map_err(EchoError::Net)?;
     let udp = UdpSocket::bind(&stack, PORT).map_err(|e| EchoError::Bind("udp 7", e))?;
     // Big windows for the throughput benches; two connections may arrive
-    // at once per port (a third in the same instant is refused).
+    // at once per port (a third in the same instant is refused). A small
+    // domain (under 8 MiB: the memory ladder goes down to 2 MiB on PVH)
+    // gets small windows instead, so the sockets fit beside the vif.
+    let small = rt::boot_info().memory_bytes() < SMALL_DOMAIN;
+    let window = if small { 8192 } else { 65536 };
     let big = TcpOptions {
-        rx_buffer: 65536,
-        tx_buffer: 65536,
+        rx_buffer: window,
+        tx_buffer: window,
         backlog: 2,
         ..TcpOptions::default()
     };
@@ -77,7 +81,7 @@ fn main() -> Result<(), EchoError> {
         SOURCE,
         TcpOptions {
             rx_buffer: 1024,
-            tx_buffer: 256 * 1024,
+            tx_buffer: if small { 16384 } else { 256 * 1024 },
             backlog: 1,
             ..big
         },
@@ -112,7 +116,7 @@ fn main() -> Result<(), EchoError> {
     }
     rt::println!("harness: net-ready");
     report();
-    rt::task::spawn(udp_echo(udp));
+    rt::task::spawn(udp_echo(udp, if small { 16384 } else { 65536 }));
     rt::task::spawn(serve(tcp, Kind::Echo));
     rt::task::spawn(serve(sink, Kind::Discard));
     rt::task::spawn(serve(source, Kind::Source));
@@ -122,9 +126,12 @@ fn main() -> Result<(), EchoError> {
     Ok(())
 }
 
-/// UDP: every datagram straight back to its sender.
-async fn udp_echo(s: UdpSocket) {
-    let mut buf = vec![0u8; 65536];
+/// Below this much memory the sockets get small buffers.
+const SMALL_DOMAIN: u64 = 8 << 20;
+
+/// UDP: every datagram (up to `max` bytes) straight back to its sender.
+async fn udp_echo(s: UdpSocket, max: usize) {
+    let mut buf = vec![0u8; max];
     let mut datagrams = 0u64;
     loop {
         let (n, from) = match s.recv_from_async(&mut buf).await {

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use rt_xen::abi::PAGE_SIZE;
+use rt_xen::dev::net::buffers::buffers_for;
 use rt_xen::dev::net::lifecycle::{Action, Event, Life, Phase};
 use rt_xen::dev::net::netif::RING_SIZE;
 use rt_xen::dev::net::xenbus::{self as vif_keys, Rings};
@@ -301,15 +302,21 @@ impl Vif {
         !off && feature("feature-gso-tcpv4") && feature("feature-sg")
     }
 
-    /// Grants the two ring pages and the 2 x 256 buffer pages to the backend
-    /// and allocates its event channel (masked until connected).
+    /// Grants the two ring pages and the buffer pages to the backend — 256
+    /// each way, fewer in a guest short of memory ([`buffers_for`] the free
+    /// frames) — and allocates its event channel (masked until connected).
     #[allow(clippy::type_complexity)]
     fn set_up(
         backend_id: u16,
     ) -> Result<(([GrantedPage; 2], Bufs, Netfront, Channel), Rings), String> {
         let page = |ro| GrantedPage::new(backend_id, ro).map_err(|e| format!("{e}"));
         let rings = [page(false)?, page(false)?];
-        let n = RING_SIZE as usize;
+        let n = buffers_for(crate::mm::free_frames().unwrap_or(0));
+        if n < RING_SIZE as usize {
+            crate::console::println!(
+                "vif: {n} buffers each way (of {RING_SIZE}): the guest is short of memory"
+            );
+        }
         let mut bufs = Bufs {
             tx: Vec::with_capacity(n),
             rx: Vec::with_capacity(n),
@@ -324,6 +331,7 @@ impl Vif {
             tx_gref[i] = bufs.tx[i].gref();
             rx_gref[i] = bufs.rx[i].gref();
         }
+        // Ids beyond `n` are never used: the data path has `n` buffers.
         let ring_ptr = |p: &GrantedPage| {
             core::ptr::NonNull::new(p.pfn().addr() as *mut u8).ok_or(String::from("page 0"))
         };
@@ -336,7 +344,7 @@ impl Vif {
                 FrontRing::init(ring_ptr(&rings[1])?),
             )
         };
-        let (nf, _) = Netfront::new(tx, rx, tx_gref, rx_gref);
+        let (nf, _) = Netfront::with_buffers(tx, rx, tx_gref, rx_gref, n);
         let chan = Channel::alloc_unbound(backend_id).map_err(|e| format!("{e}"))?;
         let published = Rings {
             tx_ring_ref: rings[0].gref(),

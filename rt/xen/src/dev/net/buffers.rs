@@ -14,8 +14,22 @@ pub const MIN_FRAME: usize = 14;
 pub const MAX_DATA_SLOTS: u32 = 18;
 /// Most extra-info slots of one packet (one of each type).
 pub const MAX_EXTRA_SLOTS: u32 = EXTRA_TYPE_MAX as u32 - 1;
-/// Slots of each ring, and buffers of each direction.
+/// Slots of each ring, and the most buffers of each direction.
 pub const SLOTS: usize = RING_SIZE as usize;
+/// The fewest buffers of each direction: one packet's most slots (data and
+/// extras) and one more, so the largest packet always fits in what is posted.
+pub const MIN_BUFFERS: usize = (MAX_DATA_SLOTS + MAX_EXTRA_SLOTS) as usize + 1;
+
+/// Buffers of each direction for a vif set up with `free_frames` free: a
+/// full ring when memory allows, else what keeps the two directions at half
+/// of the free frames (so the heap keeps the rest), never fewer than
+/// [`MIN_BUFFERS`]. A small guest (PVH in 2 MiB) gets a working vif with
+/// less throughput instead of none.
+pub fn buffers_for(free_frames: u64) -> usize {
+    usize::try_from(free_frames / 4)
+        .unwrap_or(SLOTS)
+        .clamp(MIN_BUFFERS, SLOTS)
+}
 
 /// The buffer pages: one per slot and direction.
 pub trait Pages {

@@ -176,6 +176,11 @@ impl Back {
 /// A netfront over fresh rings (TX grants 1000+id, RX 2000+id), the
 /// backend of its rings, and its buffers. Every RX buffer is posted.
 pub fn setup() -> (Netfront, Back, Bufs) {
+    setup_with(SLOTS)
+}
+
+/// The same with `buffers` buffers each way.
+pub fn setup_with(buffers: usize) -> (Netfront, Back, Bufs) {
     let mut b = Back {
         tx: Page::new(),
         rx: Page::new(),
@@ -198,7 +203,7 @@ pub fn setup() -> (Netfront, Back, Bufs) {
         tg[i] = 1000 + i as u32;
         rg[i] = 2000 + i as u32;
     }
-    let (n, notify) = Netfront::new(tx, rx, tg, rg);
+    let (n, notify) = Netfront::with_buffers(tx, rx, tg, rg, buffers);
     assert!(notify);
     let bufs = Bufs {
         tx: (0..SLOTS).map(|_| Page::new()).collect(),

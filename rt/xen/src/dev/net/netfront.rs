@@ -11,7 +11,7 @@
 //! taken as checked; any other IPv4 TCP or UDP packet has its checksum
 //! verified here ([`super::csum`]), and a wrong one is dropped. What is
 //! delivered needs no further TCP/UDP checksum check.
-use super::buffers::{Pages, SLOTS};
+use super::buffers::{MIN_BUFFERS, Pages, SLOTS};
 use super::netif::{Rx, Tx};
 use super::rx::RxPath;
 use super::stats::NetStats;
@@ -36,9 +36,22 @@ impl Netfront {
         tx_gref: [u32; SLOTS],
         rx_gref: [u32; SLOTS],
     ) -> (Netfront, bool) {
-        let (rx, notify) = RxPath::new(rx, rx_gref);
+        Self::with_buffers(tx, rx, tx_gref, rx_gref, SLOTS)
+    }
+
+    /// The same with only `buffers` buffers each way (ids `0..buffers`;
+    /// clamped to [`MIN_BUFFERS`]`..=`[`SLOTS`]; the grants beyond are unused).
+    pub fn with_buffers(
+        tx: FrontRing<Tx>,
+        rx: FrontRing<Rx>,
+        tx_gref: [u32; SLOTS],
+        rx_gref: [u32; SLOTS],
+        buffers: usize,
+    ) -> (Netfront, bool) {
+        let n = buffers.clamp(MIN_BUFFERS, SLOTS);
+        let (rx, notify) = RxPath::new(rx, rx_gref, n);
         let mut n = Netfront {
-            tx: TxPath::new(tx, tx_gref),
+            tx: TxPath::new(tx, tx_gref, n),
             rx,
             stats: NetStats::default(),
         };

@@ -82,9 +82,9 @@ pub(super) struct RxPath {
 }
 
 impl RxPath {
-    /// Over an initialised ring: posts every buffer; returns whether to
-    /// notify the backend.
-    pub(super) fn new(ring: FrontRing<Rx>, gref: [u32; SLOTS]) -> (RxPath, bool) {
+    /// Over an initialised ring: posts buffers `0..count` (count <= the
+    /// ring's size); returns whether to notify the backend.
+    pub(super) fn new(ring: FrontRing<Rx>, gref: [u32; SLOTS], count: usize) -> (RxPath, bool) {
         let mut r = RxPath {
             ring,
             gref,
@@ -92,7 +92,7 @@ impl RxPath {
             partial: None,
             asm: alloc::vec![0; MAX_PACKET],
         };
-        for id in 0..SLOTS as u16 {
+        for id in 0..count.min(SLOTS) as u16 {
             r.post(id);
         }
         let notify = r.ring.publish();
@@ -278,8 +278,9 @@ impl RxPath {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::dev::net::fake::{ans, frame, idx, set_idx, setup, tcp_frame};
+    use crate::dev::net::fake::{ans, frame, idx, set_idx, setup, setup_with, tcp_frame};
     use crate::dev::net::netif::NETRXF_GSO_PREFIX;
+    use crate::dev::net::netif::TxResponse;
     use proptest::prelude::*;
 
     #[test]
@@ -338,6 +339,52 @@ mod tests {
         // 17 data slots + the extra + 1: every buffer went back.
         assert_eq!(b.rx_requests().len(), 19);
         assert_eq!(n.buffers().1, SLOTS);
+    }
+
+    #[test]
+    fn a_small_guest_posts_few_buffers_and_still_takes_the_largest_packet() {
+        use crate::dev::net::buffers::{MIN_BUFFERS, buffers_for};
+        // What a guest gets for its free frames: a full ring, or a few.
+        assert_eq!(buffers_for(7000), SLOTS);
+        assert_eq!(buffers_for(200), 50);
+        assert_eq!(buffers_for(10), MIN_BUFFERS);
+        let (mut n, mut b, mut bufs) = setup_with(MIN_BUFFERS);
+        let mut posted: std::collections::VecDeque<_> = b.rx_requests().into();
+        assert_eq!(posted.len(), MIN_BUFFERS);
+        assert!(posted.iter().all(|r| usize::from(r.id) < MIN_BUFFERS));
+        let big = tcp_frame(65535 - 40, 3);
+        for _ in 0..3 {
+            b.rx_packet(
+                &mut bufs,
+                &mut posted,
+                &big,
+                PAGE_SIZE,
+                NETRXF_DATA_VALIDATED | NETRXF_CSUM_BLANK,
+                true,
+            );
+            let mut got = Vec::new();
+            assert_eq!(n.receive(&bufs, |d| got.push(d.to_vec())).0, 1);
+            assert!(got[0] == big);
+            posted.extend(b.rx_requests());
+            assert_eq!(n.buffers().1, MIN_BUFFERS, "every buffer went back");
+        }
+        // A full TX side: MIN_BUFFERS frames, then the ring is full.
+        for _ in 0..MIN_BUFFERS {
+            n.send(&mut bufs, 60, |_| {}).unwrap();
+        }
+        assert!(!n.can_send());
+        assert_eq!(n.buffers().0, MIN_BUFFERS);
+        // A backend answering with an id this guest never used is contained.
+        let reqs = b.tx_requests();
+        assert!(reqs.iter().all(|r| usize::from(r.id) < MIN_BUFFERS));
+        b.tx_answer(TxResponse {
+            id: (SLOTS - 1) as u16,
+            status: 0,
+        });
+        n.collect_tx();
+        assert_eq!(n.stats.bad_ids, 1);
+        assert_eq!(n.buffers().0, MIN_BUFFERS, "nothing freed by it");
+        assert!(!n.can_send());
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(super) struct TxPath {
     busy: [bool; SLOTS],
     /// Free ids, used as a stack.
     free: [u16; SLOTS],
+    /// Buffers this path has (ids `0..count`).
+    count: usize,
     nfree: usize,
     /// Each id's frame length (while it is gathered or in flight).
     lens: [u16; SLOTS],
@@ -58,18 +60,21 @@ pub(super) struct TxPath {
 }
 
 impl TxPath {
-    /// Over an initialised ring, every buffer free.
-    pub(super) fn new(ring: FrontRing<Tx>, gref: [u32; SLOTS]) -> TxPath {
+    /// Over an initialised ring, buffers `0..count` free (count <= the
+    /// ring's size; the others are never used).
+    pub(super) fn new(ring: FrontRing<Tx>, gref: [u32; SLOTS], count: usize) -> TxPath {
+        let count = count.min(SLOTS);
         let mut free = [0u16; SLOTS];
-        for (i, f) in free.iter_mut().enumerate() {
-            *f = (SLOTS - 1 - i) as u16;
+        for (i, f) in free[..count].iter_mut().enumerate() {
+            *f = (count - 1 - i) as u16;
         }
         TxPath {
             ring,
             gref,
             busy: [false; SLOTS],
             free,
-            nfree: SLOTS,
+            count,
+            nfree: count,
             lens: [0; SLOTS],
             gso: false,
             gather: None,
@@ -88,7 +93,7 @@ impl TxPath {
 
     /// Buffers in flight.
     pub(super) fn in_flight(&self) -> usize {
-        SLOTS - self.nfree
+        self.count - self.nfree
     }
 
     /// Sends a frame of `len` bytes that `fill` writes; returns whether to
