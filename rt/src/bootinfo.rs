@@ -85,6 +85,14 @@ pub(crate) fn mark(name: &'static str) {
     t.push(name, now, c);
 }
 
+/// Records a milestone the first time it is reached only (a vif that
+/// reconnects after a restore passes its handshake's marks again).
+pub(crate) fn mark_once(name: &'static str) {
+    if !timeline().0.ticks().any(|(n, _)| n == name) {
+        mark(name);
+    }
+}
+
 /// The boot milestones so far: [`BootInfo::timeline`]'s marks up to `main`
 /// and those the runtime recorded since (e.g. `xenstore`, `netfront`, `ip`
 /// once the network is up).

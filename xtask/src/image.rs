@@ -41,6 +41,7 @@ pub fn guest_rustflags() -> Vec<String> {
         "-Wl,--build-id=none",
         "-Wl,-z,norelro",
         "-Wl,-z,noexecstack",
+        "-Wl,--icf=all",
     ] {
         f.push(format!("-Clink-arg={a}"));
     }

@@ -95,6 +95,8 @@ fn main() -> Result<(), EchoError> {
         t0.elapsed().as_millis()
     );
     rt::println!("echo: {}", rt::timeline());
+    // The same per phase with its counts (network phases included).
+    rt::println!("echo: {}", rt::timeline().report());
     if let Some(gw) = info.and_then(|i| i.config.gateway) {
         let p = rt::net::ping(gw, 3, Duration::from_secs(1));
         rt::println!(

@@ -309,6 +309,9 @@ impl Vif {
     fn set_up(
         backend_id: u16,
     ) -> Result<(([GrantedPage; 2], Bufs, Netfront, Channel), Rings), String> {
+        // Called once the backend is at InitWait: what came before is
+        // finding the device and waiting for dom0's backend (its hotplug).
+        crate::bootinfo::mark_once("vif-initwait");
         let page = |ro| GrantedPage::new(backend_id, ro).map_err(|e| format!("{e}"));
         let rings = [page(false)?, page(false)?];
         let n = buffers_for(crate::mm::free_frames().unwrap_or(0));
@@ -346,6 +349,8 @@ impl Vif {
         };
         let (nf, _) = Netfront::with_buffers(tx, rx, tx_gref, rx_gref, n);
         let chan = Channel::alloc_unbound(backend_id).map_err(|e| format!("{e}"))?;
+        // From here: publishing our keys, then the backend connecting.
+        crate::bootinfo::mark_once("vif-granted");
         let published = Rings {
             tx_ring_ref: rings[0].gref(),
             rx_ring_ref: rings[1].gref(),
