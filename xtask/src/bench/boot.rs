@@ -249,6 +249,28 @@ pub fn run(reps: u32) -> Result<()> {
             smallest(&seen).map_or("-".into(), |m| m.to_string())
         );
     }
+    // The network phases: echo's own per-phase report (main to ip-up, the
+    // vif handshake's marks) from the largest step of each mode's ladder.
+    let net_columns: Vec<(String, Vec<Vec<PhaseFigures>>)> = LADDER
+        .iter()
+        .filter_map(|(mode, sizes)| {
+            let mib = *sizes.last()?;
+            let at = steps.iter().position(|&(m, s)| m == *mode && s == mib)?;
+            let echo_lines: Vec<String> = runs[ladder_at + at]
+                .console
+                .iter()
+                .filter_map(|l| l.strip_prefix("echo: ").map(str::to_string))
+                .collect();
+            let p = boot_phases(&echo_lines)?;
+            Some((format!("echo {} {mib} MiB", mode.xl_type()), vec![p]))
+        })
+        .collect();
+    let net: Vec<(&str, Vec<Vec<PhaseFigures>>)> = net_columns
+        .iter()
+        .map(|(t, b)| (t.as_str(), b.clone()))
+        .collect();
+    table.push_str("\nEcho's network bring-up, the same report (from `main`: xenstore connected, backend at InitWait after dom0's hotplug, our grants, backend connected, address configured):\n");
+    table.push_str(&phase_table(&net));
     table.push_str(&sizes);
     let dir = image::root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
