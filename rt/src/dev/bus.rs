@@ -34,7 +34,45 @@ impl Bus for RtBus {
     fn sleep_ms(&mut self, ms: u64) {
         crate::sched::sleep(Duration::from_millis(ms));
     }
+    fn watch(&mut self, path: &str) -> bool {
+        // Only one handshake runs at a time (devices connect one by one).
+        crate::xenstore::watch(path, HANDSHAKE_TOKEN).is_ok()
+    }
+    fn unwatch(&mut self, path: &str) {
+        if crate::xenstore::unwatch(path, HANDSHAKE_TOKEN).is_err() {
+            // The watch stays; its events are dropped below on the next
+            // handshake's first wait. Nothing else depends on it.
+            crate::console::println!("rt: xenbus: removing the watch on {path} failed");
+        }
+        while let Ok(Some(_)) = crate::xenstore::take_event_for(HANDSHAKE_TOKEN) {}
+    }
+    /// Blocks (the idle loop: services run, the vCPU sleeps) until the
+    /// watch fires or `ms` pass. Xenstore's port event is cleared before the
+    /// ring is read, so an event that comes after the read ends the block.
+    fn wait_change(&mut self, _path: &str, ms: u64) {
+        let deadline = Instant::now().after(Duration::from_millis(ms));
+        loop {
+            if let Some(p) = crate::xenstore::port() {
+                crate::event::clear_pending(p);
+            }
+            match crate::xenstore::take_event_for(HANDSHAKE_TOKEN) {
+                Ok(Some(_)) => {
+                    while let Ok(Some(_)) = crate::xenstore::take_event_for(HANDSHAKE_TOKEN) {}
+                    return;
+                }
+                Ok(None) => {}
+                // The caller reads the state again and decides.
+                Err(_) => return,
+            }
+            if Instant::now() >= deadline || crate::sched::idle(Some(deadline)).is_err() {
+                return;
+            }
+        }
+    }
 }
+
+/// The token of the handshake's watch on a backend's state.
+const HANDSHAKE_TOKEN: &str = "rt-xenbus-handshake";
 
 /// Where a connected device's backend stands, after its state's watch fired.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

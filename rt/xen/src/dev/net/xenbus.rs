@@ -152,6 +152,40 @@ mod tests {
     }
 
     #[test]
+    fn with_a_watch_the_handshake_reads_the_state_when_it_changed_not_every_5_ms() {
+        // Polling: the state is read every 5 ms until InitWait at 43 ms.
+        let mut polled = fake_bus(43);
+        assert!(run(&mut polled).0.is_ok());
+        // Watching: read once, then again when it changed; the wait ends at
+        // the change, not at the next 5 ms step, and the watch is gone after.
+        let mut watched = fake_bus(43);
+        watched.watches = true;
+        assert!(run(&mut watched).0.is_ok());
+        assert_eq!(watched.watched, None, "the handshake's watch was removed");
+        assert!(
+            watched.now < polled.now,
+            "{} vs {}",
+            watched.now,
+            polled.now
+        );
+        assert_eq!(watched.now, 43);
+        assert!(
+            watched.reads + 5 < polled.reads,
+            "{} reads watching vs {} polling",
+            watched.reads,
+            polled.reads
+        );
+        // A backend that never answers still times out while watched.
+        let mut silent = fake_bus(u64::MAX);
+        silent.watches = true;
+        assert!(matches!(
+            run(&mut silent).0,
+            Err(HandshakeError::Timeout { .. })
+        ));
+        assert!(silent.now >= TIMEOUT);
+    }
+
+    #[test]
     fn a_bad_mac_or_a_backend_without_rx_copy_is_named_before_setup() {
         let cases: [(&str, Option<&str>, &str); 4] = [
             (

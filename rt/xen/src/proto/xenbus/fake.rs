@@ -36,6 +36,12 @@ pub struct Fake {
     pub publish_error: Option<XsError>,
     /// Publishes tried.
     pub publishes: u32,
+    /// Whether the bus offers watches (off: the handshake polls).
+    pub watches: bool,
+    /// The path watched now.
+    pub watched: Option<String>,
+    /// Reads of any key.
+    pub reads: u32,
 }
 
 impl Fake {
@@ -55,6 +61,9 @@ impl Fake {
             script: Box::new(script),
             publish_error: None,
             publishes: 0,
+            watches: false,
+            watched: None,
+            reads: 0,
         };
         f.set(&format!("{fe}/backend"), &be);
         f.set(&format!("{fe}/backend-id"), &format!("{BACKEND_ID}"));
@@ -82,6 +91,7 @@ impl Fake {
 
 impl Bus for Fake {
     fn read(&mut self, path: &str) -> Result<String, XsError> {
+        self.reads += 1;
         self.store
             .get(path)
             .cloned()
@@ -104,6 +114,37 @@ impl Bus for Fake {
     fn sleep_ms(&mut self, ms: u64) {
         self.now += ms;
         (self.script)(&mut self.store, self.now);
+    }
+    fn watch(&mut self, path: &str) -> bool {
+        if self.watches {
+            self.watched = Some(path.to_string());
+        }
+        self.watches
+    }
+    fn unwatch(&mut self, path: &str) {
+        assert_eq!(
+            self.watched.as_deref(),
+            Some(path),
+            "unwatch of a path not watched"
+        );
+        self.watched = None;
+    }
+    /// The clock moves a millisecond at a time until the watched key
+    /// changes (the watch fires) or `ms` pass.
+    fn wait_change(&mut self, path: &str, ms: u64) {
+        assert_eq!(
+            self.watched.as_deref(),
+            Some(path),
+            "a wait without its watch"
+        );
+        let before = self.store.get(path).cloned();
+        for _ in 0..ms {
+            self.now += 1;
+            (self.script)(&mut self.store, self.now);
+            if self.store.get(path) != before.as_ref() {
+                return;
+            }
+        }
     }
 }
 

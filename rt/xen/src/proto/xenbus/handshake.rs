@@ -29,8 +29,12 @@ pub mod state {
     pub const CLOSED: u32 = 6;
 }
 
-/// Milliseconds between two looks at the backend's state.
+/// Milliseconds between two looks at the backend's state when the bus
+/// cannot watch it.
 pub const POLL_MS: u64 = 5;
+/// Longest wait on a watch before the state is read again anyway (a lost
+/// watch event costs at most this much).
+pub const WATCH_RECHECK_MS: u64 = 100;
 
 /// The xenstore operations and the clock the handshake needs.
 pub trait Bus {
@@ -42,6 +46,18 @@ pub trait Bus {
     fn now_ms(&mut self) -> u64;
     /// Sleeps for about `ms` milliseconds.
     fn sleep_ms(&mut self, ms: u64);
+    /// Starts a watch on `path` for [`Bus::wait_change`]; false if this bus
+    /// cannot watch (then the handshake looks every [`POLL_MS`]).
+    fn watch(&mut self, _path: &str) -> bool {
+        false
+    }
+    /// Ends the watch [`Bus::watch`] started.
+    fn unwatch(&mut self, _path: &str) {}
+    /// Waits until the watched `path` changes (its watch fires) or `ms`
+    /// pass, whichever is first.
+    fn wait_change(&mut self, _path: &str, ms: u64) {
+        self.sleep_ms(ms);
+    }
 }
 
 /// A key of the frontend directory that the toolstack wrote and the device
@@ -294,24 +310,37 @@ pub fn wait_backend<B: Bus>(
 ) -> Result<u32, HandshakeError> {
     let want = *accept.start();
     let start = bus.now_ms();
-    loop {
+    // Woken by a watch on the state where the bus has one (no fixed sleep:
+    // the state is read when it changed), else looking every POLL_MS.
+    let path = format!("{backend}/state");
+    let watching = bus.watch(&path);
+    let r = loop {
         let seen = backend_state(bus, backend);
         match seen {
-            Some(s) if accept.contains(&s) => return Ok(s),
+            Some(s) if accept.contains(&s) => break Ok(s),
             Some(s @ (state::CLOSING | state::CLOSED)) => {
-                return Err(HandshakeError::Closed { want, state: s });
+                break Err(HandshakeError::Closed { want, state: s });
             }
             _ => {}
         }
-        if bus.now_ms().saturating_sub(start) >= timeout_ms {
-            return Err(HandshakeError::Timeout {
+        let waited = bus.now_ms().saturating_sub(start);
+        if waited >= timeout_ms {
+            break Err(HandshakeError::Timeout {
                 want,
                 seen,
                 waited_ms: timeout_ms,
             });
         }
-        bus.sleep_ms(POLL_MS);
+        if watching {
+            bus.wait_change(&path, (timeout_ms - waited).min(WATCH_RECHECK_MS));
+        } else {
+            bus.sleep_ms(POLL_MS);
+        }
+    };
+    if watching {
+        bus.unwatch(&path);
     }
+    r
 }
 
 /// Reads what the backend offers and checks what the spec requires (the
