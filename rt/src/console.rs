@@ -32,6 +32,10 @@ pub(crate) struct RingConsole {
     /// Set when the backend published impossible indices: we stop writing
     /// rather than scribble over a page we no longer understand.
     broken: bool,
+    /// Bytes were written since the backend was last signalled. A print is
+    /// signalled once, at its end ([`RingConsole::kick`]), not once per
+    /// formatted piece: a line of 60 arguments costs one hypercall, not 60.
+    unsent: bool,
 }
 
 impl RingConsole {
@@ -43,6 +47,15 @@ impl RingConsole {
             ring: unsafe { ConsoleRing::new(page) },
             port: Port(port),
             broken: false,
+            unsent: false,
+        }
+    }
+
+    /// Signals the backend if anything was written since the last signal.
+    fn kick(&mut self) {
+        if self.unsent && !self.broken {
+            self.unsent = false;
+            self.notify();
         }
     }
 
@@ -57,12 +70,15 @@ impl RingConsole {
     fn write_bytes(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && !self.broken {
             match self.ring.write(bytes) {
+                Ok(0) => {
+                    // Full: tell the backend and wait for room.
+                    self.unsent = false;
+                    self.notify();
+                    wait_port(self.port, BACKEND_WAIT_NS);
+                }
                 Ok(n) => {
                     bytes = &bytes[n..];
-                    self.notify();
-                    if n == 0 {
-                        wait_port(self.port, BACKEND_WAIT_NS);
-                    }
+                    self.unsent = true;
                 }
                 Err(_) => self.broken = true,
             }
@@ -89,6 +105,7 @@ impl RingConsole {
     }
 
     fn flush(&mut self) {
+        self.kick();
         let deadline = crate::xen::system_time_ns().saturating_add(FLUSH_LIMIT_NS);
         while !self.broken && matches!(self.ring.unconsumed(), Ok(n) if n > 0) {
             if crate::xen::system_time_ns() > deadline {
@@ -123,6 +140,16 @@ pub(crate) enum Sink {
     ConsoleIo,
     /// COM1 (bare QEMU).
     Serial(Uart16550Tty<PioBackend>),
+}
+
+impl Sink {
+    /// The end of one print: a ring console signals its backend once for
+    /// everything the print wrote.
+    fn end_of_print(&mut self) {
+        if let Sink::Ring(r) = self {
+            r.kick();
+        }
+    }
 }
 
 impl Write for Sink {
@@ -264,7 +291,9 @@ pub fn read_line(buf: &mut [u8]) -> &str {
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
+    let mut c = CONSOLE.lock();
+    let _ = c.write_fmt(args);
+    c.end_of_print();
 }
 
 /// Prints from a context that may have interrupted a holder of the console lock
