@@ -205,6 +205,13 @@ fn mapped_kib(l: &str) -> Option<u64> {
         .ok()
 }
 
+/// The page tables (frames) that map `pages` heap pages: the heap starts at
+/// `rt::heap::HEAP_BASE`, 512 GiB aligned, so it takes one L1 per 2 MiB, one
+/// L2 per GiB and one L3 per 512 GiB it has begun.
+fn heap_tables(pages: u64) -> u64 {
+    pages.div_ceil(512) + pages.div_ceil(512 * 512) + pages.div_ceil(512 * 512 * 512)
+}
+
 /// Seconds of the suite's soak (`SOAK_SECONDS` of soak.sh).
 pub const SOAK_SECONDS: u64 = 180;
 
@@ -265,12 +272,16 @@ pub fn judge_soak(run: &GuestRun) -> Result<String, String> {
     }
     // The heap keeps the pages it mapped at a peak (a high-water mark the
     // warm-up may not reach): free frames may fall by exactly the heap's
-    // growth in mapped pages, no more; its bytes (same allocations) may
-    // differ by a buffer's capacity, at most 1 KiB.
-    let pages = |l: &str| Some(stat(l, "free frames ")? + mapped_kib(l)? / 4);
+    // growth in mapped pages and the page tables that growth took, no more;
+    // its bytes (same allocations) may differ by a buffer's capacity, at
+    // most 1 KiB.
+    let pages = |l: &str| {
+        let heap = mapped_kib(l)? / 4;
+        Some(stat(l, "free frames ")? + heap + heap_tables(heap))
+    };
     if pages(&a).is_none() || pages(&a) != pages(&b) {
         return Err(format!(
-            "free frames + heap pages after the warm-up and at the end differ: {a:?} / {b:?}"
+            "free frames + heap pages + their page tables after the warm-up and at the end differ: {a:?} / {b:?}"
         ));
     }
     match (stat(&a, "heap "), stat(&b, "heap ")) {
@@ -467,6 +478,26 @@ mod tests {
                 "{to}"
             );
         }
+        // The heap grew at a peak after the warm-up: by 100 pages within its
+        // last 2 MiB, or by 200 pages across into the next (one more L1).
+        let grown = stats
+            .replace("7170", "7070")
+            .replace("1544 KiB", "1944 KiB");
+        let ok = judge_soak(&good(&grown, ran));
+        assert!(ok.is_ok(), "{ok:?}");
+        let across = stats
+            .replace("7170", "6969")
+            .replace("1544 KiB", "2344 KiB");
+        let ok = judge_soak(&good(&across, ran));
+        assert!(ok.is_ok(), "{ok:?}");
+        let leaked = stats
+            .replace("7170", "6968")
+            .replace("1544 KiB", "2344 KiB");
+        assert!(judge_soak(&good(&leaked, ran)).is_err());
+        assert_eq!(heap_tables(0), 0);
+        assert_eq!(heap_tables(1), 3);
+        assert_eq!(heap_tables(512), 3);
+        assert_eq!(heap_tables(513), 4);
         assert!(
             judge_soak(&good(
                 stats,
