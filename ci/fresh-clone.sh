@@ -7,7 +7,19 @@
 set -euo pipefail
 src=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+keep="$src/target/fresh-clone"
+# A failed run's guest consoles (serial logs) outlive the clone (in
+# target/fresh-clone of the tree this was run from); a passing run leaves nothing.
+cleanup() {
+    rc=$?
+    if [ "$rc" -ne 0 ] && [ -d "$dir/p/target/harness" ]; then
+        rm -rf "$keep" && mkdir -p "$keep"
+        (cd "$dir/p/target" && find harness -name '*.log' -exec cp --parents {} "$keep/" \;) || true
+        echo "fresh-clone CI run failed (rc $rc): its harness logs are in $keep" >&2
+    fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
 git clone -q "$src" "$dir/p"
 cd "$dir/p"
 echo "fresh clone of $(git rev-parse --short HEAD) in $dir/p"

@@ -33,3 +33,15 @@ reach_peer() {
         ping -c 1 -W 1 $peer >/dev/null 2>&1 && return
     done
 }
+# What dom0 sees of the guest's network (after it stopped answering): the
+# vif's keys on both sides, the vif's counters, dom0's neighbour entry.
+net_state() {
+    local id
+    id=$(xl domid "$NAME" 2>/dev/null) || { echo "net-state: no domain $NAME"; return; }
+    {
+        xenstore-ls -f /local/domain/0/backend/vif/"$id" 2>&1 | head -n 40
+        xenstore-ls -f /local/domain/"$id"/device/vif 2>&1 | head -n 20
+        ip -s link show vif"$id".0 2>&1
+        ip neigh show $ip 2>&1
+    } | sed 's/^/net-state: /'
+}

@@ -24,6 +24,7 @@ for i in $(seq 1 10); do
         break
     fi
     if [ "$answered" = no ]; then
+        net_state
         # What the guest said last (the harness shows its console only
         # once this script ends; xenconsoled logs a migrated-in domain
         # under the name it had then, NAME--incoming).
