@@ -47,7 +47,7 @@ impl fmt::Display for Timeline {
         f.write_str("boot timeline (us since entry):")?;
         for (name, d) in self.iter() {
             match d {
-                Some(d) => write!(f, " {name}={}", d.as_micros())?,
+                Some(d) => write!(f, " {name}={}", d.as_micros() as u64)?,
                 None => write!(f, " {name}=?")?,
             }
         }
@@ -178,7 +178,7 @@ impl fmt::Display for BootInfo {
             self.memory_bytes >> 20
         )?;
         match self.entry_to_main() {
-            Some(d) => write!(f, " entry-to-main={} us", d.as_micros())?,
+            Some(d) => write!(f, " entry-to-main={} us", d.as_micros() as u64)?,
             None => write!(
                 f,
                 " entry-to-main={} tsc-ticks",

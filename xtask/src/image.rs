@@ -42,6 +42,10 @@ pub fn guest_rustflags() -> Vec<String> {
         "-Wl,-z,norelro",
         "-Wl,-z,noexecstack",
         "-Wl,--icf=all",
+        // Segments start in the file where the previous one ends, not at a
+        // page boundary: the addresses keep their page alignment (image.ld),
+        // and Xen's and QEMU's ELF loaders copy each segment from its offset.
+        "-Wl,--nmagic",
     ] {
         f.push(format!("-Clink-arg={a}"));
     }

@@ -17,6 +17,11 @@ global_asm!(
     options(att_syntax)
 );
 
+/// The linker script every image is linked with (passed by xtask as `-T`).
+/// Included so that cargo rebuilds the runtime, and relinks the image, when
+/// the script changes (it tracks included files, not linker arguments).
+const _LINKER_SCRIPT: &str = include_str!("../../../link/image.ld");
+
 /// Number of exception vectors with a stub (0..=21).
 pub const TRAP_VECTORS: usize = 22;
 
