@@ -118,10 +118,11 @@ pv_start64:
 
 /* The hypercall page: Xen fills it (PV: at build time, through the ELF note;
  * PVH: when the guest writes its address to the Xen MSR). It takes no bytes in
- * the image (zeroed by the loader, like .bss, at the end of the text segment:
- * see image.ld); nothing calls it before Xen filled it (HYPERVISOR is set
- * after). Flagged "a", not "ax": the text segment's flags make it executable,
- * and lld's --icf=all crashes on an executable section with no bytes. */
+ * the image (zeroed by the loader, like .bss: an R-X segment of its own right
+ * after the text, see image.ld); nothing calls it before Xen filled it
+ * (HYPERVISOR is set after). Flagged "a", not "ax": its segment's flags make
+ * it executable, and lld's --icf=all crashes on an executable section with no
+ * bytes. */
     .section .hypercall_page, "a", @nobits
     .p2align 12
     .globl HYPERCALL_PAGE
