@@ -217,7 +217,8 @@ pub fn run(reps: u32) -> Result<()> {
         })
         .collect();
     let mut table = phase_table(&columns);
-    let mmu: Vec<[Option<f64>; 12]> = runs[mm_at..ladder_at].iter().map(mmu_figures).collect();
+    let mmu: Vec<[Option<f64>; super::parse::MMU_N]> =
+        runs[mm_at..ladder_at].iter().map(mmu_figures).collect();
     table.push_str(&render_mmu(&mmu));
     let _ = write!(
         table,

@@ -336,7 +336,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         }
     }
     let mut table = render(&metrics, reps);
-    let mmu: Vec<[Option<f64>; 12]> = runs[timed + ladder.len()..lifecycle_at]
+    let mmu: Vec<[Option<f64>; parse::MMU_N]> = runs[timed + ladder.len()..lifecycle_at]
         .iter()
         .map(mmu_figures)
         .collect();

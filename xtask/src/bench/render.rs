@@ -71,7 +71,7 @@ pub(super) fn render(metrics: &[Metric], reps: u32) -> String {
 }
 
 /// The MMU table: mapping 64 MiB batched vs page by page, PV and PVH.
-pub(super) fn render_mmu(rows: &[[Option<f64>; 12]]) -> String {
+pub(super) fn render_mmu(rows: &[[Option<f64>; super::parse::MMU_N]]) -> String {
     let mut t = String::from(
         "\nMMU, mmtest mapping 64 MiB (16,384 pages) in the same session (no Linux counterpart):\n\n\
          | figure | ours PV | ours PVH | PV / PVH |\n|---|---|---|---|\n",
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(t.len(), 7);
         assert_eq!(t[6], ("ip".to_string(), 90100.0));
         assert_eq!(
-            mmu_figures(&run)[6..],
+            mmu_figures(&run)[6..12],
             [
                 Some(32.0),
                 Some(16384.0),
@@ -261,6 +261,12 @@ mod tests {
             "mm-bench: fresh_build_us=5000 fresh_build_hypercalls=0 fresh_build_pte_writes=3 fresh_build_tables=32".into(),
         ];
         run.console.push("mm-bench: fresh_build_us=12000 fresh_build_hypercalls=2 fresh_build_pte_writes=66 fresh_build_tables=32 fresh_entry_us=40000".into());
+        run.console
+            .push("mm-bench: fresh_build_submit_us=3000 fresh_entry_submit_us=9000".into());
+        run.console
+            .push("mm-bench: plain_store_us=900 p2m_lookup_us=150".into());
+        pvh.console
+            .push("mm-bench: plain_store_us=300 p2m_lookup_us=50".into());
         let t = render_mmu(&[mmu_figures(&run), mmu_figures(&pvh)]);
         assert!(
             t.contains("| hypercalls, tables exist, batched | 32.0 | - |  |"),
@@ -268,6 +274,14 @@ mod tests {
         );
         assert!(
             t.contains("| time, new L1 tables built then linked (us) | 12000 | 5000 | 2.4x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| time, the same 16,384 entries by plain stores into 32 frames (us) | 900.0 | 300.0 | 3.0x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| time, built then linked: its last submit (PV: Xen validating the tables) (us) | 3000 | - |  |"),
             "{t}"
         );
         assert!(
