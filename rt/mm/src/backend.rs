@@ -8,6 +8,7 @@ use rt_xen::XenError;
 
 use crate::frame::Pfn;
 use crate::op::{Op, Outcome};
+use crate::pte::ENTRIES;
 
 /// Executes MMU operations and reads page tables.
 pub trait Backend {
@@ -44,6 +45,17 @@ pub trait Backend {
     /// table is linked). Fails if the frame is not writable (the model: a
     /// typed or unmapped frame).
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError>;
+
+    /// Stores a whole table, `entries[i]` as entry `i` of `frame`, under the
+    /// rules of [`Backend::write_plain`]: one call per table instead of one
+    /// per entry (the mapper builds a new L1 in a buffer first). Fails, as a
+    /// whole, if the frame is not writable.
+    fn write_table(&mut self, frame: Pfn, entries: &[u64; ENTRIES]) -> Result<(), XenError> {
+        for (index, &value) in entries.iter().enumerate() {
+            self.write_plain(frame, index, value)?;
+        }
+        Ok(())
+    }
 }
 
 /// A backend borrowed for good (the runtime picks PV or native at boot and
@@ -69,6 +81,9 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     }
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
         (**self).write_plain(frame, index, value)
+    }
+    fn write_table(&mut self, frame: Pfn, entries: &[u64; ENTRIES]) -> Result<(), XenError> {
+        (**self).write_table(frame, entries)
     }
 }
 

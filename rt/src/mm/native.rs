@@ -101,4 +101,24 @@ impl Backend for NativeBackend {
         unsafe { Self::slot(frame, index).write_volatile(value) };
         Ok(())
     }
+
+    fn write_table(
+        &mut self,
+        frame: Pfn,
+        entries: &[u64; rt_mm::pte::ENTRIES],
+    ) -> Result<(), XenError> {
+        if frame.0 >= self.limit {
+            return Err(XenError::EINVAL);
+        }
+        // Volatile, like the single entry: the stores stay ahead of the link
+        // that makes the frame a table.
+        let base = frame.addr() as *mut u64;
+        for (index, &value) in entries.iter().enumerate() {
+            // SAFETY: as for `write_plain`: a frame the mapper just took from its
+            // frame source, RAM of ours mapped read-write at its identity address,
+            // not yet linked into any table; `entries` is one page long.
+            unsafe { base.add(index).write_volatile(value) };
+        }
+        Ok(())
+    }
 }

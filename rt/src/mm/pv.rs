@@ -217,4 +217,21 @@ impl Backend for PvBackend {
         unsafe { ((frame.addr() + index as u64 * 8) as *mut u64).write_volatile(value) };
         Ok(())
     }
+
+    fn write_table(
+        &mut self,
+        frame: Pfn,
+        entries: &[u64; rt_mm::pte::ENTRIES],
+    ) -> Result<(), XenError> {
+        // Volatile, like the single entry: the stores stay ahead of the link
+        // that makes the frame a table.
+        let base = frame.addr() as *mut u64;
+        for (index, &value) in entries.iter().enumerate() {
+            // SAFETY: as for `write_plain`: a frame the mapper just took from its
+            // frame source, free, not a page table, mapped read-write at its
+            // identity address; `entries` is one page long.
+            unsafe { base.add(index).write_volatile(value) };
+        }
+        Ok(())
+    }
 }

@@ -167,7 +167,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                                 // the end of its region or of the range.
                                 let first = Level::L1.index(v);
                                 let n = ((ENTRIES - first) as u64).min(pages - i) as usize;
-                                let t = self.build_l1(l2, slot, frames, &mut |m, idx| {
+                                let t = self.build_l1(l2, slot, frames, |m, idx| {
                                     if idx == first {
                                         Ok(value)
                                     } else if idx > first && idx < first + n {

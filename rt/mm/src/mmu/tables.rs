@@ -126,7 +126,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         l2: Pfn,
         index: usize,
         frames: &mut dyn FrameSource,
-        entry_at: &mut dyn FnMut(&Self, usize) -> Result<u64, MapError>,
+        mut entry_at: impl FnMut(&Self, usize) -> Result<u64, MapError>,
     ) -> Result<Pfn, MapError> {
         let t = frames.alloc_frame().ok_or(MapError::NoFrames)?;
         if self.table_level(t).is_some() || t.0 as usize >= self.types.len() {
@@ -134,15 +134,17 @@ impl<'t, B: Backend> Mmu<'t, B> {
         }
         self.types[t.0 as usize] = Level::L1 as u8;
         let mut filled = 0;
+        // Built in a buffer, stored with one backend call: the per-entry
+        // work is the caller's `entry_at` alone.
         let mut fill = || -> Result<(), MapError> {
-            for idx in 0..ENTRIES {
-                let value = entry_at(self, idx)?;
-                self.backend
-                    .write_plain(t, idx, value)
-                    .map_err(|_| MapError::NotWritable(t))?;
-                filled += u64::from(pte::present(value));
+            let mut entries = [0u64; ENTRIES];
+            for (idx, e) in entries.iter_mut().enumerate() {
+                *e = entry_at(self, idx)?;
+                filled += u64::from(pte::present(*e));
             }
-            Ok(())
+            self.backend
+                .write_table(t, &entries)
+                .map_err(|_| MapError::NotWritable(t))
         };
         if let Err(e) = fill() {
             self.types[t.0 as usize] = 0;
