@@ -7,6 +7,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use rt_xen::proto::untrusted::Escaped;
 use rt_xen::timeline::Counts;
 use spin::Once;
 
@@ -185,7 +186,8 @@ impl fmt::Display for BootInfo {
                 self.main_tsc.wrapping_sub(self.entry_tsc)
             )?,
         }
-        write!(f, " cmdline={:?}", self.cmdline())
+        // Quoted and escaped (`{:?}` would link core's Unicode tables).
+        write!(f, " cmdline=\"{}\"", Escaped(self.cmdline()))
     }
 }
 
@@ -209,9 +211,9 @@ pub fn app_name() -> &'static str {
 
 /// Records the boot facts (boot code, once, right before `main`): marks
 /// `main` on the timeline.
-pub(crate) fn record(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item = u8>) {
+pub(crate) fn record(platform: Platform, memory_bytes: u64, cmdline: &[u8]) {
     let entry_tsc = crate::arch::entry_tsc();
-    let cmdline = Cmdline::new(cmdline);
+    let cmdline = Cmdline::new(cmdline.iter().copied());
     mark("main");
     let timeline = timeline();
     let main_tsc = timeline.0.last().map_or(entry_tsc, |(_, t)| t);

@@ -20,6 +20,11 @@ use uart_16550::backend::PioBackend;
 use crate::event::{Port, wait_port};
 use crate::xen::HYPERVISOR;
 
+/// Text escaped for one console line (printable ASCII as is, the rest as
+/// `\n`, `\u{e9}`, ...): what `{:?}` on a `str` shows, without linking
+/// core's Unicode tables into the image.
+pub use rt_xen::proto::untrusted::Escaped;
+
 /// How long one wait for the console backend lasts before we look again.
 const BACKEND_WAIT_NS: u64 = 10_000_000;
 /// How long [`flush`] waits for the backend to drain the ring at exit.

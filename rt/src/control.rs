@@ -138,7 +138,7 @@ fn shutdown_requested() -> Result<(), crate::xenstore::XsError> {
     crate::xenstore::write(SHUTDOWN_PATH, "")?;
     match req {
         Request::Poweroff => {
-            crate::console::println!("rt: the toolstack asked to power off ({v:?})");
+            crate::console::println!("rt: the toolstack asked to power off ({})", Shown(&v));
             crate::exit::exit(0)
         }
         Request::Reboot => {

@@ -49,7 +49,35 @@ pub fn guest_rustflags() -> Vec<String> {
     ] {
         f.push(format!("-Clink-arg={a}"));
     }
+    // Panic locations name their source file: a dependency's path starts
+    // with cargo's registry folder (its home, the index's host name and a
+    // hash; ~60 bytes each, 1 KiB of an image). Shortened to `crates/...`,
+    // the same on every machine.
+    for dir in registry_source_dirs() {
+        f.push(format!("--remap-path-prefix={}=crates", dir.display()));
+    }
     f
+}
+
+/// Cargo's unpacked registry sources (`$CARGO_HOME/registry/src/*`), in a
+/// stable order (the flags are part of cargo's build fingerprint).
+fn registry_source_dirs() -> Vec<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&src)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
 }
 
 /// A cargo command for the guest (`build`, `clippy`, ...).

@@ -92,7 +92,7 @@ fn main() -> Result<(), EchoError> {
     rt::println!(
         "echo: ready on {} (udp {PORT}, tcp {PORT}, discard tcp {DISCARD}, source tcp {SOURCE}); network up in {} ms",
         cidr.map_or("?".into(), |c| alloc::format!("{c}")),
-        t0.elapsed().as_millis()
+        t0.elapsed().as_millis() as u64
     );
     rt::println!("echo: {}", rt::timeline());
     // The same per phase with its counts (network phases included).
@@ -103,8 +103,8 @@ fn main() -> Result<(), EchoError> {
             "echo: ping {gw}: {} of {} replies, rtt {}..{} us",
             p.received,
             p.sent,
-            p.rtt_min.as_micros(),
-            p.rtt_max.as_micros()
+            p.rtt_min.as_micros() as u64,
+            p.rtt_max.as_micros() as u64
         );
     }
     // Memory in use: the domain's pages less the allocator's free frames.
@@ -286,12 +286,12 @@ async fn source(mut s: TcpStream) {
         let polls = net0.map_or(Duration::ZERO, |n| i.poll_time - n.poll_time);
         rt::println!(
             "echo: source: of {} ms, {} ms blocked ({} blocks), {} ms in {} stack polls, {} ms else",
-            all.as_millis(),
-            blocked.as_millis(),
+            all.as_millis() as u64,
+            blocked.as_millis() as u64,
             idle.blocks - idle0.blocks,
-            polls.as_millis(),
+            polls.as_millis() as u64,
             i.polls - net0.map_or(0, |n| n.polls),
-            all.saturating_sub(blocked + polls).as_millis()
+            all.saturating_sub(blocked + polls).as_millis() as u64
         );
     }
     match crc {
@@ -381,10 +381,10 @@ fn interval_line(info: &rt::net::NetInfo) -> alloc::string::String {
     alloc::format!(
         "; since the last stats: wake->send {}; blocked {} ms in {} blocks; {} polls in {} ms",
         info.turnaround.since(&base.0),
-        (idle.blocked - base.1.blocked).as_millis(),
+        (idle.blocked - base.1.blocked).as_millis() as u64,
         idle.blocks - base.1.blocks,
         info.polls - base.2,
-        (info.poll_time - base.3).as_millis()
+        (info.poll_time - base.3).as_millis() as u64
     )
 }
 

@@ -24,5 +24,5 @@ fn read_line() {
     rt::print!("type a line: ");
     let mut line = [0u8; 80];
     let text = rt::console::read_line(&mut line);
-    rt::println!("you typed: {text:?}");
+    rt::println!("you typed: \"{}\"", rt::console::Escaped(text));
 }

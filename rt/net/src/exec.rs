@@ -12,7 +12,7 @@
 //! aborted (its slot is emptied and its generation bumped, so stale
 //! wake-ups are ignored); a dropped [`Sleep`] leaves no timer behind.
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::task::Wake;
 use alloc::vec::Vec;
@@ -25,6 +25,7 @@ use core::time::Duration;
 use smoltcp::time::Instant;
 use spin::Mutex;
 
+use crate::timers::Timers;
 use crate::{SocketError, Stack};
 
 /// Where the executor waits for I/O and time.
@@ -107,7 +108,7 @@ struct Shared {
     generations: Mutex<Vec<u64>>,
     ready: Mutex<VecDeque<(usize, u64)>>,
     /// Armed timers by (deadline, id).
-    timers: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    timers: Mutex<Timers>,
     next_timer: AtomicU64,
     stats: Mutex<ExecStats>,
 }
@@ -162,7 +163,7 @@ impl Executor {
                 tasks: Mutex::new(Vec::new()),
                 generations: Mutex::new(Vec::new()),
                 ready: Mutex::new(VecDeque::new()),
-                timers: Mutex::new(BTreeMap::new()),
+                timers: Mutex::new(Timers::new()),
                 next_timer: AtomicU64::new(0),
                 stats: Mutex::new(ExecStats::default()),
             })),
@@ -199,7 +200,7 @@ impl Executor {
             if main.0.load(Ordering::Acquire) || !sh.ready.lock().is_empty() {
                 continue;
             }
-            let next = sh.timers.lock().keys().next().map(|k| k.0);
+            let next = sh.timers.lock().next_deadline();
             sh.stats.lock().blocks += 1;
             sh.reactor.block(next);
             sh.reactor.poll();
@@ -313,13 +314,9 @@ impl Handle {
     fn fire_timers(&self) {
         let now = self.now();
         loop {
-            let mut t = self.0.timers.lock();
-            let Some(entry) = t.first_entry() else { return };
-            if entry.key().0 > now {
+            let Some(w) = self.0.timers.lock().pop_due(now) else {
                 return;
-            }
-            let w = entry.remove();
-            drop(t);
+            };
             self.0.stats.lock().timers_fired += 1;
             w.wake();
         }

@@ -25,6 +25,7 @@ pub mod exec;
 mod latency;
 mod stack;
 mod tcp;
+mod timers;
 mod udp;
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ unsafe extern "Rust" {
 
 /// Finishes the runtime's set-up, records the boot facts and runs the app.
 /// Never returns.
-fn enter_main(platform: Platform, memory_bytes: u64, cmdline: impl Iterator<Item = u8>) -> ! {
+/// `cmdline` is the raw command line (up to its first NUL, if any); a slice
+/// rather than an iterator so there is one copy of this code for PV and PVH.
+fn enter_main(platform: Platform, memory_bytes: u64, cmdline: &[u8]) -> ! {
     if platform.is_xen() {
         if let Err(e) = crate::sched::init_timer() {
             crate::console::println!(

@@ -80,12 +80,11 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
     }
     crate::bootinfo::mark("p2m");
 
-    let cmdline = si.cmd_line.iter().map(|&c| c as u8);
-    super::enter_main(
-        platform::platform(),
-        si.nr_pages * rt_mm::PAGE_SIZE,
-        cmdline,
-    )
+    let mut line = [0u8; 1024];
+    for (d, &c) in line.iter_mut().zip(si.cmd_line.iter()) {
+        *d = c as u8;
+    }
+    super::enter_main(platform::platform(), si.nr_pages * rt_mm::PAGE_SIZE, &line)
 }
 
 /// Leaves Xen's boot tables for the runtime's own address space.

@@ -90,7 +90,7 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
         crate::exit::crash();
     }
     crate::bootinfo::mark("space");
-    super::enter_main(platform::platform(), memory, line.into_iter())
+    super::enter_main(platform::platform(), memory, &line)
 }
 
 /// RAM ranges we keep from the memory map.

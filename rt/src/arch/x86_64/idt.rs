@@ -142,6 +142,7 @@ pub fn init() {
 ///
 /// # Safety
 /// `e` must be vector `v`'s gate, and `ist` an IST index set in the TSS.
+#[inline(never)] // one body per gate type, not one per gate
 unsafe fn gate<F>(e: &mut Entry<F>, v: u8, ist: u16) {
     // SAFETY: trap_stubs is a read-only table assembled into the image.
     let stub = unsafe { trap_stubs[usize::from(v)] };

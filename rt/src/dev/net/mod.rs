@@ -27,6 +27,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use rt_xen::proto::untrusted::Shown;
 pub use smoltcp;
 use smoltcp::iface::{Config, Context, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium};
@@ -107,7 +108,8 @@ pub fn config() -> Result<Addressing, NetError> {
         && d.parse::<Ipv4Address>().is_err()
     {
         return Err(NetError::Config(alloc::format!(
-            "dns server {d:?} is not an address"
+            "dns server {} is not an address",
+            Shown(d)
         )));
     }
     if ip == "dhcp" {
@@ -115,12 +117,11 @@ pub fn config() -> Result<Addressing, NetError> {
         return Ok(Addressing::Dhcp);
     }
     let cidr = parse_cidr(ip)
-        .ok_or_else(|| NetError::Config(alloc::format!("{ip:?} is not a.b.c.d/len")))?;
+        .ok_or_else(|| NetError::Config(alloc::format!("{} is not a.b.c.d/len", Shown(ip))))?;
     let gateway = match gw {
-        Some(g) => Some(
-            g.parse()
-                .map_err(|_| NetError::Config(alloc::format!("gateway {g:?} is not an address")))?,
-        ),
+        Some(g) => Some(g.parse().map_err(|_| {
+            NetError::Config(alloc::format!("gateway {} is not an address", Shown(g)))
+        })?),
         None => None,
     };
     Ok(Addressing::Static(IpConfig { cidr, gateway }))

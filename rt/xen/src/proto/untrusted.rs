@@ -7,22 +7,53 @@ use core::fmt;
 /// Characters of a value shown before it is cut.
 pub const SHOWN_CHARS: usize = 48;
 
-/// A value from another domain, for a log line: quoted and escaped like
-/// `{:?}`, cut after [`SHOWN_CHARS`] characters with its length in bytes.
+/// A value from another domain, for a log line: quoted, escaped as
+/// [`Escaped`], cut after [`SHOWN_CHARS`] characters with its length in
+/// bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Shown<'a>(pub &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        for c in self.0.chars().take(SHOWN_CHARS) {
-            write!(f, "{}", c.escape_debug())?;
-        }
-        f.write_str("\"")?;
-        if self.0.chars().nth(SHOWN_CHARS).is_some() {
+        let cut = self.0.char_indices().nth(SHOWN_CHARS).map(|(i, _)| i);
+        let head = cut.and_then(|i| self.0.get(..i)).unwrap_or(self.0);
+        write!(f, "\"{}\"", Escaped(head))?;
+        if cut.is_some() {
             write!(f, "... ({} bytes)", self.0.len())?;
         }
         Ok(())
+    }
+}
+
+/// Text for one line of the console, escaped as `str::escape_default`
+/// does (printable ASCII as is; `\t`, `\r`, `\n`, `\'`, `\"`, `\\`;
+/// anything else `\u{e9}`) but not cut and not quoted.
+///
+/// Our own loop: `escape_default`'s formatter is ~1 KiB of image, and
+/// `{:?}` on a string (`escape_debug`) links core's Unicode tables, ~3 KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = |b: u8| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\'' | b'\\');
+        let mut rest = self.0;
+        while let Some(i) = rest.bytes().position(|b| !plain(b)) {
+            let Some((run, tail)) = rest.split_at_checked(i) else {
+                break; // unreachable: `i` is at an ASCII byte or a char start
+            };
+            f.write_str(run)?;
+            let Some(c) = tail.chars().next() else { break };
+            match c {
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                '\n' => f.write_str("\\n")?,
+                '"' | '\'' | '\\' => write!(f, "\\{c}")?,
+                _ => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            rest = tail.get(c.len_utf8()..).unwrap_or("");
+        }
+        f.write_str(rest)
     }
 }
 
@@ -72,6 +103,18 @@ mod tests {
         assert_eq!(format!("{}", Shown("abc")), "\"abc\"");
         assert_eq!(format!("{}", Shown("")), "\"\"");
         assert_eq!(format!("{}", Shown("a\nb\u{1}")), "\"a\\nb\\u{1}\"");
+        assert_eq!(
+            format!("{}", Shown("\"\\\té~'")),
+            "\"\\\"\\\\\\t\\u{e9}~\\'\""
+        );
+    }
+
+    proptest! {
+        /// `Escaped` writes what `str::escape_default` writes, for any text.
+        #[test]
+        fn escaped_is_escape_default(v in any::<String>()) {
+            prop_assert_eq!(format!("{}", Escaped(&v)), format!("{}", v.escape_default()));
+        }
     }
 
     #[test]

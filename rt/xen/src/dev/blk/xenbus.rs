@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::blkif::{MAX_INDIRECT_PAGES, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY};
+use crate::proto::untrusted::Shown;
 use crate::proto::xenbus::{self, Bus, Device, FrontendKey, HandshakeError, Spec, state};
 
 /// The vbd class: the toolstack's `virtual-device` number; the backend's
@@ -118,11 +119,14 @@ fn number<B: Bus>(bus: &mut B, dir: &str, key: &str) -> Result<Option<u64>, Hand
         Some(v) => {
             let t = v.trim();
             if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HandshakeError::Key(path, format!("{v:?} is not a number")));
+                return Err(HandshakeError::Key(
+                    path,
+                    format!("{} is not a number", Shown(&v)),
+                ));
             }
             t.parse()
                 .map(Some)
-                .map_err(|_| HandshakeError::Key(path, format!("{v:?} is out of range")))
+                .map_err(|_| HandshakeError::Key(path, format!("{} is out of range", Shown(&v))))
         }
     }
 }

@@ -350,7 +350,10 @@ fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<()
         let path = format!("{}/{}", dev.backend, r.key);
         let v = key(bus, &path)?;
         if v.trim() != "1" {
-            return Err(HandshakeError::Key(path, format!("{v:?}: {}", r.why)));
+            return Err(HandshakeError::Key(
+                path,
+                format!("{}: {}", Shown(&v), r.why),
+            ));
         }
     }
     dev.offered = spec
