@@ -83,6 +83,11 @@ enum Cmd {
         /// sizes and their ten biggest symbols (writes target/bench/boot.md).
         #[arg(long)]
         boot_only: bool,
+        /// Only the image sizes: hello and echo against their goals, their
+        /// bytes by area of the runtime and their ten biggest symbols (no
+        /// Xen needed).
+        #[arg(long)]
+        sizes_only: bool,
         /// Only the application rows (HTTP requests/s, TCP guest -> dom0).
         #[arg(long)]
         app_only: bool,
@@ -289,6 +294,9 @@ fn main() {
             long,
         } => test::run_all(host_only, only.as_deref(), long),
         Cmd::Bench {
+            sizes_only: true, ..
+        } => bench::sizes::run(),
+        Cmd::Bench {
             reps,
             boot_only: true,
             ..
@@ -298,6 +306,7 @@ fn main() {
             storage_only,
             app_only,
             boot_only: false,
+            sizes_only: false,
         } => bench::run(reps, storage_only, app_only),
         Cmd::Fuzz { cases } => fuzz::run(cases),
         Cmd::Notes { elf } => (|| {

@@ -1,19 +1,16 @@
 //! The boot figures (`cargo xtask bench --boot-only`): each boot phase's
 //! time and counts (PV, PVH; 32 MiB and 1 GiB), mmtest's map figures on
 //! both paths for new tables, the smallest memory echo reaches
-//! network-ready in (PV, PVH), and the image sizes with their ten biggest
-//! symbols (`nm` from binutils, which the image build already needs).
+//! network-ready in (PV, PVH), and the image sizes (`super::sizes`).
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use super::parse::mmu_figures;
 use super::render::render_mmu;
 use super::stats::{smallest, spread};
 use crate::harness::{self, GuestSpec};
-use crate::image::{self, Built};
+use crate::image;
 use crate::manifest::Mode;
 use crate::test::judge::boot::{PhaseFigures, boot_phases};
 
@@ -28,67 +25,6 @@ const BOOTS: [(&str, Mode, u32); 4] = [
 /// The memory ladder of the echo image (MiB), per mode: the smallest size
 /// that reaches network-ready. Xen's PV domain builder needs 4 MiB itself.
 const LADDER: [(Mode, &[u32]); 2] = [(Mode::Pv, &[3, 4, 5]), (Mode::Pvh, &[1, 2, 3, 4])];
-
-/// One symbol of an image: (bytes, nm's type letter, demangled name).
-pub(super) type Symbol = (u64, char, String);
-
-/// Parses `nm -S --size-sort -C` output: the symbols that take space in the
-/// file (text, read-only and initialised data), biggest first.
-pub(super) fn parse_nm(text: &str) -> Vec<Symbol> {
-    let mut v: Vec<Symbol> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(4, ' ');
-            let _addr = f.next()?;
-            let size = u64::from_str_radix(f.next()?, 16).ok()?;
-            let ty = f.next()?.chars().next()?;
-            let name = f.next()?.trim();
-            "tTrRdD".contains(ty).then(|| (size, ty, name.to_string()))
-        })
-        .collect();
-    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
-    v
-}
-
-/// The ten biggest symbols of an image (from its unstripped twin).
-fn top_ten(debug_elf: &Path) -> Result<Vec<Symbol>> {
-    let out = Command::new("nm")
-        .args(["-S", "--size-sort", "-C"])
-        .arg(debug_elf)
-        .output()
-        .context("nm (from binutils) lists the image's symbols")?;
-    if !out.status.success() {
-        bail!("nm {} failed", debug_elf.display());
-    }
-    let mut v = parse_nm(&String::from_utf8_lossy(&out.stdout));
-    v.truncate(10);
-    Ok(v)
-}
-
-/// The image sizes against their goals, and each image's ten biggest symbols.
-pub(super) fn sizes_table(images: &[(&str, &Built, u64)]) -> Result<String> {
-    let mut t = String::from(
-        "\nImage sizes (stripped ELF, what `xl create` loads):\n\n| image | bytes | KiB | goal KiB |\n|---|---|---|---|\n",
-    );
-    for (name, b, goal) in images {
-        let _ = writeln!(
-            t,
-            "| {name} | {} | {:.1} | {goal} |",
-            b.size,
-            b.size as f64 / 1024.0
-        );
-    }
-    for (name, b, _) in images {
-        let _ = write!(
-            t,
-            "\nTen biggest symbols of {name}:\n\n| bytes | symbol |\n|---|---|\n"
-        );
-        for (size, _, sym) in top_ten(&b.debug_elf)? {
-            let _ = writeln!(t, "| {size} | `{}` |", sym.replace('|', "\\|"));
-        }
-    }
-    Ok(t)
-}
 
 /// The per-phase table: for each column's boots, each phase's median time
 /// and (exact, from the first boot) counts, as `us (hypercalls / entries /
@@ -151,7 +87,7 @@ pub fn run(reps: u32) -> Result<()> {
     let hello = image::build_app_as("hello", None, "hello")?;
     let echo = image::build_app_as("echo", None, "echo")?;
     let mmtest = image::build_app_as("mmtest", None, "mmtest")?;
-    let sizes = sizes_table(&[("hello", &hello, 100), ("echo", &echo, 200)])?;
+    let sizes = super::sizes::table(&[("hello", &hello, 100), ("echo", &echo, 200)])?;
     println!("{sizes}");
     println!("\n== provisioning the Xen harness");
     let a = harness::provision()?;
@@ -287,20 +223,6 @@ pub fn run(reps: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nm_lines_become_the_biggest_symbols_with_space_in_the_file() {
-        let text = "0000000000100000 0000000000000010 T small\n\
-                    0000000000100010 000000000000155f T rt::mm::init\n\
-                    0000000000200000 0000000000004000 B bss_only\n\
-                    0000000000110000 0000000000000200 r <core::fmt::Arguments as core::fmt::Display>::fmt\n\
-                    garbage line\n";
-        let v = parse_nm(text);
-        assert_eq!(v.len(), 3, "{v:?}");
-        assert_eq!(v[0], (0x155f, 'T', "rt::mm::init".into()));
-        assert_eq!(v[1].2, "<core::fmt::Arguments as core::fmt::Display>::fmt");
-        assert_eq!(v[2].0, 0x10);
-    }
 
     #[test]
     fn the_phase_table_has_medians_and_counts_per_column() {

@@ -14,6 +14,7 @@ mod linux;
 pub(crate) use linux::{build_bench_echo, linux_initrd};
 mod parse;
 mod render;
+pub mod sizes;
 mod stats;
 mod storage;
 
@@ -359,7 +360,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         reps,
         &mut failures,
     ));
-    table.push_str(&boot::sizes_table(&[
+    table.push_str(&sizes::table(&[
         ("hello", &hello, 100),
         ("echo", &echo, 200),
     ])?);
