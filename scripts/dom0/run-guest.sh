@@ -34,7 +34,14 @@
 #   HARNESS: guest NAME dom0 rc=N
 # If /harness/NAME.early exists, dom0 starts it in the background as `xl
 # create` starts (timings from creation, e.g. until the first ping reply);
-# its output is reported as `HARNESS: guest NAME early| <line>`.
+# its output is reported as `HARNESS: guest NAME early| <line>`. Such a
+# guest's `xl create` also runs with -vvv, each log line stamped with dom0's
+# uptime as it arrives; once the guest ended, the toolstack's steps are
+# reported in seconds since `xl create` started, each once, as
+#   HARNESS: guest NAME early| xl STEP: S s
+# STEP: build-start, build-end (the domain builder), initwait (the vif's
+# backend at InitWait), hotplug-start, hotplug-end (the vif's hotplug
+# script), unpause (the domain is let run: its first instruction).
 # A guest that prints `burst: done` has its lines `burst NNN <payload>` checked
 # (not echoed): line i's payload is the alphabet from letter i mod 26 onwards,
 # repeated, as long as the first line's. Reported as
@@ -250,14 +257,20 @@ if [ -f "$xml" ]; then
     # libvirt's daemon starts in the background at boot: wait for it.
     for _ in $(seq 300); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.1; done
     virshc 60 create "$xml" >/tmp/xl-create-$name.log 2>&1 &
+elif [ -f "/harness/$name.early" ]; then
+    # One awk for the whole log (no fork per line): it reads each line as
+    # xl writes it (stderr is unbuffered) and stamps it.
+    xlt 60 -vvv create "$cfg" >/tmp/xl-create-$name.log \
+        2> >(awk -W interactive '{ getline u < "/proc/uptime"; close("/proc/uptime"); split(u, f, " "); print f[1], $0 }' >"/tmp/xl-steps-$name.log") &
 else
     xlt 60 create "$cfg" >/tmp/xl-create-$name.log 2>&1 &
 fi
 cpid=$! rc=
-# A timing script that starts with the domain (see GuestSpec::early).
+# A timing script that starts with the domain (see GuestSpec::early); its
+# times count from T0, as the toolstack's steps do.
 epid=
 if [ -f "/harness/$name.early" ]; then
-    NAME=$name timeout -k 5 "$limit" bash "/harness/$name.early" 2>&1 | sed -u "s/^/HARNESS: guest $name early| /" &
+    NAME=$name T0=$t0 timeout -k 5 "$limit" bash "/harness/$name.early" 2>&1 | sed -u "s/^/HARNESS: guest $name early| /" &
     epid=$!
 fi
 
@@ -388,6 +401,8 @@ sleep 0.3   # let xenconsoled write out what the guest flushed before shutting d
 emit final
 if [ "$state" != poweroff ]; then
     sed "s/^/HARNESS: xl: /" /tmp/xl-create-$name.log
+    # A verbose `xl create` (a bench guest) logged its errors with the rest.
+    [ -f "/tmp/xl-steps-$name.log" ] && grep -aiE 'error|warn|fail' "/tmp/xl-steps-$name.log" | cut -d' ' -f2- | sed "s/^/HARNESS: xl: /"
     if [ -f "$xml" ]; then
         # libvirt's side: is its daemon there, and what did it log.
         { pgrep -a libvirtd || echo "libvirtd is not running"
@@ -404,6 +419,20 @@ h "guest $name end state=$state reason=$reason seconds=$end"
 # (uninterruptible, so even `timeout -k` cannot end it) has stalled whole
 # sessions after a PV guest. It is reported with where it sleeps, and left
 # behind so the next guest can run.
+# The toolstack's steps (see the top): the hotplug script ended when xl
+# logged its next line.
+if [ -f "/tmp/xl-steps-$name.log" ]; then
+    awk -v a="$t0" '
+        function at(step) { if (!(step in seen)) { seen[step] = 1; printf "xl %s: %.3f s\n", step, $1 - a } }
+        hot == 1 { at("hotplug-end"); hot = 2 }
+        /domainbuilder: detail: xc_dom_allocate:/ { at("build-start") }
+        /domainbuilder: detail: xc_dom_release: called/ { at("build-end") }
+        /backend\/vif\/.* wanted state 2 ok/ { at("initwait") }
+        /forking to execute: .*\/vif-/ { at("hotplug-start"); if (!hot) hot = 1; next }
+        /libxl_domain_unpause:/ { at("unpause") }
+    ' "/tmp/xl-steps-$name.log" | while IFS= read -r l; do h "guest $name early| $l"; done
+    rm -f "/tmp/xl-steps-$name.log"
+fi
 xlt 30 destroy "$name" >/dev/null 2>&1 &
 dpid=$!
 for _ in $(seq 400); do

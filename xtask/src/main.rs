@@ -79,8 +79,10 @@ enum Cmd {
         #[arg(long)]
         storage_only: bool,
         /// Only the boot figures: the per-phase boot timeline (PV, PVH; 32
-        /// MiB and 1 GiB), mmtest's map figures, the memory ladder, the image
-        /// sizes and their ten biggest symbols (writes target/bench/boot.md).
+        /// MiB and 1 GiB), mmtest's map figures, the memory ladder, `xl
+        /// create` to the first ping reply split at the toolstack's steps
+        /// (echo PV/PVH, Linux PV), the image sizes by area and their ten
+        /// biggest symbols (writes target/bench/boot.md).
         #[arg(long)]
         boot_only: bool,
         /// Only the image sizes: hello and echo against their goals, their

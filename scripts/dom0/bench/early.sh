@@ -11,7 +11,10 @@
 # once while the vif was not there yet); dom0 retries ARP every 100 ms on
 # the bridge so the figure is not rounded up to its default 1 s.
 echo 100 >/proc/sys/net/ipv4/neigh/xenbr0/retrans_time_ms
-read -r a _ </proc/uptime
+# Times count from T0 (dom0's uptime when run-guest.sh started `xl create`;
+# the toolstack's steps count from it too), else from this script's start.
+a=${T0:-}
+[ -n "$a" ] || read -r a _ </proc/uptime
 end=$(( ${a%.*} + 120 ))
 stamp() { read -r b _ </proc/uptime; awk -v a="$a" -v b="$b" -v w="$1" 'BEGIN {printf "%s: %.3f s\n", w, b - a}'; }
 exec 4<"/var/log/xen/console/guest-$NAME.log"

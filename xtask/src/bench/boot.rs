@@ -1,7 +1,9 @@
 //! The boot figures (`cargo xtask bench --boot-only`): each boot phase's
 //! time and counts (PV, PVH; 32 MiB and 1 GiB), mmtest's map figures on
 //! both paths for new tables, the smallest memory echo reaches
-//! network-ready in (PV, PVH), and the image sizes (`super::sizes`).
+//! network-ready in (PV, PVH), `xl create` to the first ping reply split at
+//! the toolstack's steps (`super::create`; echo PV/PVH against Linux PV),
+//! and the image sizes (`super::sizes`).
 use std::fmt::Write as _;
 
 use anyhow::Result;
@@ -25,6 +27,10 @@ const BOOTS: [(&str, Mode, u32); 4] = [
 /// The memory ladder of the echo image (MiB), per mode: the smallest size
 /// that reaches network-ready. Xen's PV domain builder needs 4 MiB itself.
 const LADDER: [(Mode, &[u32]); 2] = [(Mode::Pv, &[3, 4, 5]), (Mode::Pvh, &[1, 2, 3, 4])];
+
+/// dom0's part of a create-to-ping boot once the guest is network-ready:
+/// a ping answered (up to 10 s), then `xl shutdown`.
+const CREATE_DOM0: &str = "for _ in $(seq 50); do ping -c 1 -W 0.2 10.0.0.2 >/dev/null 2>&1 && break; done\nsleep 0.5\ntimeout -k 5 30 xl shutdown \"$NAME\"\n";
 
 /// The per-phase table: for each column's boots, each phase's median time
 /// and (exact, from the first boot) counts, as `us (hypercalls / entries /
@@ -89,8 +95,11 @@ pub fn run(reps: u32) -> Result<()> {
     let mmtest = image::build_app_as("mmtest", None, "mmtest")?;
     let sizes = super::sizes::table(&[("hello", &hello, 100), ("echo", &echo, 200)])?;
     println!("{sizes}");
+    println!("\n== building bench-echo (the Linux domU's echo server, static)");
+    let server = super::linux::build_bench_echo()?;
     println!("\n== provisioning the Xen harness");
     let a = harness::provision()?;
+    let linux_initrd = super::linux::linux_initrd(&a.linux_initrd, &server)?;
     let mut guests = Vec::new();
     for r in 1..=reps {
         for (i, &(_, mode, mib)) in BOOTS.iter().enumerate() {
@@ -126,8 +135,37 @@ pub fn run(reps: u32) -> Result<()> {
             steps.push((mode, mib));
         }
     }
+    // `xl create` to the first ping reply, split at the toolstack's steps:
+    // echo PV and PVH and Linux PV as in the full bench, shut down once a
+    // ping was answered (the early script's own loop has its reply by then).
+    let create_at = guests.len();
+    let images = super::Images {
+        echo: &echo.elf,
+        linux_kernel: &a.linux_kernel,
+        linux_initrd: &linux_initrd,
+    };
+    let mut kinds = Vec::new();
+    for r in 1..=reps {
+        for k in super::Kind::ALL {
+            let mib = if k == super::Kind::LinuxPv {
+                super::linux::MIB
+            } else {
+                super::OUR_MIB
+            };
+            guests.push(super::guest_spec(
+                &images,
+                k,
+                format!("create-{}-{r}", k.tag()),
+                mib,
+                CREATE_DOM0,
+                true,
+                240,
+            ));
+            kinds.push(k);
+        }
+    }
     println!(
-        "\n== {} guests in one harness session: hello booted {reps} times each as PV and PVH with 32 MiB and 1 GiB, mmtest as PV and PVH, echo on the memory ladder",
+        "\n== {} guests in one harness session: hello booted {reps} times each as PV and PVH with 32 MiB and 1 GiB, mmtest as PV and PVH, echo on the memory ladder, echo PV/PVH and Linux PV from xl create to the first ping reply",
         guests.len()
     );
     let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
@@ -208,6 +246,9 @@ pub fn run(reps: u32) -> Result<()> {
         .collect();
     table.push_str("\nEcho's network bring-up, the same report (from `main`: xenstore connected, backend at InitWait after dom0's hotplug, our grants, backend connected, address configured):\n");
     table.push_str(&phase_table(&net));
+    let boots: Vec<(super::Kind, &harness::GuestRun)> =
+        kinds.iter().copied().zip(&runs[create_at..]).collect();
+    table.push_str(&super::create::table(&boots, reps, &mut failures));
     table.push_str(&sizes);
     let dir = image::root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

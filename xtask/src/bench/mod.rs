@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 mod apps;
 pub(crate) mod boot;
+mod create;
 mod linux;
 pub(crate) use linux::{build_bench_echo, linux_initrd};
 mod parse;
@@ -73,6 +74,59 @@ pub(super) struct Metric {
     pub samples: [Vec<f64>; 3],
 }
 
+/// What the compared guests boot: our echo image, Linux's kernel and
+/// initramfs (with bench-echo).
+pub(super) struct Images<'a> {
+    pub echo: &'a PathBuf,
+    pub linux_kernel: &'a PathBuf,
+    pub linux_initrd: &'a PathBuf,
+}
+
+/// A guest of kind `k` on the bench's vif: our echo (PV or PVH) or Linux
+/// PV, `memory` MiB, `dom0` run once it is network-ready, the early
+/// script (`xl create` to the first ping reply, and the toolstack's steps)
+/// if `early`.
+pub(super) fn guest_spec(
+    images: &Images<'_>,
+    k: Kind,
+    name: String,
+    memory: u32,
+    dom0: &str,
+    early: bool,
+    timeout: u32,
+) -> GuestSpec {
+    let linux = k == Kind::LinuxPv;
+    GuestSpec {
+        name,
+        elf: if linux {
+            images.linux_kernel.clone()
+        } else {
+            images.echo.clone()
+        },
+        mode: if k == Kind::OursPvh {
+            Mode::Pvh
+        } else {
+            Mode::Pv
+        },
+        memory,
+        cmdline: (if linux { linux::CMDLINE } else { OUR_CMDLINE }).into(),
+        timeout,
+        dump_at: None,
+        input: vec![],
+        vif: Some(VIF.into()),
+        dom0: Some(dom0.into()),
+        early: early.then(|| EARLY.into()),
+        disks: vec![],
+        before: None,
+        after: None,
+        ramdisk: linux.then(|| images.linux_initrd.clone()),
+        peer: false,
+        tools: vec![],
+        libvirt: false,
+        cpus: Some(harness::GUEST_CPUS.into()),
+    }
+}
+
 /// The memory ladder: domain sizes (MiB) each guest is booted with to find
 /// the smallest that reaches network-ready.
 const LADDER_OURS: [u32; 6] = [2, 3, 4, 5, 6, 8];
@@ -131,37 +185,13 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         }
         return Ok(());
     }
+    let images = Images {
+        echo: &echo.elf,
+        linux_kernel: &a.linux_kernel,
+        linux_initrd: &linux_initrd,
+    };
     let spec = |k: Kind, name: String, memory: u32, dom0: &str, early: bool, timeout: u32| {
-        let linux = k == Kind::LinuxPv;
-        GuestSpec {
-            name,
-            elf: if linux {
-                a.linux_kernel.clone()
-            } else {
-                echo.elf.clone()
-            },
-            mode: if k == Kind::OursPvh {
-                Mode::Pvh
-            } else {
-                Mode::Pv
-            },
-            memory,
-            cmdline: (if linux { linux::CMDLINE } else { OUR_CMDLINE }).into(),
-            timeout,
-            dump_at: None,
-            input: vec![],
-            vif: Some(VIF.into()),
-            dom0: Some(dom0.into()),
-            early: early.then(|| EARLY.into()),
-            disks: vec![],
-            before: None,
-            after: None,
-            ramdisk: linux.then(|| linux_initrd.clone()),
-            peer: false,
-            tools: vec![],
-            libvirt: false,
-            cpus: Some(harness::GUEST_CPUS.into()),
-        }
+        guest_spec(&images, k, name, memory, dom0, early, timeout)
     };
     let mut guests = Vec::new();
     for r in 1..=reps {
@@ -337,6 +367,15 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         }
     }
     let mut table = render(&metrics, reps);
+    let boots: Vec<(Kind, &harness::GuestRun)> = guests[..timed]
+        .iter()
+        .zip(&runs)
+        .filter_map(|(g, r)| {
+            let tag = g.name.rsplit_once('-')?.0;
+            Some((*Kind::ALL.iter().find(|k| k.tag() == tag)?, r))
+        })
+        .collect();
+    table.push_str(&create::table(&boots, reps, &mut failures));
     let mmu: Vec<[Option<f64>; parse::MMU_N]> = runs[timed + ladder.len()..lifecycle_at]
         .iter()
         .map(mmu_figures)
