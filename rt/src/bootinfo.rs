@@ -68,7 +68,7 @@ fn counts() -> Counts {
         hypercalls: crate::xen::HYPERVISOR.issued_total(),
         ptes: mm.pte_writes + mm.entries_filled,
         tables: mm.tables_allocated,
-        xenstore: crate::xenstore::requests_sent(),
+        xenstore: crate::xenstore::round_trips(),
     }
 }
 

@@ -89,17 +89,18 @@ fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Resu
     let c = g.as_mut().ok_or(XsError::Broken)?;
     c.link_mut().deadline = Instant::now().after(TIMEOUT);
     let r = f(c);
-    REQUESTS.store(c.stats.requests, Ordering::Relaxed);
+    ROUND_TRIPS.store(c.stats.round_trips, Ordering::Relaxed);
     r
 }
 
-/// Requests the client sent so far, readable without its lock (the boot
-/// timeline counts round trips while the client may be busy).
-static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// The client's round trips so far, readable without its lock (the boot
+/// timeline counts them while the client may be busy).
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
 
-/// Xenstore requests sent so far (each a round trip to xenstored).
-pub(crate) fn requests_sent() -> u64 {
-    REQUESTS.load(Ordering::Relaxed)
+/// Round trips to xenstored so far: a request's, or a batch's sent back to
+/// back ([`Client::write_many`]).
+pub(crate) fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
 }
 
 /// The value at `path`.

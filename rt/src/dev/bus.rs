@@ -3,6 +3,7 @@
 //! device does when its backend closes.
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::time::Duration;
 
 use rt_xen::proto::untrusted::{Limit, Shown};
@@ -21,12 +22,14 @@ impl Bus for RtBus {
         crate::xenstore::read(path)
     }
     fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
-        crate::xenstore::transaction(|c, t| {
-            for (k, v) in entries {
-                c.write(t, &format!("{dir}/{k}"), v.as_bytes())?;
-            }
-            Ok(())
-        })
+        let paths: Vec<String> = entries.iter().map(|(k, _)| format!("{dir}/{k}")).collect();
+        let writes: Vec<(&str, &[u8])> = paths
+            .iter()
+            .zip(entries)
+            .map(|(p, (_, v))| (p.as_str(), v.as_bytes()))
+            .collect();
+        // The keys go out back to back: one round trip for all of them.
+        crate::xenstore::transaction(|c, t| c.write_many(t, &writes))
     }
     fn now_ms(&mut self) -> u64 {
         Instant::now().as_nanos() / 1_000_000

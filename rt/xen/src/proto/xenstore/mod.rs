@@ -165,6 +165,9 @@ pub trait Link {
 pub struct XsStats {
     /// Requests sent.
     pub requests: u64,
+    /// Waits for replies: one per request, or one per batch of requests
+    /// sent back to back ([`Client::write_many`]).
+    pub round_trips: u64,
     /// Replies that matched no outstanding request (dropped).
     pub stray_replies: u64,
     /// Watch events received.
@@ -343,6 +346,70 @@ impl<L: Link> Client<L> {
             return Err(XsError::Broken);
         }
         let id = self.send(ty, tx, parts)?;
+        self.stats.round_trips += 1;
+        self.reply(ty, id)
+    }
+
+    /// Sets each `(path, value)`: the requests go out back to back and the
+    /// replies are taken after (xenstored answers a connection's requests
+    /// in order), one round trip per batch instead of one per key. A batch
+    /// is what fits the request ring at once, so sending never waits for
+    /// room while replies pile up unread. Every reply is taken before this
+    /// returns (none is left to be mistaken for a later request's); the
+    /// first error is returned.
+    pub fn write_many(&mut self, tx: u32, entries: &[(&str, &[u8])]) -> Result<(), XsError> {
+        if self.broken {
+            return Err(XsError::Broken);
+        }
+        let mut first_err = None;
+        let mut at = 0;
+        while at < entries.len() {
+            let mut end = at;
+            let mut bytes = 0;
+            while let Some((path, value)) = entries.get(end) {
+                let n = HEADER + path.len() + 1 + value.len();
+                if end > at && bytes + n > RING_SIZE {
+                    break;
+                }
+                bytes += n;
+                end += 1;
+            }
+            let mut ids = Vec::with_capacity(end - at);
+            for (path, value) in &entries[at..end] {
+                match self.send(ty::WRITE, tx, &[path.as_bytes(), b"\0", value]) {
+                    Ok(id) => ids.push(id),
+                    // Not sent: the requests before it still get their
+                    // replies taken below.
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+            self.stats.round_trips += 1;
+            for id in ids {
+                match self.reply(ty::WRITE, id) {
+                    Ok(_) => {}
+                    // The daemon answered with an error: the other replies
+                    // are still coming.
+                    Err(e @ XsError::Error(_)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    // No reply will come, or the stream is unusable.
+                    Err(e) => return Err(first_err.unwrap_or(e)),
+                }
+            }
+            if first_err.is_some() {
+                break;
+            }
+            at = end;
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Waits for the reply to request `id` of type `ty`, queueing watch
+    /// events that come first.
+    fn reply(&mut self, ty: u32, id: u32) -> Result<Vec<u8>, XsError> {
         loop {
             match self.pump()? {
                 Some(m) if m.ty == ty::WATCH_EVENT => self.queue_event(&m.payload),

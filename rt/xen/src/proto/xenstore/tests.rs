@@ -41,6 +41,11 @@ struct Faults {
     mute: bool,
     /// Raw bytes to send instead of any reply.
     raw: Option<Vec<u8>>,
+    /// Run only when the client waits, not when it notifies (a daemon in
+    /// another domain answers after a while, not during the notify).
+    lazy: bool,
+    /// Refuse writes below this path (EACCES).
+    refuse: Option<&'static str>,
 }
 
 /// A xenstored on the other side of the page: parses requests from `req`,
@@ -112,6 +117,9 @@ impl Daemon {
                 Some(v) => self.reply(ty, id, tx, &v),
                 None => self.reply(ty::ERROR, id, tx, b"ENOENT\0"),
             },
+            ty::WRITE if self.faults.refuse.is_some_and(|r| path.starts_with(r)) => {
+                self.reply(ty::ERROR, id, tx, b"EACCES\0");
+            }
             ty::WRITE => {
                 let at = body.iter().position(|&b| b == 0).unwrap();
                 self.store.insert(path, body[at + 1..].to_vec());
@@ -159,7 +167,10 @@ struct FakeLink {
 
 impl Link for FakeLink {
     fn notify(&mut self) {
-        self.daemon.borrow_mut().run();
+        let mut d = self.daemon.borrow_mut();
+        if !d.faults.lazy {
+            d.run();
+        }
     }
     fn wait(&mut self) -> bool {
         self.waits += 1;
@@ -203,6 +214,99 @@ fn read_write_directory_remove() {
     c.remove(0, "data/b").unwrap();
     assert_eq!(c.directory(0, "data").unwrap(), ["a"]);
     assert_eq!(c.read(0, "data/b/c"), Err(XsError::Error(XenError::ENOENT)));
+}
+
+#[test]
+fn write_many_sends_back_to_back_and_waits_once_per_batch() {
+    let lazy = Faults {
+        lazy: true,
+        ..Faults::default()
+    };
+    let keys: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| {
+            (
+                std::format!("device/vif/0/key-{i}"),
+                std::format!("{i}").into_bytes(),
+            )
+        })
+        .collect();
+    let entries: Vec<(&str, &[u8])> = keys.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+
+    let (mut one_by_one, _d, _p) = client(lazy.clone());
+    for (k, v) in &entries {
+        one_by_one.write(0, k, v).unwrap();
+    }
+    assert_eq!(one_by_one.stats.round_trips, 8);
+    assert!(one_by_one.link().waits >= 8);
+
+    let (mut c, d, _p) = client(lazy);
+    c.write_many(0, &entries).unwrap();
+    assert_eq!(c.stats.requests, 8);
+    assert_eq!(c.stats.round_trips, 1);
+    assert_eq!(c.link().waits, 1, "one wait answers the whole batch");
+    for (k, v) in &entries {
+        assert_eq!(d.borrow().store.get(*k).map(Vec::as_slice), Some(*v));
+    }
+    // Nothing is left over for the next request.
+    assert_eq!(c.read(0, "device/vif/0/key-3").unwrap(), "3");
+    assert_eq!(c.stats.stray_replies, 0);
+}
+
+#[test]
+fn write_many_splits_what_does_not_fit_the_ring_at_once() {
+    let (mut c, d, _p) = client(Faults {
+        lazy: true,
+        ..Faults::default()
+    });
+    let big = vec![b'v'; 400];
+    let entries: Vec<(&str, &[u8])> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|k| (*k, &big[..]))
+        .collect();
+    c.write_many(0, &entries).unwrap();
+    // 417 bytes a request: two fit the 1 KiB ring at once.
+    assert_eq!(c.stats.round_trips, 3);
+    assert_eq!(d.borrow().store.len(), 5);
+    // One value longer than the ring goes alone, across it.
+    let huge = vec![b'h'; 3000];
+    c.write_many(0, &[("x", &huge[..]), ("y", b"1")]).unwrap();
+    assert_eq!(d.borrow().store.get("x").map(Vec::len), Some(3000));
+    assert_eq!(c.read(0, "y").unwrap(), "1");
+}
+
+#[test]
+fn write_many_takes_every_reply_and_returns_the_first_error() {
+    let (mut c, d, _p) = client(Faults {
+        lazy: true,
+        refuse: Some("ro/"),
+        ..Faults::default()
+    });
+    let r = c.write_many(0, &[("rw/a", b"1"), ("ro/b", b"2"), ("rw/c", b"3")]);
+    assert_eq!(r, Err(XsError::Error(XenError::EACCES)));
+    // The daemon saw all three (a transaction around them is aborted by
+    // its caller); no reply is left to confuse the next request.
+    assert!(d.borrow().store.contains_key("rw/c"));
+    assert_eq!(c.read(0, "rw/a").unwrap(), "1");
+    assert_eq!(c.stats.stray_replies, 0);
+    // Too long a value is refused before anything is sent.
+    assert_eq!(
+        c.write_many(0, &[("rw/huge", &[0; 5000])]),
+        Err(XsError::TooLong)
+    );
+    assert_eq!(c.read(0, "rw/c").unwrap(), "3");
+}
+
+#[test]
+fn write_many_queues_watch_events_and_drops_strays() {
+    let (mut c, _d, _p) = client(Faults {
+        event_first: true,
+        stray_first: true,
+        lazy: true,
+        ..Faults::default()
+    });
+    c.write_many(0, &[("a", b"1"), ("b", b"2")]).unwrap();
+    assert_eq!(c.stats.stray_replies, 2);
+    assert!(c.take_event_for("tok").is_some());
 }
 
 #[test]
