@@ -108,6 +108,13 @@ pub fn read(path: &str) -> Result<String, XsError> {
     with(|c| c.read(0, path))
 }
 
+/// The values at `paths`, each its own result, the reads sent back to
+/// back: one round trip for all of them (a failed connection fails each).
+pub fn read_many(paths: &[&str]) -> Vec<Result<String, XsError>> {
+    with(|c| c.read_many(0, paths))
+        .unwrap_or_else(|e| paths.iter().map(|_| Err(e.clone())).collect())
+}
+
 /// Sets `path` to `value`.
 pub fn write(path: &str, value: &str) -> Result<(), XsError> {
     with(|c| c.write(0, path, value.as_bytes()))

@@ -21,6 +21,10 @@ impl Bus for RtBus {
     fn read(&mut self, path: &str) -> Result<String, XsError> {
         crate::xenstore::read(path)
     }
+    fn read_many(&mut self, paths: &[String]) -> Vec<Result<String, XsError>> {
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        crate::xenstore::read_many(&paths)
+    }
     fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError> {
         let paths: Vec<String> = entries.iter().map(|(k, _)| format!("{dir}/{k}")).collect();
         let writes: Vec<(&str, &[u8])> = paths

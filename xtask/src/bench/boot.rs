@@ -87,6 +87,15 @@ pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String 
     t
 }
 
+/// Each mmtest figure's median over `runs` (a figure no run reported
+/// stays absent).
+fn mmu_medians(runs: &[&[Option<f64>; super::parse::MMU_N]]) -> [Option<f64>; super::parse::MMU_N] {
+    core::array::from_fn(|k| {
+        let v: Vec<f64> = runs.iter().filter_map(|r| r[k]).collect();
+        spread(&v).map(|s| s.median)
+    })
+}
+
 /// `cargo xtask bench --boot-only`.
 pub fn run(reps: u32) -> Result<()> {
     println!("== building the hello, echo and mmtest images");
@@ -113,8 +122,18 @@ pub fn run(reps: u32) -> Result<()> {
         }
     }
     let mm_at = guests.len();
-    for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
-        guests.push(GuestSpec::new(name, &mmtest.elf, mode, 128, 180));
+    // mmtest `reps` times each way, PV and PVH in turn: one run is one
+    // sample of a session whose Xen and TCG speeds drift.
+    for r in 1..=reps {
+        for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
+            guests.push(GuestSpec::new(
+                &format!("{name}-{r}"),
+                &mmtest.elf,
+                mode,
+                128,
+                180,
+            ));
+        }
     }
     let ladder_at = guests.len();
     let mut steps = Vec::new();
@@ -165,7 +184,7 @@ pub fn run(reps: u32) -> Result<()> {
         }
     }
     println!(
-        "\n== {} guests in one harness session: hello booted {reps} times each as PV and PVH with 32 MiB and 1 GiB, mmtest as PV and PVH, echo on the memory ladder, echo PV/PVH and Linux PV from xl create to the first ping reply",
+        "\n== {} guests in one harness session: hello booted {reps} times each as PV and PVH with 32 MiB and 1 GiB, mmtest {reps} times each as PV and PVH, echo on the memory ladder, echo PV/PVH and Linux PV from xl create to the first ping reply",
         guests.len()
     );
     let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
@@ -191,8 +210,18 @@ pub fn run(reps: u32) -> Result<()> {
         })
         .collect();
     let mut table = phase_table(&columns);
-    let mmu: Vec<[Option<f64>; super::parse::MMU_N]> =
+    let mm: Vec<[Option<f64>; super::parse::MMU_N]> =
         runs[mm_at..ladder_at].iter().map(mmu_figures).collect();
+    // PV's runs are the even ones, PVH's the odd ones.
+    let mmu = [0, 1].map(|mode| {
+        let runs: Vec<&[Option<f64>; super::parse::MMU_N]> =
+            mm.iter().skip(mode).step_by(2).collect();
+        mmu_medians(&runs)
+    });
+    let _ = write!(
+        table,
+        "\n(mmtest: the medians of {reps} runs each way; the ratios are of the medians.)\n"
+    );
     table.push_str(&render_mmu(&mmu));
     let _ = write!(
         table,
@@ -264,6 +293,21 @@ pub fn run(reps: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mmtest_figures_are_the_medians_of_the_runs() {
+        let mut a = [None; super::super::parse::MMU_N];
+        let mut b = a;
+        let mut c = a;
+        a[0] = Some(7000.0);
+        b[0] = Some(4000.0);
+        c[0] = Some(12000.0);
+        a[1] = Some(1.0);
+        let m = mmu_medians(&[&a, &b, &c]);
+        assert_eq!(m[0], Some(7000.0));
+        assert_eq!(m[1], Some(1.0), "one run's figure is its median");
+        assert_eq!(m[2], None);
+    }
 
     #[test]
     fn the_phase_table_has_medians_and_counts_per_column() {

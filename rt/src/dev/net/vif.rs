@@ -296,10 +296,17 @@ impl Vif {
             .cmdline()
             .split_whitespace()
             .any(|w| w == "net.gso=off");
-        let feature = |k: &str| {
-            crate::xenstore::read(&format!("{backend}/{k}")).is_ok_and(|v| v.trim() == "1")
-        };
-        !off && feature("feature-gso-tcpv4") && feature("feature-sg")
+        if off {
+            return false;
+        }
+        let keys = [
+            format!("{backend}/feature-gso-tcpv4"),
+            format!("{backend}/feature-sg"),
+        ];
+        // Both in one round trip.
+        crate::xenstore::read_many(&[&keys[0], &keys[1]])
+            .iter()
+            .all(|v| v.as_ref().is_ok_and(|v| v.trim() == "1"))
     }
 
     /// Grants the two ring pages and the buffer pages to the backend — 256

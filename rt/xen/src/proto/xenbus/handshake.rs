@@ -40,6 +40,11 @@ pub const WATCH_RECHECK_MS: u64 = 100;
 pub trait Bus {
     /// The value at `path`.
     fn read(&mut self, path: &str) -> Result<String, XsError>;
+    /// The values at `paths`, each its own result; a bus that can may send
+    /// the reads back to back (one round trip).
+    fn read_many(&mut self, paths: &[String]) -> Vec<Result<String, XsError>> {
+        paths.iter().map(|p| self.read(p)).collect()
+    }
     /// Writes each `(key, value)` below `dir`, all in one transaction.
     fn publish(&mut self, dir: &str, entries: &[(&str, String)]) -> Result<(), XsError>;
     /// Milliseconds on a monotonic clock.
@@ -195,24 +200,37 @@ pub fn parse_state(s: &str) -> Option<u32> {
     t.parse().ok()
 }
 
-fn key<B: Bus>(bus: &mut B, path: &str) -> Result<String, HandshakeError> {
-    bus.read(path)
-        .map_err(|e| HandshakeError::Key(path.into(), format!("{e}")))
+/// A key's value as the handshake needs it: a failed read names the key.
+fn key_of(path: &str, read: Result<String, XsError>) -> Result<String, HandshakeError> {
+    read.map_err(|e| HandshakeError::Key(path.into(), format!("{e}")))
 }
 
 /// Reads `device/<class>/<devid>`'s keys: the backend's directory and
 /// domain, and the spec's frontend keys (each checked).
 pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Device, HandshakeError> {
     let frontend = format!("device/{}/{devid}", spec.class);
-    let path = format!("{frontend}/backend");
-    let backend = match bus.read(&path) {
+    // All of the frontend's keys at once: `backend`, `backend-id`, then the
+    // spec's, in that order.
+    let mut paths = alloc::vec![
+        format!("{frontend}/backend"),
+        format!("{frontend}/backend-id")
+    ];
+    paths.extend(
+        spec.frontend
+            .iter()
+            .map(|k| format!("{frontend}/{}", k.name)),
+    );
+    let mut values = bus.read_many(&paths).into_iter();
+    let mut next = || values.next().unwrap_or(Err(XsError::Broken));
+    let path = &paths[0];
+    let backend = match next() {
         Ok(b) if !b.trim().is_empty() => String::from(b.trim()),
-        Ok(_) => return Err(HandshakeError::Key(path, "empty".into())),
+        Ok(_) => return Err(HandshakeError::Key(path.clone(), "empty".into())),
         Err(XsError::Error(XenError::ENOENT)) => return Err(HandshakeError::NoDevice(frontend)),
-        Err(e) => return Err(HandshakeError::Key(path, format!("{e}"))),
+        Err(e) => return Err(HandshakeError::Key(path.clone(), format!("{e}"))),
     };
-    let path = format!("{frontend}/backend-id");
-    let v = key(bus, &path)?;
+    let path = paths[1].clone();
+    let v = key_of(&path, next())?;
     let backend_id = v
         .trim()
         .parse::<u16>()
@@ -233,9 +251,9 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
         ));
     }
     let mut keys = Vec::with_capacity(spec.frontend.len());
-    for k in spec.frontend {
-        let path = format!("{frontend}/{}", k.name);
-        let v = key(bus, &path)?;
+    for (k, path) in spec.frontend.iter().zip(&paths[2..]) {
+        let path = path.clone();
+        let v = key_of(&path, next())?;
         if !(k.valid)(&v) {
             return Err(HandshakeError::Key(
                 path,
@@ -346,9 +364,18 @@ pub fn wait_backend<B: Bus>(
 /// Reads what the backend offers and checks what the spec requires (the
 /// backend is ready: its keys exist).
 fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<(), HandshakeError> {
-    for r in spec.required {
-        let path = format!("{}/{}", dev.backend, r.key);
-        let v = key(bus, &path)?;
+    // The required keys, then the offered ones, all at once.
+    let paths: Vec<String> = spec
+        .required
+        .iter()
+        .map(|r| r.key)
+        .chain(spec.offered.iter().copied())
+        .map(|k| format!("{}/{k}", dev.backend))
+        .collect();
+    let mut values = bus.read_many(&paths).into_iter();
+    for (r, path) in spec.required.iter().zip(&paths) {
+        let path = path.clone();
+        let v = key_of(&path, values.next().unwrap_or(Err(XsError::Broken)))?;
         if v.trim() != "1" {
             return Err(HandshakeError::Key(
                 path,
@@ -359,7 +386,7 @@ fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<()
     dev.offered = spec
         .offered
         .iter()
-        .map(|&k| (k, bus.read(&format!("{}/{k}", dev.backend)).ok()))
+        .map(|&k| (k, values.next().and_then(Result::ok)))
         .collect();
     Ok(())
 }

@@ -350,24 +350,61 @@ impl<L: Link> Client<L> {
         self.reply(ty, id)
     }
 
-    /// Sets each `(path, value)`: the requests go out back to back and the
-    /// replies are taken after (xenstored answers a connection's requests
-    /// in order), one round trip per batch instead of one per key. A batch
-    /// is what fits the request ring at once, so sending never waits for
-    /// room while replies pile up unread. Every reply is taken before this
-    /// returns (none is left to be mistaken for a later request's); the
-    /// first error is returned.
+    /// Sets each `(path, value)`, the writes sent back to back (see
+    /// [`Client::pipeline`]); the first error is returned, after every
+    /// reply was taken.
     pub fn write_many(&mut self, tx: u32, entries: &[(&str, &[u8])]) -> Result<(), XsError> {
+        let parts: Vec<[&[u8]; 3]> = entries
+            .iter()
+            .map(|(path, value)| [path.as_bytes(), b"\0", *value])
+            .collect();
+        let requests: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
+        let replies = self.pipeline(ty::WRITE, tx, &requests)?;
+        replies
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    /// The values at `paths`, the reads sent back to back (see
+    /// [`Client::pipeline`]): each its own result (a missing key is its
+    /// `ENOENT`, not the batch's).
+    pub fn read_many(
+        &mut self,
+        tx: u32,
+        paths: &[&str],
+    ) -> Result<Vec<Result<String, XsError>>, XsError> {
+        let parts: Vec<[&[u8]; 2]> = paths.iter().map(|p| [p.as_bytes(), b"\0"]).collect();
+        let requests: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
+        let replies = self.pipeline(ty::READ, tx, &requests)?;
+        Ok(replies.into_iter().map(|r| r.map(|v| text(&v))).collect())
+    }
+
+    /// Sends requests of type `ty` back to back and takes their replies
+    /// after (xenstored answers a connection's requests in order): one round
+    /// trip per batch instead of one per request. A batch is what fits the
+    /// request ring at once, so sending never waits for room while replies
+    /// pile up unread. Returns each request's reply or the daemon's error
+    /// for it; a failure of the connection itself (no reply in time, a
+    /// broken stream, a request too long to send) ends the whole call, after
+    /// the replies to what was sent were taken where they can be, so none
+    /// is left to be mistaken for a later request's.
+    fn pipeline(
+        &mut self,
+        ty: u32,
+        tx: u32,
+        requests: &[&[&[u8]]],
+    ) -> Result<Vec<Result<Vec<u8>, XsError>>, XsError> {
         if self.broken {
             return Err(XsError::Broken);
         }
-        let mut first_err = None;
+        let mut out = Vec::with_capacity(requests.len());
         let mut at = 0;
-        while at < entries.len() {
+        while at < requests.len() {
             let mut end = at;
             let mut bytes = 0;
-            while let Some((path, value)) = entries.get(end) {
-                let n = HEADER + path.len() + 1 + value.len();
+            while let Some(parts) = requests.get(end) {
+                let n = HEADER + parts.iter().map(|p| p.len()).sum::<usize>();
                 if end > at && bytes + n > RING_SIZE {
                     break;
                 }
@@ -375,36 +412,31 @@ impl<L: Link> Client<L> {
                 end += 1;
             }
             let mut ids = Vec::with_capacity(end - at);
-            for (path, value) in &entries[at..end] {
-                match self.send(ty::WRITE, tx, &[path.as_bytes(), b"\0", value]) {
+            let mut unsent = None;
+            for parts in &requests[at..end] {
+                match self.send(ty, tx, parts) {
                     Ok(id) => ids.push(id),
-                    // Not sent: the requests before it still get their
-                    // replies taken below.
                     Err(e) => {
-                        first_err.get_or_insert(e);
+                        unsent = Some(e);
                         break;
                     }
                 }
             }
             self.stats.round_trips += 1;
             for id in ids {
-                match self.reply(ty::WRITE, id) {
-                    Ok(_) => {}
-                    // The daemon answered with an error: the other replies
-                    // are still coming.
-                    Err(e @ XsError::Error(_)) => {
-                        first_err.get_or_insert(e);
-                    }
+                match self.reply(ty, id) {
+                    Err(e @ XsError::Error(_)) => out.push(Err(e)),
+                    Ok(v) => out.push(Ok(v)),
                     // No reply will come, or the stream is unusable.
-                    Err(e) => return Err(first_err.unwrap_or(e)),
+                    Err(e) => return Err(unsent.unwrap_or(e)),
                 }
             }
-            if first_err.is_some() {
-                break;
+            if let Some(e) = unsent {
+                return Err(e);
             }
             at = end;
         }
-        first_err.map_or(Ok(()), Err)
+        Ok(out)
     }
 
     /// Waits for the reply to request `id` of type `ty`, queueing watch

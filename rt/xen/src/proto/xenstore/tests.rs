@@ -253,6 +253,46 @@ fn write_many_sends_back_to_back_and_waits_once_per_batch() {
 }
 
 #[test]
+fn read_many_answers_each_key_in_one_round_trip() {
+    let (mut c, d, _p) = client(Faults {
+        lazy: true,
+        ..Faults::default()
+    });
+    d.borrow_mut().store.insert(
+        "fe/backend".into(),
+        b"/local/domain/0/backend/vif/1/0".to_vec(),
+    );
+    d.borrow_mut()
+        .store
+        .insert("fe/mac".into(), b"00:16:3e:00:00:02".to_vec());
+    let v = c
+        .read_many(0, &["fe/backend", "fe/missing", "fe/mac"])
+        .unwrap();
+    assert_eq!(
+        v,
+        [
+            Ok(String::from("/local/domain/0/backend/vif/1/0")),
+            Err(XsError::Error(XenError::ENOENT)),
+            Ok(String::from("00:16:3e:00:00:02"))
+        ]
+    );
+    assert_eq!(c.stats.round_trips, 1);
+    assert_eq!(c.link().waits, 1);
+    assert_eq!(c.read_many(0, &[]).unwrap(), []);
+}
+
+#[test]
+fn a_daemon_that_stops_answering_fails_the_batch_in_time() {
+    let (mut c, d, _p) = client(Faults {
+        lazy: true,
+        ..Faults::default()
+    });
+    d.borrow_mut().faults.mute = true;
+    assert_eq!(c.read_many(0, &["a", "b"]), Err(XsError::Timeout));
+    assert_eq!(c.write_many(0, &[("a", b"1")]), Err(XsError::Timeout));
+}
+
+#[test]
 fn write_many_splits_what_does_not_fit_the_ring_at_once() {
     let (mut c, d, _p) = client(Faults {
         lazy: true,
