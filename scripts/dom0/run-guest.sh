@@ -415,10 +415,6 @@ if [ "$state" != poweroff ]; then
         | sed "s/^/HARNESS: xl-dmesg: /"
 fi
 h "guest $name end state=$state reason=$reason seconds=$end"
-# The destroy runs in the background: an `xl destroy` stuck in the kernel
-# (uninterruptible, so even `timeout -k` cannot end it) has stalled whole
-# sessions after a PV guest. It is reported with where it sleeps, and left
-# behind so the next guest can run.
 # The toolstack's steps (see the top): the hotplug script ended when xl
 # logged its next line.
 if [ -f "/tmp/xl-steps-$name.log" ]; then
@@ -433,6 +429,10 @@ if [ -f "/tmp/xl-steps-$name.log" ]; then
     ' "/tmp/xl-steps-$name.log" | while IFS= read -r l; do h "guest $name early| $l"; done
     rm -f "/tmp/xl-steps-$name.log"
 fi
+# The destroy runs in the background: an `xl destroy` stuck in the kernel
+# (uninterruptible, so even `timeout -k` cannot end it) has stalled whole
+# sessions after a PV guest. It is reported with where it sleeps, and left
+# behind so the next guest can run.
 xlt 30 destroy "$name" >/dev/null 2>&1 &
 dpid=$!
 for _ in $(seq 400); do

@@ -166,16 +166,11 @@ pub fn run(reps: u32) -> Result<()> {
     let mut kinds = Vec::new();
     for r in 1..=reps {
         for k in super::Kind::ALL {
-            let mib = if k == super::Kind::LinuxPv {
-                super::linux::MIB
-            } else {
-                super::OUR_MIB
-            };
             guests.push(super::guest_spec(
                 &images,
                 k,
                 format!("create-{}-{r}", k.tag()),
-                mib,
+                k.timed_mib(),
                 CREATE_DOM0,
                 true,
                 240,
@@ -273,7 +268,7 @@ pub fn run(reps: u32) -> Result<()> {
         .iter()
         .map(|(t, b)| (t.as_str(), b.clone()))
         .collect();
-    table.push_str("\nEcho's network bring-up, the same report (from `main`: xenstore connected, backend at InitWait after dom0's hotplug, our grants, backend connected, address configured):\n");
+    table.push_str("\nEcho's network bring-up, the same report (from `main`: xenstore connected, the device's and backend's keys read, our grants, backend connected, address configured):\n");
     table.push_str(&phase_table(&net));
     let boots: Vec<(super::Kind, &harness::GuestRun)> =
         kinds.iter().copied().zip(&runs[create_at..]).collect();

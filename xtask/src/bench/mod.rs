@@ -56,6 +56,14 @@ impl Kind {
             Kind::LinuxPv => "linux-pv",
         }
     }
+    /// The domain's memory in the timed boots (MiB).
+    pub(super) fn timed_mib(self) -> u32 {
+        if self == Kind::LinuxPv {
+            linux::MIB
+        } else {
+            OUR_MIB
+        }
+    }
     pub(super) fn title(self) -> &'static str {
         match self {
             Kind::OursPv => "ours PV",
@@ -196,11 +204,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
     let mut guests = Vec::new();
     for r in 1..=reps {
         for k in Kind::ALL {
-            let mib = if k == Kind::LinuxPv {
-                linux::MIB
-            } else {
-                OUR_MIB
-            };
+            let mib = k.timed_mib();
             guests.push(spec(k, format!("{}-{r}", k.tag()), mib, NET, true, 240));
         }
     }
@@ -300,7 +304,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
     for (i, k) in Kind::ALL.iter().enumerate() {
         let linux = *k == Kind::LinuxPv;
         metrics[0].samples[i].push(if linux { linux_size } else { echo.size as f64 });
-        metrics[2].samples[i].push(f64::from(if linux { linux::MIB } else { OUR_MIB }));
+        metrics[2].samples[i].push(f64::from(k.timed_mib()));
         let steps: Vec<(u32, bool)> = ladder
             .iter()
             .zip(&runs[timed..])
