@@ -56,6 +56,13 @@ pub trait Backend {
         }
         Ok(())
     }
+
+    /// A reading of a free-running cycle counter (the TSC), for the
+    /// mapper's own time counters ([`crate::Stats::check_cycles`],
+    /// [`crate::Stats::fill_cycles`]); 0, the default, for none.
+    fn cycles(&self) -> u64 {
+        0
+    }
 }
 
 /// A backend borrowed for good (the runtime picks PV or native at boot and
@@ -84,6 +91,9 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     }
     fn write_table(&mut self, frame: Pfn, entries: &[u64; ENTRIES]) -> Result<(), XenError> {
         (**self).write_table(frame, entries)
+    }
+    fn cycles(&self) -> u64 {
+        (**self).cycles()
     }
 }
 

@@ -698,6 +698,8 @@ pub struct ModelBackend {
     pub xen: XenModel,
     /// Longest run merged into one multicall entry.
     pub max_run: usize,
+    /// The model's cycle counter: one tick per reading.
+    pub clock: core::cell::Cell<u64>,
 }
 
 impl ModelBackend {
@@ -706,6 +708,7 @@ impl ModelBackend {
         ModelBackend {
             xen,
             max_run: crate::mmu::QUEUE,
+            clock: core::cell::Cell::new(0),
         }
     }
 }
@@ -746,6 +749,11 @@ impl Backend for ModelBackend {
 
     fn paravirt(&self) -> bool {
         true
+    }
+
+    fn cycles(&self) -> u64 {
+        self.clock.set(self.clock.get() + 1);
+        self.clock.get()
     }
 
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {

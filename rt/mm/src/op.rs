@@ -185,6 +185,12 @@ pub struct Stats {
     pub tables_filled: u64,
     /// Present entries written into those tables before they were linked.
     pub entries_filled: u64,
+    /// Backend cycles spent on the mapper's checks of the frames a map
+    /// names, before anything is queued (0 without a backend clock).
+    pub check_cycles: u64,
+    /// Backend cycles spent computing and storing new L1 tables' entries
+    /// (the build of build-then-link; 0 without a backend clock).
+    pub fill_cycles: u64,
 }
 
 impl Stats {

@@ -91,6 +91,10 @@ impl Backend for NativeBackend {
         false
     }
 
+    fn cycles(&self) -> u64 {
+        crate::arch::rdtsc()
+    }
+
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
         if index >= rt_mm::pte::ENTRIES || frame.0 >= self.limit {
             return Err(XenError::EINVAL);

@@ -207,6 +207,10 @@ impl Backend for PvBackend {
         true
     }
 
+    fn cycles(&self) -> u64 {
+        crate::arch::rdtsc()
+    }
+
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
         if index >= rt_mm::pte::ENTRIES {
             return Err(XenError::EINVAL);

@@ -52,6 +52,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
     ) -> Result<Pending<'_, 't, B>, MapError> {
         Self::check_range(va, pages)?;
         // Pass 1: our own checks, before anything is queued.
+        let t0 = self.backend.cycles();
         for i in 0..pages {
             let pfn = pfn_at(i);
             self.hw(pfn)?;
@@ -59,6 +60,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 return Err(MapError::PageTableFrame(pfn));
             }
         }
+        self.stats.check_cycles += self.backend.cycles().wrapping_sub(t0);
         self.submit()?;
         let flags = prot.leaf_flags();
         self.map_with(space, va, pages, frames, |m, i| {

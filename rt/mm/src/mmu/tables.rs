@@ -134,6 +134,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         }
         self.types[t.0 as usize] = Level::L1 as u8;
         let mut filled = 0;
+        let t0 = self.backend.cycles();
         // Built in a buffer, stored with one backend call: the per-entry
         // work is the caller's `entry_at` alone.
         let mut fill = || -> Result<(), MapError> {
@@ -146,7 +147,9 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 .write_table(t, &entries)
                 .map_err(|_| MapError::NotWritable(t))
         };
-        if let Err(e) = fill() {
+        let filling = fill();
+        self.stats.fill_cycles += self.backend.cycles().wrapping_sub(t0);
+        if let Err(e) = filling {
             self.types[t.0 as usize] = 0;
             frames.free_frame(t);
             return Err(e);
