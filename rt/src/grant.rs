@@ -160,16 +160,23 @@ pub(crate) fn resume(new_domain: bool) -> Result<(), GrantError> {
 /// Runs `f` with the table (set up on first use), after releasing the
 /// deferred pages the peer has let go of.
 fn with<R>(f: impl FnOnce(&mut State) -> Result<R, GrantError>) -> Result<R, GrantError> {
+    let mut g = STATE.lock();
+    f(ready(&mut g)?)
+}
+
+/// The table, set up on first use, its deferred pages reaped: the part of
+/// [`with`] that does not depend on its caller, compiled once.
+#[inline(never)]
+fn ready(g: &mut Option<State>) -> Result<&mut State, GrantError> {
     if !crate::platform::platform().is_xen() {
         return Err(GrantError::NoHypervisor);
     }
-    let mut g = STATE.lock();
     if g.is_none() {
         *g = Some(setup()?);
     }
     let s = g.as_mut().ok_or(GrantError::NoHypervisor)?;
     reap(s);
-    f(s)
+    Ok(s)
 }
 
 /// Ends what it can of the deferred grants and frees their pages.

@@ -74,6 +74,16 @@ static CLIENT: Mutex<Option<Client<StoreLink>>> = Mutex::new(None);
 /// Runs `f` with the connection (opened on first use), with a fresh deadline.
 fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Result<R, XsError> {
     let mut g = CLIENT.lock();
+    let c = open(&mut g)?;
+    let r = f(c);
+    ROUND_TRIPS.store(c.stats.round_trips, Ordering::Relaxed);
+    r
+}
+
+/// The connection, opened on first use, with a fresh deadline: the part of
+/// [`with`] that does not depend on its caller, compiled once.
+#[inline(never)]
+fn open(g: &mut Option<Client<StoreLink>>) -> Result<&mut Client<StoreLink>, XsError> {
     if g.is_none() {
         let va = LOCATION.load(Ordering::Acquire);
         let page = NonNull::new(va as *mut XenstoreInterface).ok_or(XsError::Broken)?;
@@ -88,9 +98,7 @@ fn with<R>(f: impl FnOnce(&mut Client<StoreLink>) -> Result<R, XsError>) -> Resu
     }
     let c = g.as_mut().ok_or(XsError::Broken)?;
     c.link_mut().deadline = Instant::now().after(TIMEOUT);
-    let r = f(c);
-    ROUND_TRIPS.store(c.stats.round_trips, Ordering::Relaxed);
-    r
+    Ok(c)
 }
 
 /// The client's round trips so far, readable without its lock (the boot

@@ -72,9 +72,10 @@ impl fmt::Display for Op {
                 table,
                 index,
                 value,
-            } => write!(f, "write {table}[{index}] = {value:#x}"),
+                // Widened: the image then formats one integer type fewer.
+            } => write!(f, "write {table}[{}] = {value:#x}", u32::from(index)),
             Op::ClearPage { frame } => write!(f, "clear {frame}"),
-            Op::Pin { level, table } => write!(f, "pin {table} as L{}", level as u8),
+            Op::Pin { level, table } => write!(f, "pin {table} as L{}", u32::from(level as u8)),
             Op::Unpin { table } => write!(f, "unpin {table}"),
             Op::Activate { l4 } => write!(f, "activate {l4}"),
             Op::Invlpg { va } => write!(f, "invlpg {va:#x}"),

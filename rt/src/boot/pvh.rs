@@ -61,7 +61,7 @@ unsafe extern "C" fn rt_pvh_entry(start_info_pa: u64) -> ! {
     // SAFETY: the loader placed hvm_start_info at this address (checked mapped above).
     let si: &'static HvmStartInfo = unsafe { &*(start_info_pa as *const HvmStartInfo) };
     if let Err(e) = si.validate() {
-        crate::console::println!("rt: invalid hvm_start_info: {e:?}");
+        crate::console::println!("rt: invalid hvm_start_info: {e}");
         crate::exit::crash();
     }
     // Copy what we need out of the loader's data before memory is handed out:

@@ -100,6 +100,12 @@ pub fn register<D: Device + 'static>(dev: &Arc<Mutex<D>>) -> Registration {
 /// they registered. The registry is not locked while `f` runs (each device
 /// is), so `f` may register or drop devices.
 pub fn for_each(mut f: impl FnMut(&mut dyn Device)) {
+    visit(&mut f);
+}
+
+/// [`for_each`]'s body, compiled once for every caller's closure.
+#[inline(never)]
+fn visit(f: &mut dyn FnMut(&mut dyn Device)) {
     let live: Vec<Arc<Mutex<dyn Device>>> = REGISTRY
         .lock()
         .iter()

@@ -233,7 +233,7 @@ static IDLE_POLL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 pub(crate) fn apply_cmdline() -> Delivery {
     let asked = crate::bootinfo::boot_info()
         .cmdline()
-        .split_whitespace()
+        .split_ascii_whitespace()
         .any(|w| w == "rt.idle=poll");
     IDLE_POLL.store(asked, Ordering::Release);
     if asked && delivery() == Delivery::HvmVector {

@@ -9,8 +9,9 @@ use spin::Mutex;
 const NAMED: usize = 8;
 const OPEN: usize = 32;
 
-/// Named ports (0: free slot).
-static NAMES: Mutex<[(u32, &str); NAMED]> = Mutex::new([(0, ""); NAMED]);
+/// Named ports (0 and `None`: free slot; all zero bytes when empty, so the
+/// table sits in `.bss`, not in the image).
+static NAMES: Mutex<[(u32, Option<&str>); NAMED]> = Mutex::new([(0, None); NAMED]);
 /// Ports of the open channels (0: free slot).
 static CHANNELS: Mutex<[u32; OPEN]> = Mutex::new([0; OPEN]);
 
@@ -21,7 +22,7 @@ pub(crate) fn name_port(port: Port, what: &'static str) {
     let slot = (names.iter().position(|&(p, _)| p == port.0))
         .or_else(|| names.iter().position(|&(p, _)| p == 0));
     if let Some(i) = slot {
-        names[i] = (port.0, what);
+        names[i] = (port.0, Some(what));
     }
 }
 
@@ -31,7 +32,7 @@ pub(super) fn named() -> impl Iterator<Item = (&'static str, Port)> {
     names
         .into_iter()
         .filter(|&(p, _)| p != 0)
-        .map(|(p, what)| (what, Port(p)))
+        .map(|(p, what)| (what.unwrap_or_default(), Port(p)))
 }
 
 /// Tracks an open channel's port.
@@ -48,7 +49,7 @@ pub(super) fn closed(port: Port) {
         *slot = 0;
     }
     if let Some(slot) = NAMES.lock().iter_mut().find(|(p, _)| *p == port.0) {
-        *slot = (0, "");
+        *slot = (0, None);
     }
 }
 
@@ -62,6 +63,6 @@ pub(super) fn all() -> impl Iterator<Item = Port> {
 
 /// Forgets every port (they are gone: the domain was restored).
 pub(super) fn reset() {
-    *NAMES.lock() = [(0, ""); NAMED];
+    *NAMES.lock() = [(0, None); NAMED];
     *CHANNELS.lock() = [0; OPEN];
 }

@@ -85,7 +85,7 @@ impl core::fmt::Display for NetError {
 
 /// Parses `a.b.c.d/len`.
 pub fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
-    let (a, l) = s.trim().split_once('/')?;
+    let (a, l) = s.trim_ascii().split_once('/')?;
     let addr: Ipv4Address = a.parse().ok()?;
     let len: u8 = l.parse().ok().filter(|&l| l <= 32)?;
     Some(Ipv4Cidr::new(addr, len))
@@ -95,7 +95,7 @@ pub fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
 /// the image's `[network]`.
 pub fn config() -> Result<Addressing, NetError> {
     let cmd = crate::bootinfo::boot_info().cmdline();
-    let word = |k: &str| cmd.split_whitespace().find_map(|w| w.strip_prefix(k));
+    let word = |k: &str| cmd.split_ascii_whitespace().find_map(|w| w.strip_prefix(k));
     let ip = word("ip=").or(built_in("ip"));
     let dns = word("dns=").or(built_in("dns"));
     let gw = word("gw=").or(built_in("gateway"));
@@ -261,7 +261,7 @@ pub fn up_with(limits: Limits) -> Result<Stack, NetError> {
     );
     let cmd = crate::bootinfo::boot_info().cmdline();
     let dns = cmd
-        .split_whitespace()
+        .split_ascii_whitespace()
         .find_map(|w| w.strip_prefix("dns="))
         .or(built_in("dns"))
         .and_then(|d| d.parse::<Ipv4Address>().ok())

@@ -294,7 +294,7 @@ impl Vif {
     fn backend_takes_gso(backend: &str) -> bool {
         let off = crate::bootinfo::boot_info()
             .cmdline()
-            .split_whitespace()
+            .split_ascii_whitespace()
             .any(|w| w == "net.gso=off");
         if off {
             return false;
@@ -306,7 +306,7 @@ impl Vif {
         // Both in one round trip.
         crate::xenstore::read_many(&[&keys[0], &keys[1]])
             .iter()
-            .all(|v| v.as_ref().is_ok_and(|v| v.trim() == "1"))
+            .all(|v| v.as_ref().is_ok_and(|v| v.trim_ascii() == "1"))
     }
 
     /// Grants the two ring pages and the buffer pages to the backend — 256

@@ -49,9 +49,12 @@ impl XenError {
 
 impl fmt::Display for XenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sign and magnitude: the image then needs no `i32` formatting.
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let n = self.0.unsigned_abs();
         match self.name() {
-            Some(n) => write!(f, "{n} ({})", self.0),
-            None => write!(f, "errno {}", self.0),
+            Some(name) => write!(f, "{name} ({sign}{n})"),
+            None => write!(f, "errno {sign}{n}"),
         }
     }
 }
@@ -74,5 +77,7 @@ mod tests {
     fn display_names_known_errnos() {
         assert_eq!(XenError::EBUSY.to_string(), "EBUSY (16)");
         assert_eq!(XenError(4000).to_string(), "errno 4000");
+        assert_eq!(XenError(-7).to_string(), "errno -7");
+        assert_eq!(XenError(i32::MIN).to_string(), "errno -2147483648");
     }
 }

@@ -64,6 +64,22 @@ pub enum StartInfoError {
     TooManyEntries(u32),
 }
 
+impl core::fmt::Display for StartInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartInfoError::BadMagic(m) => {
+                write!(
+                    f,
+                    "magic {m:#x} (want {HVM_START_MAGIC:#x}): not a PVH boot"
+                )
+            }
+            StartInfoError::TooManyEntries(n) => {
+                write!(f, "{n} memory map entries (at most {MAX_MEMMAP_ENTRIES})")
+            }
+        }
+    }
+}
+
 impl HvmStartInfo {
     /// Checks the fields that later code relies on.
     pub fn validate(&self) -> Result<(), StartInfoError> {
@@ -137,6 +153,15 @@ mod tests {
             0
         );
         assert_eq!(info().memmap_len(), 3);
+        // The boot's crash line says what was wrong and what was wanted.
+        assert_eq!(
+            alloc::format!("{}", StartInfoError::BadMagic(1)),
+            "magic 0x1 (want 0x336ec578): not a PVH boot"
+        );
+        assert_eq!(
+            alloc::format!("{}", StartInfoError::TooManyEntries(100_000)),
+            "100000 memory map entries (at most 128)"
+        );
     }
 
     #[test]

@@ -25,6 +25,17 @@ pub enum RingError {
     },
 }
 
+impl core::fmt::Display for RingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RingError::Corrupt { prod, cons } => write!(
+                f,
+                "indices corrupt (prod {prod}, cons {cons}: more than the ring holds)"
+            ),
+        }
+    }
+}
+
 /// Where the two rings and the four indices lie in a page, in bytes from
 /// its start (computed with `offset_of!` by each page type).
 #[derive(Clone, Copy, Debug)]

@@ -19,7 +19,7 @@ pub const SPEC: Spec = Spec {
     frontend: &[FrontendKey {
         name: "virtual-device",
         what: "a device number",
-        valid: |v| v.trim().parse::<u32>().is_ok(),
+        valid: |v| v.trim_ascii().parse::<u32>().is_ok(),
     }],
     required: &[],
     offered: &["max-ring-page-order"],
@@ -40,7 +40,7 @@ pub fn ring_order(dev: &Device) -> u32 {
     dev.offered
         .iter()
         .find(|(k, _)| *k == "max-ring-page-order")
-        .and_then(|(_, v)| v.as_deref()?.trim().parse::<u32>().ok())
+        .and_then(|(_, v)| v.as_deref()?.trim_ascii().parse::<u32>().ok())
         .map_or(0, |o| o.min(MAX_RING_ORDER))
 }
 
@@ -117,7 +117,7 @@ fn number<B: Bus>(bus: &mut B, dir: &str, key: &str) -> Result<Option<u64>, Hand
     match read(bus, &path) {
         None => Ok(None),
         Some(v) => {
-            let t = v.trim();
+            let t = v.trim_ascii();
             if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(HandshakeError::Key(
                     path,
@@ -132,7 +132,7 @@ fn number<B: Bus>(bus: &mut B, dir: &str, key: &str) -> Result<Option<u64>, Hand
 }
 
 fn flag<B: Bus>(bus: &mut B, dir: &str, key: &str) -> bool {
-    read(bus, &format!("{dir}/{key}")).is_some_and(|v| v.trim() == "1")
+    read(bus, &format!("{dir}/{key}")).is_some_and(|v| v.trim_ascii() == "1")
 }
 
 /// Reads the disk the backend describes (it is Connected: its keys exist).
@@ -161,7 +161,7 @@ pub fn geometry<B: Bus>(bus: &mut B, backend: &str) -> Result<Geometry, Handshak
         return Err(bad("sectors", format!("{sectors} sectors overflow")));
     }
     let info = number(bus, backend, "info")?.unwrap_or(0);
-    let mode_ro = read(bus, &format!("{backend}/mode")).is_some_and(|m| m.trim() == "r");
+    let mode_ro = read(bus, &format!("{backend}/mode")).is_some_and(|m| m.trim_ascii() == "r");
     let indirect = number(bus, backend, "feature-max-indirect-segments")?.unwrap_or(0);
     let indirect_segments = if indirect > super::blkif::MAX_DIRECT_SEGMENTS as u64 {
         indirect.min(u64::from(MAX_SEGMENTS)) as u32

@@ -193,7 +193,7 @@ impl fmt::Display for HandshakeError {
 /// A state value: decimal digits only (surrounding whitespace allowed);
 /// anything else is no state.
 pub fn parse_state(s: &str) -> Option<u32> {
-    let t = s.trim();
+    let t = s.trim_ascii();
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -224,7 +224,7 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     let mut next = || values.next().unwrap_or(Err(XsError::Broken));
     let path = &paths[0];
     let backend = match next() {
-        Ok(b) if !b.trim().is_empty() => String::from(b.trim()),
+        Ok(b) if !b.trim_ascii().is_empty() => String::from(b.trim_ascii()),
         Ok(_) => return Err(HandshakeError::Key(path.clone(), "empty".into())),
         Err(XsError::Error(XenError::ENOENT)) => return Err(HandshakeError::NoDevice(frontend)),
         Err(e) => return Err(HandshakeError::Key(path.clone(), format!("{e}"))),
@@ -232,7 +232,7 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     let path = paths[1].clone();
     let v = key_of(&path, next())?;
     let backend_id = v
-        .trim()
+        .trim_ascii()
         .parse::<u16>()
         .ok()
         .filter(|&id| id < DOMID_FIRST_RESERVED)
@@ -376,7 +376,7 @@ fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<()
     for (r, path) in spec.required.iter().zip(&paths) {
         let path = path.clone();
         let v = key_of(&path, values.next().unwrap_or(Err(XsError::Broken)))?;
-        if v.trim() != "1" {
+        if v.trim_ascii() != "1" {
             return Err(HandshakeError::Key(
                 path,
                 format!("{}: {}", Shown(&v), r.why),
@@ -468,7 +468,7 @@ pub fn rearm<B: Bus>(
     match bus.read(&online) {
         Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{backend} was removed"))),
         Err(e) => return Err(HandshakeError::Key(online, format!("{e}"))),
-        Ok(v) if v.trim() != "1" => {
+        Ok(v) if v.trim_ascii() != "1" => {
             return Ok(Rearmed::Gone(format!("{online} reads {}", Shown(&v))));
         }
         Ok(_) => {}

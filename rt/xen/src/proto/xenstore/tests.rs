@@ -4,7 +4,7 @@
 extern crate std;
 use super::*;
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use core::cell::RefCell;
 use proptest::prelude::*;
