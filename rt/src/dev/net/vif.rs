@@ -175,9 +175,10 @@ impl State {
             Ok((link, mac)) => {
                 if mac != self.mac {
                     crate::console::println!(
-                        "rt: net: {} came back with MAC {mac:02x?} (was {:02x?}): keeping ours",
+                        "rt: net: {} came back with MAC {} (was {}): keeping ours",
                         self.frontend,
-                        self.mac
+                        smoltcp::wire::EthernetAddress(mac),
+                        smoltcp::wire::EthernetAddress(self.mac)
                     );
                 }
                 self.earlier.add(&self.link.nf.stats);

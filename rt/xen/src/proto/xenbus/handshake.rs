@@ -177,10 +177,16 @@ impl fmt::Display for HandshakeError {
                 want,
                 seen,
                 waited_ms,
-            } => write!(
-                f,
-                "the backend did not reach state {want} within {waited_ms} ms (last seen: {seen:?})"
-            ),
+            } => {
+                write!(
+                    f,
+                    "the backend did not reach state {want} within {waited_ms} ms (last seen: "
+                )?;
+                match seen {
+                    Some(s) => write!(f, "{s})"),
+                    None => f.write_str("none)"),
+                }
+            }
             HandshakeError::Closed { want, state } => write!(
                 f,
                 "the backend went to state {state} while we waited for state {want}"
