@@ -240,7 +240,7 @@ async fn source(mut s: TcpStream) {
     }
     // `<count>` or `<count> fast` (no CRC: the bench's throughput figure).
     let text = core::str::from_utf8(&line[..got]).unwrap_or("");
-    let mut words = text.split_whitespace();
+    let mut words = text.split_ascii_whitespace();
     let count = words
         .next()
         .and_then(|w| w.parse::<u64>().ok())
@@ -367,9 +367,19 @@ fn net_stats_line() -> alloc::string::String {
     ) + &interval_line(&info)
 }
 
-/// What the previous stats line saw: its figures become this one's base.
-static LAST: spin::Mutex<Option<(rt::net::Latency, rt::sched::IdleStats, u64, Duration)>> =
-    spin::Mutex::new(None);
+/// What the previous stats line saw (all zero before the first, which
+/// counts from boot): its figures become this one's base. All-zero when
+/// empty, so it sits in `.bss`, not in the image.
+static LAST: spin::Mutex<(rt::net::Latency, rt::sched::IdleStats, u64, Duration)> =
+    spin::Mutex::new((
+        rt::net::Latency::new(),
+        rt::sched::IdleStats {
+            blocks: 0,
+            blocked: Duration::ZERO,
+        },
+        0,
+        Duration::ZERO,
+    ));
 
 /// The guest's share of the time since the previous stats line (since boot
 /// for the first): wake-up to reply sent (`NetInfo::turnaround`), time
@@ -377,7 +387,7 @@ static LAST: spin::Mutex<Option<(rt::net::Latency, rt::sched::IdleStats, u64, Du
 fn interval_line(info: &rt::net::NetInfo) -> alloc::string::String {
     let idle = rt::sched::idle_stats();
     let now = (info.turnaround, idle, info.polls, info.poll_time);
-    let base = LAST.lock().replace(now).unwrap_or_default();
+    let base = core::mem::replace(&mut *LAST.lock(), now);
     alloc::format!(
         "; since the last stats: wake->send {}; blocked {} ms in {} blocks; {} polls in {} ms",
         info.turnaround.since(&base.0),

@@ -1,5 +1,6 @@
 //! Sockets and tasks for apps, as pure logic over any smoltcp interface:
-//! [`TcpListener`], [`TcpStream`], [`UdpSocket`] and [`dns`] lookups with
+//! [`TcpListener`], [`TcpStream`], [`UdpSocket`] and `dns` lookups (with
+//! the `dns` feature) with
 //! blocking calls, timeouts and typed errors ([`SocketError`]), implementing
 //! `embedded-io`'s `Read`/`Write` and `embedded-io-async`'s; and a small
 //! executor ([`exec`]) whose tasks wake on socket readiness and timers.
@@ -19,6 +20,7 @@
 
 extern crate alloc;
 
+#[cfg(feature = "dns")]
 pub mod dns;
 mod error;
 pub mod exec;

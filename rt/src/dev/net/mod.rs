@@ -6,7 +6,7 @@
 //! `image.toml` (built into the image); `ip=dhcp` asks a DHCP server and
 //! keeps the lease renewed — and installs the one network [`Stack`] of the
 //! domain. On it the app opens [`TcpListener`], [`TcpStream`], [`UdpSocket`]
-//! and looks names up ([`dns::resolve`]); blocking calls and the executor
+//! and looks names up (`dns::resolve`, with rt's `dns` feature); blocking calls and the executor
 //! (`rt::task`) run the stack themselves, blocking the vCPU until the
 //! backend signals or smoltcp's next timer — an idle server uses no CPU.
 //! The socket types, their errors and the executor are the host-tested
@@ -18,9 +18,13 @@ pub mod vif;
 
 pub use embedded_io as io;
 pub use embedded_io_async as io_async;
+/// Name lookups (rt's `dns` feature: smoltcp's DNS socket is linked only
+/// into apps that ask for it).
+#[cfg(feature = "dns")]
+pub use rt_net::dns;
 pub use rt_net::{
     IpAddress, IpEndpoint, Ipv4Address, Latency, Limits, SocketError, Stack, StackStats,
-    TcpListener, TcpOptions, TcpStream, UdpSocket, dns,
+    TcpListener, TcpOptions, TcpStream, UdpSocket,
 };
 
 use alloc::vec;

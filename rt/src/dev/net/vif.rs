@@ -292,6 +292,8 @@ impl Vif {
     /// offers `feature-gso-tcpv4` and `feature-sg` (each exactly "1"; any
     /// other value, or none, is no), and the command line does not say
     /// `net.gso=off`.
+    // Cold (once per connection): kept out of line, the image is smaller.
+    #[inline(never)]
     fn backend_takes_gso(backend: &str) -> bool {
         let off = crate::bootinfo::boot_info()
             .cmdline()
@@ -314,6 +316,8 @@ impl Vif {
     /// each way, fewer in a guest short of memory ([`buffers_for`] the free
     /// frames) — and allocates its event channel (masked until connected).
     #[allow(clippy::type_complexity)]
+    // Cold (once per connection): kept out of line, the image is smaller.
+    #[inline(never)]
     fn set_up(
         backend_id: u16,
     ) -> Result<(([GrantedPage; 2], Bufs, Netfront, Channel), Rings), String> {

@@ -41,6 +41,8 @@ impl Netfront {
 
     /// The same with only `buffers` buffers each way (ids `0..buffers`;
     /// clamped to [`MIN_BUFFERS`]`..=`[`SLOTS`]; the grants beyond are unused).
+    // Cold (once per connection): kept out of line, the image is smaller.
+    #[inline(never)]
     pub fn with_buffers(
         tx: FrontRing<Tx>,
         rx: FrontRing<Rx>,

@@ -78,6 +78,8 @@ pub struct Vif {
 /// Runs the handshake for `device/vif/<devid>`: `setup` gets the device
 /// (with its MAC) once the backend is ready, and returns the resources to
 /// keep and the rings to publish.
+// Cold (once per connection): kept out of line, the image is smaller.
+#[inline(never)]
 pub fn connect<B: Bus, R>(
     bus: &mut B,
     devid: u32,

@@ -134,7 +134,7 @@ impl Device {
     pub fn offers(&self, feature: &str) -> bool {
         self.offered
             .iter()
-            .any(|(k, v)| *k == feature && v.as_deref().map(str::trim) == Some("1"))
+            .any(|(k, v)| *k == feature && v.as_deref().map(str::trim_ascii) == Some("1"))
     }
 }
 
@@ -213,6 +213,8 @@ fn key_of(path: &str, read: Result<String, XsError>) -> Result<String, Handshake
 
 /// Reads `device/<class>/<devid>`'s keys: the backend's directory and
 /// domain, and the spec's frontend keys (each checked).
+// Cold (once per connection): kept out of line, the image is smaller.
+#[inline(never)]
 pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Device, HandshakeError> {
     let frontend = format!("device/{}/{devid}", spec.class);
     // All of the frontend's keys at once: `backend`, `backend-id`, then the
@@ -369,6 +371,8 @@ pub fn wait_backend<B: Bus>(
 
 /// Reads what the backend offers and checks what the spec requires (the
 /// backend is ready: its keys exist).
+// Cold (once per connection): kept out of line, the image is smaller.
+#[inline(never)]
 fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<(), HandshakeError> {
     // The required keys, then the offered ones, all at once.
     let paths: Vec<String> = spec
@@ -402,6 +406,8 @@ fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<()
 /// the resources to keep (dropped if a later step fails) and the frontend
 /// keys to publish (ring references, event channel, features); the
 /// spec's state is published with them. Each wait gets `timeout_ms`.
+// Cold (once per connection): kept out of line, the image is smaller.
+#[inline(never)]
 pub fn connect<B: Bus, R>(
     bus: &mut B,
     spec: &Spec,
