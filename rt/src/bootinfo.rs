@@ -7,9 +7,9 @@
 use core::fmt;
 use core::time::Duration;
 
+use rt_xen::once::Once;
 use rt_xen::proto::untrusted::Escaped;
 use rt_xen::timeline::Counts;
-use spin::Once;
 
 use crate::platform::Platform;
 

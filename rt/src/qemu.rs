@@ -2,7 +2,7 @@
 //! `isa-debug-exit` device, and a TSC calibrated against the PIT.
 //!
 //! May import: `arch`.
-use spin::Once;
+use rt_xen::once::Once;
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550Tty};
 use x86_64::instructions::port::Port;

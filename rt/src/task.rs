@@ -46,7 +46,7 @@ impl Reactor for RtReactor {
     }
 }
 
-static EXEC: spin::Once<Executor> = spin::Once::new();
+static EXEC: rt_xen::once::Once<Executor> = rt_xen::once::Once::new();
 
 fn exec() -> &'static Executor {
     EXEC.call_once(|| Executor::new(Arc::new(RtReactor)))

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Beside them, `timeline`: the boot timeline's marks and per-phase counts
-//! (pure bookkeeping; the runtime stamps it).
+//! (pure bookkeeping; the runtime stamps it); and `once`: the set-once cell
+//! of the runtime's statics.
 //!
 //! Nothing imports upward: a driver may use every protocol and the whole
 //! ABI, a protocol never names a device. Everything here builds and is
@@ -26,6 +27,7 @@ extern crate alloc;
 
 pub mod abi;
 pub mod dev;
+pub mod once;
 pub mod proto;
 pub mod timeline;
 

@@ -7,7 +7,7 @@
 //! Handlers are the assembly stubs of traps.S (`set_handler_fn` needs the
 //! nightly x86-interrupt ABI).
 use rt_xen::abi::PAGE_SIZE;
-use spin::Once;
+use rt_xen::once::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
