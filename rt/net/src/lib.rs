@@ -1,8 +1,7 @@
 //! Sockets and tasks for apps, as pure logic over any smoltcp interface:
-//! [`TcpListener`], [`TcpStream`], [`UdpSocket`] and `dns` lookups (with
-//! the `dns` feature) with
-//! blocking calls, timeouts and typed errors ([`SocketError`]), implementing
-//! `embedded-io`'s `Read`/`Write` and `embedded-io-async`'s; and a small
+//! [`TcpListener`], [`TcpStream`], [`UdpSocket`] and, with the `dns`
+//! feature, `dns` lookups; blocking calls, timeouts and typed errors
+//! ([`SocketError`]), implementing `embedded-io`'s `Read`/`Write` and `embedded-io-async`'s; and a small
 //! executor ([`exec`]) whose tasks wake on socket readiness and timers.
 //!
 //! The network is a [`Stack`]: the socket set plus a [`Driver`] — whatever

@@ -6,9 +6,9 @@
 //! `image.toml` (built into the image); `ip=dhcp` asks a DHCP server and
 //! keeps the lease renewed — and installs the one network [`Stack`] of the
 //! domain. On it the app opens [`TcpListener`], [`TcpStream`], [`UdpSocket`]
-//! and looks names up (`dns::resolve`, with rt's `dns` feature); blocking calls and the executor
-//! (`rt::task`) run the stack themselves, blocking the vCPU until the
-//! backend signals or smoltcp's next timer — an idle server uses no CPU.
+//! and, with rt's `dns` feature, looks names up (`dns::resolve`); blocking
+//! calls and the executor (`rt::task`) run the stack themselves, blocking
+//! the vCPU until the backend signals or smoltcp's next timer — an idle server uses no CPU.
 //! The socket types, their errors and the executor are the host-tested
 //! crate `rt-net`; this module is its driver for the vif ([`VifDriver`]).
 //!
