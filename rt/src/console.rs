@@ -290,7 +290,9 @@ pub fn read_line(buf: &mut [u8]) -> &str {
     let line = &buf[..len];
     match core::str::from_utf8(line) {
         Ok(s) => s,
-        Err(e) => core::str::from_utf8(&line[..e.valid_up_to()]).unwrap_or(""),
+        Err(e) => {
+            core::str::from_utf8(line.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or("")
+        }
     }
 }
 

@@ -100,24 +100,27 @@ impl Timeline {
         self.len == 0
     }
 
+    /// The marks taken (`len` never passes [`MAX_MARKS`]: [`Self::push`]).
+    fn kept(&self) -> &[(Option<&'static str>, u64, Counts)] {
+        self.marks.get(..self.len).unwrap_or(&self.marks)
+    }
+
     /// The last mark's name and TSC.
     pub fn last(&self) -> Option<(&'static str, u64)> {
-        self.len
-            .checked_sub(1)
-            .map(|i| (self.marks[i].0.unwrap_or_default(), self.marks[i].1))
+        self.kept().last().map(|m| (m.0.unwrap_or_default(), m.1))
     }
 
     /// The marks as (name, TSC ticks since the first mark).
     pub fn ticks(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let t0 = self.marks[0].1;
-        self.marks[..self.len]
+        self.kept()
             .iter()
             .map(move |&(n, t, _)| (n.unwrap_or_default(), t.wrapping_sub(t0)))
     }
 
     /// The phases: one per mark after the first.
     pub fn phases(&self) -> impl Iterator<Item = Phase> + '_ {
-        self.marks[..self.len].windows(2).map(|w| Phase {
+        self.kept().windows(2).map(|w| Phase {
             name: w[1].0.unwrap_or_default(),
             ticks: w[1].1.wrapping_sub(w[0].1),
             counts: w[1].2.since(w[0].2),
@@ -126,12 +129,9 @@ impl Timeline {
 
     /// Everything from the first mark to the last: (ticks, counts).
     pub fn total(&self) -> (u64, Counts) {
-        match self.len {
-            0 => (0, Counts::default()),
-            n => (
-                self.marks[n - 1].1.wrapping_sub(self.marks[0].1),
-                self.marks[n - 1].2.since(self.marks[0].2),
-            ),
+        match (self.kept().first(), self.kept().last()) {
+            (Some(a), Some(z)) => (z.1.wrapping_sub(a.1), z.2.since(a.2)),
+            _ => (0, Counts::default()),
         }
     }
 

@@ -53,7 +53,7 @@ pub fn offload_tcp(frame: &mut [u8]) -> bool {
     let Some((ihl, total)) = ipv4(frame) else {
         return false;
     };
-    if frame[14 + 9] != TCP || total - ihl < 20 {
+    if frame.get(14 + 9) != Some(&TCP) || total - ihl < 20 {
         return false;
     }
     set_pseudo_sum(frame, ihl, total - ihl);
@@ -61,22 +61,27 @@ pub fn offload_tcp(frame: &mut [u8]) -> bool {
 }
 
 /// Fills in the header checksum of the 20-byte IPv4 header `hdr`.
-pub(crate) fn set_ipv4_checksum(hdr: &mut [u8]) {
+pub(crate) fn set_ipv4_checksum(hdr: &mut [u8; 20]) {
     hdr[10..12].copy_from_slice(&[0, 0]);
-    let sum = !fold(ones_sum(0, &hdr[..20]));
+    let sum = !fold(ones_sum(0, hdr));
     hdr[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// Puts the pseudo-header sum of a TCP segment of `tcp_len` bytes into the
 /// checksum field of the TCP header that follows `frame`'s IPv4 header of
-/// `ihl` bytes (for offload; the caller checked the headers are there).
+/// `ihl` bytes (for offload; the caller checked the headers are there: a
+/// frame too short for them is left as it is).
 pub(crate) fn set_pseudo_sum(frame: &mut [u8], ihl: usize, tcp_len: usize) {
     const TCP: u8 = 6;
-    let ip = &mut frame[14..];
-    let mut sum = ones_sum(0, &ip[12..20]);
+    let Some(addresses) = frame.get(14 + 12..14 + 20) else {
+        return;
+    };
+    let mut sum = ones_sum(0, addresses);
     sum += u32::from(TCP) + tcp_len as u32;
-    let partial = fold(sum);
-    ip[ihl + 16..ihl + 18].copy_from_slice(&partial.to_be_bytes());
+    let [hi, lo] = fold(sum).to_be_bytes();
+    if let Some([a, b]) = frame.get_mut(14 + ihl + 16..14 + ihl + 18) {
+        (*a, *b) = (hi, lo);
+    }
 }
 
 /// What the backend does to a frame sent with `NETTXF_csum_blank`: sums
@@ -99,9 +104,11 @@ pub fn l4_checksum_ok(frame: &[u8]) -> bool {
     let Some((ihl, total)) = ipv4(frame) else {
         return true;
     };
-    let ip = &frame[14..];
+    // Both in the frame: `ipv4` checked 20 <= ihl <= total <= its length.
+    let (Some(ip), Some(l4)) = (frame.get(14..14 + 20), frame.get(14 + ihl..14 + total)) else {
+        return true;
+    };
     let proto = ip[9];
-    let l4 = &ip[ihl..total];
     match proto {
         TCP if l4.len() >= 20 => {}
         UDP if l4.len() >= 8 => {

@@ -61,16 +61,18 @@ pub fn segment(frame: &[u8]) -> Option<Segment> {
         return None;
     }
     let tcp = &ip[20..];
-    let thl = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    if thl < 20 || thl > tcp.len() || flags & !TCP_PSH != TCP_ACK || tcp[12] & 0x0f != 0 {
+    // The fixed TCP header: the length check above keeps it in the frame.
+    let th: &[u8; 20] = tcp.first_chunk()?;
+    let thl = usize::from(th[12] >> 4) * 4;
+    let flags = th[13];
+    if thl < 20 || thl > tcp.len() || flags & !TCP_PSH != TCP_ACK || th[12] & 0x0f != 0 {
         return None;
     }
     let payload = tcp.len() - thl;
     (payload > 0).then(|| Segment {
         hdr: 14 + 20 + thl,
         payload,
-        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
         psh: flags & TCP_PSH != 0,
     })
 }
@@ -136,9 +138,16 @@ impl Gather {
         {
             return false;
         }
-        let (a, b) = (&first[..self.first.hdr], &next[..s.hdr]);
         let ip = 14;
         let tcp = ip + 20;
+        // Both frames' headers are `hdr` bytes (equal above), at least the
+        // fixed Ethernet, IPv4 and TCP headers ([`segment`]): checked once
+        // here, the comparisons below stay in bounds without a check each.
+        let hdr = s.hdr;
+        if hdr < tcp + 20 || hdr > first.len() || hdr > next.len() {
+            return false;
+        }
+        let (a, b) = (&first[..hdr], &next[..hdr]);
         // Ethernet; IP version, header length, TOS; flags, TTL, protocol;
         // addresses; TCP ports; ack number; data offset; flags but PSH;
         // window; urgent pointer; options.
@@ -175,11 +184,13 @@ impl Gather {
     /// Rewrites the first frame's headers for the whole packet: IP total
     /// length and header checksum, PSH if the last segment had it, and
     /// the TCP checksum field set for offload (pseudo-header sum).
-    pub fn patch_first(&self, first: &mut [u8]) {
-        let ip = 14;
+    pub fn patch_first(&self, first: &mut [u8; PAGE]) {
+        const IP: usize = 14;
         let total = (self.first.hdr - 14 + self.payload) as u16;
-        first[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
-        super::csum::set_ipv4_checksum(&mut first[ip..ip + 20]);
+        let ip: &mut [u8; 20] = first[IP..].first_chunk_mut().expect("in the page");
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        super::csum::set_ipv4_checksum(ip);
+        let ip = IP;
         if self.last_psh {
             first[ip + 20 + 13] |= TCP_PSH;
         }
@@ -227,7 +238,7 @@ pub(crate) fn resegment(pkt: &[u8], mss: usize) -> alloc::vec::Vec<alloc::vec::V
             let total = (20 + thl + c.len()) as u16;
             f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
             f[ip + 4..ip + 6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
-            super::csum::set_ipv4_checksum(&mut f[ip..ip + 20]);
+            super::csum::set_ipv4_checksum(f[ip..].first_chunk_mut().unwrap());
             let seq = seq0.wrapping_add((k * mss) as u32);
             f[ip + 24..ip + 28].copy_from_slice(&seq.to_be_bytes());
             if k != last || !psh {
@@ -362,9 +373,10 @@ mod tests {
         for (k, f) in frames.iter().enumerate().skip(1) {
             g.push(k as u16, &segment(f).unwrap(), 0);
         }
-        let mut first = frames[0].clone();
-        g.patch_first(&mut first);
-        let mut pkt = first;
+        let mut page = [0u8; PAGE];
+        page[..frames[0].len()].copy_from_slice(&frames[0]);
+        g.patch_first(&mut page);
+        let mut pkt = page[..frames[0].len()].to_vec();
         for f in &frames[1..] {
             pkt.extend_from_slice(&f[54..]);
         }

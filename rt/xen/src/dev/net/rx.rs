@@ -214,8 +214,13 @@ impl RxPath {
                 // A one-slot packet is handed on straight from its page.
                 p.in_page = first && !p.more && !p.extra_next;
                 if !p.in_page {
-                    self.asm[p.len..p.len + len]
-                        .copy_from_slice(&pages.rx_page(id)[off..off + len]);
+                    // Both ranges were bounded just above (`get` keeps that
+                    // a drop, not a panic, should the bounds ever differ).
+                    let to = self.asm.get_mut(p.len..p.len + len);
+                    match (to, pages.rx_page(id).get(off..off + len)) {
+                        (Some(to), Some(from)) => to.copy_from_slice(from),
+                        _ => fail(&mut p, RxDrop::Length),
+                    }
                 }
                 p.len += len;
             }
@@ -256,9 +261,15 @@ impl RxPath {
         }
         let data = if p.in_page {
             let off = usize::from(last.offset);
-            &pages.rx_page(id)[off..off + p.len]
+            pages.rx_page(id).get(off..off + p.len)
         } else {
-            &self.asm[..p.len]
+            self.asm.get(..p.len)
+        };
+        // In bounds: `gather` checked each slot against its page and the
+        // whole against MAX_PACKET.
+        let Some(data) = data else {
+            s.bad_lengths += 1;
+            return None;
         };
         if p.flags & (NETRXF_DATA_VALIDATED | NETRXF_CSUM_BLANK) == 0 {
             if !l4_checksum_ok(data) {

@@ -219,10 +219,12 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     let frontend = format!("device/{}/{devid}", spec.class);
     // All of the frontend's keys at once: `backend`, `backend-id`, then the
     // spec's, in that order.
-    let mut paths = alloc::vec![
+    let (backend_path, id_path) = (
         format!("{frontend}/backend"),
-        format!("{frontend}/backend-id")
-    ];
+        format!("{frontend}/backend-id"),
+    );
+    let mut paths = Vec::with_capacity(2 + spec.frontend.len());
+    paths.extend([backend_path.clone(), id_path.clone()]);
     paths.extend(
         spec.frontend
             .iter()
@@ -230,14 +232,14 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     );
     let mut values = bus.read_many(&paths).into_iter();
     let mut next = || values.next().unwrap_or(Err(XsError::Broken));
-    let path = &paths[0];
+    let path = &backend_path;
     let backend = match next() {
         Ok(b) if !b.trim_ascii().is_empty() => String::from(b.trim_ascii()),
         Ok(_) => return Err(HandshakeError::Key(path.clone(), "empty".into())),
         Err(XsError::Error(XenError::ENOENT)) => return Err(HandshakeError::NoDevice(frontend)),
         Err(e) => return Err(HandshakeError::Key(path.clone(), format!("{e}"))),
     };
-    let path = paths[1].clone();
+    let path = id_path;
     let v = key_of(&path, next())?;
     let backend_id = v
         .trim_ascii()

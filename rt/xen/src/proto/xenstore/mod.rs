@@ -213,8 +213,12 @@ struct Msg {
     payload: Vec<u8>,
 }
 
+/// The little-endian word at `i` of a message's header (its callers hold
+/// the whole header: 0 stands for bytes that are not there).
 fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+    b.get(i..)
+        .and_then(<[u8]>::first_chunk)
+        .map_or(0, |w| u32::from_le_bytes(*w))
 }
 
 fn text(b: &[u8]) -> String {
