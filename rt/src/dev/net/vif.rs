@@ -343,9 +343,11 @@ impl Vif {
         }
         let mut tx_gref = [0u32; RING_SIZE as usize];
         let mut rx_gref = [0u32; RING_SIZE as usize];
-        for i in 0..n {
-            tx_gref[i] = bufs.tx[i].gref();
-            rx_gref[i] = bufs.rx[i].gref();
+        for (g, page) in tx_gref.iter_mut().zip(&bufs.tx) {
+            *g = page.gref();
+        }
+        for (g, page) in rx_gref.iter_mut().zip(&bufs.rx) {
+            *g = page.gref();
         }
         // Ids beyond `n` are never used: the data path has `n` buffers.
         let ring_ptr = |p: &GrantedPage| {

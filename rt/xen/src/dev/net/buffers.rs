@@ -16,6 +16,16 @@ pub const MAX_DATA_SLOTS: u32 = 18;
 pub const MAX_EXTRA_SLOTS: u32 = EXTRA_TYPE_MAX as u32 - 1;
 /// Slots of each ring, and the most buffers of each direction.
 pub const SLOTS: usize = RING_SIZE as usize;
+/// The index of buffer `id` in the per-id arrays (`[_; SLOTS]`). The ids
+/// netfront uses are below [`SLOTS`] — the TX free stack and the RX posts
+/// start as `0..count` with `count <= SLOTS`, and an id in a backend's
+/// answer is checked before it is used — so the mask never changes one: it
+/// spares each use a bounds check and its panic path.
+pub(super) fn index_of(id: u16) -> usize {
+    const { assert!(SLOTS.is_power_of_two()) };
+    usize::from(id) % SLOTS
+}
+
 /// The fewest buffers of each direction: one packet's most slots (data and
 /// extras) and one more, so the largest packet always fits in what is posted.
 pub const MIN_BUFFERS: usize = (MAX_DATA_SLOTS + MAX_EXTRA_SLOTS) as usize + 1;

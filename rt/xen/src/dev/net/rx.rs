@@ -19,7 +19,9 @@
 //! slot of it) and is counted; every buffer goes back into service.
 use alloc::vec::Vec;
 
-use super::buffers::{MAX_DATA_SLOTS, MAX_EXTRA_SLOTS, MAX_PACKET, MIN_FRAME, Pages, SLOTS};
+use super::buffers::{
+    MAX_DATA_SLOTS, MAX_EXTRA_SLOTS, MAX_PACKET, MIN_FRAME, Pages, SLOTS, index_of,
+};
 use super::csum::l4_checksum_ok;
 use super::netif::{
     EXTRA_FLAG_MORE, EXTRA_TYPE_GSO, EXTRA_TYPE_MAX, ExtraInfo, GSO_TYPE_TCPV4, NETRXF_CSUM_BLANK,
@@ -109,7 +111,7 @@ impl RxPath {
         let pushed = self.ring.push(RxRequest {
             id,
             pad: 0,
-            gref: self.gref[usize::from(id)],
+            gref: self.gref[index_of(id)],
         });
         // Each answer taken frees the index it sat at, and its buffer goes
         // back at once: the ring always has room for it.

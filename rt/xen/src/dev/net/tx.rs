@@ -7,7 +7,7 @@
 //! Invariant: an id is either free (on the `free` stack) or in flight
 //! (`busy`), never both; free ids never outnumber free ring slots, because
 //! each id in flight holds one.
-use super::buffers::{MAX_FRAME, MIN_FRAME, Pages, SLOTS};
+use super::buffers::{MAX_FRAME, MIN_FRAME, Pages, SLOTS, index_of};
 use super::csum::offload_tcp;
 use super::gso::{self, Gather};
 use super::netif::{
@@ -86,6 +86,22 @@ impl TxPath {
         self.gso = on;
     }
 
+    /// Takes a free id off the stack.
+    fn take_free(&mut self) -> Option<u16> {
+        self.nfree = self.nfree.checked_sub(1)?;
+        self.free.get(self.nfree).copied()
+    }
+
+    /// Puts id `id` back on the free stack. There is always room: the
+    /// stack holds SLOTS and an id is on it at most once (the invariant
+    /// above); were it full, the id would stay out of use, not overwrite one.
+    fn give_back(&mut self, id: u16) {
+        if let Some(slot) = self.free.get_mut(self.nfree) {
+            *slot = id;
+            self.nfree += 1;
+        }
+    }
+
     /// Whether a frame can be sent now.
     pub(super) fn can_send(&self) -> bool {
         self.nfree > 0
@@ -110,15 +126,13 @@ impl TxPath {
         if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
             return Err(TxError::BadLength(len));
         }
-        if self.nfree == 0 {
+        let Some(id) = self.take_free() else {
             stats.tx_ring_full += 1;
             return Err(TxError::RingFull);
-        }
-        self.nfree -= 1;
-        let id = self.free[self.nfree];
+        };
         let frame = &mut pages.tx_page(id)[..len];
         fill(frame);
-        self.lens[usize::from(id)] = len as u16;
+        self.lens[index_of(id)] = len as u16;
         stats.tx_frames += 1;
         stats.tx_bytes += len as u64;
         let mut notify = false;
@@ -140,8 +154,7 @@ impl TxPath {
                 }
                 if !g.push(id, &seg, copied) {
                     // Its payload moved whole: the page is free again.
-                    self.free[self.nfree] = id;
-                    self.nfree += 1;
+                    self.give_back(id);
                 }
             } else {
                 let next = Gather::new(id, seg, frame);
@@ -172,7 +185,7 @@ impl TxPath {
         g.patch_first(pages.tx_page(first));
         let total = g.first.hdr + g.payload;
         let mut pushed = self.ring.push(TxRequest {
-            gref: self.gref[usize::from(first)],
+            gref: self.gref[index_of(first)],
             offset: 0,
             flags: NETTXF_CSUM_BLANK
                 | NETTXF_DATA_VALIDATED
@@ -184,7 +197,7 @@ impl TxPath {
         pushed &= self.ring.push(gso::extra_slot(g.first.payload as u16));
         for (k, &(id, off, len)) in g.slots[..g.n].iter().enumerate().skip(1) {
             pushed &= self.ring.push(TxRequest {
-                gref: self.gref[usize::from(id)],
+                gref: self.gref[index_of(id)],
                 offset: off,
                 flags: if k + 1 < g.n { NETTXF_MORE_DATA } else { 0 },
                 id,
@@ -194,7 +207,7 @@ impl TxPath {
         // The room was kept while gathering (`fits`).
         debug_assert!(pushed);
         for &(id, _, _) in &g.slots[..g.n] {
-            self.busy[usize::from(id)] = true;
+            self.busy[index_of(id)] = true;
         }
         stats.tx_gso += 1;
         stats.tx_csum_offloaded += 1;
@@ -205,7 +218,7 @@ impl TxPath {
     /// checksum offloaded; with no ring room it is dropped (counted; TCP
     /// retransmits).
     fn push_single(&mut self, pages: &mut impl Pages, id: u16, stats: &mut NetStats) -> bool {
-        let len = usize::from(self.lens[usize::from(id)]);
+        let len = usize::from(self.lens[index_of(id)]);
         let frame = &mut pages.tx_page(id)[..len];
         let flags = if offload_tcp(frame) {
             stats.tx_csum_offloaded += 1;
@@ -214,7 +227,7 @@ impl TxPath {
             0
         };
         let pushed = self.ring.push(TxRequest {
-            gref: self.gref[usize::from(id)],
+            gref: self.gref[index_of(id)],
             offset: 0,
             flags,
             id,
@@ -223,11 +236,10 @@ impl TxPath {
         if !pushed {
             // Extra-info slots awaiting their answers can fill the ring.
             stats.tx_ring_full += 1;
-            self.free[self.nfree] = id;
-            self.nfree += 1;
+            self.give_back(id);
             return false;
         }
-        self.busy[usize::from(id)] = true;
+        self.busy[index_of(id)] = true;
         self.ring.publish()
     }
 
@@ -264,8 +276,7 @@ impl TxPath {
                 stats.tx_errors += 1;
             }
             self.busy[id] = false;
-            self.free[self.nfree] = rsp.id;
-            self.nfree += 1;
+            self.give_back(rsp.id);
         }
         n
     }
