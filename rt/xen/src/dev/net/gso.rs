@@ -187,12 +187,11 @@ impl Gather {
     pub fn patch_first(&self, first: &mut [u8; PAGE]) {
         const IP: usize = 14;
         let total = (self.first.hdr - 14 + self.payload) as u16;
-        let ip: &mut [u8; 20] = first[IP..].first_chunk_mut().expect("in the page");
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        super::csum::set_ipv4_checksum(ip);
-        let ip = IP;
+        let ip_hdr: &mut [u8; 20] = first[IP..].first_chunk_mut().expect("in the page");
+        ip_hdr[2..4].copy_from_slice(&total.to_be_bytes());
+        super::csum::set_ipv4_checksum(ip_hdr);
         if self.last_psh {
-            first[ip + 20 + 13] |= TCP_PSH;
+            first[IP + 20 + 13] |= TCP_PSH;
         }
         // The pseudo-header sum over the whole packet's TCP length (the
         // payload past this frame's is in the other slots' pages).

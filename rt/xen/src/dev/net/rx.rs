@@ -267,7 +267,7 @@ impl RxPath {
         } else {
             self.asm.get(..p.len)
         };
-        // In bounds: `gather` checked each slot against its page and the
+        // In bounds: `take_slot` checked each slot against its page and the
         // whole against MAX_PACKET.
         let Some(data) = data else {
             s.bad_lengths += 1;
