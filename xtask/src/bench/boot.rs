@@ -3,7 +3,9 @@
 //! both paths for new tables, the smallest memory echo reaches
 //! network-ready in (PV, PVH), `xl create` to the first ping reply split at
 //! the toolstack's steps (`super::create`; echo PV/PVH against Linux PV),
-//! and the image sizes (`super::sizes`).
+//! and the image sizes (`super::sizes`). The full bench boots the same
+//! hello and mmtest guests and draws the same tables (`timeline_guests`,
+//! `timeline_tables`, `ladder_table`, `echo_phases`).
 use std::fmt::Write as _;
 
 use anyhow::Result;
@@ -11,8 +13,8 @@ use anyhow::Result;
 use super::parse::mmu_figures;
 use super::render::render_mmu;
 use super::stats::{smallest, spread};
-use crate::harness::{self, GuestSpec};
-use crate::image;
+use crate::harness::{self, GuestRun, GuestSpec};
+use crate::image::{self, Built};
 use crate::manifest::Mode;
 use crate::test::judge::boot::{PhaseFigures, boot_phases};
 
@@ -96,6 +98,127 @@ fn mmu_medians(runs: &[&[Option<f64>; super::parse::MMU_N]]) -> [Option<f64>; su
     })
 }
 
+/// hello booted `reps` times per [`BOOTS`] column, then mmtest `reps`
+/// times each way (PV and PVH in turn: one run is one sample of a session
+/// whose Xen and TCG speeds drift) — in the order [`timeline_tables`]
+/// reads their runs.
+pub(super) fn timeline_guests(hello: &Built, mmtest: &Built, reps: u32) -> Vec<GuestSpec> {
+    let mut guests = Vec::new();
+    for r in 1..=reps {
+        for (i, &(_, mode, mib)) in BOOTS.iter().enumerate() {
+            guests.push(GuestSpec::new(
+                &format!("boot-{i}-{r}"),
+                &hello.elf,
+                mode,
+                mib,
+                60,
+            ));
+        }
+    }
+    for r in 1..=reps {
+        for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
+            guests.push(GuestSpec::new(
+                &format!("{name}-{r}"),
+                &mmtest.elf,
+                mode,
+                128,
+                180,
+            ));
+        }
+    }
+    guests
+}
+
+/// The tables of [`timeline_guests`]' runs (`guests` and `runs` are just
+/// those): hello's boot timeline per phase (median times, exact counts)
+/// and mmtest's figures (medians).
+pub(super) fn timeline_tables(
+    guests: &[GuestSpec],
+    runs: &[GuestRun],
+    reps: u32,
+    failures: &mut Vec<String>,
+) -> String {
+    let mm_at = BOOTS.len() * reps as usize;
+    let columns: Vec<(&str, Vec<Vec<PhaseFigures>>)> = BOOTS
+        .iter()
+        .enumerate()
+        .map(|(i, &(title, _, _))| {
+            let boots = guests[..mm_at]
+                .iter()
+                .zip(runs)
+                .filter(|(g, _)| g.name.starts_with(&format!("boot-{i}-")))
+                .filter_map(|(g, r)| {
+                    let p = boot_phases(&r.console);
+                    if p.is_none() {
+                        failures.push(format!("{}: ended {}; no boot timeline", g.name, r.end));
+                    }
+                    p
+                })
+                .collect();
+            (title, boots)
+        })
+        .collect();
+    let mut table = String::from("\nhello's boot:\n");
+    table.push_str(&phase_table(&columns));
+    let mm: Vec<[Option<f64>; super::parse::MMU_N]> =
+        runs[mm_at..guests.len()].iter().map(mmu_figures).collect();
+    // PV's runs are the even ones, PVH's the odd ones.
+    let mmu = [0, 1].map(|mode| {
+        let runs: Vec<&[Option<f64>; super::parse::MMU_N]> =
+            mm.iter().skip(mode).step_by(2).collect();
+        mmu_medians(&runs)
+    });
+    let _ = write!(
+        table,
+        "\n(mmtest: the medians of {reps} runs each way; the ratios are of the medians.)\n"
+    );
+    table.push_str(&render_mmu(&mmu));
+    table
+}
+
+/// The ladder table: per row (a title; each size in MiB and whether the
+/// guest reached network-ready with it), the sizes tried and the smallest
+/// that made it.
+pub(super) fn ladder_table(rows: &[(String, Vec<(u32, bool)>)]) -> String {
+    let mut t = String::from(
+        "\nSmallest memory to network-ready (ladder search):\n\n| guest | ladder (MiB: reached?) | smallest MiB |\n|---|---|---|\n",
+    );
+    for (title, seen) in rows {
+        let ladder: Vec<String> = seen
+            .iter()
+            .map(|(m, ok)| format!("{m}: {}", if *ok { "yes" } else { "no" }))
+            .collect();
+        let _ = writeln!(
+            t,
+            "| {title} | {} | {} |",
+            ladder.join(", "),
+            smallest(seen).map_or("-".into(), |m| m.to_string())
+        );
+    }
+    t
+}
+
+/// Whether a run reached network-ready.
+pub(super) fn net_ready(run: &GuestRun) -> bool {
+    run.console
+        .iter()
+        .any(|l| l.starts_with("harness: net-ready"))
+}
+
+/// Echo's own per-phase report (its `echo: boot: timeline` line: the boot,
+/// then `main` to the address: xenstore, the vif handshake's marks, ip).
+pub(super) fn echo_phases(run: &GuestRun) -> Option<Vec<PhaseFigures>> {
+    let lines: Vec<String> = run
+        .console
+        .iter()
+        .filter_map(|l| l.strip_prefix("echo: ").map(str::to_string))
+        .collect();
+    boot_phases(&lines)
+}
+
+/// The caption of the table of [`echo_phases`].
+pub(super) const NET_PHASES: &str = "\nEcho's network bring-up, the same report (from `main`: xenstore connected, the device's and backend's keys read, our grants, backend connected, address configured):\n";
+
 /// `cargo xtask bench --boot-only`.
 pub fn run(reps: u32) -> Result<()> {
     println!("== building the hello, echo and mmtest images");
@@ -109,32 +232,7 @@ pub fn run(reps: u32) -> Result<()> {
     println!("\n== provisioning the Xen harness");
     let a = harness::provision()?;
     let linux_initrd = super::linux::linux_initrd(&a.linux_initrd, &server)?;
-    let mut guests = Vec::new();
-    for r in 1..=reps {
-        for (i, &(_, mode, mib)) in BOOTS.iter().enumerate() {
-            guests.push(GuestSpec::new(
-                &format!("boot-{i}-{r}"),
-                &hello.elf,
-                mode,
-                mib,
-                60,
-            ));
-        }
-    }
-    let mm_at = guests.len();
-    // mmtest `reps` times each way, PV and PVH in turn: one run is one
-    // sample of a session whose Xen and TCG speeds drift.
-    for r in 1..=reps {
-        for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
-            guests.push(GuestSpec::new(
-                &format!("{name}-{r}"),
-                &mmtest.elf,
-                mode,
-                128,
-                180,
-            ));
-        }
-    }
+    let mut guests = timeline_guests(&hello, &mmtest, reps);
     let ladder_at = guests.len();
     let mut steps = Vec::new();
     for (mode, sizes) in LADDER {
@@ -185,82 +283,28 @@ pub fn run(reps: u32) -> Result<()> {
     let mut show = |t: f64, l: &str| println!("  [{t:7.2}] {l}");
     let runs = harness::run_domus_retrying(&a, "bench-boot", &guests, 3, &mut show)?;
     let mut failures = Vec::new();
-    let columns: Vec<(&str, Vec<Vec<PhaseFigures>>)> = BOOTS
+    let mut table = timeline_tables(&guests[..ladder_at], &runs, reps, &mut failures);
+    let rows: Vec<(String, Vec<(u32, bool)>)> = LADDER
         .iter()
-        .enumerate()
-        .map(|(i, &(title, _, _))| {
-            let boots = guests[..mm_at]
+        .map(|&(mode, _)| {
+            let seen = steps
                 .iter()
-                .zip(&runs)
-                .filter(|(g, _)| g.name.starts_with(&format!("boot-{i}-")))
-                .filter_map(|(g, r)| {
-                    let p = boot_phases(&r.console);
-                    if p.is_none() {
-                        failures.push(format!("{}: ended {}; no boot timeline", g.name, r.end));
-                    }
-                    p
-                })
+                .zip(&runs[ladder_at..])
+                .filter(|((m, _), _)| *m == mode)
+                .map(|(&(_, mib), r)| (mib, net_ready(r)))
                 .collect();
-            (title, boots)
+            (format!("echo {}", mode.xl_type()), seen)
         })
         .collect();
-    let mut table = phase_table(&columns);
-    let mm: Vec<[Option<f64>; super::parse::MMU_N]> =
-        runs[mm_at..ladder_at].iter().map(mmu_figures).collect();
-    // PV's runs are the even ones, PVH's the odd ones.
-    let mmu = [0, 1].map(|mode| {
-        let runs: Vec<&[Option<f64>; super::parse::MMU_N]> =
-            mm.iter().skip(mode).step_by(2).collect();
-        mmu_medians(&runs)
-    });
-    let _ = write!(
-        table,
-        "\n(mmtest: the medians of {reps} runs each way; the ratios are of the medians.)\n"
-    );
-    table.push_str(&render_mmu(&mmu));
-    let _ = write!(
-        table,
-        "\nSmallest memory to network-ready, echo (ladder search):\n\n| mode | ladder (MiB: reached?) | smallest MiB |\n|---|---|---|\n"
-    );
-    for (mode, _) in LADDER {
-        let seen: Vec<(u32, bool)> = steps
-            .iter()
-            .zip(&runs[ladder_at..])
-            .filter(|((m, _), _)| *m == mode)
-            .map(|(&(_, mib), r)| {
-                (
-                    mib,
-                    r.console
-                        .iter()
-                        .any(|l| l.starts_with("harness: net-ready")),
-                )
-            })
-            .collect();
-        let ladder: Vec<String> = seen
-            .iter()
-            .map(|(m, ok)| format!("{m}: {}", if *ok { "yes" } else { "no" }))
-            .collect();
-        let _ = writeln!(
-            table,
-            "| {} | {} | {} |",
-            mode.xl_type(),
-            ladder.join(", "),
-            smallest(&seen).map_or("-".into(), |m| m.to_string())
-        );
-    }
-    // The network phases: echo's own per-phase report (main to ip-up, the
-    // vif handshake's marks) from the largest step of each mode's ladder.
+    table.push_str(&ladder_table(&rows));
+    // The network phases: echo's own per-phase report from the largest
+    // step of each mode's ladder.
     let net_columns: Vec<(String, Vec<Vec<PhaseFigures>>)> = LADDER
         .iter()
         .filter_map(|(mode, sizes)| {
             let mib = *sizes.last()?;
             let at = steps.iter().position(|&(m, s)| m == *mode && s == mib)?;
-            let echo_lines: Vec<String> = runs[ladder_at + at]
-                .console
-                .iter()
-                .filter_map(|l| l.strip_prefix("echo: ").map(str::to_string))
-                .collect();
-            let p = boot_phases(&echo_lines)?;
+            let p = echo_phases(&runs[ladder_at + at])?;
             Some((format!("echo {} {mib} MiB", mode.xl_type()), vec![p]))
         })
         .collect();
@@ -268,7 +312,7 @@ pub fn run(reps: u32) -> Result<()> {
         .iter()
         .map(|(t, b)| (t.as_str(), b.clone()))
         .collect();
-    table.push_str("\nEcho's network bring-up, the same report (from `main`: xenstore connected, the device's and backend's keys read, our grants, backend connected, address configured):\n");
+    table.push_str(NET_PHASES);
     table.push_str(&phase_table(&net));
     let boots: Vec<(super::Kind, &harness::GuestRun)> =
         kinds.iter().copied().zip(&runs[create_at..]).collect();
@@ -302,6 +346,19 @@ mod tests {
         assert_eq!(m[0], Some(7000.0));
         assert_eq!(m[1], Some(1.0), "one run's figure is its median");
         assert_eq!(m[2], None);
+    }
+
+    #[test]
+    fn the_ladder_table_names_each_step_and_the_smallest() {
+        let t = ladder_table(&[
+            ("ours PVH".into(), vec![(1, false), (2, true), (3, true)]),
+            ("Linux PV".into(), vec![(24, false), (32, false)]),
+        ]);
+        assert!(
+            t.contains("| ours PVH | 1: no, 2: yes, 3: yes | 2 |"),
+            "{t}"
+        );
+        assert!(t.contains("| Linux PV | 24: no, 32: no | - |"), "{t}");
     }
 
     #[test]

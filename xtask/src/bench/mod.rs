@@ -2,8 +2,11 @@
 //! domU (Debian's kernel as shipped, a busybox initramfs serving the same
 //! echo and discard ports) measured side by side in one harness session,
 //! each guest booted `reps` times, then booted once per size on a memory
-//! ladder (smallest memory to network-ready), and mmtest's MMU figures;
-//! a markdown table with ratios to Linux and an SVG of the boot timelines.
+//! ladder (smallest memory to network-ready), then hello's boot timeline
+//! per phase and mmtest's MMU figures (`boot`), save/restore and migration,
+//! storage and the HTTP and TCP rows (`storage`, `apps`), and the image
+//! sizes: markdown tables with ratios to Linux and an SVG of the boot
+//! timelines.
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -19,13 +22,14 @@ pub mod sizes;
 mod stats;
 mod storage;
 
-use self::parse::{figures, guest_suspend_ms, lifecycle_figures, mmu_figures, timeline};
-use self::render::{render, render_mmu, timeline_svg};
+use self::parse::{figures, guest_suspend_ms, lifecycle_figures, timeline};
+use self::render::{render, timeline_svg};
 use self::stats::smallest;
 
 use crate::harness::{self, GuestSpec};
 use crate::image;
 use crate::manifest::Mode;
+use crate::test::judge::boot::PhaseFigures;
 
 /// dom0's side of a timed boot (`scripts/dom0/bench/`): `early` starts with
 /// `xl create` and times the boot, `net` measures once the guest is ready.
@@ -230,10 +234,12 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
             ));
         }
     }
-    // The MMU figures: mmtest as PV and PVH (no Linux counterpart).
-    for (name, mode) in [("mmtest-pv", Mode::Pv), ("mmtest-pvh", Mode::Pvh)] {
-        guests.push(GuestSpec::new(name, &mmtest.elf, mode, 128, 180));
-    }
+    // hello's boot timeline (PV and PVH, 32 MiB and 1 GiB) and the MMU
+    // figures (mmtest as PV and PVH; no Linux counterpart), `reps` runs
+    // each, as `--boot-only` has them: every figure of the README's
+    // Performance section comes from this one session.
+    let timeline_at = guests.len();
+    guests.extend(boot::timeline_guests(&hello, &mmtest, reps));
     // Save/restore and migration: every guest with the Linux domU's memory
     // (a save file's size is compared for the same memory).
     let lifecycle_at = guests.len();
@@ -255,7 +261,8 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
     guests.extend(app_guests);
     println!(
         "\n== {} guests in one harness session: {reps} timed boots of each (ours as PV and PVH, Linux PV), \
-         {} on the memory ladder, mmtest as PV and PVH, {reps} save/restore and migration runs of each, \
+         {} on the memory ladder, hello {reps} times each as PV and PVH with 32 MiB and 1 GiB, \
+         mmtest {reps} times each as PV and PVH, {reps} save/restore and migration runs of each, \
          {reps} storage runs of each, {reps} HTTP and TCP guest -> dom0 runs of each",
         guests.len(),
         ladder.len()
@@ -380,11 +387,41 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         })
         .collect();
     table.push_str(&create::table(&boots, reps, &mut failures));
-    let mmu: Vec<[Option<f64>; parse::MMU_N]> = runs[timed + ladder.len()..lifecycle_at]
+    // The ladder in full, and echo's own per-phase report of its network
+    // bring-up (the timed boots, 32 MiB).
+    let rows: Vec<(String, Vec<(u32, bool)>)> = Kind::ALL
         .iter()
-        .map(mmu_figures)
+        .map(|k| {
+            let seen = ladder
+                .iter()
+                .zip(&runs[timed..])
+                .filter(|((lk, _), _)| lk == k)
+                .map(|(&(_, mib), r)| (mib, boot::net_ready(r)))
+                .collect();
+            (k.title().to_string(), seen)
+        })
         .collect();
-    table.push_str(&render_mmu(&mmu));
+    table.push_str(&boot::ladder_table(&rows));
+    let net: Vec<(&str, Vec<Vec<PhaseFigures>>)> = [Kind::OursPv, Kind::OursPvh]
+        .iter()
+        .map(|&k| {
+            let boots = guests[..timed]
+                .iter()
+                .zip(&runs)
+                .filter(|(g, _)| g.name.rsplit_once('-').map(|(t, _)| t) == Some(k.tag()))
+                .filter_map(|(_, r)| boot::echo_phases(r))
+                .collect();
+            (k.title(), boots)
+        })
+        .collect();
+    table.push_str(boot::NET_PHASES);
+    table.push_str(&boot::phase_table(&net));
+    table.push_str(&boot::timeline_tables(
+        &guests[timeline_at..lifecycle_at],
+        &runs[timeline_at..lifecycle_at],
+        reps,
+        &mut failures,
+    ));
     table.push_str(&lifecycle_table(
         &guests[lifecycle_at..storage_at],
         &runs[lifecycle_at..storage_at],
