@@ -9,7 +9,8 @@
 //!    same request on a modelled domain, printing the table;
 //! 4. builds, pins, activates and drops a scratch address space;
 //! 5. maps the same 64 MiB once batched and once page by page and prints
-//!    `mm-bench: ...`;
+//!    `mm-bench: ...`, then the boot's own address-space build step by step
+//!    (`mm-boot-steps: ...`: time, Xen's submits, the fill, the counts);
 //! 6. with `dump-core` on the command line, waits for the harness to take an
 //!    `xl dump-core` of the running domain.
 //!
@@ -58,6 +59,33 @@ impl Checks {
                 rt::println!("mmtest: FAIL {what}: {e}");
             }
         }
+    }
+}
+
+/// The boot's address-space build step by step (`rt_mm::kernel::build_steps`),
+/// as ` name=us/check-us/fill-us/submit-us/hypercalls/ptes/filled/made/released`
+/// groups.
+struct BuildSteps<'a>(&'a [rt_mm::kernel::Step; rt_mm::kernel::STEPS]);
+
+impl core::fmt::Display for BuildSteps<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (name, s) in rt_mm::kernel::STEP_NAMES.iter().zip(self.0) {
+            let us = |c: u64| rt::time::tsc_delta_to_duration(c).map_or(0, |d| d.as_micros());
+            write!(
+                f,
+                " {name}={}/{}/{}/{}/{}/{}/{}/{}/{}",
+                us(s.cycles),
+                us(s.check_cycles),
+                us(s.fill_cycles),
+                us(s.submit_cycles),
+                s.hypercalls,
+                s.pte_writes,
+                s.entries_filled,
+                s.tables,
+                s.released
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +142,10 @@ fn main() -> i32 {
             m.build_us,
             m.build_us as f64 / mib.max(1) as f64,
             m.alloc_setup_us
+        );
+        rt::println!(
+            "mm-boot-steps: step=us/check-us/fill-us/submit-us/hypercalls/ptes-sent/entries-filled/tables-made/tables-released{}",
+            BuildSteps(&m.build_steps)
         );
     });
     if rt::boot_info()

@@ -19,6 +19,7 @@ use crate::backend::Backend;
 use crate::frame::Pfn;
 use crate::frames::BitmapFrames;
 use crate::mmu::{BOOT, DirectMap, MapError, Mmu, PRIMARY, Space};
+use crate::op::Stats;
 use crate::pte::Prot;
 
 /// Frames direct-mapped per step of phase 5 (64 MiB: 32 L1 tables).
@@ -45,6 +46,69 @@ impl core::fmt::Debug for Layout<'_> {
     }
 }
 
+/// The steps of [`build`], in order: the numbered sequence above (2 with the
+/// machine frames).
+pub const STEP_NAMES: [&str; STEPS] = ["adopt", "first", "activate", "release", "rest"];
+/// How many steps [`build`] reports.
+pub const STEPS: usize = 5;
+
+/// What one step of [`build`] cost: the backend's cycles (0 without a
+/// clock) and the mapper's counters over the step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Backend cycles from the step's start to its end.
+    pub cycles: u64,
+    /// Hypercalls issued.
+    pub hypercalls: u64,
+    /// Entries sent to Xen one by one.
+    pub pte_writes: u64,
+    /// Entries stored into tables built whole (validated with their table).
+    pub entries_filled: u64,
+    /// Page-table frames made.
+    pub tables: u64,
+    /// Page-table frames released.
+    pub released: u64,
+    /// Of `cycles`: the mapper's checks of the frames it was asked to map
+    /// ([`Stats::check_cycles`]).
+    pub check_cycles: u64,
+    /// Of `cycles`: computing and storing new tables' entries
+    /// ([`Stats::fill_cycles`]).
+    pub fill_cycles: u64,
+    /// Of `cycles`: the backend's submits (on PV, Xen's hypercalls;
+    /// [`Stats::submit_cycles`]).
+    pub submit_cycles: u64,
+}
+
+/// The counters at a step's start.
+struct Clock(u64, Stats);
+
+impl Clock {
+    fn start<B: Backend>(mmu: &Mmu<'_, B>) -> Self {
+        Clock(mmu.backend().cycles(), mmu.stats())
+    }
+
+        /// Ends the step begun at `self` and starts the next (out of line: one
+    /// copy for the five steps).
+    #[inline(never)]
+    fn lap<B: Backend>(&mut self, mmu: &Mmu<'_, B>) -> Step {
+        let now = Clock::start(mmu);
+        let (a, b) = (&self.1, &now.1);
+        let step = Step {
+            cycles: now.0.wrapping_sub(self.0),
+            hypercalls: b.hypercalls - a.hypercalls,
+            pte_writes: b.pte_writes - a.pte_writes,
+            entries_filled: b.entries_filled - a.entries_filled,
+            tables: b.tables_allocated - a.tables_allocated,
+            released: b.tables_released - a.tables_released,
+            check_cycles: b.check_cycles - a.check_cycles,
+            fill_cycles: b.fill_cycles - a.fill_cycles,
+            submit_cycles: b.submit_cycles - a.submit_cycles,
+        };
+        *self = now;
+        step
+    }
+}
+
 /// Builds and activates the kernel address space; returns it. `boot` is the
 /// root Xen built (PV), adopted and released along the way.
 pub fn build<B: Backend>(
@@ -53,6 +117,19 @@ pub fn build<B: Backend>(
     boot: Option<Space>,
     layout: &Layout<'_>,
 ) -> Result<Space, MapError> {
+    build_steps(mmu, frames, boot, layout).map(|(k, _)| k)
+}
+
+/// [`build`], also returning what each of its steps ([`STEP_NAMES`]) cost:
+/// the boot reports them to split its `space` phase.
+pub fn build_steps<B: Backend>(
+    mmu: &mut Mmu<'_, B>,
+    frames: &mut BitmapFrames<'_>,
+    boot: Option<Space>,
+    layout: &Layout<'_>,
+) -> Result<(Space, [Step; STEPS]), MapError> {
+    let mut steps = [Step::default(); STEPS];
+    let mut clock = Clock::start(mmu);
     let first_end = layout.readable.min(layout.nr_pages);
     frames.set_limit(first_end);
     if let Some(b) = &boot {
@@ -65,6 +142,7 @@ pub fn build<B: Backend>(
             }),
         );
     }
+    steps[0] = clock.lap(mmu);
     let mut k = mmu.new_space(frames, None)?;
     mmu.set_direct_map(
         PRIMARY,
@@ -78,11 +156,14 @@ pub fn build<B: Backend>(
     for &(va, hw, prot) in layout.machine {
         mmu.map_machine(&k, va, hw, 1, prot, frames)?.flush()?;
     }
+    steps[1] = clock.lap(mmu);
     mmu.activate(&mut k)?;
+    steps[2] = clock.lap(mmu);
     if let Some(b) = boot {
         mmu.set_direct_map(BOOT, None);
         mmu.release(b, frames).map_err(|(_, e)| e)?;
     }
+    steps[3] = clock.lap(mmu);
     let mut mapped = first_end;
     while mapped < layout.nr_pages {
         frames.set_limit(mapped);
@@ -92,5 +173,6 @@ pub fn build<B: Backend>(
         mapped = end;
     }
     frames.set_limit(layout.nr_pages);
-    Ok(k)
+    steps[4] = clock.lap(mmu);
+    Ok((k, steps))
 }

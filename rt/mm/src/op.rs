@@ -192,6 +192,9 @@ pub struct Stats {
     /// Backend cycles spent computing and storing new L1 tables' entries
     /// (the build of build-then-link; 0 without a backend clock).
     pub fill_cycles: u64,
+    /// Backend cycles spent in the backend's `submit` (on PV: the
+    /// hypercalls, Xen's checks and validation; 0 without a backend clock).
+    pub submit_cycles: u64,
 }
 
 impl Stats {

@@ -75,6 +75,9 @@ pub struct Mm {
     pub build_us: u64,
     /// Microseconds the frame allocator took to set up.
     pub alloc_setup_us: u64,
+    /// What each step of the address space's build cost
+    /// ([`rt_mm::kernel::STEP_NAMES`]; cycles are TSC ticks).
+    pub build_steps: [kernel::Step; kernel::STEPS],
     /// Frames given back to Xen (created on the first [`release_to`]).
     pub balloon: Option<Balloon<'static>>,
     /// PV: the p2m's frame list for the toolstack (`publish_p2m`).
@@ -280,8 +283,8 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
         machine: boot.machine,
     };
     let boot_space = boot.boot_root.map(|r| Space::adopt(r, true));
-    let kernel =
-        kernel::build(&mut mmu, &mut frames, boot_space, &layout).map_err(InitError::Map)?;
+    let (kernel, build_steps) =
+        kernel::build_steps(&mut mmu, &mut frames, boot_space, &layout).map_err(InitError::Map)?;
     frames.add_range(Pfn(boot.free_after.0), Pfn(boot.free_after.1));
     let us = |since: u64| {
         crate::time::tsc_delta_to_duration(crate::arch::rdtsc().wrapping_sub(since))
@@ -309,6 +312,7 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
         nr_pages: boot.nr_pages,
         build_us,
         alloc_setup_us,
+        build_steps,
         balloon: None,
         shed_bits: None,
         p2m_list: None,

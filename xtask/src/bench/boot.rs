@@ -16,7 +16,7 @@ use super::stats::{smallest, spread};
 use crate::harness::{self, GuestRun, GuestSpec};
 use crate::image::{self, Built};
 use crate::manifest::Mode;
-use crate::test::judge::boot::{PhaseFigures, boot_phases};
+use crate::test::judge::boot::{BuildSteps, PhaseFigures, STEP_N, boot_phases, build_steps};
 
 /// The boots whose phases are compared: (column title, mode, MiB).
 const BOOTS: [(&str, Mode, u32); 4] = [
@@ -173,7 +173,68 @@ pub(super) fn timeline_tables(
         "\n(mmtest: the medians of {reps} runs each way; the ratios are of the medians.)\n"
     );
     table.push_str(&render_mmu(&mmu));
+    let steps = [0, 1].map(|mode| {
+        runs[mm_at..guests.len()]
+            .iter()
+            .skip(mode)
+            .step_by(2)
+            .filter_map(build_steps)
+            .collect::<Vec<_>>()
+    });
+    table.push_str(&steps_table(&steps));
     table
+}
+
+/// The table of [`build_steps`]: per step, PV's and PVH's medians.
+fn steps_table(modes: &[Vec<BuildSteps>; 2]) -> String {
+    let mut t = String::from(
+        "
+The boot's address space step by step (mmtest's boot, 128 MiB; medians): time in us (Xen's part: the backend's submits; the fill of new tables; hypercalls / entries sent one by one / entries filled / tables made / tables released):\n\n\
+         | step | ours PV | ours PVH |\n|---|---|---|\n",
+    );
+    let names: Vec<&str> = modes
+        .iter()
+        .flat_map(|m| m.first())
+        .flat_map(|r| r.iter().map(|(n, _)| n.as_str()))
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    for name in names {
+        let cell = |runs: &Vec<BuildSteps>| {
+            let med: Vec<Option<f64>> = (0..STEP_N)
+                .map(|k| {
+                    let v: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, x)| x[k]))
+                        .collect();
+                    spread(&v).map(|s| s.median)
+                })
+                .collect();
+            match med[..] {
+                [
+                    Some(us),
+                    _,
+                    Some(fill),
+                    Some(submit),
+                    Some(h),
+                    Some(p),
+                    Some(f),
+                    Some(m),
+                    Some(r),
+                ] => {
+                    format!(
+                        "{us:.0} (Xen {submit:.0}, fill {fill:.0}; {h:.0} / {p:.0} / {f:.0} / {m:.0} / {r:.0})"
+                    )
+                }
+                _ => "-".to_string(),
+            }
+        };
+        let _ = writeln!(t, "| {name} | {} | {} |", cell(&modes[0]), cell(&modes[1]));
+    }
+    t
 }
 
 /// The ladder table: per row (a title; each size in MiB and whether the
@@ -346,6 +407,38 @@ mod tests {
         assert_eq!(m[0], Some(7000.0));
         assert_eq!(m[1], Some(1.0), "one run's figure is its median");
         assert_eq!(m[2], None);
+    }
+
+    #[test]
+    fn the_builds_steps_are_read_and_their_medians_shown() {
+        let run = |line: &str| {
+            let mut r = GuestRun::new("mmtest-pv-1");
+            r.console = vec!["mm-boot: build_us=1".into(), line.into()];
+            r
+        };
+        let head = "mm-boot-steps: step=us/check-us/fill-us/submit-us/hypercalls/ptes-sent/entries-filled/tables-made/tables-released";
+        let a = run(&format!(
+            "{head} adopt=400/0/0/0/0/0/0/0/0 rest=40000/0/4000/24000/2/124/31744/62/0"
+        ));
+        let b = run(&format!(
+            "{head} adopt=300/0/0/0/0/0/0/0/0 rest=50000/0/6000/26000/2/124/31744/62/0"
+        ));
+        let steps = build_steps(&a).unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[1].0, "rest");
+        assert_eq!(steps[1].1[3], 24000.0);
+        // A step with a number missing, or none of the line: nothing read.
+        assert_eq!(build_steps(&run(&format!("{head} adopt=1/2"))), None);
+        assert_eq!(build_steps(&GuestRun::new("x")), None);
+        let t = steps_table(&[vec![steps, build_steps(&b).unwrap()], Vec::new()]);
+        assert!(
+            t.contains("| rest | 45000 (Xen 25000, fill 5000; 2 / 124 / 31744 / 62 / 0) | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| adopt | 350 (Xen 0, fill 0; 0 / 0 / 0 / 0 / 0) | - |"),
+            "{t}"
+        );
     }
 
     #[test]

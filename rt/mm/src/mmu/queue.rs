@@ -34,7 +34,10 @@ impl<'t, B: Backend> Mmu<'t, B> {
         let ops = &self.queue[..n];
         let out = &mut self.out[..n];
         out.fill(Outcome::Skipped);
-        let calls = self.backend.submit(ops, out).map_err(MapError::Submit)?;
+        let t0 = self.backend.cycles();
+        let calls = self.backend.submit(ops, out);
+        self.stats.submit_cycles += self.backend.cycles().wrapping_sub(t0);
+        let calls = calls.map_err(MapError::Submit)?;
         self.stats.hypercalls += u64::from(calls);
         self.stats.batched_ops += n as u64;
         for (i, o) in out.iter().enumerate() {

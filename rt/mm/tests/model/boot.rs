@@ -78,3 +78,42 @@ fn boot_with_more_ram_than_the_boot_tables_map() {
         );
     }
 }
+
+#[test]
+fn the_builds_steps_split_the_mappers_counters_whole() {
+    // 256 MiB with 2 MiB mapped at start: every step has work.
+    let b = boot(65536, 512);
+    let sum = |f: fn(&rt_mm::kernel::Step) -> u64| b.steps.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|s| s.hypercalls), b.stats.hypercalls);
+    assert_eq!(sum(|s| s.pte_writes), b.stats.pte_writes);
+    assert_eq!(sum(|s| s.entries_filled), b.stats.entries_filled);
+    assert_eq!(sum(|s| s.tables), b.stats.tables_allocated);
+    assert_eq!(sum(|s| s.released), b.stats.tables_released);
+    let [adopt, first, activate, release, rest] = b.steps;
+    assert_eq!(
+        (adopt.hypercalls, adopt.tables, adopt.pte_writes),
+        (0, 0, 0),
+        "adopting the boot tables only records their levels"
+    );
+    assert!(first.tables > 0 && first.entries_filled > 0 && first.hypercalls > 0);
+    assert!(
+        first.entries_filled < 1024,
+        "the first step maps what the boot tables map"
+    );
+    assert!(activate.hypercalls > 0, "pin and switch");
+    assert_eq!((activate.tables, activate.entries_filled), (0, 0));
+    assert!(release.released > 0, "the boot tables go back");
+    assert_eq!(release.tables, 0);
+    assert!(rest.tables > 0 && rest.entries_filled > 60_000, "{rest:?}");
+    // The model's clock ticks once per reading: every step read it at least
+    // at its end, and the steps that checked or filled frames more often.
+    assert!(b.steps.iter().all(|s| s.cycles >= 1), "{:?}", b.steps);
+    assert!(rest.cycles > activate.cycles);
+    for s in &b.steps {
+        assert!(
+            s.check_cycles + s.fill_cycles + s.submit_cycles <= s.cycles,
+            "{s:?}"
+        );
+        assert_eq!(s.submit_cycles > 0, s.hypercalls > 0, "{s:?}");
+    }
+}

@@ -48,6 +48,9 @@ pub(crate) struct Booted {
     pub(crate) kernel: Pfn,
     pub(crate) shared_info: u64,
     pub(crate) nr_pages: u64,
+    /// What each step of the build cost, and the mapper's counters after it.
+    pub(crate) steps: [kernel::Step; kernel::STEPS],
+    pub(crate) stats: rt_mm::Stats,
 }
 
 pub(crate) const SHINFO_VA: u64 = 0x7000_0000;
@@ -62,6 +65,7 @@ pub(crate) fn boot(nr_pages: u64, region: u64) -> Booted {
     frames.add_range(Pfn(d.pt_end), Pfn(nr_pages));
     let kernel_root;
     let backend;
+    let (steps, stats);
     {
         let mut mmu = Mmu::new(d.backend, &mut types, Some(d.boot_l4));
         let layout = Layout {
@@ -70,13 +74,14 @@ pub(crate) fn boot(nr_pages: u64, region: u64) -> Booted {
             prot: &prot_of,
             machine: &[(SHINFO_VA, shared_info, Prot::RW)],
         };
-        let k = kernel::build(
+        let (k, s) = kernel::build_steps(
             &mut mmu,
             &mut frames,
             Some(Space::adopt(d.boot_l4, true)),
             &layout,
         )
         .unwrap();
+        (steps, stats) = (s, mmu.stats());
         kernel_root = k.root();
         assert_eq!(mmu.active(), Some(kernel_root));
         d.backend = mmu.backend().clone();
@@ -89,6 +94,8 @@ pub(crate) fn boot(nr_pages: u64, region: u64) -> Booted {
         kernel: kernel_root,
         shared_info,
         nr_pages,
+        steps,
+        stats,
     }
 }
 

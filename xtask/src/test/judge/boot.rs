@@ -187,6 +187,22 @@ pub fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
         None if pv => return Err("the harness took no dump-core".into()),
         None => {}
     }
+    // The boot's build step by step: every step reported; on PV the boot
+    // tables go back in `release` and the switch is a hypercall.
+    let Some(steps) = build_steps(run) else {
+        return Err("no mm-boot-steps line (or a malformed step)".into());
+    };
+    let step = |name: &str| steps.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    if names != ["adopt", "first", "activate", "release", "rest"] {
+        return Err(format!("mm-boot-steps: steps {names:?}"));
+    }
+    if pv
+        && (step("release").map_or(0.0, |v| v[8]) < 1.0
+            || step("activate").map_or(0.0, |v| v[4]) < 1.0)
+    {
+        return Err("mm-boot-steps: no boot tables released or no hypercall to switch (PV)".into());
+    }
     if run.end != End::Poweroff {
         return Err(format!("ended {} (want poweroff)", run.end));
     }
@@ -200,6 +216,37 @@ pub fn judge_mmtest(run: &GuestRun, pv: bool) -> Result<String, String> {
         g(5),
         g(7)
     ))
+}
+
+/// The numbers of each step in mmtest's `mm-boot-steps:` line: time, the
+/// mapper's checks, its fill, the backend's submits (us); hypercalls,
+/// entries sent, entries filled, tables made, tables released.
+pub const STEP_N: usize = 9;
+
+/// One run's steps: each name with its [`STEP_N`] numbers, in order.
+pub type BuildSteps = Vec<(String, [f64; STEP_N])>;
+
+/// The boot's address-space build step by step, as mmtest reports it
+/// (`mm-boot-steps: step=... adopt=1/2/.../9 first=...`): each step's name
+/// and its [`STEP_N`] numbers; `None` without the line or with a malformed
+/// step.
+pub fn build_steps(run: &GuestRun) -> Option<BuildSteps> {
+    let line = run
+        .console
+        .iter()
+        .find_map(|l| l.strip_prefix("mm-boot-steps: "))?;
+    line.split_ascii_whitespace()
+        .filter(|w| !w.starts_with("step="))
+        .map(|w| {
+            let (name, v) = w.split_once('=')?;
+            let mut n = [0.0; STEP_N];
+            let mut it = v.split('/');
+            for x in &mut n {
+                *x = it.next()?.parse().ok()?;
+            }
+            it.next().is_none().then(|| (name.to_string(), n))
+        })
+        .collect()
 }
 
 /// The heap limit of the memtest image whose out-of-memory run is checked.
@@ -300,6 +347,7 @@ mod tests {
                 End::Poweroff,
             );
             r.console.insert(0, format!("mm-bench: fresh_build_us=900 fresh_build_hypercalls=2 fresh_build_pte_writes={writes} fresh_build_tables=32 fresh_entry_us=3000 fresh_entry_hypercalls=32 fresh_entry_pte_writes=16418 fresh_entry_tables=0"));
+            r.console.insert(0, STEPS.into());
             r.events.push("dump-core rc=0 seconds=1".into());
             r
         };
@@ -311,8 +359,40 @@ mod tests {
         // Built whole but still written entry by entry: fails.
         assert!(judge_mmtest(&lines(16384), true).is_err());
         let mut old = lines(66);
-        old.console.remove(0);
+        old.console.remove(1);
         assert!(judge_mmtest(&old, true).is_err());
+    }
+
+    const STEPS: &str = "mm-boot-steps: step=us/check-us/fill-us/submit-us/hypercalls/ptes-sent/entries-filled/tables-made/tables-released adopt=418/0/0/0/0/0/0/0/0 first=2992/0/342/834/3/11/1018/5/0 activate=486/0/0/358/2/0/0/0/0 release=1130/0/0/253/1/5/0/0/5 rest=44520/0/19721/24207/2/124/31744/62/0";
+
+    #[test]
+    fn mmtest_needs_the_boots_steps() {
+        let with = |steps: &str| {
+            let mut r = run(
+                &[
+                    "mm-bench: pages=16384 batched_hypercalls=32 naive_hypercalls=16384 batched_cycles=10 naive_cycles=30",
+                    "mm-bench: fresh_build_us=900 fresh_build_hypercalls=2 fresh_build_pte_writes=66 fresh_build_tables=32 fresh_entry_us=3000 fresh_entry_hypercalls=32 fresh_entry_pte_writes=16418 fresh_entry_tables=0",
+                    steps,
+                    "test result: PASS mmtest",
+                ],
+                End::Poweroff,
+            );
+            r.events.push("dump-core rc=0 seconds=1".into());
+            r
+        };
+        assert!(judge_mmtest(&with(STEPS), true).is_ok());
+        // No boot tables given back on PV (PVH has none to give).
+        let kept = STEPS.replace(
+            "release=1130/0/0/253/1/5/0/0/5",
+            "release=1130/0/0/253/1/5/0/0/0",
+        );
+        assert!(judge_mmtest(&with(&kept), true).is_err());
+        assert!(judge_mmtest(&with(&kept), false).is_ok());
+        // A step missing, or a number of one.
+        let short = STEPS.replace(" rest=44520/0/19721/24207/2/124/31744/62/0", "");
+        assert!(judge_mmtest(&with(&short), true).is_err());
+        let cut = STEPS.replace("rest=44520/0/", "rest=44520/");
+        assert!(judge_mmtest(&with(&cut), true).is_err());
     }
 
     #[test]
