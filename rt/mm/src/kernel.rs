@@ -87,7 +87,7 @@ impl Clock {
         Clock(mmu.backend().cycles(), mmu.stats())
     }
 
-        /// Ends the step begun at `self` and starts the next (out of line: one
+    /// Ends the step begun at `self` and starts the next (out of line: one
     /// copy for the five steps).
     #[inline(never)]
     fn lap<B: Backend>(&mut self, mmu: &Mmu<'_, B>) -> Step {
