@@ -370,7 +370,15 @@ fn raw_vs_model() -> Result<(), alloc::string::String> {
     let layout = rt_mm::kernel::Layout {
         nr_pages: nr,
         readable: d.region,
-        prot: &|p: Pfn| (p.0 != 0).then_some(Prot::RW),
+        rights: &|p: Pfn| {
+            rt_mm::kernel::DirectRights {
+                ram: &[(0, nr)],
+                holes: &[0],
+                text: (0, 0),
+                rodata: (0, 0),
+            }
+            .run(p)
+        },
         machine: &[],
     };
     let mk = rt_mm::kernel::build(

@@ -29,7 +29,7 @@ pub mod reservation;
 pub use backend::{Backend, FrameSource};
 pub use frame::{Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};
 pub use frame_alloc::{AllocStats, FrameAllocator};
-pub use mmu::{DirectMap, MapError, Mmu, Pending, Space};
+pub use mmu::{DirectMap, MapError, Mmu, Pending, Run, Space};
 pub use op::{Op, Outcome, Refused, Stats};
 pub use pte::{Level, Prot};
 pub use reservation::{Balloon, BalloonError, Reservation};

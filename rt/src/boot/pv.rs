@@ -109,7 +109,7 @@ fn init_memory(si: &'static start_info) -> Result<(), InitError> {
         nr_pages: si.nr_pages,
         readable,
         free: &free,
-        is_ram: &|_| true,
+        ram: &[(0, si.nr_pages)],
         skip: &[shinfo_va >> 12],
         machine: &machine,
         boot_root: Some(boot_root),

@@ -133,7 +133,6 @@ fn init_memory(ram: &[(u64, u64)], loader: &[u64; 3], special: [u64; 2]) -> Resu
             }
         }
     }
-    let is_ram = |p: u64| ram.iter().any(|r| (r.0..r.1).contains(&p));
     let mut machine = [(0u64, 0u64, Prot::RW); 2];
     let mut nm = 0;
     for p in special.into_iter().filter(|&p| p != 0) {
@@ -145,7 +144,7 @@ fn init_memory(ram: &[(u64, u64)], loader: &[u64; 3], special: [u64; 2]) -> Resu
         nr_pages,
         readable: nr_pages.min(IDENTITY_LIMIT >> 12),
         free: &free[..n],
-        is_ram: &is_ram,
+        ram,
         skip: &[],
         machine: &machine[..nm],
         boot_root: None,

@@ -20,7 +20,7 @@ use core::fmt::Write;
 use core::mem::MaybeUninit;
 
 use rt_mm::frames::BitmapFrames;
-use rt_mm::kernel::{self, Layout};
+use rt_mm::kernel::{self, DirectRights, Layout};
 use rt_mm::pte;
 pub use rt_mm::{
     AllocStats, Balloon, BalloonError, Level, MapError, Mmu, PAGE_SIZE, Pfn, Prot, Space, Stats,
@@ -170,8 +170,8 @@ pub(crate) struct BootMemory<'a> {
     pub readable: u64,
     /// Free frames, as `[start, end)` ranges.
     pub free: &'a [(u64, u64)],
-    /// Whether a frame is RAM at all (PVH memory maps have holes).
-    pub is_ram: &'a dyn Fn(u64) -> bool,
+    /// RAM, as `[start, end)` frame ranges (PVH memory maps have holes).
+    pub ram: &'a [(u64, u64)],
     /// Frames that hold something other than ordinary RAM contents and must not
     /// be direct-mapped at their pfn (PV: the page shared_info replaced).
     pub skip: &'a [u64],
@@ -195,21 +195,6 @@ fn guard_pages() -> [u64; 5] {
     ]
 }
 
-/// Rights of a frame in the direct map, from the image layout.
-fn image_prot(pfn: u64) -> Option<Prot> {
-    let l = crate::arch::image_layout();
-    let within = |r: (u64, u64)| (r.0..r.1).contains(&pfn);
-    if guard_pages().contains(&pfn) {
-        None
-    } else if within(l.text) {
-        Some(Prot::RX)
-    } else if within(l.rodata) {
-        Some(Prot::R)
-    } else {
-        Some(Prot::RW)
-    }
-}
-
 /// Why the address space could not be set up.
 #[derive(Debug)]
 pub enum InitError {
@@ -217,6 +202,8 @@ pub enum InitError {
     Again,
     /// Not enough free frames below the boot mapping for the bookkeeping.
     NoBootFrames,
+    /// More frames to leave out of the direct map than it has room for.
+    TooManyHoles,
     /// The mapper failed.
     Map(MapError),
 }
@@ -226,6 +213,9 @@ impl core::fmt::Display for InitError {
         match self {
             InitError::Again => f.write_str("the address space was built already"),
             InitError::NoBootFrames => f.write_str("no free frames for the page-table bookkeeping"),
+            InitError::TooManyHoles => {
+                f.write_str("too many frames to leave out of the direct map")
+            }
             InitError::Map(e) => write!(f, "{e}"),
         }
     }
@@ -269,17 +259,24 @@ pub(crate) fn init(machine: Machine, boot: &BootMemory<'_>) -> Result<(), InitEr
         frames.add_range(Pfn(s), Pfn(e));
     }
     let mut mmu = Mmu::new(machine, types, boot.boot_root);
-    let prot = |p: Pfn| {
-        if !(boot.is_ram)(p.0) || boot.skip.contains(&p.0) {
-            None
-        } else {
-            image_prot(p.0)
-        }
+    // Holes: the guard pages, then the frames to skip.
+    let mut holes = [0u64; 8];
+    let guards = guard_pages();
+    let n = guards.len() + boot.skip.len();
+    let holes = holes.get_mut(..n).ok_or(InitError::TooManyHoles)?;
+    holes[..guards.len()].copy_from_slice(&guards);
+    holes[guards.len()..].copy_from_slice(boot.skip);
+    let image = crate::arch::image_layout();
+    let rights = DirectRights {
+        ram: boot.ram,
+        holes,
+        text: image.text,
+        rodata: image.rodata,
     };
     let layout = Layout {
         nr_pages: boot.nr_pages,
         readable: boot.readable,
-        prot: &prot,
+        rights: &|p| rights.run(p),
         machine: boot.machine,
     };
     let boot_space = boot.boot_root.map(|r| Space::adopt(r, true));

@@ -1,5 +1,7 @@
 //! The range operations: map, protect, unmap — one L1's worth of updates
 //! costs one queue entry, never a hypercall per page.
+use core::cell::Cell;
+
 use super::pending::{FlushPlan, Pending};
 use super::{MapError, Mmu, Space};
 use crate::backend::{Backend, FrameSource};
@@ -26,11 +28,35 @@ pub(super) enum Entries<'a> {
     /// Page `i` to machine frame `hw + i` with `flags`.
     Machine { hw: u64, flags: PageTableFlags },
     /// Page `i` to frame `start + i` (its identity address) with the rights
-    /// `prot_of` gives (`None`: a hole); on PV a page table read-only.
+    /// `rights` gives (`None`: a hole); on PV (`paravirt`) a page table
+    /// read-only. `run` caches the last answer: `rights` is asked once per
+    /// run of frames with the same rights, not once per frame (at boot, per
+    /// frame it was most of the fill's time).
     Direct {
         start: Pfn,
-        prot_of: &'a dyn Fn(Pfn) -> Option<Prot>,
+        rights: &'a dyn Fn(Pfn) -> Run,
+        run: &'a Cell<Cached>,
+        paravirt: bool,
     },
+}
+
+/// The rights of a run of frames in a direct map: frame `pfn` (the one asked
+/// about) and every frame after it up to `end` (exclusive) get `prot`
+/// (`None`: a hole). An `end` at or below `pfn` means a run of one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// Rights of the run's frames (`None`: leave them unmapped).
+    pub prot: Option<Prot>,
+    /// The first frame after the run, whose rights may differ.
+    pub end: Pfn,
+}
+
+/// The run [`Entries::Direct`] last asked about: `[first, end)` with `prot`.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Cached {
+    first: u64,
+    end: u64,
+    prot: Option<Prot>,
 }
 
 impl<'t, B: Backend> Mmu<'t, B> {
@@ -130,19 +156,26 @@ impl<'t, B: Backend> Mmu<'t, B> {
     }
 
     /// Maps frames `[start, end)` at their identity addresses (va = pfn << 12)
-    /// with the rights `prot_of` gives each (`None`: leave a hole). Frames that
-    /// are page tables — including tables created while this runs — are mapped
-    /// read-only whatever `prot_of` says.
+    /// with the rights `rights` gives each run of them ([`Run`]; `None`: leave
+    /// a hole). Frames that are page tables — including tables created while
+    /// this runs — are mapped read-only whatever `rights` says.
     pub fn map_direct(
         &mut self,
         space: &Space,
         start: Pfn,
         end: Pfn,
-        prot_of: &dyn Fn(Pfn) -> Option<Prot>,
+        rights: &dyn Fn(Pfn) -> Run,
         frames: &mut dyn FrameSource,
     ) -> Result<Pending<'_, 't, B>, MapError> {
         Self::check_range(start.addr(), end.0.saturating_sub(start.0))?;
-        let entries = Entries::Direct { start, prot_of };
+        let run = Cell::new(Cached::default());
+        let paravirt = self.backend.paravirt();
+        let entries = Entries::Direct {
+            start,
+            rights,
+            run: &run,
+            paravirt,
+        };
         self.map_with(space, start.addr(), end.0 - start.0, frames, entries)
     }
 
@@ -165,15 +198,30 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 Ok(Some(pte::make(self.hw(pfn)?, flags)))
             }
             Entries::Machine { hw, flags } => Ok(Some(pte::make(hw + i, flags))),
-            Entries::Direct { start, prot_of } => {
+            Entries::Direct {
+                start,
+                rights,
+                run,
+                paravirt,
+            } => {
                 let pfn = Pfn(start.0 + i);
-                let Some(mut prot) = prot_of(pfn) else {
+                let mut c = run.get();
+                if !(c.first..c.end).contains(&pfn.0) {
+                    let r = rights(pfn);
+                    c = Cached {
+                        first: pfn.0,
+                        end: r.end.0.max(pfn.0 + 1),
+                        prot: r.prot,
+                    };
+                    run.set(c);
+                }
+                let Some(mut prot) = c.prot else {
                     return Ok(None);
                 };
                 // PV: tables are read-only everywhere. Native: the direct map
                 // is how the mapper writes its tables, so they stay writable
                 // there.
-                if self.backend.paravirt() && self.table_level(pfn).is_some() {
+                if paravirt && self.table_level(pfn).is_some() {
                     prot.write = false;
                 }
                 Ok(Some(pte::make(self.hw(pfn)?, prot.leaf_flags())))

@@ -47,6 +47,7 @@ mod space;
 mod tables;
 
 pub use error::MapError;
+pub use map::Run;
 pub use pending::Pending;
 pub use space::{DirectMap, Space};
 

@@ -2,7 +2,7 @@
 //! sequence on the model, and fresh mappers over copies of it.
 
 use rt_mm::frames::BitmapFrames;
-use rt_mm::kernel::{self, Layout};
+use rt_mm::kernel::{self, DirectRights, Layout};
 use rt_mm::mmu::{DirectMap, PRIMARY};
 use rt_mm::model::{ModelBackend, XenModel};
 use rt_mm::{Mmu, Pfn, Prot, Space};
@@ -31,12 +31,18 @@ pub(crate) fn xen_builder(nr_pages: u64, region: u64) -> Domain {
 pub(crate) const GUARD: u64 = 300;
 pub(crate) const TEXT: std::ops::Range<u64> = 256..280;
 
-pub(crate) fn prot_of(p: Pfn) -> Option<Prot> {
-    match p.0 {
-        0 | GUARD => None,
-        x if TEXT.contains(&x) => Some(Prot::RX),
-        _ => Some(Prot::RW),
+/// The layout's rights: holes at page 0 and `GUARD`, `TEXT` executable.
+pub(crate) fn rights(nr_pages: &[(u64, u64); 1]) -> DirectRights<'_> {
+    DirectRights {
+        ram: nr_pages,
+        holes: &[0, GUARD],
+        text: (TEXT.start, TEXT.end),
+        rodata: (0, 0),
     }
+}
+
+pub(crate) fn prot_of(p: Pfn) -> Option<Prot> {
+    rights(&[(0, u64::MAX)]).prot(p.0)
 }
 
 /// The booted domain; tests work on copies of it.
@@ -71,7 +77,7 @@ pub(crate) fn boot(nr_pages: u64, region: u64) -> Booted {
         let layout = Layout {
             nr_pages,
             readable: d.region,
-            prot: &prot_of,
+            rights: &|p| rights(&[(0, nr_pages)]).run(p),
             machine: &[(SHINFO_VA, shared_info, Prot::RW)],
         };
         let (k, s) = kernel::build_steps(
