@@ -31,16 +31,19 @@ pub(crate) fn xen_builder(nr_pages: u64, region: u64) -> Domain {
 pub(crate) const GUARD: u64 = 300;
 pub(crate) const TEXT: std::ops::Range<u64> = 256..280;
 
-/// The layout's rights: holes at page 0 and `GUARD`, `TEXT` executable.
-pub(crate) fn rights(nr_pages: &[(u64, u64); 1]) -> DirectRights<'_> {
+/// The layout's rights over `ram`: holes at page 0 and `GUARD`, `TEXT`
+/// executable.
+pub(crate) fn rights(ram: &[(u64, u64); 1]) -> DirectRights<'_> {
     DirectRights {
-        ram: nr_pages,
+        ram,
         holes: &[0, GUARD],
         text: (TEXT.start, TEXT.end),
         rodata: (0, 0),
     }
 }
 
+/// Frame `p`'s rights in the layout, asked one frame at a time: what the
+/// boot's run-by-run build must agree with.
 pub(crate) fn prot_of(p: Pfn) -> Option<Prot> {
     rights(&[(0, u64::MAX)]).prot(p.0)
 }
