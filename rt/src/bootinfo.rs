@@ -35,7 +35,7 @@ impl Timeline {
         self.0.phases()
     }
 
-    /// The per-phase line: `boot: timeline phase=us/hypercalls/ptes/tables/xenstore ...`.
+    /// The per-phase line: `boot: timeline phase=us/hypercalls/ptes/tables/xenstore/stolen-us ...`.
     pub fn report(&self) -> impl fmt::Display + '_ {
         self.0.report(&|ticks| {
             crate::time::tsc_delta_to_duration(ticks).map(|d| d.as_micros() as u64)
@@ -60,8 +60,8 @@ static TIMELINE: spin::Mutex<rt_xen::timeline::Timeline> =
     spin::Mutex::new(rt_xen::timeline::Timeline::new());
 
 /// The Xen work counted so far. Reads only counters that never block:
-/// the hypercall page's tallies, the MMU's (skipped while the MMU is busy)
-/// and the xenstore client's request count.
+/// the hypercall page's tallies, the MMU's (skipped while the MMU is busy),
+/// the xenstore client's request count and the runstate area's stolen time.
 fn counts() -> Counts {
     let mm = crate::mm::stats();
     Counts {
@@ -69,6 +69,7 @@ fn counts() -> Counts {
         ptes: mm.pte_writes + mm.entries_filled,
         tables: mm.tables_allocated,
         xenstore: crate::xenstore::round_trips(),
+        stolen_ns: crate::xen::runstate::stolen_ns(),
     }
 }
 

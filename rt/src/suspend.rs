@@ -221,8 +221,15 @@ fn come_back(pv: bool, how: Resumed, last: u64, given: Given) -> Result<(), Susp
         let clock = crate::xen::settle_clock();
         crate::xen::keep_time_from(last);
         crate::event::reset();
+        // The runstate area was the old domain's vCPU's: registered again.
+        let runstate = crate::xen::runstate::register();
         let (console, store) = new_ports(pv)?;
         crate::console::resume(console);
+        if let Err(e) = runstate {
+            crate::console::println!(
+                "rt: Xen refused the runstate area after resume: {e} (stolen time reads 0)"
+            );
+        }
         if !clock {
             crate::console::println!(
                 "rt: Xen wrote no time record after resume: the clock may stand still"

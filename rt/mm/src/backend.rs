@@ -63,6 +63,13 @@ pub trait Backend {
     fn cycles(&self) -> u64 {
         0
     }
+
+    /// Nanoseconds the vCPU has been kept from running so far (Xen's
+    /// runstate: runnable or offline), for the build's steps
+    /// ([`crate::kernel::Step::stolen_ns`]); 0, the default, for none.
+    fn stolen_ns(&self) -> u64 {
+        0
+    }
 }
 
 /// A backend borrowed for good (the runtime picks PV or native at boot and
@@ -94,6 +101,9 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     }
     fn cycles(&self) -> u64 {
         (**self).cycles()
+    }
+    fn stolen_ns(&self) -> u64 {
+        (**self).stolen_ns()
     }
 }
 

@@ -135,14 +135,18 @@ pub struct Step {
     /// Of `cycles`: the backend's submits (on PV, Xen's hypercalls;
     /// [`Stats::submit_cycles`]).
     pub submit_cycles: u64,
+    /// Nanoseconds of the step in which Xen kept the vCPU from running
+    /// ([`Backend::stolen_ns`]): not the mapper's time, whatever it overlaps.
+    pub stolen_ns: u64,
 }
 
-/// The counters at a step's start.
-struct Clock(u64, Stats);
+/// The counters at a step's start: cycles, the mapper's stats, stolen ns.
+struct Clock(u64, Stats, u64);
 
 impl Clock {
     fn start<B: Backend>(mmu: &Mmu<'_, B>) -> Self {
-        Clock(mmu.backend().cycles(), mmu.stats())
+        let b = mmu.backend();
+        Clock(b.cycles(), mmu.stats(), b.stolen_ns())
     }
 
     /// Ends the step begun at `self` and starts the next (out of line: one
@@ -161,6 +165,7 @@ impl Clock {
             check_cycles: b.check_cycles - a.check_cycles,
             fill_cycles: b.fill_cycles - a.fill_cycles,
             submit_cycles: b.submit_cycles - a.submit_cycles,
+            stolen_ns: now.2.saturating_sub(self.2),
         };
         *self = now;
         step

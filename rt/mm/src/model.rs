@@ -690,6 +690,9 @@ impl XenModel {
     }
 }
 
+/// The model's stolen time per hypercall, in ns ([`Backend::stolen_ns`]).
+pub const STOLEN_PER_HYPERCALL: u64 = 1000;
+
 /// The mapper's backend over the model: a batch is one multicall whose
 /// entries are runs of `mmu_update` or `mmuext_op`, as on real Xen.
 #[derive(Clone, Debug)]
@@ -754,6 +757,12 @@ impl Backend for ModelBackend {
     fn cycles(&self) -> u64 {
         self.clock.set(self.clock.get() + 1);
         self.clock.get()
+    }
+
+    /// As if Xen descheduled the vCPU for [`STOLEN_PER_HYPERCALL`] ns in
+    /// each hypercall the model has counted.
+    fn stolen_ns(&self) -> u64 {
+        self.xen.counters.hypercalls * STOLEN_PER_HYPERCALL
     }
 
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {

@@ -36,6 +36,8 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         console::set(Sink::ConsoleIo);
     }
 
+    // Before the first mark: the timeline's stolen time counts from here.
+    let runstate = xen::runstate::register();
     crate::bootinfo::mark("rust");
     let traps = crate::trap::install_pv();
     crate::bootinfo::mark("traps");
@@ -55,6 +57,9 @@ unsafe extern "C" fn rt_pv_entry(si: *const start_info) -> ! {
         crate::console::println!(
             "rt: set_trap_table failed: {e} (exceptions will kill the domain silently)"
         );
+    }
+    if let Err(e) = runstate {
+        crate::console::println!("rt: Xen refused the runstate area: {e} (stolen time reads 0)");
     }
     if let Err(e) = mapped {
         crate::console::println!("rt: mapping shared_info failed: {e} (no clock, no events)");

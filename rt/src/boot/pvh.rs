@@ -167,6 +167,7 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
         HYPERVISOR.set(page);
     }
     platform::set(Platform::XenPvh);
+    let runstate = xen::runstate::register();
     crate::bootinfo::mark("hypercall-page");
 
     xen::map_shared_info_pvh().map_err(|_| "XENMEM_add_to_physmap(shared_info)")?;
@@ -185,6 +186,9 @@ fn init_xen(base: u32) -> Result<[u64; 2], &'static str> {
     // SAFETY: the console page is ours and identity-mapped by the boot tables.
     console::set(Sink::Ring(unsafe { RingConsole::new(ring, port) }));
     crate::bootinfo::mark("console");
+    if let Err(e) = runstate {
+        crate::console::println!("rt: Xen refused the runstate area: {e} (stolen time reads 0)");
+    }
     let store = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StorePfn)
         .map_err(|_| "HVM_PARAM_STORE_PFN")?;
     let store_port = hypercall::hvm_get_param(&HYPERVISOR, HvmParam::StoreEvtchn)

@@ -95,6 +95,10 @@ impl Backend for NativeBackend {
         crate::arch::rdtsc()
     }
 
+    fn stolen_ns(&self) -> u64 {
+        crate::xen::runstate::stolen_ns()
+    }
+
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
         if index >= rt_mm::pte::ENTRIES || frame.0 >= self.limit {
             return Err(XenError::EINVAL);

@@ -211,6 +211,10 @@ impl Backend for PvBackend {
         crate::arch::rdtsc()
     }
 
+    fn stolen_ns(&self) -> u64 {
+        crate::xen::runstate::stolen_ns()
+    }
+
     fn write_plain(&mut self, frame: Pfn, index: usize, value: u64) -> Result<(), XenError> {
         if index >= rt_mm::pte::ENTRIES {
             return Err(XenError::EINVAL);

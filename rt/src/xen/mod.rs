@@ -1,8 +1,10 @@
 //! The hypervisor as this domain sees it (the mirror of `rt_xen::abi`): the
-//! hypercall page every call goes through, and the shared_info page Xen
-//! keeps the event bitmaps and the vCPU's clock in.
+//! hypercall page every call goes through, the shared_info page Xen keeps
+//! the event bitmaps and the vCPU's clock in, and the vCPU's runstate area
+//! (`runstate`: the time Xen kept it from running).
 //!
 //! May import: `arch`, `platform`. Prints nothing: the layers above report.
+pub mod runstate;
 mod shared;
 
 use rt_xen::abi::hypercall::{self, HypercallPage};

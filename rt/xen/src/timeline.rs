@@ -1,6 +1,7 @@
 //! The boot timeline's bookkeeping: named TSC stamps, each with the Xen work
 //! counted up to it (hypercalls, page-table entries written, page tables
-//! made, xenstore round trips), and the per-phase report built from them.
+//! made, xenstore round trips) and the time Xen kept the vCPU from running
+//! (stolen), and the per-phase report built from them.
 //!
 //! Pure: the runtime takes the stamps and the counters (`rt::bootinfo`) and
 //! converts TSC ticks to time; this module only keeps, subtracts and prints.
@@ -25,6 +26,9 @@ pub struct Counts {
     pub tables: u64,
     /// Xenstore requests, each a round trip to xenstored.
     pub xenstore: u64,
+    /// Nanoseconds the vCPU was runnable but not running, or offline (Xen's
+    /// runstate area): time in a phase that was not ours.
+    pub stolen_ns: u64,
 }
 
 impl Counts {
@@ -36,6 +40,7 @@ impl Counts {
             ptes: self.ptes.saturating_sub(earlier.ptes),
             tables: self.tables.saturating_sub(earlier.tables),
             xenstore: self.xenstore.saturating_sub(earlier.xenstore),
+            stolen_ns: self.stolen_ns.saturating_sub(earlier.stolen_ns),
         }
     }
 }
@@ -75,6 +80,7 @@ impl Timeline {
             ptes: 0,
             tables: 0,
             xenstore: 0,
+            stolen_ns: 0,
         };
         Timeline {
             marks: [(None, 0, NONE); MAX_MARKS],
@@ -136,8 +142,9 @@ impl Timeline {
     }
 
     /// The per-phase report, one line: `boot: timeline
-    /// phase=us/hypercalls/ptes/tables/xenstore name=a/b/c/d/e ... total=...`,
-    /// with `us` converting TSC ticks to microseconds (`?` when it cannot).
+    /// phase=us/hypercalls/ptes/tables/xenstore/stolen-us name=a/b/c/d/e/f
+    /// ... total=...`, with `us` converting TSC ticks to microseconds (`?`
+    /// when it cannot); stolen time is Xen's, in ns, shown in whole us.
     pub fn report<'a>(&'a self, us: &'a dyn Fn(u64) -> Option<u64>) -> Report<'a> {
         Report { t: self, us }
     }
@@ -163,15 +170,19 @@ impl Report<'_> {
         }
         write!(
             f,
-            "/{}/{}/{}/{}",
-            c.hypercalls, c.ptes, c.tables, c.xenstore
+            "/{}/{}/{}/{}/{}",
+            c.hypercalls,
+            c.ptes,
+            c.tables,
+            c.xenstore,
+            c.stolen_ns / 1000
         )
     }
 }
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("boot: timeline phase=us/hypercalls/ptes/tables/xenstore")?;
+        f.write_str("boot: timeline phase=us/hypercalls/ptes/tables/xenstore/stolen-us")?;
         for p in self.t.phases() {
             self.one(f, p.name, p.ticks, p.counts)?;
         }
@@ -193,6 +204,7 @@ mod tests {
             ptes,
             tables,
             xenstore,
+            stolen_ns: 0,
         }
     }
 
@@ -201,8 +213,22 @@ mod tests {
         let mut t = Timeline::new();
         t.push("entry", 1000, c(0, 0, 0, 0));
         t.push("traps", 1100, c(2, 0, 0, 0));
-        t.push("space", 5100, c(40, 8200, 20, 0));
-        t.push("xenstore", 5600, c(45, 8200, 20, 3));
+        t.push(
+            "space",
+            5100,
+            Counts {
+                stolen_ns: 2_500_400,
+                ..c(40, 8200, 20, 0)
+            },
+        );
+        t.push(
+            "xenstore",
+            5600,
+            Counts {
+                stolen_ns: 2_600_000,
+                ..c(45, 8200, 20, 3)
+            },
+        );
         let p: std::vec::Vec<Phase> = t.phases().collect();
         assert_eq!(p.len(), 3);
         assert_eq!(
@@ -210,7 +236,10 @@ mod tests {
             Phase {
                 name: "space",
                 ticks: 4000,
-                counts: c(38, 8200, 20, 0)
+                counts: Counts {
+                    stolen_ns: 2_500_400,
+                    ..c(38, 8200, 20, 0)
+                }
             }
         );
         let sum = p.iter().fold(Counts::default(), |a, p| Counts {
@@ -218,15 +247,16 @@ mod tests {
             ptes: a.ptes + p.counts.ptes,
             tables: a.tables + p.counts.tables,
             xenstore: a.xenstore + p.counts.xenstore,
+            stolen_ns: a.stolen_ns + p.counts.stolen_ns,
         });
         assert_eq!(t.total(), (4600, sum));
         let us = |ticks: u64| Some(ticks / 10);
         assert_eq!(
             t.report(&us).to_string(),
-            "boot: timeline phase=us/hypercalls/ptes/tables/xenstore traps=10/2/0/0/0 space=400/38/8200/20/0 xenstore=50/5/0/0/3 total=460/45/8200/20/3"
+            "boot: timeline phase=us/hypercalls/ptes/tables/xenstore/stolen-us traps=10/2/0/0/0/0 space=400/38/8200/20/0/2500 xenstore=50/5/0/0/3/99 total=460/45/8200/20/3/2600"
         );
         let none = |_: u64| None;
-        assert!(t.report(&none).to_string().contains(" traps=?/2/0/0/0"));
+        assert!(t.report(&none).to_string().contains(" traps=?/2/0/0/0/0"));
     }
 
     #[test]

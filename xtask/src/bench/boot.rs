@@ -34,9 +34,9 @@ const LADDER: [(Mode, &[u32]); 2] = [(Mode::Pv, &[3, 4, 5]), (Mode::Pvh, &[1, 2,
 /// a ping answered (up to 10 s), then `xl shutdown`.
 const CREATE_DOM0: &str = "for _ in $(seq 50); do ping -c 1 -W 0.2 10.0.0.2 >/dev/null 2>&1 && break; done\nsleep 0.5\ntimeout -k 5 30 xl shutdown \"$NAME\"\n";
 
-/// The per-phase table: for each column's boots, each phase's median time
-/// and (exact, from the first boot) counts, as `us (hypercalls / entries /
-/// tables / xenstore)`.
+/// The per-phase table: for each column's boots, each phase's median time,
+/// its (exact, from the first boot) counts and its median stolen time, as
+/// `us (hypercalls / entries / tables / xenstore; stolen us)`.
 pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String {
     let mut names: Vec<String> = Vec::new();
     for (_, boots) in columns {
@@ -54,7 +54,7 @@ pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String 
         names.push(t);
     }
     let mut t = String::from(
-        "\nBoot timeline per phase: median us (hypercalls / page-table entries written / tables made / xenstore round trips):\n\n| phase |",
+        "\nBoot timeline per phase: median us (hypercalls / page-table entries written / tables made / xenstore round trips; median us Xen kept the vCPU from running, stolen):\n\n| phase |",
     );
     for (title, boots) in columns {
         let _ = write!(t, " {title} ({} boots) |", boots.len());
@@ -70,15 +70,19 @@ pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String 
                 .filter_map(|b| b.iter().find(|p| &p.0 == n).and_then(|p| p.1))
                 .map(|v| v as f64)
                 .collect();
+            let stolen: Vec<f64> = boots
+                .iter()
+                .filter_map(|b| b.iter().find(|p| &p.0 == n).map(|p| p.2[4] as f64))
+                .collect();
             let counts = boots
                 .iter()
                 .find_map(|b| b.iter().find(|p| &p.0 == n).map(|p| p.2));
-            match (spread(&us), counts) {
-                (Some(s), Some(c)) => {
+            match (spread(&us), counts, spread(&stolen)) {
+                (Some(s), Some(c), Some(st)) => {
                     let _ = write!(
                         t,
-                        " {:.0} ({} / {} / {} / {}) |",
-                        s.median, c[0], c[1], c[2], c[3]
+                        " {:.0} ({} / {} / {} / {}; {:.0}) |",
+                        s.median, c[0], c[1], c[2], c[3], st.median
                     );
                 }
                 _ => t.push_str(" - |"),
@@ -189,7 +193,7 @@ pub(super) fn timeline_tables(
 fn steps_table(modes: &[Vec<BuildSteps>; 2]) -> String {
     let mut t = String::from(
         "
-The boot's address space step by step (mmtest's boot, 128 MiB; medians): time in us (Xen's part: the backend's submits; the fill of new tables; hypercalls / entries sent one by one / entries filled / tables made / tables released):\n\n\
+The boot's address space step by step (mmtest's boot, 128 MiB; medians): time in us (Xen's part: the backend's submits; the fill of new tables; stolen: Xen kept the vCPU from running; hypercalls / entries sent one by one / entries filled / tables made / tables released):\n\n\
          | step | ours PV | ours PVH |\n|---|---|---|\n",
     );
     let names: Vec<&str> = modes
@@ -224,9 +228,10 @@ The boot's address space step by step (mmtest's boot, 128 MiB; medians): time in
                     Some(f),
                     Some(m),
                     Some(r),
+                    Some(st),
                 ] => {
                     format!(
-                        "{us:.0} (Xen {submit:.0}, fill {fill:.0}; {h:.0} / {p:.0} / {f:.0} / {m:.0} / {r:.0})"
+                        "{us:.0} (Xen {submit:.0}, fill {fill:.0}, stolen {st:.0}; {h:.0} / {p:.0} / {f:.0} / {m:.0} / {r:.0})"
                     )
                 }
                 _ => "-".to_string(),
@@ -416,12 +421,12 @@ mod tests {
             r.console = vec!["mm-boot: build_us=1".into(), line.into()];
             r
         };
-        let head = "mm-boot-steps: step=us/check-us/fill-us/submit-us/hypercalls/ptes-sent/entries-filled/tables-made/tables-released";
+        let head = "mm-boot-steps: step=us/check-us/fill-us/submit-us/hypercalls/ptes-sent/entries-filled/tables-made/tables-released/stolen-us";
         let a = run(&format!(
-            "{head} adopt=400/0/0/0/0/0/0/0/0 rest=40000/0/4000/24000/2/124/31744/62/0"
+            "{head} adopt=400/0/0/0/0/0/0/0/0/0 rest=40000/0/4000/24000/2/124/31744/62/0/100"
         ));
         let b = run(&format!(
-            "{head} adopt=300/0/0/0/0/0/0/0/0 rest=50000/0/6000/26000/2/124/31744/62/0"
+            "{head} adopt=300/0/0/0/0/0/0/0/0/0 rest=50000/0/6000/26000/2/124/31744/62/0/12100"
         ));
         let steps = build_steps(&a).unwrap();
         assert_eq!(steps.len(), 2);
@@ -432,11 +437,13 @@ mod tests {
         assert_eq!(build_steps(&GuestRun::new("x")), None);
         let t = steps_table(&[vec![steps, build_steps(&b).unwrap()], Vec::new()]);
         assert!(
-            t.contains("| rest | 45000 (Xen 25000, fill 5000; 2 / 124 / 31744 / 62 / 0) | - |"),
+            t.contains(
+                "| rest | 45000 (Xen 25000, fill 5000, stolen 6100; 2 / 124 / 31744 / 62 / 0) | - |"
+            ),
             "{t}"
         );
         assert!(
-            t.contains("| adopt | 350 (Xen 0, fill 0; 0 / 0 / 0 / 0 / 0) | - |"),
+            t.contains("| adopt | 350 (Xen 0, fill 0, stolen 0; 0 / 0 / 0 / 0 / 0) | - |"),
             "{t}"
         );
     }
@@ -458,8 +465,16 @@ mod tests {
     fn the_phase_table_has_medians_and_counts_per_column() {
         let boot = |space_us: u64| -> Vec<PhaseFigures> {
             vec![
-                ("space".into(), Some(space_us), [7, 8230, 19, 0]),
-                ("total".into(), Some(space_us + 100), [12, 8230, 19, 0]),
+                (
+                    "space".into(),
+                    Some(space_us),
+                    [7, 8230, 19, 0, space_us / 100],
+                ),
+                (
+                    "total".into(),
+                    Some(space_us + 100),
+                    [12, 8230, 19, 0, space_us / 100],
+                ),
             ]
         };
         let t = phase_table(&[
@@ -471,11 +486,11 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| space | 1000 (7 / 8230 / 19 / 0) | - |"),
+            t.contains("| space | 1000 (7 / 8230 / 19 / 0; 10) | - |"),
             "{t}"
         );
         assert!(
-            t.contains("| total | 1100 (12 / 8230 / 19 / 0) | - |"),
+            t.contains("| total | 1100 (12 / 8230 / 19 / 0; 10) | - |"),
             "{t}"
         );
     }

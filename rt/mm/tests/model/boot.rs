@@ -115,5 +115,12 @@ fn the_builds_steps_split_the_mappers_counters_whole() {
             "{s:?}"
         );
         assert_eq!(s.submit_cycles > 0, s.hypercalls > 0, "{s:?}");
+        // The model steals a fixed time per hypercall: each step's stolen
+        // time is its hypercalls' (the mapper issues every one it counts).
+        assert_eq!(
+            s.stolen_ns,
+            s.hypercalls * rt_mm::model::STOLEN_PER_HYPERCALL,
+            "{s:?}"
+        );
     }
 }

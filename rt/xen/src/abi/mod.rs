@@ -12,7 +12,9 @@
 //!   handler table and the latch;
 //! - [`gnttab`]: grant-table v1 entries;
 //! - [`pvclock`]: the vCPU time record and the wall clock;
-//! - [`pvh`]: the PVH start info.
+//! - [`pvh`]: the PVH start info;
+//! - [`runstate`]: the vCPU's runstate area (time running, runnable,
+//!   blocked, offline).
 pub mod errno;
 pub mod evtchn;
 pub mod gnttab;
@@ -20,5 +22,6 @@ pub mod hypercall;
 pub mod public;
 pub mod pvclock;
 pub mod pvh;
+pub mod runstate;
 
 pub use public::*;

@@ -344,6 +344,7 @@ unsafe fn add_to_physmap<H: Hypervisor + ?Sized>(
 
 /// `VCPUOP_*` (`public/vcpu.h`).
 mod vcpuop {
+    pub const REGISTER_RUNSTATE_MEMORY_AREA: u64 = 5;
     pub const STOP_PERIODIC_TIMER: u64 = 7;
     pub const SET_SINGLESHOT_TIMER: u64 = 8;
     pub const STOP_SINGLESHOT_TIMER: u64 = 9;
@@ -403,6 +404,37 @@ pub fn stop_timer<H: Hypervisor + ?Sized>(
     };
     // SAFETY: these commands take no argument struct.
     XenError::check(unsafe { h.hypercall(op::VCPU_OP, &[cmd, u64::from(vcpu), 0]) }).map(drop)
+}
+
+/// `VCPUOP_register_runstate_memory_area`: Xen keeps vCPU `vcpu`'s
+/// runstate at `area` from now on (rewritten at each state change, and at
+/// once when the caller is that vCPU). The address is virtual: it must stay
+/// mapped, at the same address, in every page table the vCPU runs on. The
+/// registration belongs to the vCPU, so a restored domain makes it again.
+///
+/// # Safety
+/// `area` must be valid for Xen's writes for as long as it is registered
+/// (a static, never reused for anything else).
+pub unsafe fn register_runstate_area<H: Hypervisor + ?Sized>(
+    h: &H,
+    vcpu: u32,
+    area: *mut crate::abi::runstate::RunstateInfo,
+) -> Result<(), XenError> {
+    // `struct vcpu_register_runstate_memory_area`: the address, as a u64.
+    let arg: u64 = area as u64;
+    // SAFETY: Xen reads the one-word struct during the call; the area's
+    // lifetime is the caller's promise.
+    XenError::check(unsafe {
+        h.hypercall(
+            op::VCPU_OP,
+            &[
+                vcpuop::REGISTER_RUNSTATE_MEMORY_AREA,
+                u64::from(vcpu),
+                ptr(&arg),
+            ],
+        )
+    })
+    .map(drop)
 }
 
 /// A `xen_memory_reservation` of `n` single frames listed at `list` (ours).
