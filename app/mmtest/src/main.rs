@@ -111,7 +111,7 @@ fn main() -> i32 {
         refuse_table_test(),
     );
     c.check(
-        "Xen keeps the runstate area: a 20 ms sleep shows as blocked time",
+        "Xen keeps the runstate area: a 20 ms sleep is counted whole, not all running",
         runstate_test(),
     );
     if pv {
@@ -173,12 +173,13 @@ fn main() -> i32 {
     }
 }
 
-/// The runtime's runstate area is registered and Xen writes it: a 20 ms
-/// sleep shows as blocked time, and the four states' growth over it never
-/// exceeds the time that passed (the 20 ms split between blocked, runnable
-/// — stolen, when dom0 had the CPU — and running, whose current period Xen
-/// counts only when it ends). Stolen time since boot never exceeds the
-/// runnable and offline times.
+/// The runtime's runstate area is registered and Xen writes it: over a
+/// 20 ms sleep the four states together grow by the time that passed
+/// (within 1 ms: the reads count the period in progress up to now), and
+/// not all of it as running — the vCPU blocked (or, when dom0 had the CPU,
+/// waited runnable), so Xen rewrote the area. How the 20 ms split varies:
+/// under the harness's load a PVH sleep showed 0.6 ms blocked and 17 ms
+/// runnable. Stolen time since boot never exceeds runnable plus offline.
 fn runstate_test() -> Result<(), alloc::string::String> {
     let total = |r: &rt::sched::Runstate| r.running + r.runnable + r.blocked + r.offline;
     let t0 = rt::time::Instant::now();
@@ -186,24 +187,28 @@ fn runstate_test() -> Result<(), alloc::string::String> {
     rt::sched::sleep(Duration::from_millis(20));
     let after = rt::sched::runstate().ok_or("the runstate area went away")?;
     let elapsed = t0.elapsed();
-    let grew = |a: Duration, b: Duration| a.saturating_sub(b).as_micros() as u64;
+    let us = |d: Duration| d.as_micros() as u64;
+    let grew = |a: Duration, b: Duration| us(a.saturating_sub(b));
+    let all = total(&after).saturating_sub(total(&before));
     rt::println!(
-        "mmtest: runstate over a 20 ms sleep ({} us): blocked +{} us, runnable +{} us, running +{} us; stolen since boot {} us",
-        elapsed.as_micros() as u64,
+        "mmtest: runstate over a 20 ms sleep ({} us): all states +{} us: blocked +{} us, runnable +{} us, running +{} us; stolen since boot {} us",
+        us(elapsed),
+        us(all),
         grew(after.blocked, before.blocked),
         grew(after.runnable, before.runnable),
         grew(after.running, before.running),
-        rt::sched::stolen().as_micros() as u64
+        us(rt::sched::stolen())
     );
-    if after.blocked.saturating_sub(before.blocked) < Duration::from_millis(1) {
-        return Err("a 20 ms sleep added under 1 ms of blocked time".into());
-    }
-    if total(&after).saturating_sub(total(&before)) > elapsed + Duration::from_millis(1) {
+    let slack = Duration::from_millis(1);
+    if all > elapsed + slack || all + slack < elapsed.min(Duration::from_millis(20)) {
         return Err(alloc::format!(
             "the states grew by {} us in {} us",
-            grew(total(&after), total(&before)),
-            elapsed.as_micros() as u64
+            us(all),
+            us(elapsed)
         ));
+    }
+    if all.saturating_sub(after.running.saturating_sub(before.running)) == Duration::ZERO {
+        return Err("a 20 ms sleep counted as running only: Xen did not rewrite the area".into());
     }
     if rt::sched::stolen() > after.runnable + after.offline {
         return Err("stolen time exceeds runnable plus offline".into());
