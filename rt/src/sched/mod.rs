@@ -16,6 +16,8 @@ mod sleep;
 mod timer;
 
 pub use self::idle::{IdleStats, ServiceError, Wake, idle, idle_stats, register_service};
+pub use self::sleep::{SleepStats, sleep, sleep_stats};
+pub(crate) use self::timer::{init as init_timer, lost as timer_lost, stop as stop_timer};
 
 /// The vCPU's time as Xen's runstate area counts it, since its domain was
 /// created (a restored domain's count starts again).
@@ -52,5 +54,3 @@ pub fn runstate() -> Option<Runstate> {
 pub fn stolen() -> core::time::Duration {
     core::time::Duration::from_nanos(crate::xen::runstate::stolen_ns())
 }
-pub use self::sleep::{SleepStats, sleep, sleep_stats};
-pub(crate) use self::timer::{init as init_timer, lost as timer_lost, stop as stop_timer};

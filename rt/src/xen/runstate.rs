@@ -44,6 +44,9 @@ pub fn register() -> Result<(), XenError> {
     unsafe { hypercall::register_runstate_area(&HYPERVISOR, 0, AREA.0.get())? };
     REGISTERED.store(true, Ordering::Release);
     // Xen wrote the area during the call (the caller is vCPU 0 itself).
+    // Between the two stores nothing reads the stolen time: at boot no mark
+    // is taken yet, and after a restore `come_back` runs before any task,
+    // mark or build step, and event handlers never read it.
     BASE.store(raw_stolen().unwrap_or(0), Ordering::Relaxed);
     Ok(())
 }

@@ -51,7 +51,7 @@ impl RunstateInfo {
     /// Time the vCPU wanted to run and did not (runnable), or was kept off
     /// every CPU (offline), in ns — saturating, never wrapping.
     pub fn stolen_ns(&self) -> u64 {
-        stolen_of(&self.time)
+        self.time[RUNNABLE].saturating_add(self.time[OFFLINE])
     }
 
     /// The times as of Xen system time `now_ns`: [`Self::time`] plus the
@@ -96,12 +96,6 @@ impl RunstateInfo {
         }
         None
     }
-}
-
-/// Stolen time of a runstate's `time` array: runnable plus offline, in ns,
-/// saturating (see [`RunstateInfo::stolen_ns`]).
-pub fn stolen_of(time: &[u64; 4]) -> u64 {
-    time[RUNNABLE].saturating_add(time[OFFLINE])
 }
 
 #[cfg(test)]
