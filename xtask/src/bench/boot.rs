@@ -1,5 +1,7 @@
 //! The boot figures (`cargo xtask bench --boot-only`): each boot phase's
-//! time and counts (PV, PVH; 32 MiB and 1 GiB), mmtest's map figures on
+//! time and counts (PV, PVH; 32 MiB and 1 GiB) and, for the phases that
+//! lost time to other domains, their own time (`own_time_table`: less the
+//! stolen time, with PV/PVH ratios), mmtest's map figures on
 //! both paths for new tables, the smallest memory echo reaches
 //! network-ready in (PV, PVH), `xl create` to the first ping reply split at
 //! the toolstack's steps (`super::create`; echo PV/PVH against Linux PV),
@@ -38,6 +40,114 @@ const CREATE_DOM0: &str = "for _ in $(seq 50); do ping -c 1 -W 0.2 10.0.0.2 >/de
 /// its (exact, from the first boot) counts and its median stolen time, as
 /// `us (hypercalls / entries / tables / xenstore; stolen us)`.
 pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String {
+    let names = phase_names(columns);
+    let mut t = String::from(
+        "\nBoot timeline per phase: median us (hypercalls / page-table entries written / tables made / xenstore round trips; median us Xen kept the vCPU from running, stolen):\n\n| phase |",
+    );
+    for (title, boots) in columns {
+        let _ = write!(t, " {title} ({} boots) |", boots.len());
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---|".repeat(columns.len()));
+    t.push('\n');
+    for n in &names {
+        let _ = write!(t, "| {n} |");
+        for (_, boots) in columns {
+            let us: Vec<f64> = phase_of(boots, n)
+                .filter_map(|p| Some(p.1? as f64))
+                .collect();
+            let stolen: Vec<f64> = phase_of(boots, n).map(|p| p.2[4] as f64).collect();
+            let counts = phase_of(boots, n).next().map(|p| p.2);
+            match (spread(&us), counts, spread(&stolen)) {
+                (Some(s), Some(c), Some(st)) => {
+                    let _ = write!(
+                        t,
+                        " {:.0} ({} / {} / {} / {}; {:.0}) |",
+                        s.median, c[0], c[1], c[2], c[3], st.median
+                    );
+                }
+                _ => t.push_str(" - |"),
+            }
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// Each boot's phase `name` (a boot without it is left out).
+fn phase_of<'a>(
+    boots: &'a [Vec<PhaseFigures>],
+    name: &'a str,
+) -> impl Iterator<Item = &'a PhaseFigures> + 'a {
+    boots
+        .iter()
+        .filter_map(move |b| b.iter().find(|p| p.0 == name))
+}
+
+/// The phases that lost time to other domains, each with its own time:
+/// per column the median over its boots of the phase's time less its
+/// stolen time (`total` always), and for each `(a, b, title)` of `pairs`
+/// the ratio of column `a`'s median to column `b`'s — PV's own time
+/// against PVH's, what the wall-clock ratio mixes with dom0's share of
+/// our CPU.
+pub(super) fn own_time_table(
+    columns: &[(&str, Vec<Vec<PhaseFigures>>)],
+    pairs: &[(usize, usize, &str)],
+) -> String {
+    let own = |boots: &[Vec<PhaseFigures>], n: &str| {
+        let v: Vec<f64> = phase_of(boots, n)
+            .filter_map(|p| Some(p.1?.saturating_sub(p.2[4]) as f64))
+            .collect();
+        spread(&v).map(|s| s.median)
+    };
+    let mut t = String::from(
+        "\nThe phases that lost time to other domains, less that stolen time (median us of each boot's time less its stolen time; `total` always):\n\n| phase |",
+    );
+    for (title, _) in columns {
+        let _ = write!(t, " {title} |");
+    }
+    for (_, _, title) in pairs {
+        let _ = write!(t, " {title} |");
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---|".repeat(columns.len() + pairs.len()));
+    t.push('\n');
+    for n in phase_names(columns) {
+        let stole = columns
+            .iter()
+            .any(|(_, boots)| phase_of(boots, &n).any(|p| p.2[4] > 0));
+        if !stole && n != "total" {
+            continue;
+        }
+        let meds: Vec<Option<f64>> = columns.iter().map(|(_, b)| own(b, &n)).collect();
+        let _ = write!(t, "| {n} |");
+        for m in &meds {
+            match m {
+                Some(v) => {
+                    let _ = write!(t, " {v:.0} |");
+                }
+                None => t.push_str(" - |"),
+            }
+        }
+        for &(a, b, _) in pairs {
+            match (
+                meds.get(a).copied().flatten(),
+                meds.get(b).copied().flatten(),
+            ) {
+                (Some(x), Some(y)) if y > 0.0 => {
+                    let _ = write!(t, " {:.1}x |", x / y);
+                }
+                _ => t.push_str(" - |"),
+            }
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// The phases of all boots of all columns, in the order first seen,
+/// `total` last.
+fn phase_names(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for (_, boots) in columns {
         for b in boots {
@@ -53,44 +163,7 @@ pub(super) fn phase_table(columns: &[(&str, Vec<Vec<PhaseFigures>>)]) -> String 
         let t = names.remove(i);
         names.push(t);
     }
-    let mut t = String::from(
-        "\nBoot timeline per phase: median us (hypercalls / page-table entries written / tables made / xenstore round trips; median us Xen kept the vCPU from running, stolen):\n\n| phase |",
-    );
-    for (title, boots) in columns {
-        let _ = write!(t, " {title} ({} boots) |", boots.len());
-    }
-    t.push_str("\n|---|");
-    t.push_str(&"---|".repeat(columns.len()));
-    t.push('\n');
-    for n in &names {
-        let _ = write!(t, "| {n} |");
-        for (_, boots) in columns {
-            let us: Vec<f64> = boots
-                .iter()
-                .filter_map(|b| b.iter().find(|p| &p.0 == n).and_then(|p| p.1))
-                .map(|v| v as f64)
-                .collect();
-            let stolen: Vec<f64> = boots
-                .iter()
-                .filter_map(|b| b.iter().find(|p| &p.0 == n).map(|p| p.2[4] as f64))
-                .collect();
-            let counts = boots
-                .iter()
-                .find_map(|b| b.iter().find(|p| &p.0 == n).map(|p| p.2));
-            match (spread(&us), counts, spread(&stolen)) {
-                (Some(s), Some(c), Some(st)) => {
-                    let _ = write!(
-                        t,
-                        " {:.0} ({} / {} / {} / {}; {:.0}) |",
-                        s.median, c[0], c[1], c[2], c[3], st.median
-                    );
-                }
-                _ => t.push_str(" - |"),
-            }
-        }
-        t.push('\n');
-    }
-    t
+    names
 }
 
 /// Each mmtest figure's median over `runs` (a figure no run reported
@@ -164,6 +237,10 @@ pub(super) fn timeline_tables(
         .collect();
     let mut table = String::from("\nhello's boot:\n");
     table.push_str(&phase_table(&columns));
+    table.push_str(&own_time_table(
+        &columns,
+        &[(0, 1, "PV / PVH 32 MiB"), (2, 3, "PV / PVH 1 GiB")],
+    ));
     let mm: Vec<[Option<f64>; super::parse::MMU_N]> =
         runs[mm_at..guests.len()].iter().map(mmu_figures).collect();
     // PV's runs are the even ones, PVH's the odd ones.
@@ -380,6 +457,7 @@ pub fn run(reps: u32) -> Result<()> {
         .collect();
     table.push_str(NET_PHASES);
     table.push_str(&phase_table(&net));
+    table.push_str(&own_time_table(&net, &[(0, 1, "PV / PVH")]));
     let boots: Vec<(super::Kind, &harness::GuestRun)> =
         kinds.iter().copied().zip(&runs[create_at..]).collect();
     table.push_str(&super::create::table(&boots, reps, &mut failures));
@@ -493,5 +571,44 @@ mod tests {
             t.contains("| total | 1100 (12 / 8230 / 19 / 0; 10) | - |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_own_time_table_takes_each_boots_stolen_time_out_before_the_median() {
+        let boot = |space_us: u64, stolen: u64| -> Vec<PhaseFigures> {
+            vec![
+                ("console".into(), Some(100), [0, 0, 0, 0, 0]),
+                ("space".into(), Some(space_us), [7, 8230, 19, 0, stolen]),
+                (
+                    "total".into(),
+                    Some(space_us + 100),
+                    [12, 8230, 19, 0, stolen],
+                ),
+            ]
+        };
+        let t = own_time_table(
+            &[
+                // Own times 1000, 1100, 900: median 1000 (the wall
+                // clock's median would be 3000).
+                (
+                    "PV",
+                    vec![boot(1000, 0), boot(3000, 1900), boot(5000, 4100)],
+                ),
+                ("PVH", vec![boot(500, 0), boot(400, 0)]),
+                ("none", vec![]),
+            ],
+            &[(0, 1, "PV / PVH"), (0, 2, "PV / none")],
+        );
+        assert!(
+            t.contains("| phase | PV | PVH | none | PV / PVH | PV / none |"),
+            "{t}"
+        );
+        assert!(t.contains("| space | 1000 | 450 | - | 2.2x | - |"), "{t}");
+        assert!(t.contains("| total | 1100 | 550 | - | 2.0x | - |"), "{t}");
+        // A phase no boot lost time in is left out.
+        assert!(!t.contains("| console |"), "{t}");
+        // Stolen time past the phase's own (rounding) counts as none left.
+        let t = own_time_table(&[("PV", vec![boot(10, 11)])], &[]);
+        assert!(t.contains("| space | 0 |"), "{t}");
     }
 }

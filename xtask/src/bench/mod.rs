@@ -416,6 +416,7 @@ pub fn run(reps: u32, storage_only: bool, app_only: bool) -> Result<()> {
         .collect();
     table.push_str(boot::NET_PHASES);
     table.push_str(&boot::phase_table(&net));
+    table.push_str(&boot::own_time_table(&net, &[(0, 1, "PV / PVH")]));
     table.push_str(&boot::timeline_tables(
         &guests[timeline_at..lifecycle_at],
         &runs[timeline_at..lifecycle_at],
