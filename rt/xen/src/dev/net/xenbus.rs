@@ -177,6 +177,18 @@ mod tests {
             watched.reads,
             polled.reads
         );
+        // One watch, for InitWait (at 43 ms): this backend connects the
+        // moment our keys are published, so the wait for Connected finds
+        // it there with its first read, and sets none — as a backend at
+        // InitWait before the handshake needs none for the first wait (one
+        // read instead of a watch set, a read and the watch removed).
+        assert_eq!(watched.watches_set, 1);
+        let mut ready = fake_bus(0);
+        ready.watches = true;
+        ready.set("/local/domain/7/backend/vif/3/0/state", "2");
+        assert!(run(&mut ready).0.is_ok());
+        assert_eq!(ready.watches_set, 0, "no wait needed a watch");
+        assert_eq!(ready.watched, None);
         // A backend that never answers still times out while watched.
         let mut silent = fake_bus(u64::MAX);
         silent.watches = true;

@@ -40,6 +40,8 @@ pub struct Fake {
     pub watches: bool,
     /// The path watched now.
     pub watched: Option<String>,
+    /// Watches set so far.
+    pub watches_set: u32,
     /// Reads of any key.
     pub reads: u32,
 }
@@ -63,6 +65,7 @@ impl Fake {
             publishes: 0,
             watches: false,
             watched: None,
+            watches_set: 0,
             reads: 0,
         };
         f.set(&format!("{fe}/backend"), &be);
@@ -118,6 +121,7 @@ impl Bus for Fake {
     fn watch(&mut self, path: &str) -> bool {
         if self.watches {
             self.watched = Some(path.to_string());
+            self.watches_set += 1;
         }
         self.watches
     }

@@ -327,9 +327,14 @@ pub fn backend_state<B: Bus>(bus: &mut B, backend: &str) -> Option<u32> {
     parse_state(&bus.read(&format!("{backend}/state")).ok()?)
 }
 
-/// Waits, looking every [`POLL_MS`], until the backend's state is in
-/// `accept`; returns it. Closing or Closed end the wait at once (unless
-/// accepted); Unknown, a missing key or garbage count as "not yet".
+/// Waits until the backend's state is in `accept`; returns it. Closing or
+/// Closed end the wait at once (unless accepted); Unknown, a missing key or
+/// garbage count as "not yet". The state is read first: a backend already
+/// there costs one round trip, no watch. Otherwise the wait watches the
+/// state where the bus can (xenstored fires a new watch once at once, so a
+/// change between the first read and the watch is not lost — and were it,
+/// the state is read again after [`WATCH_RECHECK_MS`]) and looks every
+/// [`POLL_MS`] where it cannot.
 pub fn wait_backend<B: Bus>(
     bus: &mut B,
     backend: &str,
@@ -339,9 +344,10 @@ pub fn wait_backend<B: Bus>(
     let want = *accept.start();
     let start = bus.now_ms();
     // Woken by a watch on the state where the bus has one (no fixed sleep:
-    // the state is read when it changed), else looking every POLL_MS.
+    // the state is read when it changed), else looking every POLL_MS; the
+    // watch is set only once a first read found the backend not there yet.
     let path = format!("{backend}/state");
-    let watching = bus.watch(&path);
+    let mut watching = None;
     let r = loop {
         let seen = backend_state(bus, backend);
         match seen {
@@ -359,13 +365,13 @@ pub fn wait_backend<B: Bus>(
                 waited_ms: timeout_ms,
             });
         }
-        if watching {
+        if *watching.get_or_insert_with(|| bus.watch(&path)) {
             bus.wait_change(&path, (timeout_ms - waited).min(WATCH_RECHECK_MS));
         } else {
             bus.sleep_ms(POLL_MS);
         }
     };
-    if watching {
+    if watching == Some(true) {
         bus.unwatch(&path);
     }
     r
