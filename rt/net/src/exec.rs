@@ -209,6 +209,18 @@ impl Executor {
     }
 }
 
+/// Stores a task's result and wakes whoever joins it (one copy per result
+/// type, not one per future).
+#[inline(never)]
+fn finish<T>(st: &Mutex<JoinState<T>>, v: T) {
+    let mut s = st.lock();
+    s.result = Some(v);
+    s.ended = true;
+    if let Some(w) = s.waker.take() {
+        w.wake();
+    }
+}
+
 impl Handle {
     /// Counters.
     pub fn stats(&self) -> ExecStats {
@@ -235,13 +247,21 @@ impl Handle {
         let st = state.clone();
         let task: BoxFuture = Box::pin(async move {
             let v = fut.await;
-            let mut s = st.lock();
-            s.result = Some(v);
-            s.ended = true;
-            if let Some(w) = s.waker.take() {
-                w.wake();
-            }
+            finish(&st, v);
         });
+        let task_id = self.start(task);
+        JoinHandle {
+            state,
+            task: task_id,
+            exec: self.clone(),
+        }
+    }
+
+    /// Gives `task` a slot and queues its first poll: the part of
+    /// [`Handle::spawn`] that does not depend on the future's type (one copy
+    /// in the image, not one per spawned future).
+    #[inline(never)]
+    fn start(&self, task: BoxFuture) -> (usize, u64) {
         let mut tasks = self.0.tasks.lock();
         let mut gens = self.0.generations.lock();
         let id = match tasks.iter().position(Option::is_none) {
@@ -265,11 +285,7 @@ impl Handle {
         drop((tasks, gens));
         self.0.stats.lock().spawned += 1;
         waker.wake_by_ref();
-        JoinHandle {
-            state,
-            task: (id, waker.generation),
-            exec: self.clone(),
-        }
+        (id, waker.generation)
     }
 
     /// Polls one ready task.
