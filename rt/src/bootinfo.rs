@@ -159,6 +159,22 @@ impl BootInfo {
         self.cmdline.as_str()
     }
 
+    /// Whether the command line has `word` (words are separated by ASCII
+    /// whitespace).
+    #[inline(never)]
+    pub fn cmdline_has(&self, word: &str) -> bool {
+        self.cmdline().split_ascii_whitespace().any(|w| w == word)
+    }
+
+    /// What follows `key` in the first word of the command line that starts
+    /// with it: `cmdline_value("ip=")` is `10.0.0.2/24` for `ip=10.0.0.2/24`.
+    #[inline(never)]
+    pub fn cmdline_value(&self, key: &str) -> Option<&str> {
+        self.cmdline()
+            .split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+    }
+
     /// The boot milestones up to `main`.
     pub fn timeline(&self) -> &Timeline {
         &self.timeline

@@ -268,7 +268,7 @@ fn target_changed() -> Result<(), crate::xenstore::XsError> {
     let Some(v) = read_key(TARGET_PATH)? else {
         return Ok(());
     };
-    let Ok(target_kib) = v.trim_ascii().parse::<u64>() else {
+    let Some(target_kib) = rt_xen::proto::value::decimal(&v) else {
         if let Some(held) = allow(&TARGET_LIMIT) {
             crate::console::println!(
                 "rt: memory/target = {} is not a number of KiB: ignored ({held} more held back)",

@@ -231,10 +231,7 @@ static IDLE_POLL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 /// the vector's, to tell a fault of the `hlt` path from the rest (the
 /// unpinned timer storm's hang). Returns the delivery in force.
 pub(crate) fn apply_cmdline() -> Delivery {
-    let asked = crate::bootinfo::boot_info()
-        .cmdline()
-        .split_ascii_whitespace()
-        .any(|w| w == "rt.idle=poll");
+    let asked = crate::bootinfo::boot_info().cmdline_has("rt.idle=poll");
     IDLE_POLL.store(asked, Ordering::Release);
     if asked && delivery() == Delivery::HvmVector {
         DELIVERY.store(Delivery::HvmPolled as u8, Ordering::Release);

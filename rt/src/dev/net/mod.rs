@@ -87,19 +87,23 @@ impl core::fmt::Display for NetError {
     }
 }
 
+/// Parses `a.b.c.d` (see [`rt_xen::proto::value::ipv4`]).
+fn parse_v4(s: &str) -> Option<Ipv4Address> {
+    rt_xen::proto::value::ipv4(s).map(Ipv4Address::from)
+}
+
 /// Parses `a.b.c.d/len`.
 pub fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
-    let (a, l) = s.trim_ascii().split_once('/')?;
-    let addr: Ipv4Address = a.parse().ok()?;
-    let len: u8 = l.parse().ok().filter(|&l| l <= 32)?;
+    let (a, l) = rt_xen::proto::value::trimmed(s).split_once('/')?;
+    let addr = parse_v4(a)?;
+    let len = rt_xen::proto::value::decimal(l).filter(|&l| l <= 32)? as u8;
     Some(Ipv4Cidr::new(addr, len))
 }
 
 /// The address configuration: the command line's `ip=`/`gw=` first, then
 /// the image's `[network]`.
 pub fn config() -> Result<Addressing, NetError> {
-    let cmd = crate::bootinfo::boot_info().cmdline();
-    let word = |k: &str| cmd.split_ascii_whitespace().find_map(|w| w.strip_prefix(k));
+    let word = |k: &str| crate::bootinfo::boot_info().cmdline_value(k);
     let ip = word("ip=").or(built_in("ip"));
     let dns = word("dns=").or(built_in("dns"));
     let gw = word("gw=").or(built_in("gateway"));
@@ -109,7 +113,7 @@ pub fn config() -> Result<Addressing, NetError> {
         ));
     };
     if let Some(d) = dns
-        && d.parse::<Ipv4Address>().is_err()
+        && parse_v4(d).is_none()
     {
         return Err(NetError::Config(alloc::format!(
             "dns server {} is not an address",
@@ -123,7 +127,7 @@ pub fn config() -> Result<Addressing, NetError> {
     let cidr = parse_cidr(ip)
         .ok_or_else(|| NetError::Config(alloc::format!("{} is not a.b.c.d/len", Shown(ip))))?;
     let gateway = match gw {
-        Some(g) => Some(g.parse().map_err(|_| {
+        Some(g) => Some(parse_v4(g).ok_or_else(|| {
             NetError::Config(alloc::format!("gateway {} is not an address", Shown(g)))
         })?),
         None => None,
@@ -263,12 +267,10 @@ pub fn up_with(limits: Limits) -> Result<Stack, NetError> {
         &mut device,
         now(),
     );
-    let cmd = crate::bootinfo::boot_info().cmdline();
-    let dns = cmd
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix("dns="))
+    let dns = crate::bootinfo::boot_info()
+        .cmdline_value("dns=")
         .or(built_in("dns"))
-        .and_then(|d| d.parse::<Ipv4Address>().ok())
+        .and_then(parse_v4)
         .map(IpAddress::Ipv4);
     let mut driver = VifDriver {
         iface,

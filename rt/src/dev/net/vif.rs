@@ -296,11 +296,7 @@ impl Vif {
     // Cold (once per connection): kept out of line, the image is smaller.
     #[inline(never)]
     fn backend_takes_gso(backend: &str) -> bool {
-        let off = crate::bootinfo::boot_info()
-            .cmdline()
-            .split_ascii_whitespace()
-            .any(|w| w == "net.gso=off");
-        if off {
+        if crate::bootinfo::boot_info().cmdline_has("net.gso=off") {
             return false;
         }
         let keys = [
@@ -310,7 +306,7 @@ impl Vif {
         // Both in one round trip.
         crate::xenstore::read_many(&[&keys[0], &keys[1]])
             .iter()
-            .all(|v| v.as_ref().is_ok_and(|v| v.trim_ascii() == "1"))
+            .all(|v| v.as_deref().is_ok_and(rt_xen::proto::value::is_on))
     }
 
     /// Grants the two ring pages and the buffer pages to the backend — 256

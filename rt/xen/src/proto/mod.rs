@@ -14,12 +14,14 @@
 //! - [`control`]: the toolstack's control keys (`control/shutdown`,
 //!   `memory/target`);
 //! - [`untrusted`]: how values from other domains are shown in the log
-//!   (bounded, rate-limited).
+//!   (bounded, rate-limited);
+//! - [`value`]: their numbers, flags and addresses, parsed strictly.
 pub mod byte_ring;
 pub mod console;
 pub mod control;
 pub mod line;
 pub mod shared_ring;
 pub mod untrusted;
+pub mod value;
 pub mod xenbus;
 pub mod xenstore;

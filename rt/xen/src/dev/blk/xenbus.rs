@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use super::blkif::{MAX_INDIRECT_PAGES, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY};
 use crate::proto::untrusted::Shown;
+use crate::proto::value::{decimal, is_on};
 use crate::proto::xenbus::{self, Bus, Device, FrontendKey, HandshakeError, Spec, state};
 
 /// The vbd class: the toolstack's `virtual-device` number; the backend's
@@ -19,7 +20,7 @@ pub const SPEC: Spec = Spec {
     frontend: &[FrontendKey {
         name: "virtual-device",
         what: "a device number",
-        valid: |v| v.trim_ascii().parse::<u32>().is_ok(),
+        valid: |v| decimal(v).is_some_and(|n| u32::try_from(n).is_ok()),
     }],
     required: &[],
     offered: &["max-ring-page-order"],
@@ -40,8 +41,8 @@ pub fn ring_order(dev: &Device) -> u32 {
     dev.offered
         .iter()
         .find(|(k, _)| *k == "max-ring-page-order")
-        .and_then(|(_, v)| v.as_deref()?.trim_ascii().parse::<u32>().ok())
-        .map_or(0, |o| o.min(MAX_RING_ORDER))
+        .and_then(|(_, v)| decimal(v.as_deref()?))
+        .map_or(0, |o| o.min(u64::from(MAX_RING_ORDER)) as u32)
 }
 
 /// Names of the ring's page keys: `ring-ref0` .. `ring-ref3`.
@@ -132,7 +133,7 @@ fn number<B: Bus>(bus: &mut B, dir: &str, key: &str) -> Result<Option<u64>, Hand
 }
 
 fn flag<B: Bus>(bus: &mut B, dir: &str, key: &str) -> bool {
-    read(bus, &format!("{dir}/{key}")).is_some_and(|v| v.trim_ascii() == "1")
+    read(bus, &format!("{dir}/{key}")).is_some_and(|v| is_on(&v))
 }
 
 /// Reads the disk the backend describes (it is Connected: its keys exist).

@@ -39,7 +39,7 @@ pub struct Rings {
 /// Parses `00:16:3e:xx:xx:xx`.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
-    let mut parts = s.trim_ascii().split(':');
+    let mut parts = crate::proto::value::trimmed(s).split(':');
     for b in mac.iter_mut() {
         let p = parts.next()?;
         if p.len() != 2 {

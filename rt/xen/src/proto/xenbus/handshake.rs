@@ -9,6 +9,7 @@ use core::ops::RangeInclusive;
 
 use crate::abi::errno::XenError;
 use crate::proto::untrusted::Shown;
+use crate::proto::value::{decimal, is_on, trimmed};
 use crate::proto::xenstore::XsError;
 
 /// xenbus states (`public/io/xenbus.h`, `enum xenbus_state`).
@@ -134,7 +135,7 @@ impl Device {
     pub fn offers(&self, feature: &str) -> bool {
         self.offered
             .iter()
-            .any(|(k, v)| *k == feature && v.as_deref().map(str::trim_ascii) == Some("1"))
+            .any(|(k, v)| *k == feature && v.as_deref().is_some_and(is_on))
     }
 }
 
@@ -199,11 +200,7 @@ impl fmt::Display for HandshakeError {
 /// A state value: decimal digits only (surrounding whitespace allowed);
 /// anything else is no state.
 pub fn parse_state(s: &str) -> Option<u32> {
-    let t = s.trim_ascii();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    t.parse().ok()
+    decimal(s)?.try_into().ok()
 }
 
 /// A key's value as the handshake needs it: a failed read names the key.
@@ -234,18 +231,16 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     let mut next = || values.next().unwrap_or(Err(XsError::Broken));
     let path = &backend_path;
     let backend = match next() {
-        Ok(b) if !b.trim_ascii().is_empty() => String::from(b.trim_ascii()),
+        Ok(b) if !trimmed(&b).is_empty() => String::from(trimmed(&b)),
         Ok(_) => return Err(HandshakeError::Key(path.clone(), "empty".into())),
         Err(XsError::Error(XenError::ENOENT)) => return Err(HandshakeError::NoDevice(frontend)),
         Err(e) => return Err(HandshakeError::Key(path.clone(), format!("{e}"))),
     };
     let path = id_path;
     let v = key_of(&path, next())?;
-    let backend_id = v
-        .trim_ascii()
-        .parse::<u16>()
-        .ok()
-        .filter(|&id| id < DOMID_FIRST_RESERVED)
+    let backend_id = decimal(&v)
+        .filter(|&id| id < u64::from(DOMID_FIRST_RESERVED))
+        .map(|id| id as u16)
         .ok_or_else(|| HandshakeError::Key(path, format!("{} is not a domain id", Shown(&v))))?;
     // The backend's directory is followed (read, watched) from now on: it
     // must be the one the toolstack makes for this device in the backend's
@@ -296,7 +291,7 @@ pub fn valid_backend_dir(dir: &str, backend_id: u16, class: &str, devid: u32) ->
             && s.len() <= 5
             && s.bytes().all(|b| b.is_ascii_digit())
             && (s == "0" || !s.starts_with('0'))
-            && s.parse::<u16>().is_ok_and(|d| d < DOMID_FIRST_RESERVED)
+            && decimal(s).is_some_and(|d| d < u64::from(DOMID_FIRST_RESERVED))
     };
     let Some(rest) = dir.strip_prefix("/local/domain/") else {
         return false;
@@ -313,13 +308,13 @@ pub fn valid_backend_dir(dir: &str, backend_id: u16, class: &str, devid: u32) ->
         return false;
     };
     number(be)
-        && be.parse::<u16>().ok() == Some(backend_id)
+        && decimal(be) == Some(u64::from(backend_id))
         && c == class
         && number(fe)
         && !dev.is_empty()
         && (dev == "0" || !dev.starts_with('0'))
         && dev.bytes().all(|b| b.is_ascii_digit())
-        && dev.parse::<u32>().ok() == Some(devid)
+        && decimal(dev) == Some(u64::from(devid))
 }
 
 /// The backend's state (None: missing, unreadable or not a number).
@@ -394,7 +389,7 @@ fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<()
     for (r, path) in spec.required.iter().zip(&paths) {
         let path = path.clone();
         let v = key_of(&path, values.next().unwrap_or(Err(XsError::Broken)))?;
-        if v.trim_ascii() != "1" {
+        if !is_on(&v) {
             return Err(HandshakeError::Key(
                 path,
                 format!("{}: {}", Shown(&v), r.why),
@@ -488,7 +483,7 @@ pub fn rearm<B: Bus>(
     match bus.read(&online) {
         Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{backend} was removed"))),
         Err(e) => return Err(HandshakeError::Key(online, format!("{e}"))),
-        Ok(v) if v.trim_ascii() != "1" => {
+        Ok(v) if !is_on(&v) => {
             return Ok(Rearmed::Gone(format!("{online} reads {}", Shown(&v))));
         }
         Ok(_) => {}

@@ -530,7 +530,7 @@ impl<L: Link> Client<L> {
             let id = self.request(ty::TRANSACTION_START, 0, &[b"\0"])?;
             let tx = core::str::from_utf8(id.split(|&b| b == 0).next().unwrap_or(b""))
                 .ok()
-                .and_then(|s| s.parse::<u32>().ok())
+                .and_then(|s| u32::try_from(crate::proto::value::decimal(s)?).ok())
                 .ok_or(XsError::BadReply("transaction id is not a number"))?;
             let r = f(self, tx);
             let commit = r.is_ok();
