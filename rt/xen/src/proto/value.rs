@@ -63,7 +63,7 @@ mod tests {
     extern crate std;
     use super::*;
     use alloc::format;
-    use alloc::string::String;
+    use alloc::vec::Vec;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
@@ -131,11 +131,10 @@ mod tests {
         /// random text seldom is.
         #[test]
         fn ipv4_on_quads(parts in proptest::collection::vec(0u32..1000, 3..6), zero in any::<bool>()) {
-            let mut s = parts.iter().map(|p| format!("{p}")).collect::<alloc::vec::Vec<_>>().join(".");
+            let mut s = parts.iter().map(|p| format!("{p}")).collect::<Vec<_>>().join(".");
             if zero {
                 s.insert(0, '0');
             }
-            let _: &String = &s;
             prop_assert_eq!(ipv4(&s), s.parse::<Ipv4Addr>().ok().map(|a| a.octets()));
         }
     }

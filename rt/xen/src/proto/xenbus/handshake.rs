@@ -326,10 +326,10 @@ pub fn backend_state<B: Bus>(bus: &mut B, backend: &str) -> Option<u32> {
 /// Closed end the wait at once (unless accepted); Unknown, a missing key or
 /// garbage count as "not yet". The state is read first: a backend already
 /// there costs one round trip, no watch. Otherwise the wait watches the
-/// state where the bus can (xenstored fires a new watch once at once, so a
-/// change between the first read and the watch is not lost — and were it,
-/// the state is read again after [`WATCH_RECHECK_MS`]) and looks every
-/// [`POLL_MS`] where it cannot.
+/// state where the bus can (xenstored fires a watch once as soon as it is
+/// set, so a change between the first read and the watch is not lost —
+/// and were it, the state is read again after [`WATCH_RECHECK_MS`]) and
+/// looks every [`POLL_MS`] where it cannot.
 pub fn wait_backend<B: Bus>(
     bus: &mut B,
     backend: &str,
