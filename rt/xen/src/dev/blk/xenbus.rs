@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use super::blkif::{MAX_INDIRECT_PAGES, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY};
 use crate::proto::untrusted::Shown;
-use crate::proto::value::{decimal, is_on};
+use crate::proto::value::{decimal, is_on, trimmed};
 use crate::proto::xenbus::{self, Bus, Device, FrontendKey, HandshakeError, Spec, state};
 
 /// The vbd class: the toolstack's `virtual-device` number; the backend's
@@ -118,16 +118,16 @@ fn number<B: Bus>(bus: &mut B, dir: &str, key: &str) -> Result<Option<u64>, Hand
     match read(bus, &path) {
         None => Ok(None),
         Some(v) => {
-            let t = v.trim_ascii();
+            let t = trimmed(&v);
             if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(HandshakeError::Key(
                     path,
                     format!("{} is not a number", Shown(&v)),
                 ));
             }
-            t.parse()
+            decimal(t)
                 .map(Some)
-                .map_err(|_| HandshakeError::Key(path, format!("{} is out of range", Shown(&v))))
+                .ok_or_else(|| HandshakeError::Key(path, format!("{} is out of range", Shown(&v))))
         }
     }
 }
