@@ -9,16 +9,28 @@ macro_rules! errnos {
     ($($name:ident = $val:expr),* $(,)?) => {
         impl XenError {
             $(#[doc = concat!("`", stringify!($name), "`")] pub const $name: XenError = XenError($val);)*
-
-            /// The C name of this errno, if it is one Xen defines.
-            pub fn name(self) -> Option<&'static str> {
-                match self.0 {
-                    $($val => Some(stringify!($name)),)*
-                    _ => None,
-                }
-            }
         }
+
+        /// The errno values, in the order of [`NAMES`].
+        const VALUES: [u8; [$($val),*].len()] = [$($val),*];
+        /// The C names, back to back, in the order of [`VALUES`].
+        const NAMES: &str = concat!($(stringify!($name)),*);
+        /// Where each name ends in [`NAMES`].
+        const ENDS: [u16; VALUES.len()] = ends([$(stringify!($name)),*]);
     };
+}
+
+/// The end offset of each of `names` when they are put back to back.
+const fn ends<const N: usize>(names: [&str; N]) -> [u16; N] {
+    let mut ends = [0u16; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < N {
+        at += names[i].len();
+        ends[i] = at as u16;
+        i += 1;
+    }
+    ends
 }
 
 errnos! {
@@ -34,6 +46,18 @@ errnos! {
 }
 
 impl XenError {
+    /// The C name of this errno, if it is one Xen defines. A lookup in three
+    /// tables: a `match` over the 46 values compiled to a tree of compares
+    /// with a string per arm (about 1 KiB of code).
+    pub fn name(self) -> Option<&'static str> {
+        let i = VALUES.iter().position(|&v| i32::from(v) == self.0)?;
+        let start = match i {
+            0 => 0,
+            _ => *ENDS.get(i - 1)?,
+        };
+        NAMES.get(usize::from(start)..usize::from(*ENDS.get(i)?))
+    }
+
     /// Interprets a hypercall return value: negative values are `-errno`.
     pub fn check(ret: i64) -> Result<u64, XenError> {
         if ret < 0 {
@@ -79,5 +103,29 @@ mod tests {
         assert_eq!(XenError(4000).to_string(), "errno 4000");
         assert_eq!(XenError(-7).to_string(), "errno -7");
         assert_eq!(XenError(i32::MIN).to_string(), "errno -2147483648");
+    }
+
+    #[test]
+    fn names_come_from_the_tables() {
+        assert_eq!(XenError::EPERM.name(), Some("EPERM"));
+        assert_eq!(XenError::ENOENT.name(), Some("ENOENT"));
+        assert_eq!(XenError::ENAMETOOLONG.name(), Some("ENAMETOOLONG"));
+        assert_eq!(XenError::ECONNREFUSED.name(), Some("ECONNREFUSED"));
+        for v in [0, 15, 20, 112, -1, 256 + 1] {
+            assert_eq!(XenError(v).name(), None, "{v}");
+        }
+        // Every value has a name of its own: "E" and capitals or digits.
+        let mut seen = std::vec::Vec::new();
+        for &v in VALUES.iter() {
+            let name = XenError(i32::from(v)).name().unwrap();
+            assert!(name.starts_with('E') && name.len() > 2, "{name}");
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            );
+            assert!(!seen.contains(&name), "{name} twice");
+            seen.push(name);
+        }
+        assert_eq!(seen.concat(), NAMES);
     }
 }
