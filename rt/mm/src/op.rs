@@ -141,8 +141,10 @@ pub fn record(out: &mut [Outcome], g: Group, done: usize, rc: Result<(), XenErro
 /// A refused operation, named.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Refused {
-    /// Position of the op in its batch.
-    pub index: usize,
+    /// Position of the op in its batch (a batch is at most a few hundred
+    /// ops; `u32` keeps [`crate::MapError`] four words, which every `?`
+    /// on a mapping result copies).
+    pub index: u32,
     /// The op.
     pub op: Op,
     /// Xen's answer.

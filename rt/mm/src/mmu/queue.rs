@@ -49,7 +49,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 }
                 Outcome::Failed(errno) => {
                     return Err(MapError::Refused(Refused {
-                        index: i,
+                        index: i as u32,
                         op: ops[i],
                         errno,
                     }));
@@ -57,7 +57,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 Outcome::Skipped => {
                     // Only possible after a failure, which returned above.
                     return Err(MapError::Refused(Refused {
-                        index: i,
+                        index: i as u32,
                         op: ops[i],
                         errno: XenError::EINTR,
                     }));
