@@ -241,7 +241,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
         entries: Entries<'_>,
     ) -> Result<Pending<'_, 't, B>, MapError> {
         let mark = self.len;
-        let mut plan = FlushPlan {
+        self.plan = FlushPlan {
             active: self.active == Some(space.l4),
             ..FlushPlan::default()
         };
@@ -306,7 +306,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                     value,
                 })?;
                 if pte::present(old) {
-                    plan.add(v);
+                    self.plan.add(v);
                 }
                 i += 1;
             }
@@ -316,7 +316,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
             self.len = self.len.min(mark);
             return Err(e);
         }
-        Ok(Pending { mmu: self, plan })
+        Ok(Pending { mmu: self })
     }
 
     /// Changes the rights of every page in the range; all must be mapped.
@@ -340,7 +340,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 return Err(MapError::PageTableFrame(pfn));
             }
         }
-        let mut plan = FlushPlan {
+        self.plan = FlushPlan {
             active: self.active == Some(space.l4),
             ..FlushPlan::default()
         };
@@ -354,9 +354,9 @@ impl<'t, B: Backend> Mmu<'t, B> {
                 index: idx as u16,
                 value: pte::make(pte::frame(e), flags),
             })?;
-            plan.add(v);
+            self.plan.add(v);
         }
-        Ok(Pending { mmu: self, plan })
+        Ok(Pending { mmu: self })
     }
 
     /// Removes every mapping in the range (holes are fine). Tables stay.
@@ -368,7 +368,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
     ) -> Result<Pending<'_, 't, B>, MapError> {
         Self::check_range(va, pages)?;
         self.submit()?;
-        let mut plan = FlushPlan {
+        self.plan = FlushPlan {
             active: self.active == Some(space.l4),
             ..FlushPlan::default()
         };
@@ -393,9 +393,9 @@ impl<'t, B: Backend> Mmu<'t, B> {
                     index: idx as u16,
                     value: 0,
                 })?;
-                plan.add(v);
+                self.plan.add(v);
             }
         }
-        Ok(Pending { mmu: self, plan })
+        Ok(Pending { mmu: self })
     }
 }

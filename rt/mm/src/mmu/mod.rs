@@ -48,6 +48,7 @@ mod tables;
 
 pub use error::MapError;
 pub use map::Run;
+use pending::FlushPlan;
 pub use pending::Pending;
 pub use space::{DirectMap, Space};
 
@@ -72,6 +73,9 @@ pub struct Mmu<'t, B: Backend> {
     /// Build new L1 tables as ordinary frames and link them whole (the
     /// default); off: create them empty and write each entry through Xen.
     build_then_link: bool,
+    /// The TLB flush of the range operation whose [`Pending`] is out (set
+    /// afresh by each; taken by `Pending::flush`).
+    plan: FlushPlan,
     stats: Stats,
 }
 
@@ -105,6 +109,7 @@ impl<'t, B: Backend> Mmu<'t, B> {
             direct: [None, None],
             active,
             build_then_link: true,
+            plan: FlushPlan::default(),
             stats: Stats::default(),
         }
     }

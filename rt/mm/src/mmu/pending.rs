@@ -29,20 +29,22 @@ impl FlushPlan {
     }
 }
 
-/// Queued work of a range operation, including its TLB flush. Nothing is
+/// Queued work of a range operation, including its TLB flush (kept in the
+/// MMU, `Mmu::plan`, so this is one pointer: a mapping's `Result` is
+/// returned and `?`-propagated without copying the 272-byte plan). Nothing is
 /// guaranteed to have reached Xen until [`Pending::flush`] returns; a pending
-/// batch that is dropped stays queued and runs with the next submit.
+/// batch that is dropped stays queued and runs with the next submit (its
+/// TLB flush does not: the next range operation starts a new plan).
 #[must_use = "queued MMU updates only take effect when flushed"]
 pub struct Pending<'m, 't, B: Backend> {
     pub(super) mmu: &'m mut Mmu<'t, B>,
-    pub(super) plan: FlushPlan,
 }
 
 impl<B: Backend> fmt::Debug for Pending<'_, '_, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")
-            .field("invlpg", &self.plan.n)
-            .field("full_flush", &self.plan.full)
+            .field("invlpg", &self.mmu.plan.n)
+            .field("full_flush", &self.mmu.plan.full)
             .finish()
     }
 }
@@ -50,7 +52,8 @@ impl<B: Backend> fmt::Debug for Pending<'_, '_, B> {
 impl<B: Backend> Pending<'_, '_, B> {
     /// Queues the TLB flush and submits everything queued.
     pub fn flush(self) -> Result<(), MapError> {
-        let Pending { mmu, plan } = self;
+        let Pending { mmu } = self;
+        let plan = core::mem::take(&mut mmu.plan);
         if plan.full {
             mmu.push(Op::FlushTlb)?;
             mmu.stats.flushes += 1;

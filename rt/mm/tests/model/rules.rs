@@ -141,6 +141,37 @@ fn sixty_four_mib_in_few_hypercalls() {
     });
 }
 
+#[test]
+fn each_range_operation_flushes_its_own_pages() {
+    let mut w = boot(32768, 1024); // 128 MiB
+    with_mmu(&mut w, |mmu, frames, k| {
+        let va = 0x100_0000_0000;
+        mmu.map_range(&k, va, Pfn(8192), 8, Prot::RW, frames)
+            .unwrap()
+            .flush()
+            .unwrap();
+        // Three present pages of the active space unmapped: one invlpg each.
+        let s = mmu.stats();
+        mmu.unmap_range(&k, va, 3).unwrap().flush().unwrap();
+        assert_eq!(mmu.stats().flushes - s.flushes, 3);
+        // A range operation whose `Pending` is dropped: its writes stay
+        // queued (the next operation submits them), its flush is not
+        // carried into the next operation's.
+        let s = mmu.stats();
+        drop(mmu.unmap_range(&k, va + 3 * 4096, 2).unwrap());
+        mmu.unmap_range(&k, va + 5 * 4096, 1)
+            .unwrap()
+            .flush()
+            .unwrap();
+        assert_eq!(mmu.stats().flushes - s.flushes, 1);
+        for i in 0..8 {
+            let present = mmu.translate(k.root(), va + i * 4096).unwrap() & 1;
+            assert_eq!(present, u64::from(i >= 6), "page {i}");
+        }
+        mmu.backend().xen.check_invariants().unwrap();
+    });
+}
+
 /// Maps 64 MiB of fresh address space on one path; returns (MMU counters
 /// of the map, tables Xen validated, translations of every page).
 fn map_64_mib(build_then_link: bool) -> (rt_mm::Stats, u64, Vec<u64>) {
