@@ -120,14 +120,14 @@ fn number<B: Bus>(bus: &mut B, dir: &str, key: &str) -> Result<Option<u64>, Hand
         Some(v) => {
             let t = trimmed(&v);
             if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HandshakeError::Key(
+                return Err(HandshakeError::key(
                     path,
                     format!("{} is not a number", Shown(&v)),
                 ));
             }
             decimal(t)
                 .map(Some)
-                .ok_or_else(|| HandshakeError::Key(path, format!("{} is out of range", Shown(&v))))
+                .ok_or_else(|| HandshakeError::key(path, format!("{} is out of range", Shown(&v))))
         }
     }
 }
@@ -138,7 +138,7 @@ fn flag<B: Bus>(bus: &mut B, dir: &str, key: &str) -> bool {
 
 /// Reads the disk the backend describes (it is Connected: its keys exist).
 pub fn geometry<B: Bus>(bus: &mut B, backend: &str) -> Result<Geometry, HandshakeError> {
-    let bad = |key: &str, why: String| HandshakeError::Key(format!("{backend}/{key}"), why);
+    let bad = |key: &str, why: String| HandshakeError::key(format!("{backend}/{key}"), why);
     let sector_size = number(bus, backend, "sector-size")?.unwrap_or(512);
     if !(512..=4096).contains(&sector_size) || !sector_size.is_power_of_two() {
         return Err(bad(
@@ -208,7 +208,7 @@ pub fn connect<B: Bus, R>(
             &device.frontend,
             &[("state", format!("{}", state::CONNECTED))],
         )
-        .map_err(|e| HandshakeError::Key(device.frontend.clone(), format!("saying Connected: {e}")))
+        .map_err(|e| HandshakeError::key(device.frontend.clone(), format!("saying Connected: {e}")))
         .map(|()| g)
     });
     match connected {
@@ -360,8 +360,8 @@ mod tests {
         for (disk, key) in cases {
             let mut bus = blkback(disk);
             match run(&mut bus) {
-                Err(HandshakeError::Key(path, _)) => {
-                    assert_eq!(path, format!("{BE}/{key}"), "{disk:?}")
+                Err(HandshakeError::Key(k)) => {
+                    assert_eq!(k.path, format!("{BE}/{key}"), "{disk:?}")
                 }
                 other => panic!("{disk:?}: {other:?}"),
             }

@@ -91,7 +91,7 @@ pub fn connect<B: Bus, R>(
     })?;
     let mac = device.key("mac").and_then(parse_mac).ok_or_else(|| {
         // read_device checked it already; say so rather than panic.
-        HandshakeError::Key(format!("{}/mac", device.frontend), "not a MAC".into())
+        HandshakeError::key(format!("{}/mac", device.frontend), "not a MAC".into())
     })?;
     Ok((Vif { device, mac }, res))
 }
@@ -233,7 +233,7 @@ mod tests {
             }
             let (r, live) = run(&mut bus);
             match r {
-                Err(HandshakeError::Key(path, _)) => assert_eq!(path, named, "{k}={v:?}"),
+                Err(HandshakeError::Key(e)) => assert_eq!(e.path, named, "{k}={v:?}"),
                 other => panic!("{k}={v:?}: {other:?}"),
             }
             assert_eq!(live.get(), 0, "{k}={v:?}: nothing set up");

@@ -1,6 +1,7 @@
 //! The handshake itself: [`connect`] takes a device's [`Spec`] and walks
 //! the steps of the module doc ([`super`]); [`link_after`] judges the
 //! backend's state once connected.
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -144,8 +145,9 @@ impl Device {
 pub enum HandshakeError {
     /// The frontend directory has no `backend` key: no such device.
     NoDevice(String),
-    /// A key is missing, malformed or says no: (path, why).
-    Key(String, String),
+    /// A key is missing, malformed or says no (boxed: the error is four
+    /// words, not six, and every `?` of the handshake copies it).
+    Key(Box<KeyError>),
     /// The backend did not reach an accepted state by the deadline.
     Timeout {
         /// The state waited for (the lowest accepted).
@@ -166,6 +168,24 @@ pub enum HandshakeError {
     Setup(String),
 }
 
+/// A xenstore key the handshake could not use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyError {
+    /// The key's full path.
+    pub path: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl HandshakeError {
+    /// [`HandshakeError::Key`] for `path` (built out of line: one copy of
+    /// the boxing for the 20-odd places that report a key).
+    #[inline(never)]
+    pub fn key(path: String, why: String) -> HandshakeError {
+        HandshakeError::Key(Box::new(KeyError { path, why }))
+    }
+}
+
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -173,7 +193,7 @@ impl fmt::Display for HandshakeError {
                 let class = fe.split('/').nth(1).unwrap_or("device");
                 write!(f, "no {class} ({fe} is missing: add one to the xl config)")
             }
-            HandshakeError::Key(k, why) => write!(f, "xenstore key {k}: {why}"),
+            HandshakeError::Key(k) => write!(f, "xenstore key {}: {}", k.path, k.why),
             HandshakeError::Timeout {
                 want,
                 seen,
@@ -205,7 +225,7 @@ pub fn parse_state(s: &str) -> Option<u32> {
 
 /// A key's value as the handshake needs it: a failed read names the key.
 fn key_of(path: &str, read: Result<String, XsError>) -> Result<String, HandshakeError> {
-    read.map_err(|e| HandshakeError::Key(path.into(), format!("{e}")))
+    read.map_err(|e| HandshakeError::key(path.into(), format!("{e}")))
 }
 
 /// Reads `device/<class>/<devid>`'s keys: the backend's directory and
@@ -232,21 +252,21 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
     let path = &backend_path;
     let backend = match next() {
         Ok(b) if !trimmed(&b).is_empty() => String::from(trimmed(&b)),
-        Ok(_) => return Err(HandshakeError::Key(path.clone(), "empty".into())),
+        Ok(_) => return Err(HandshakeError::key(path.clone(), "empty".into())),
         Err(XsError::Error(XenError::ENOENT)) => return Err(HandshakeError::NoDevice(frontend)),
-        Err(e) => return Err(HandshakeError::Key(path.clone(), format!("{e}"))),
+        Err(e) => return Err(HandshakeError::key(path.clone(), format!("{e}"))),
     };
     let path = id_path;
     let v = key_of(&path, next())?;
     let backend_id = decimal(&v)
         .filter(|&id| id < u64::from(DOMID_FIRST_RESERVED))
         .map(|id| id as u16)
-        .ok_or_else(|| HandshakeError::Key(path, format!("{} is not a domain id", Shown(&v))))?;
+        .ok_or_else(|| HandshakeError::key(path, format!("{} is not a domain id", Shown(&v))))?;
     // The backend's directory is followed (read, watched) from now on: it
     // must be the one the toolstack makes for this device in the backend's
     // domain, never a path into another domain's directory or ours.
     if !valid_backend_dir(&backend, backend_id, spec.class, devid) {
-        return Err(HandshakeError::Key(
+        return Err(HandshakeError::key(
             format!("{frontend}/backend"),
             format!(
                 "{} is not /local/domain/{backend_id}/backend/{}/<our domain>/{devid}: refused",
@@ -260,7 +280,7 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
         let path = path.clone();
         let v = key_of(&path, next())?;
         if !(k.valid)(&v) {
-            return Err(HandshakeError::Key(
+            return Err(HandshakeError::key(
                 path,
                 format!("{} is not {}", Shown(&v), k.what),
             ));
@@ -390,7 +410,7 @@ fn read_backend<B: Bus>(bus: &mut B, spec: &Spec, dev: &mut Device) -> Result<()
         let path = path.clone();
         let v = key_of(&path, values.next().unwrap_or(Err(XsError::Broken)))?;
         if !is_on(&v) {
-            return Err(HandshakeError::Key(
+            return Err(HandshakeError::key(
                 path,
                 format!("{}: {}", Shown(&v), r.why),
             ));
@@ -429,7 +449,7 @@ pub fn connect<B: Bus, R>(
     let (res, mut entries) = setup(&dev).map_err(HandshakeError::Setup)?;
     entries.push(("state", format!("{}", spec.publish_state)));
     bus.publish(&dev.frontend, &entries).map_err(|e| {
-        HandshakeError::Key(dev.frontend.clone(), format!("publishing the rings: {e}"))
+        HandshakeError::key(dev.frontend.clone(), format!("publishing the rings: {e}"))
     })?;
     if let Err(e) = wait_backend(
         bus,
@@ -472,7 +492,7 @@ pub fn rearm<B: Bus>(
     match bus.read(&format!("{frontend}/backend")) {
         Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{frontend} was removed"))),
         Err(e) => {
-            return Err(HandshakeError::Key(
+            return Err(HandshakeError::key(
                 format!("{frontend}/backend"),
                 format!("{e}"),
             ));
@@ -482,14 +502,14 @@ pub fn rearm<B: Bus>(
     let online = format!("{backend}/online");
     match bus.read(&online) {
         Err(e) if gone(&e) => return Ok(Rearmed::Gone(format!("{backend} was removed"))),
-        Err(e) => return Err(HandshakeError::Key(online, format!("{e}"))),
+        Err(e) => return Err(HandshakeError::key(online, format!("{e}"))),
         Ok(v) if !is_on(&v) => {
             return Ok(Rearmed::Gone(format!("{online} reads {}", Shown(&v))));
         }
         Ok(_) => {}
     }
     bus.publish(frontend, &[("state", format!("{}", state::INITIALISING))])
-        .map_err(|e| HandshakeError::Key(format!("{frontend}/state"), format!("{e}")))?;
+        .map_err(|e| HandshakeError::key(format!("{frontend}/state"), format!("{e}")))?;
     let start = bus.now_ms();
     loop {
         let seen = match bus.read(&format!("{backend}/state")) {

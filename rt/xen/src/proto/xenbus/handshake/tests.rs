@@ -220,7 +220,7 @@ fn bad_frontend_keys_are_named() {
                 let e = HandshakeError::NoDevice(fe).to_string();
                 assert!(e.starts_with("no vbd (device/vbd/0 is missing"), "{e}");
             }
-            Err(HandshakeError::Key(path, _)) => assert_eq!(path, named),
+            Err(HandshakeError::Key(k)) => assert_eq!(k.path, named),
             other => panic!("{k}={v:?}: {other:?}"),
         }
         assert_eq!(live.get(), 0);
@@ -251,9 +251,9 @@ fn a_backend_path_out_of_the_devices_directory_is_refused() {
         bus.set("device/vbd/0/backend", dir);
         let (r, live, calls) = run(&mut bus);
         match r {
-            Err(HandshakeError::Key(path, why)) => {
-                assert_eq!(path, "device/vbd/0/backend", "{dir}");
-                assert!(why.ends_with("refused"), "{why}");
+            Err(HandshakeError::Key(k)) => {
+                assert_eq!(k.path, "device/vbd/0/backend", "{dir}");
+                assert!(k.why.ends_with("refused"), "{}", k.why);
             }
             other => panic!("{dir}: {other:?}"),
         }
@@ -298,7 +298,7 @@ fn a_required_feature_the_backend_lacks_is_named_before_anything_is_set_up() {
             panic!("set up although the backend lacks a required feature")
         });
         assert!(
-            matches!(&r, Err(HandshakeError::Key(p, _)) if *p == format!("{BE}/feature-flush-cache")),
+            matches!(&r, Err(HandshakeError::Key(k)) if k.path == format!("{BE}/feature-flush-cache")),
             "{v:?}: {r:?}"
         );
         assert_eq!(bus.publishes, 0);
@@ -311,7 +311,7 @@ fn a_failed_publish_or_setup_releases_everything() {
     bus.publish_error = Some(XsError::Error(XenError::EAGAIN));
     let (r, live, _) = run(&mut bus);
     assert!(
-        matches!(r, Err(HandshakeError::Key(ref p, _)) if p == FE),
+        matches!(r, Err(HandshakeError::Key(ref k)) if k.path == FE),
         "{r:?}"
     );
     assert_eq!(live.get(), 0);
