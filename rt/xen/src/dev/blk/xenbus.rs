@@ -2,6 +2,7 @@
 //! blkfront reads, publishes, and — once the backend is Connected — the
 //! disk it describes ([`Geometry`]), every value parsed and bounded (the
 //! backend is not trusted: a bad value is an error naming the key).
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -185,7 +186,7 @@ pub fn geometry<B: Bus>(bus: &mut B, backend: &str) -> Result<Geometry, Handshak
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vbd {
     /// The frontend and backend directories and the backend's domain.
-    pub device: Device,
+    pub device: Box<Device>,
     /// The disk.
     pub geometry: Geometry,
 }

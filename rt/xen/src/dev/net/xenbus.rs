@@ -1,6 +1,7 @@
 //! The vif's keys for the xenbus handshake (`public/io/netif.h`, Linux
 //! netfront): what netfront reads, requires and publishes, as data for the
 //! device-independent [`crate::proto::xenbus::connect`].
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -70,7 +71,7 @@ pub fn keys(r: Rings) -> Vec<(&'static str, String)> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vif {
     /// The frontend and backend directories and the backend's domain.
-    pub device: Device,
+    pub device: Box<Device>,
     /// The MAC address.
     pub mac: [u8; 6],
 }

@@ -232,7 +232,11 @@ fn key_of(path: &str, read: Result<String, XsError>) -> Result<String, Handshake
 /// domain, and the spec's frontend keys (each checked).
 // Cold (once per connection): kept out of line, the image is smaller.
 #[inline(never)]
-pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Device, HandshakeError> {
+pub fn read_device<B: Bus>(
+    bus: &mut B,
+    spec: &Spec,
+    devid: u32,
+) -> Result<Box<Device>, HandshakeError> {
     let frontend = format!("device/{}/{devid}", spec.class);
     // All of the frontend's keys at once: `backend`, `backend-id`, then the
     // spec's, in that order.
@@ -287,13 +291,13 @@ pub fn read_device<B: Bus>(bus: &mut B, spec: &Spec, devid: u32) -> Result<Devic
         }
         keys.push((k.name, v));
     }
-    Ok(Device {
+    Ok(Box::new(Device {
         frontend,
         backend,
         backend_id,
         keys,
         offered: Vec::new(),
-    })
+    }))
 }
 
 /// Domain ids from here on are Xen's own (`DOMID_SELF`, `DOMID_IO`, ...),
@@ -437,7 +441,7 @@ pub fn connect<B: Bus, R>(
     devid: u32,
     timeout_ms: u64,
     setup: impl FnOnce(&Device) -> Result<(R, Vec<(&'static str, String)>), String>,
-) -> Result<(Device, R), HandshakeError> {
+) -> Result<(Box<Device>, R), HandshakeError> {
     let mut dev = read_device(bus, spec, devid)?;
     wait_backend(
         bus,

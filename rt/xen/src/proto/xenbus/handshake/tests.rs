@@ -49,7 +49,7 @@ impl Drop for Granted {
     }
 }
 
-fn run(bus: &mut Fake) -> (Result<Device, HandshakeError>, Rc<Cell<i32>>, u32) {
+fn run(bus: &mut Fake) -> (Result<Box<Device>, HandshakeError>, Rc<Cell<i32>>, u32) {
     let live = Rc::new(Cell::new(0));
     let calls = Rc::new(Cell::new(0u32));
     let (l, c) = (live.clone(), calls.clone());
@@ -317,7 +317,7 @@ fn a_failed_publish_or_setup_releases_everything() {
     assert_eq!(live.get(), 0);
 
     let mut bus = fake_bus(blkback(0));
-    let r: Result<(Device, ()), _> = connect(&mut bus, &VBD, 0, TIMEOUT, |_| {
+    let r: Result<(Box<Device>, ()), _> = connect(&mut bus, &VBD, 0, TIMEOUT, |_| {
         Err("no grant entries".into())
     });
     assert_eq!(r, Err(HandshakeError::Setup("no grant entries".into())));
