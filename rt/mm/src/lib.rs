@@ -30,6 +30,6 @@ pub use backend::{Backend, FrameSource};
 pub use frame::{Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};
 pub use frame_alloc::{AllocStats, FrameAllocator};
 pub use mmu::{DirectMap, MapError, Mmu, Pending, Run, Space};
-pub use op::{Op, Outcome, Refused, Stats};
+pub use op::{Op, OpBrief, Outcome, Refused, Stats};
 pub use pte::{Level, Prot};
 pub use reservation::{Balloon, BalloonError, Reservation};

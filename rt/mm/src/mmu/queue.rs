@@ -5,7 +5,7 @@ use rt_xen::XenError;
 use super::{MapError, Mmu, QUEUE};
 use crate::backend::Backend;
 use crate::frame::Pfn;
-use crate::op::{Op, Outcome, Refused};
+use crate::op::{Op, OpBrief, Outcome, Refused};
 use crate::pte::{self, Level};
 
 impl<'t, B: Backend> Mmu<'t, B> {
@@ -41,28 +41,22 @@ impl<'t, B: Backend> Mmu<'t, B> {
         self.stats.hypercalls += u64::from(calls);
         self.stats.batched_ops += n as u64;
         for (i, o) in out.iter().enumerate() {
-            match *o {
+            let errno = match *o {
                 Outcome::Done => {
                     if let Op::Activate { l4 } = ops[i] {
                         self.active = Some(l4);
                     }
+                    continue;
                 }
-                Outcome::Failed(errno) => {
-                    return Err(MapError::Refused(Refused {
-                        index: i as u32,
-                        op: ops[i],
-                        errno,
-                    }));
-                }
-                Outcome::Skipped => {
-                    // Only possible after a failure, which returned above.
-                    return Err(MapError::Refused(Refused {
-                        index: i as u32,
-                        op: ops[i],
-                        errno: XenError::EINTR,
-                    }));
-                }
-            }
+                Outcome::Failed(errno) => errno,
+                // Only possible after a failure, which returns below.
+                Outcome::Skipped => XenError::EINTR,
+            };
+            return Err(MapError::Refused(Refused {
+                index: i as u32,
+                op: OpBrief::of(&ops[i]),
+                errno,
+            }));
         }
         Ok(())
     }
