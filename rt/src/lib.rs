@@ -49,6 +49,7 @@ mod exit;
 pub mod grant;
 pub mod heap;
 pub mod mm;
+pub mod parse;
 mod platform;
 mod qemu;
 pub mod sched;

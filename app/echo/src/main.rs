@@ -243,7 +243,7 @@ async fn source(mut s: TcpStream) {
     let mut words = text.split_ascii_whitespace();
     let count = words
         .next()
-        .and_then(|w| w.parse::<u64>().ok())
+        .and_then(rt::parse::decimal)
         .filter(|&n| n <= SOURCE_MAX);
     let fast = words.next() == Some("fast");
     let Some(count) = count else {
