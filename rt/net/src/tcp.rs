@@ -6,6 +6,7 @@
 //! and, when it must wait, registers the task's waker with smoltcp; the
 //! blocking calls loop on it through [`Stack::block`], the async ones are
 //! futures over it.
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
@@ -71,7 +72,13 @@ fn new_socket(o: &TcpOptions) -> tcp::Socket<'static> {
 /// is replaced by a fresh one (when the pool has room — else the next
 /// connection attempts are refused until a connection closes).
 #[derive(Debug)]
-pub struct TcpListener {
+pub struct TcpListener(Box<Listener>);
+
+/// A [`TcpListener`]'s state, boxed: the listener is then one pointer, and
+/// `bind`'s result and the futures that hold a listener move one word, not
+/// the options and the backlog.
+#[derive(Debug)]
+struct Listener {
     stack: Stack,
     port: u16,
     options: TcpOptions,
@@ -99,25 +106,42 @@ impl TcpListener {
         }
         g.listening.push(port);
         drop(g);
-        let mut l = TcpListener {
+        let mut l = Box::new(Listener {
             stack: stack.clone(),
             port,
             options,
             backlog: Vec::new(),
-        };
+        });
         l.refill(&mut l.stack.clone().lock());
         if l.backlog.is_empty() {
             // `l` is dropped: its port is freed.
             return Err(SocketError::NoBuffer);
         }
-        Ok(l)
+        Ok(TcpListener(l))
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port
     }
 
+    /// Waits for the next connection (`timeout`: at most that long).
+    pub fn accept(&mut self, timeout: Option<Duration>) -> Result<TcpStream, SocketError> {
+        let l = &mut self.0;
+        let deadline = l.stack.deadline(timeout);
+        let stack = l.stack.clone();
+        stack.block(deadline, |g| l.poll_accept(g, None).map(Ok))
+    }
+
+    /// Waits for the next connection, as a future.
+    pub async fn accept_async(&mut self) -> TcpStream {
+        let l = &mut self.0;
+        let stack = l.stack.clone();
+        poll_fn(|cx| crate::ready(l.poll_accept(&mut stack.lock(), Some(cx)))).await
+    }
+}
+
+impl Listener {
     /// Tops the backlog up to its size, as the pool allows.
     fn refill(&mut self, g: &mut Inner) {
         while self.backlog.len() < self.options.backlog {
@@ -155,22 +179,9 @@ impl TcpListener {
         self.refill(g);
         stream
     }
-
-    /// Waits for the next connection (`timeout`: at most that long).
-    pub fn accept(&mut self, timeout: Option<Duration>) -> Result<TcpStream, SocketError> {
-        let deadline = self.stack.deadline(timeout);
-        let stack = self.stack.clone();
-        stack.block(deadline, |g| self.poll_accept(g, None).map(Ok))
-    }
-
-    /// Waits for the next connection, as a future.
-    pub async fn accept_async(&mut self) -> TcpStream {
-        let stack = self.stack.clone();
-        poll_fn(|cx| crate::ready(self.poll_accept(&mut stack.lock(), Some(cx)))).await
-    }
 }
 
-impl Drop for TcpListener {
+impl Drop for Listener {
     fn drop(&mut self) {
         let mut g = self.stack.lock();
         g.listening.retain(|&p| p != self.port);
