@@ -165,7 +165,7 @@ impl fmt::Display for Refused {
 /// acts on (a table and the entry, a frame, a page's address), not a
 /// write's new value. So [`crate::MapError`] stays three words: every `?`
 /// on a mapping result copies it, and with the whole op (four words) the
-/// echo image was 2.3 KiB bigger. (Xen's own log, `xl dmesg`, names the
+/// echo image was 1.6 KiB bigger. (Xen's own log, `xl dmesg`, names the
 /// value it refused.)
 ///
 /// Bits 0-2: the kind; 3-11: a write's entry or a pin's level; 12-63: the
